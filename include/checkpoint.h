@@ -1,0 +1,66 @@
+/* checkpoint: HDF5 files holding the model and its training history (DESIGN.md section 7).
+ *
+ * Layout: /model/W1 (d,h) /model/b1 (h) /model/W2 (h,K) /model/b2 (K), float32;
+ * /history/{epoch (int64), train_loss, train_acc, test_acc, seconds (float64)}, 1-D;
+ * root attributes format, format_version, d, hidden, classes, epoch, step, seed, batch, lr,
+ * reduce, ranks, threads_per_rank, config, created, mlp_version.
+ *
+ * Writing is for rank 0 only and atomic: a temporary file in the same directory is
+ * written, flushed, fsync'd, renamed to DIR/epoch-NNNN.h5, the directory fsync'd, and
+ * DIR/latest.h5 (a symlink) is switched to it by the same rename dance. A crash at any
+ * instant leaves the previous checkpoint and latest.h5 loadable.
+ * Errors: -1 with one line in err naming the path and what failed. No MPI here.
+ */
+#ifndef MLP_CHECKPOINT_H
+#define MLP_CHECKPOINT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CKPT_FORMAT "mlp-checkpoint"
+#define CKPT_FORMAT_VERSION 1
+#define CKPT_ERR_MAX 1024
+
+typedef struct {
+    size_t len;                 /* epochs recorded */
+    size_t cap;
+    int64_t *epoch;             /* (cap) */
+    double *train_loss, *train_acc, *test_acc, *seconds;   /* (cap) each; NaN = not measured */
+} CkptHistory;
+
+int ckpt_history_init(CkptHistory *h, size_t cap);
+void ckpt_history_free(CkptHistory *h);
+/* Append one epoch (grows if needed). Returns 0 or -1 on allocation failure. */
+int ckpt_history_push(CkptHistory *h, int64_t epoch, double train_loss, double train_acc,
+                      double test_acc, double seconds);
+
+/* Everything a checkpoint holds. Arrays are borrowed on save, owned (free with
+ * ckpt_state_free) after ckpt_load. */
+typedef struct {
+    uint64_t d, hidden, classes;
+    float *W1, *b1, *W2, *b2;   /* (d,hidden) (hidden) (hidden,classes) (classes) */
+    int64_t epoch, step;        /* completed epochs; global steps taken */
+    uint64_t seed;
+    int64_t batch;
+    double lr;
+    char reduce[16];            /* "exact" | "fast" */
+    int64_t ranks, threads_per_rank;
+    char *config;               /* resolved INI text */
+    char created[32];           /* ISO 8601, UTC; filled by ckpt_save */
+    char mlp_version[32];
+    CkptHistory history;
+} CkptState;
+
+/* Write s atomically as DIR/epoch-NNNN.h5 (NNNN = s->epoch) and point DIR/latest.h5 at it;
+ * then delete the oldest epoch files beyond `keep` (0 = keep all). Creates DIR if needed.
+ * path_out (may be NULL) receives the file written. */
+int ckpt_save(const char *dir, CkptState *s, long keep, char *path_out, size_t path_len,
+              char *err, size_t errlen);
+
+/* Read and validate a checkpoint (format, version, every dataset present with the shape the
+ * attributes state). Returns 0 or -1 with a message; on error s holds nothing to free. */
+int ckpt_load(const char *path, CkptState *s, char *err, size_t errlen);
+
+void ckpt_state_free(CkptState *s);
+
+#endif

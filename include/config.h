@@ -1,0 +1,71 @@
+/* config: the run's settings, from an INI file (libinih) plus `--set section.key=value`
+ * overrides, with every default in one place (config_defaults) and every value checked.
+ *
+ * Owns: the Config struct (plain values, fixed-size path buffers; nothing to free).
+ * Touches: the INI file only. No MPI, no other files.
+ * Errors: config_load returns -1 and writes ONE line into err, naming `file:line`, the
+ * key and the value (or `--set ARG` for an override), e.g.
+ *   configs/x.ini:7: [train] lr = 'abc': not a number
+ */
+#ifndef MLP_CONFIG_H
+#define MLP_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CONFIG_PATH_MAX 1024
+#define CONFIG_ERR_MAX 1024
+
+typedef enum { REDUCE_EXACT = 0, REDUCE_FAST = 1 } ReduceMode;
+typedef enum { PROGRESS_AUTO = 0, PROGRESS_ON = 1, PROGRESS_OFF = 2 } ProgressMode;
+
+typedef struct {
+    char source[CONFIG_PATH_MAX];          /* the INI file it was loaded from */
+    struct {
+        char train_images[CONFIG_PATH_MAX];
+        char train_labels[CONFIG_PATH_MAX];
+        char test_images[CONFIG_PATH_MAX];
+        char test_labels[CONFIG_PATH_MAX];
+        long train_limit;                  /* first N training samples; 0 = all */
+    } data;
+    struct {
+        long hidden;                       /* h, hidden units */
+        uint64_t seed;                     /* init and epoch order */
+        char init[16];                     /* "xavier" */
+    } model;
+    struct {
+        long epochs;
+        long batch;                        /* GLOBAL minibatch size B, whatever the rank count */
+        double lr;                         /* eta */
+        long chunk;                        /* samples per reduction chunk */
+        ReduceMode reduce;
+        long eval_every;                   /* epochs between test evaluations; 0 = only at end */
+    } train;
+    struct {
+        char dir[CONFIG_PATH_MAX];
+        long every;                        /* epochs; 0 = only at end */
+        long every_steps;                  /* 0 = off */
+        long keep;                         /* epoch files kept; 0 = all */
+        char resume[CONFIG_PATH_MAX];      /* "auto", "none" or a path */
+    } checkpoint;
+    struct {
+        char metrics[CONFIG_PATH_MAX];     /* CSV path */
+        ProgressMode progress;
+    } log;
+} Config;
+
+/* Fill c with the documented defaults. */
+void config_defaults(Config *c);
+
+/* Defaults, then the INI file at path, then each override "section.key=value" in order.
+ * Returns 0, or -1 with a one-line message in err (errlen bytes). */
+int config_load(Config *c, const char *path, int noverrides, char *const overrides[],
+                char *err, size_t errlen);
+
+/* The resolved configuration as INI text, every key, parseable by config_load.
+ * Returns a malloc'd string (caller frees) or NULL on allocation failure. */
+char *config_to_ini(const Config *c);
+
+const char *config_reduce_name(ReduceMode m);
+
+#endif

@@ -1,0 +1,77 @@
+/* kernels: the loops that carry the flops, OpenMP-parallel, pure (pointers and sizes in,
+ * no globals, no MPI, no allocation).
+ *
+ * Exactness contract: every output element is computed by one thread, with a summation
+ * order fixed by the data alone (sample order within a chunk, pixel order within a
+ * sample). Threads split output ROWS, never a sum, so the bits of every result are the
+ * same for any thread count and on any rank. Zero pixels are skipped; that too depends
+ * only on the data.
+ *
+ * Fixed point (train.reduce = exact): a chunk's gradient g becomes the integer
+ * trunc(g * 2^KERNELS_FIX_BITS) and is ADDED to an int64 accumulator. |g| must not exceed
+ * the caller's `limit` (chosen so that no sum can overflow); a value beyond it, or a NaN,
+ * is counted in *bad instead of being added.
+ *
+ * Pixels are raw uint8 (0..255); the 1/255 scaling is applied once per output sum.
+ */
+#ifndef MLP_KERNELS_H
+#define MLP_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define KERNELS_FIX_BITS 40
+#define KERNELS_MAX_CLASSES 256
+
+/* A1[r,:] = sigmoid(b1 + (1/255) sum_k X[idx[r],k] W1[k,:]) for r < m.
+ * X (n, d) uint8 row-major; idx (m); W1 (d, h); b1 (h); A1 (m, h). */
+void kernels_hidden_forward(const uint8_t *X, const uint32_t *idx, size_t m, size_t d,
+                            size_t h, const float *W1, const float *b1, float *A1);
+
+/* Output layer, loss and the backward pass down to dZ1, one row at a time:
+ *   z = b2 + A1[r,:] W2;  loss[r] = logsumexp(z) - z[y];  correct[r] = (argmax z == y)
+ *   dZ2[r,:] = (softmax(z) - onehot(y)) * inv_m
+ *   dZ1[r,:] = (dZ2[r,:] W2^T) .* A1[r,:] .* (1 - A1[r,:])
+ * y = labels[idx[r]]. A1 (m, h); W2 (h, k); b2 (k); dZ2 (m, k); dZ1 (m, h); loss,
+ * correct (m). dZ2 and dZ1 may both be NULL (evaluation only). k <= KERNELS_MAX_CLASSES. */
+void kernels_output_backward(const float *A1, const uint8_t *labels, const uint32_t *idx,
+                             size_t m, size_t h, size_t k, const float *W2, const float *b2,
+                             float inv_m, float *dZ2, float *dZ1, double *loss,
+                             uint8_t *correct);
+
+/* Xt[c, r] = X[idx[r], c]: the shard's pixels transposed, (d, m), for the dW1 kernel. */
+void kernels_gather_transpose(const uint8_t *X, const uint32_t *idx, size_t m, size_t d,
+                              uint8_t *Xt);
+
+/* Where a gradient kernel puts its result. Fast mode: out_f (one sum over all m rows,
+ * stored, not added). Exact mode: out_i (one float sum per chunk of `chunk` rows, the last
+ * chunk shorter, each converted to fixed point and added). Exactly one of out_f, out_i
+ * is non-NULL. */
+typedef struct {
+    float *out_f;
+    int64_t *out_i;
+    size_t chunk;
+    float limit;     /* exact mode: largest |chunk gradient| accepted */
+    int64_t *bad;    /* exact mode: incremented per rejected value (non-finite or > limit) */
+} KernelsSink;
+
+/* dW1[c,:] = (1/255) sum_r Xt[c,r] dZ1[r,:] and db1 = sum_r dZ1[r,:].
+ * Xt (d, m) uint8; dZ1 (m, h); sink rows: dW1 (d, h) then db1 (h), contiguous. */
+void kernels_grad_layer1(const uint8_t *Xt, size_t m, size_t d, size_t h, const float *dZ1,
+                         const KernelsSink *sink);
+
+/* dW2[i,:] = sum_r A1[r,i] dZ2[r,:] and db2 = sum_r dZ2[r,:].
+ * A1 (m, h); dZ2 (m, k); sink rows: dW2 (h, k) then db2 (k), contiguous. */
+void kernels_grad_layer2(const float *A1, size_t m, size_t h, size_t k, const float *dZ2,
+                         const KernelsSink *sink);
+
+/* theta[i] -= lr * g[i] for the float gradient (fast mode). */
+void kernels_sgd_f32(float *theta, const float *g, size_t n, float lr);
+
+/* theta[i] -= lr * (g[i] * 2^-KERNELS_FIX_BITS) for the fixed-point gradient (exact mode). */
+void kernels_sgd_fixed(float *theta, const int64_t *g, size_t n, float lr);
+
+/* Number of NaN or infinite values in x (n). */
+int64_t kernels_count_nonfinite(const float *x, size_t n);
+
+#endif

@@ -1,0 +1,74 @@
+/* model: the two-layer perceptron of docs/derivation.md. Parameters and gradients, Xavier
+ * initialisation, forward/backward on a range of samples, evaluation.
+ *
+ * Owns: Params (one contiguous block, W1 b1 W2 b2 in that order, so one allreduce or one
+ * write covers all) and Workspace (every per-step buffer, sized once; nothing is allocated
+ * in the step). Each has an _init/_free pair. Never calls MPI.
+ */
+#ifndef MLP_MODEL_H
+#define MLP_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    size_t d, h, k;     /* input, hidden, classes */
+    size_t count;       /* d*h + h + h*k + k */
+    float *block;       /* (count) */
+    float *W1;          /* (d, h) row-major, block + 0 */
+    float *b1;          /* (h) */
+    float *W2;          /* (h, k) */
+    float *b2;          /* (k) */
+} Params;
+
+/* Allocate zeroed parameters. Returns 0, or -1 if the sizes overflow or malloc fails. */
+int model_params_init(Params *p, size_t d, size_t h, size_t k);
+void model_params_free(Params *p);
+
+/* Xavier/Glorot uniform: W ~ U(-a, a), a = sqrt(6 / (fan_in + fan_out)); biases 0.
+ * Each weight is a hash of (seed, its index): the same on every rank. */
+void model_init_xavier(Params *p, uint64_t seed);
+
+/* 64-bit FNV-1a hash of the raw bytes of W1, b1, W2, b2 (the metrics' param_hash). */
+uint64_t model_param_hash(const Params *p);
+
+typedef struct {
+    size_t rows;        /* capacity in samples */
+    size_t d, h, k;
+    float *A1;          /* (rows, h) */
+    float *dZ1;         /* (rows, h) */
+    float *dZ2;         /* (rows, k) */
+    double *loss;       /* (rows) */
+    uint8_t *correct;   /* (rows) */
+    uint8_t *Xt;        /* (d, rows) */
+    uint32_t *idx;      /* (rows) scratch sample indices for evaluation */
+} Workspace;
+
+int model_workspace_init(Workspace *w, const Params *p, size_t rows);
+void model_workspace_free(Workspace *w);
+
+/* Per-sample losses are summed as integers in units of 1/MODEL_LOSS_SCALE, so that the
+ * total does not depend on which rank or thread held which sample. */
+#define MODEL_LOSS_SCALE 0x1p24
+#define MODEL_LOSS_MAX 0x1p18   /* larger per-sample losses count as bad: sums cannot overflow */
+
+typedef struct {
+    int64_t loss_fix;   /* sum of per-sample losses, fixed point */
+    int64_t correct;    /* samples whose argmax is the label */
+    int64_t bad;        /* samples whose loss was not finite (excluded from the sums) */
+} ModelStats;
+
+/* Forward and backward over samples idx[0..m) (m <= w->rows) of X (n, d) with labels.
+ * dZ2 is normalised by m_global, the GLOBAL minibatch size. The W1 b1 W2 b2 gradient goes
+ * to sink (see kernels.h: float sums, or fixed-point chunk sums added to an accumulator).
+ * Returns the loss and accuracy of the forward pass. */
+ModelStats model_step_gradients(const Params *p, const uint8_t *X, const uint8_t *labels,
+                                const uint32_t *idx, size_t m, size_t m_global,
+                                Workspace *w, size_t chunk, float *grad_f, int64_t *grad_i,
+                                float limit, int64_t *bad);
+
+/* Forward only over samples first..first+m of X, in workspace-sized blocks. */
+ModelStats model_evaluate(const Params *p, const uint8_t *X, const uint8_t *labels,
+                          size_t first, size_t m, Workspace *w);
+
+#endif

@@ -1,0 +1,586 @@
+/* config: defaults, INI parsing (libinih), strict validation and --set overrides.
+ *
+ * One table (config_keys) lists every key in the order of DESIGN.md section 6 with its
+ * type, its field in Config and its range; parsing, overrides and config_to_ini all walk
+ * it, so a key cannot be known to one and forgotten by another.
+ *
+ * libinih as packaged by Debian calls the handler without a line number and reads lines
+ * into a 200-byte buffer, so the file is fed through our own reader (config_read_line),
+ * which counts lines for the error messages and refuses a line that does not fit instead
+ * of letting inih cut it silently.
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <ini.h>
+
+/* The longest line, without its newline, that inih's buffer holds (it needs one byte
+ * for '\0'). */
+#define CONFIG_LINE_MAX (INI_MAX_LINE - 1)
+
+/* Longest accepted path value: what still fits on one INI line after the longest path
+ * key, "train_images = ". Paths are held to this rather than to CONFIG_PATH_MAX so that
+ * config_to_ini's output (stored in every checkpoint) always parses back; a longer path
+ * could only come from --set, since a file line cannot hold it. */
+#define CONFIG_VALUE_MAX (CONFIG_LINE_MAX - (int)sizeof "train_images = " + 1)
+
+_Static_assert(CONFIG_VALUE_MAX > 0 && CONFIG_VALUE_MAX < CONFIG_PATH_MAX,
+               "path values must fit both an INI line and a Config buffer");
+
+typedef enum {
+    CONFIG_LONG,     /* integer in [lo, hi] */
+    CONFIG_SEED,     /* any uint64_t, decimal */
+    CONFIG_LR,       /* finite double in (0, 1e6] */
+    CONFIG_PATH,     /* non-empty path */
+    CONFIG_RESUME,   /* "auto", "none" or a path */
+    CONFIG_INIT,     /* "xavier" */
+    CONFIG_REDUCE,   /* exact | fast */
+    CONFIG_PROGRESS  /* auto | on | off */
+} ConfigType;
+
+typedef struct {
+    const char *section;
+    const char *name;
+    ConfigType type;
+    size_t offset;   /* of the field in Config */
+    size_t size;     /* of the field, bytes */
+    long lo, hi;     /* inclusive range, CONFIG_LONG only */
+} ConfigKey;
+
+#define CONFIG_KEY(sec, key, type, lo, hi) \
+    { #sec, #key, type, offsetof(Config, sec.key), sizeof(((Config *)0)->sec.key), lo, hi }
+
+#define CONFIG_INT31_MAX 2147483647L  /* 2^31 - 1 */
+#define CONFIG_LR_MAX 1e6
+
+/* DESIGN.md section 6 order: config_to_ini prints in this order. */
+static const ConfigKey config_keys[] = {
+    CONFIG_KEY(data, train_images, CONFIG_PATH, 0, 0),
+    CONFIG_KEY(data, train_labels, CONFIG_PATH, 0, 0),
+    CONFIG_KEY(data, test_images, CONFIG_PATH, 0, 0),
+    CONFIG_KEY(data, test_labels, CONFIG_PATH, 0, 0),
+    CONFIG_KEY(data, train_limit, CONFIG_LONG, 0, CONFIG_INT31_MAX),
+    CONFIG_KEY(model, hidden, CONFIG_LONG, 1, 1048576),
+    CONFIG_KEY(model, seed, CONFIG_SEED, 0, 0),
+    CONFIG_KEY(model, init, CONFIG_INIT, 0, 0),
+    CONFIG_KEY(train, epochs, CONFIG_LONG, 1, 1000000),
+    CONFIG_KEY(train, batch, CONFIG_LONG, 1, 1048576),
+    CONFIG_KEY(train, lr, CONFIG_LR, 0, 0),
+    CONFIG_KEY(train, chunk, CONFIG_LONG, 1, 1048576),
+    CONFIG_KEY(train, reduce, CONFIG_REDUCE, 0, 0),
+    CONFIG_KEY(train, eval_every, CONFIG_LONG, 0, 1000000),
+    CONFIG_KEY(checkpoint, dir, CONFIG_PATH, 0, 0),
+    CONFIG_KEY(checkpoint, every, CONFIG_LONG, 0, 1000000),
+    CONFIG_KEY(checkpoint, every_steps, CONFIG_LONG, 0, CONFIG_INT31_MAX),
+    CONFIG_KEY(checkpoint, keep, CONFIG_LONG, 0, 1000000),
+    CONFIG_KEY(checkpoint, resume, CONFIG_RESUME, 0, 0),
+    CONFIG_KEY(log, metrics, CONFIG_PATH, 0, 0),
+    CONFIG_KEY(log, progress, CONFIG_PROGRESS, 0, 0),
+};
+#define CONFIG_NKEYS (sizeof config_keys / sizeof config_keys[0])
+
+static const char *const config_progress_names[] = {"auto", "on", "off"};
+
+/* State shared by the reader and the handler while one file is parsed. */
+typedef struct {
+    Config *c;
+    const char *path;
+    FILE *f;
+    int lineno;               /* lines read so far = the line the handler sees */
+    int long_line;            /* line that did not fit inih's buffer; 0 = none */
+    int read_errno;           /* errno of a failed read; 0 = none */
+    int err_line;             /* line of the first handler error; 0 = none */
+    int seen[CONFIG_NKEYS];   /* line each key was set on; 0 = not yet */
+    char *err;
+    size_t errlen;
+} ConfigParse;
+
+#if defined(__GNUC__)
+__attribute__((format(printf, 3, 4)))
+#endif
+static void config_fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || errlen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    /* The message echoes user text (an override may hold a newline): keep it one line. */
+    for (char *p = err; *p; p++)
+        if (iscntrl((unsigned char)*p))
+            *p = '?';
+}
+
+/* Copy s into a fixed buffer, clearing it first so that two Configs holding the same
+ * values are equal byte for byte. Returns -1 (buffer untouched) if s does not fit. */
+static int config_put(char *dst, size_t cap, const char *s)
+{
+    size_t len = strlen(s);
+    if (len >= cap)
+        return -1;
+    memset(dst, 0, cap);
+    memcpy(dst, s, len);
+    return 0;
+}
+
+void config_defaults(Config *c)
+{
+    memset(c, 0, sizeof *c);
+    config_put(c->data.train_images, sizeof c->data.train_images,
+               "data/mnist/train-images-idx3-ubyte");
+    config_put(c->data.train_labels, sizeof c->data.train_labels,
+               "data/mnist/train-labels-idx1-ubyte");
+    config_put(c->data.test_images, sizeof c->data.test_images,
+               "data/mnist/t10k-images-idx3-ubyte");
+    config_put(c->data.test_labels, sizeof c->data.test_labels,
+               "data/mnist/t10k-labels-idx1-ubyte");
+    c->data.train_limit = 0;
+    c->model.hidden = 128;
+    c->model.seed = 42;
+    config_put(c->model.init, sizeof c->model.init, "xavier");
+    c->train.epochs = 30;
+    c->train.batch = 64;
+    c->train.lr = 0.5;
+    c->train.chunk = 16;
+    c->train.reduce = REDUCE_EXACT;
+    c->train.eval_every = 1;
+    config_put(c->checkpoint.dir, sizeof c->checkpoint.dir, "runs/mnist");
+    c->checkpoint.every = 0;
+    c->checkpoint.every_steps = 0;
+    c->checkpoint.keep = 3;
+    config_put(c->checkpoint.resume, sizeof c->checkpoint.resume, "none");
+    config_put(c->log.metrics, sizeof c->log.metrics, "runs/mnist/metrics.csv");
+    c->log.progress = PROGRESS_AUTO;
+}
+
+const char *config_reduce_name(ReduceMode m)
+{
+    return m == REDUCE_FAST ? "fast" : "exact";
+}
+
+/* ---- value parsers: each returns NULL or the reason the value is refused ---- */
+
+/* strtol and friends skip leading blanks and accept what a prefix of the text spells;
+ * both would let a typo through, so the whole value must be consumed. */
+static const char *config_parse_long(const char *s, long lo, long hi, long *out,
+                                     char *why, size_t whylen)
+{
+    if (s[0] == '\0' || isspace((unsigned char)s[0]))
+        return "not an integer";
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (end == s)
+        return "not an integer";
+    if (*end != '\0') {
+        snprintf(why, whylen, "unexpected '%s' after the number", end);
+        return why;
+    }
+    if (errno == ERANGE || v < lo || v > hi) {
+        snprintf(why, whylen, "out of range (%ld..%ld)", lo, hi);
+        return why;
+    }
+    *out = v;
+    return NULL;
+}
+
+static const char *config_parse_seed(const char *s, uint64_t *out, char *why, size_t whylen)
+{
+    if (s[0] == '\0' || isspace((unsigned char)s[0]))
+        return "not an integer";
+    char *end;
+    errno = 0;
+    /* strtoull accepts "-5" and returns 2^64 - 5: refuse the sign before it can. */
+    unsigned long long v = strtoull(s, &end, 10);
+    if (end == s)
+        return "not an integer";
+    if (*end != '\0') {
+        snprintf(why, whylen, "unexpected '%s' after the number", end);
+        return why;
+    }
+    int too_big = errno == ERANGE;
+#if ULLONG_MAX > UINT64_MAX
+    too_big |= v > UINT64_MAX;
+#endif
+    if (s[0] == '-' || too_big) {
+        snprintf(why, whylen, "out of range (0..%" PRIu64 ")", UINT64_MAX);
+        return why;
+    }
+    *out = (uint64_t)v;
+    return NULL;
+}
+
+static const char *config_parse_lr(const char *s, double *out, char *why, size_t whylen)
+{
+    if (s[0] == '\0' || isspace((unsigned char)s[0]))
+        return "not a number";
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s)
+        return "not a number";
+    if (*end != '\0') {
+        snprintf(why, whylen, "unexpected '%s' after the number", end);
+        return why;
+    }
+    /* ERANGE: overflow ("1e400") or underflow; either way far outside the range. */
+    if (errno == ERANGE)
+        return "out of range (must be > 0 and <= 1e6)";
+    /* strtod spells out "nan" and "inf"; neither is a learning rate. */
+    if (!isfinite(v))
+        return "not a finite number";
+    if (!(v > 0.0) || v > CONFIG_LR_MAX)
+        return "out of range (must be > 0 and <= 1e6)";
+    *out = v;
+    return NULL;
+}
+
+/* A path must survive config_to_ini -> config_load unchanged: inih would end it at a
+ * ';' that follows a blank (an inline comment) and a control character would break the
+ * line, so both are refused rather than altered. */
+static const char *config_check_path(const char *s, char *why, size_t whylen)
+{
+    if (s[0] == '\0')
+        return "must not be empty";
+    size_t len = strlen(s);
+    if (len > (size_t)CONFIG_VALUE_MAX) {
+        snprintf(why, whylen, "too long (at most %d characters)", CONFIG_VALUE_MAX);
+        return why;
+    }
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (iscntrl(ch))
+            return "contains a control character";
+        if (ch == ';' && i > 0 && (s[i - 1] == ' ' || s[i - 1] == '\t'))
+            return "contains ' ;', which INI reads as the start of a comment";
+    }
+    return NULL;
+}
+
+/* Parse value into the field of key k. Returns NULL, or the reason (in why or static). */
+static const char *config_set(Config *c, const ConfigKey *k, const char *value, char *why,
+                              size_t whylen)
+{
+    char *field = (char *)c + k->offset;
+    const char *bad = NULL;
+    switch (k->type) {
+    case CONFIG_LONG:
+        return config_parse_long(value, k->lo, k->hi, (long *)(void *)field, why, whylen);
+    case CONFIG_SEED:
+        return config_parse_seed(value, (uint64_t *)(void *)field, why, whylen);
+    case CONFIG_LR:
+        return config_parse_lr(value, (double *)(void *)field, why, whylen);
+    case CONFIG_RESUME:
+        /* "auto" and "none" pass the path checks too, so resume shares them. */
+        if (value[0] == '\0')
+            return "must be auto, none or a path";
+        /* fall through */
+    case CONFIG_PATH:
+        bad = config_check_path(value, why, whylen);
+        if (bad)
+            return bad;
+        if (config_put(field, k->size, value) != 0)
+            return "too long";  /* unreachable: CONFIG_VALUE_MAX < CONFIG_PATH_MAX */
+        return NULL;
+    case CONFIG_INIT:
+        if (strcmp(value, "xavier") != 0)
+            return "must be xavier";
+        config_put(field, k->size, value);
+        return NULL;
+    case CONFIG_REDUCE:
+        if (strcmp(value, "exact") == 0)
+            *(ReduceMode *)(void *)field = REDUCE_EXACT;
+        else if (strcmp(value, "fast") == 0)
+            *(ReduceMode *)(void *)field = REDUCE_FAST;
+        else
+            return "must be exact or fast";
+        return NULL;
+    case CONFIG_PROGRESS:
+        for (int i = 0; i < 3; i++) {
+            if (strcmp(value, config_progress_names[i]) == 0) {
+                *(ProgressMode *)(void *)field = (ProgressMode)i;
+                return NULL;
+            }
+        }
+        return "must be auto, on or off";
+    }
+    return "unknown key type";  /* unreachable: the switch covers every ConfigType */
+}
+
+/* Apply one section/key/value. where is "file:line" or "--set ARG"; seen is NULL for
+ * overrides (which may repeat a key: the last wins, as job scripts layer them). */
+static int config_apply(Config *c, const char *where, const char *section, const char *name,
+                        const char *value, int *seen, int lineno, char *err, size_t errlen)
+{
+    if (section[0] == '\0') {
+        config_fail(err, errlen, "%s: key '%s' is outside any [section]", where, name);
+        return -1;
+    }
+    int section_known = 0;
+    const ConfigKey *k = NULL;
+    size_t ki = 0;
+    for (size_t i = 0; i < CONFIG_NKEYS; i++) {
+        if (strcmp(config_keys[i].section, section) != 0)
+            continue;
+        section_known = 1;
+        if (strcmp(config_keys[i].name, name) == 0) {
+            k = &config_keys[i];
+            ki = i;
+            break;
+        }
+    }
+    if (!section_known) {
+        config_fail(err, errlen, "%s: unknown section [%s]", where, section);
+        return -1;
+    }
+    if (!k) {
+        config_fail(err, errlen, "%s: unknown key '%s' in [%s]", where, name, section);
+        return -1;
+    }
+    if (seen && seen[ki]) {
+        config_fail(err, errlen, "%s: [%s] %s = '%s': already set on line %d", where, section,
+                    name, value, seen[ki]);
+        return -1;
+    }
+    char why[160];
+    const char *bad = config_set(c, k, value, why, sizeof why);
+    if (bad) {
+        /* A file line holds at most CONFIG_LINE_MAX characters; only an override can be
+         * longer, and quoting it whole could push the reason out of err. */
+        int cut = strlen(value) > CONFIG_LINE_MAX;
+        config_fail(err, errlen, "%s: [%s] %s = '%.*s%s': %s", where, section, name,
+                    CONFIG_LINE_MAX, value, cut ? "..." : "", bad);
+        return -1;
+    }
+    if (seen)
+        seen[ki] = lineno;
+    return 0;
+}
+
+/* fgets-style reader for ini_parse_stream: counts lines, refuses a line longer than
+ * inih's buffer (inih would otherwise read its tail as a line of its own), and drops
+ * leading blanks so that an indented line is an ordinary line: inih would take it as a
+ * continuation of the previous key's value, and our values never span lines. */
+static char *config_read_line(char *buf, int num, void *stream)
+{
+    ConfigParse *p = stream;
+    if (p->long_line || p->read_errno || num < 2)
+        return NULL;
+    errno = 0;
+    if (!fgets(buf, num, p->f)) {
+        if (ferror(p->f))
+            p->read_errno = errno ? errno : EIO;
+        return NULL;
+    }
+    p->lineno++;
+    size_t len = strlen(buf);
+    if (len == (size_t)num - 1 && buf[len - 1] != '\n') {
+        /* The buffer is full: fine only if the line ends right here. */
+        int ch = getc(p->f);
+        if (ch == '\r')
+            ch = getc(p->f);
+        if (ch != '\n' && ch != EOF) {
+            p->long_line = p->lineno;
+            return NULL;
+        }
+    }
+    size_t skip = strspn(buf, " \t");
+    memmove(buf, buf + skip, len - skip + 1);
+    return buf;
+}
+
+static int config_handler(void *user, const char *section, const char *name,
+                          const char *value)
+{
+    ConfigParse *p = user;
+    if (p->err_line)
+        return 1;  /* only the first error is reported; inih goes on reading regardless */
+    char where[CONFIG_PATH_MAX + 32];
+    snprintf(where, sizeof where, "%s:%d", p->path, p->lineno);
+    if (config_apply(p->c, where, section, name, value, p->seen, p->lineno, p->err,
+                     p->errlen) != 0) {
+        p->err_line = p->lineno;
+        return 0;
+    }
+    return 1;
+}
+
+static int config_load_file(Config *c, const char *path, char *err, size_t errlen)
+{
+    ConfigParse p;
+    memset(&p, 0, sizeof p);
+    p.c = c;
+    p.path = path;
+    p.err = err;
+    p.errlen = errlen;
+    p.f = fopen(path, "r");
+    if (!p.f) {
+        config_fail(err, errlen, "%s: cannot open config: %s", path, strerror(errno));
+        return -1;
+    }
+    int rc = ini_parse_stream(config_read_line, &p, config_handler, &p);
+    fclose(p.f);
+
+    /* Report the error that comes first in the file. inih returns the first line it
+     * could not parse, or the line our handler refused; reading stops at a long line. */
+    if (rc > 0 && (!p.err_line || rc < p.err_line)) {
+        config_fail(err, errlen, "%s:%d: syntax error (expected [section] or key = value)",
+                    path, rc);
+        return -1;
+    }
+    if (p.err_line)
+        return -1;  /* the handler wrote the message */
+    if (p.long_line) {
+        config_fail(err, errlen, "%s:%d: line too long (more than %d characters)", path,
+                    p.long_line, CONFIG_LINE_MAX);
+        return -1;
+    }
+    if (p.read_errno) {
+        config_fail(err, errlen, "%s: cannot read config: %s", path, strerror(p.read_errno));
+        return -1;
+    }
+    if (rc != 0) {
+        config_fail(err, errlen, "%s: cannot read config: out of memory", path);
+        return -1;
+    }
+    return 0;
+}
+
+/* Copy [s, s+n) without surrounding blanks into dst (cap bytes); -1 if it does not fit. */
+static int config_trim_copy(char *dst, size_t cap, const char *s, size_t n)
+{
+    while (n > 0 && isspace((unsigned char)s[0])) {
+        s++;
+        n--;
+    }
+    while (n > 0 && isspace((unsigned char)s[n - 1]))
+        n--;
+    if (n >= cap)
+        return -1;
+    memcpy(dst, s, n);
+    dst[n] = '\0';
+    return 0;
+}
+
+/* One "section.key=value" override, blanks around each part ignored as in the file. */
+static int config_override(Config *c, const char *arg, char *err, size_t errlen)
+{
+    /* Quote the argument, shortened as config_apply shortens the value. */
+    char where[CONFIG_LINE_MAX + 64];
+    snprintf(where, sizeof where, "--set %.*s%s", CONFIG_LINE_MAX + 32, arg,
+             strlen(arg) > CONFIG_LINE_MAX + 32 ? "..." : "");
+    const char *eq = strchr(arg, '=');
+    const char *dot = eq ? memchr(arg, '.', (size_t)(eq - arg)) : NULL;
+    char section[64], name[64];
+    /* A value longer than any accepted one is refused by config_set with its reason;
+     * this buffer only needs to hold one more character than that. */
+    char value[CONFIG_PATH_MAX];
+    if (!dot || config_trim_copy(section, sizeof section, arg, (size_t)(dot - arg)) != 0 ||
+        config_trim_copy(name, sizeof name, dot + 1, (size_t)(eq - dot - 1)) != 0 ||
+        section[0] == '\0' || name[0] == '\0') {
+        config_fail(err, errlen, "%s: expected section.key=value", where);
+        return -1;
+    }
+    if (config_trim_copy(value, sizeof value, eq + 1, strlen(eq + 1)) != 0) {
+        /* Longer than any buffer: report it without echoing kilobytes of value. */
+        config_fail(err, errlen, "%s: [%s] %s: value too long", where, section, name);
+        return -1;
+    }
+    return config_apply(c, where, section, name, value, NULL, 0, err, errlen);
+}
+
+int config_load(Config *c, const char *path, int noverrides, char *const overrides[],
+                char *err, size_t errlen)
+{
+    config_defaults(c);
+    if (err && errlen)
+        err[0] = '\0';
+    /* path NULL: defaults and overrides only (source stays ""). */
+    if (path) {
+        if (config_put(c->source, sizeof c->source, path) != 0) {
+            config_fail(err, errlen, "%.64s...: config path too long (at most %d characters)",
+                        path, CONFIG_PATH_MAX - 1);
+            return -1;
+        }
+        if (config_load_file(c, path, err, errlen) != 0)
+            return -1;
+    }
+    for (int i = 0; i < noverrides; i++)
+        if (config_override(c, overrides[i], err, errlen) != 0)
+            return -1;
+    return 0;
+}
+
+/* Shortest of %.15g..%.17g that reads back as exactly v (%.17g always does): the same
+ * value after a round trip, and 0.1 stays "0.1" for the people reading the banner. */
+static void config_format_double(double v, char *buf, size_t n)
+{
+    for (int prec = 15; prec <= 17; prec++) {
+        snprintf(buf, n, "%.*g", prec, v);
+        if (strtod(buf, NULL) == v)
+            return;
+    }
+}
+
+char *config_to_ini(const Config *c)
+{
+    char *text = NULL;
+    size_t size = 0;
+    FILE *f = open_memstream(&text, &size);
+    if (!f)
+        return NULL;
+    int bad = fprintf(f, "; resolved configuration of mlp\n") < 0;
+    const char *section = "";
+    for (size_t i = 0; i < CONFIG_NKEYS && !bad; i++) {
+        const ConfigKey *k = &config_keys[i];
+        const char *field = (const char *)c + k->offset;
+        if (strcmp(section, k->section) != 0) {
+            section = k->section;
+            bad |= fprintf(f, "\n[%s]\n", section) < 0;
+        }
+        char num[64];
+        const char *shown = num;
+        switch (k->type) {
+        case CONFIG_LONG:
+            snprintf(num, sizeof num, "%ld", *(const long *)(const void *)field);
+            break;
+        case CONFIG_SEED:
+            snprintf(num, sizeof num, "%" PRIu64, *(const uint64_t *)(const void *)field);
+            break;
+        case CONFIG_LR:
+            config_format_double(*(const double *)(const void *)field, num, sizeof num);
+            break;
+        case CONFIG_REDUCE:
+            snprintf(num, sizeof num, "%s",
+                     config_reduce_name(*(const ReduceMode *)(const void *)field));
+            break;
+        case CONFIG_PROGRESS: {
+            ProgressMode m = *(const ProgressMode *)(const void *)field;
+            snprintf(num, sizeof num, "%s",
+                     config_progress_names[m >= PROGRESS_AUTO && m <= PROGRESS_OFF ? m : 0]);
+            break;
+        }
+        case CONFIG_PATH:
+        case CONFIG_RESUME:
+        case CONFIG_INIT:
+            shown = field;
+            break;
+        }
+        bad |= fprintf(f, "%s = %s\n", k->name, shown) < 0;
+    }
+    if (fclose(f) != 0 || bad) {
+        free(text);
+        return NULL;
+    }
+    return text;
+}

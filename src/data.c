@@ -1,0 +1,367 @@
+/* data: IDX readers (plain or gzip through zlib) and the per-epoch sample order.
+ *
+ * IDX layout (big-endian header, then the raw payload):
+ *   images  0x00000803  count rows cols  then count*rows*cols u8 pixels
+ *   labels  0x00000801  count            then count u8 labels
+ * The header is trusted for nothing: every field is checked, and the payload must be
+ * exactly as long as the header says (a short file and trailing bytes are both errors),
+ * because a silently short read would train on zeros and a mismatched pair of files would
+ * train on wrong labels. Both headers are read and compared before the big pixel buffer
+ * is allocated, so a wrong pairing fails fast and cheaply.
+ */
+#include "data.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+#define DATA_MAGIC_IMAGES 0x00000803u /* type 0x08 = u8, 3 dimensions */
+#define DATA_MAGIC_LABELS 0x00000801u /* type 0x08 = u8, 1 dimension */
+#define DATA_GZ_BUFFER (1u << 18)      /* zlib's default 8 KiB makes 47 MB reads syscall-bound */
+#define DATA_READ_CHUNK (1u << 30)     /* gzread takes an unsigned length and returns an int */
+
+#if defined(__GNUC__)
+#define DATA_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define DATA_PRINTF(f, a)
+#endif
+
+/* One open IDX file: what its header announced and how big its payload must be. */
+typedef struct {
+    gzFile gz;
+    const char *path;
+    const char *what;  /* "pixel" or "label": used in messages */
+    uint32_t dims[3];  /* count, rows, cols (images) or count (labels) */
+    size_t payload;    /* bytes after the header, from the dims, overflow-checked */
+} DataIdx;
+
+/* Every message has the one shape `PATH: what is wrong` so that a user sees at once which
+ * file to look at; err may be NULL when the caller only wants the status. */
+DATA_PRINTF(4, 5)
+static void data_fail(char *err, size_t errlen, const char *path, const char *fmt, ...)
+{
+    if (err == NULL || errlen == 0)
+        return;
+    int used = snprintf(err, errlen, "%s: ", path);
+    if (used < 0 || (size_t)used >= errlen)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err + used, errlen - (size_t)used, fmt, ap);
+    va_end(ap);
+}
+
+static uint32_t data_be32(const unsigned char *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
+}
+
+/* gzerror prefixes its text with the path given to gzopen; we print the path ourselves,
+ * so strip it to keep the message to one mention of the file. */
+static const char *data_gz_text(gzFile gz, const char *path, int *errnum)
+{
+    const char *msg = gzerror(gz, errnum);
+    size_t plen = strlen(path);
+    if (msg != NULL && strncmp(msg, path, plen) == 0 && msg[plen] == ':' && msg[plen + 1] == ' ')
+        msg += plen + 2;
+    return msg != NULL ? msg : "unknown zlib error";
+}
+
+/* Read up to len bytes into buf, in chunks gzread can take. *got is what arrived.
+ * Returns -1 (message written) on a hard read or decompression error, 0 otherwise; a short
+ * *got with 0 means the data ended, and *ended_early tells whether the gzip stream itself
+ * was cut (zlib reports that as Z_BUF_ERROR rather than as a hard error). */
+static int data_gz_read(const DataIdx *f, void *buf, size_t len, size_t *got, int *ended_early,
+                        char *err, size_t errlen)
+{
+    unsigned char *p = buf;
+    *got = 0;
+    *ended_early = 0;
+    while (*got < len) {
+        size_t want = len - *got;
+        if (want > DATA_READ_CHUNK)
+            want = DATA_READ_CHUNK;
+        int r = gzread(f->gz, p + *got, (unsigned)want);
+        if (r > 0)
+            *got += (size_t)r;
+        int errnum = Z_OK;
+        const char *msg = data_gz_text(f->gz, f->path, &errnum);
+        if (r < 0 || (errnum != Z_OK && errnum != Z_BUF_ERROR)) {
+            if (errnum == Z_ERRNO) /* zlib's text is then strerror's, taken when it failed */
+                data_fail(err, errlen, f->path, "cannot read: %s", msg);
+            else
+                data_fail(err, errlen, f->path, "cannot decompress (corrupt gzip data?): %s", msg);
+            return -1;
+        }
+        if (errnum == Z_BUF_ERROR)
+            *ended_early = 1;
+        if ((size_t)r < want)
+            break;
+    }
+    return 0;
+}
+
+static void data_idx_close(DataIdx *f)
+{
+    /* gzclose on a read handle only releases memory; read errors were caught by gzread. */
+    if (f->gz != NULL)
+        gzclose(f->gz);
+    f->gz = NULL;
+}
+
+/* Open path, read and check its header (magic, dimensions, payload size). On success the
+ * handle is positioned at the first payload byte. On failure it is closed. */
+static int data_idx_open(DataIdx *f, const char *path, uint32_t magic, char *err, size_t errlen)
+{
+    const int ndims = magic == DATA_MAGIC_IMAGES ? 3 : 1;
+    const char *kind = ndims == 3 ? "image" : "label";
+    memset(f, 0, sizeof *f);
+    f->path = path;
+    f->what = ndims == 3 ? "pixel" : "label";
+
+    errno = 0;
+    f->gz = gzopen(path, "rb");
+    if (f->gz == NULL) {
+        /* gzopen leaves errno at 0 only when it could not allocate its state */
+        data_fail(err, errlen, path, "cannot open: %s", errno ? strerror(errno) : "out of memory");
+        return -1;
+    }
+    if (gzbuffer(f->gz, DATA_GZ_BUFFER) != 0) {
+        data_fail(err, errlen, path, "cannot set the zlib buffer size");
+        goto fail;
+    }
+
+    /* The magic is read and checked on its own first: a file of the wrong kind (labels given
+     * as images, say) is often shorter than the header we expect, and "wrong magic" is the
+     * message that tells the user what happened. */
+    unsigned char hdr[16];
+    const size_t hdrlen = 4 + 4 * (size_t)ndims;
+    size_t got;
+    int early;
+    if (data_gz_read(f, hdr, 4, &got, &early, err, errlen) != 0)
+        goto fail;
+    if (got == 4) {
+        const uint32_t found = data_be32(hdr);
+        if (found != magic) {
+            /* Name the likely mistake for the common cases: the files given in the wrong
+             * order, and an IDX file of another element type. */
+            const uint32_t other = magic == DATA_MAGIC_IMAGES ? DATA_MAGIC_LABELS : DATA_MAGIC_IMAGES;
+            const char *hint = "";
+            if (found == other)
+                hint = magic == DATA_MAGIC_IMAGES
+                           ? " (this is an IDX label file: images and labels swapped?)"
+                           : " (this is an IDX image file: images and labels swapped?)";
+            else if ((found >> 16) == 0 && ((found >> 8) & 0xFF) != 0x08)
+                hint = " (an IDX file of another element type; only unsigned bytes, type 0x08, are supported)";
+            else if ((found >> 16) != 0)
+                hint = " (not an IDX file)";
+            data_fail(err, errlen, path, "bad magic number 0x%08X, expected 0x%08X for an IDX u8 %s file%s",
+                      (unsigned)found, (unsigned)magic, kind, hint);
+            goto fail;
+        }
+        size_t more;
+        if (data_gz_read(f, hdr + 4, hdrlen - 4, &more, &early, err, errlen) != 0)
+            goto fail;
+        got += more;
+    }
+    if (got < hdrlen) {
+        data_fail(err, errlen, path,
+                  "truncated header: an IDX %s file starts with a %zu-byte header, found %zu bytes%s",
+                  kind, hdrlen, got, early ? " (the gzip stream ends early)" : "");
+        goto fail;
+    }
+
+    static const char *const names[3] = {"count", "rows", "cols"};
+    size_t payload = 1;
+    for (int i = 0; i < ndims; i++) {
+        f->dims[i] = data_be32(hdr + 4 + 4 * i);
+        if (f->dims[i] == 0) {
+            if (i == 0)
+                data_fail(err, errlen, path, "empty: the header announces 0 %ss", kind);
+            else
+                data_fail(err, errlen, path, "the header gives %s = 0: an image has no pixels", names[i]);
+            goto fail;
+        }
+        /* The product must fit a size_t: it sizes the allocation and the read. */
+        if (payload > SIZE_MAX / f->dims[i]) {
+            data_fail(err, errlen, path,
+                      "header dimensions %u x %u x %u give more %s bytes than this machine can address",
+                      (unsigned)f->dims[0], (unsigned)f->dims[1], (unsigned)f->dims[2], f->what);
+            goto fail;
+        }
+        payload *= f->dims[i];
+    }
+    f->payload = payload;
+    return 0;
+
+fail:
+    data_idx_close(f);
+    return -1;
+}
+
+/* Read exactly f->payload bytes into buf and require the file to end right there. */
+static int data_idx_payload(DataIdx *f, uint8_t *buf, char *err, size_t errlen)
+{
+    size_t got;
+    int early;
+    if (data_gz_read(f, buf, f->payload, &got, &early, err, errlen) != 0)
+        return -1;
+    if (got < f->payload) {
+        data_fail(err, errlen, f->path,
+                  "truncated: expected %zu bytes of %s data after the header, found %zu%s", f->payload,
+                  f->what, got, early ? " (the gzip stream ends early)" : "");
+        return -1;
+    }
+
+    /* Count every trailing byte: "N bytes too many" tells a user more than "too long". */
+    unsigned char extra[4096];
+    size_t trailing = 0, n;
+    do {
+        if (data_gz_read(f, extra, sizeof extra, &n, &early, err, errlen) != 0)
+            return -1;
+        trailing += n;
+    } while (n == sizeof extra);
+    if (trailing > 0) {
+        data_fail(err, errlen, f->path,
+                  "%zu trailing bytes after the %zu bytes of %s data the header announces", trailing,
+                  f->payload, f->what);
+        return -1;
+    }
+    return 0;
+}
+
+int data_load(Dataset *ds, const char *images_path, const char *labels_path, int classes,
+              char *err, size_t errlen)
+{
+    DataIdx img = {0}, lab = {0};
+    memset(ds, 0, sizeof *ds);
+    if (err != NULL && errlen > 0)
+        err[0] = '\0';
+
+    if (classes < 0) {
+        data_fail(err, errlen, labels_path, "classes must be >= 0 (0 = derive from the labels), got %d",
+                  classes);
+        return -1;
+    }
+    if (data_idx_open(&img, images_path, DATA_MAGIC_IMAGES, err, errlen) != 0)
+        goto fail;
+    if (data_idx_open(&lab, labels_path, DATA_MAGIC_LABELS, err, errlen) != 0)
+        goto fail;
+    if (img.dims[0] != lab.dims[0]) {
+        data_fail(err, errlen, images_path, "holds %u images but %s holds %u labels: not a pair",
+                  (unsigned)img.dims[0], labels_path, (unsigned)lab.dims[0]);
+        goto fail;
+    }
+
+    ds->n = img.dims[0];
+    ds->rows = img.dims[1];
+    ds->cols = img.dims[2];
+    ds->d = (size_t)img.dims[1] * img.dims[2]; /* cannot overflow: img.payload = n * d fit */
+
+    /* Labels first: small, and a bad label is caught before 47 MB of pixels are read. */
+    ds->labels = malloc(lab.payload);
+    if (ds->labels == NULL) {
+        data_fail(err, errlen, labels_path, "cannot allocate %zu bytes for the labels", lab.payload);
+        goto fail;
+    }
+    if (data_idx_payload(&lab, ds->labels, err, errlen) != 0)
+        goto fail;
+    data_idx_close(&lab);
+
+    int maxlabel = 0;
+    for (size_t i = 0; i < ds->n; i++) {
+        const int y = ds->labels[i];
+        if (classes > 0 && y >= classes) {
+            data_fail(err, errlen, labels_path,
+                      "label %d at sample index %zu is out of range: classes = %d (labels must be 0..%d)",
+                      y, i, classes, classes - 1);
+            goto fail;
+        }
+        if (y > maxlabel)
+            maxlabel = y;
+    }
+    ds->classes = classes > 0 ? classes : maxlabel + 1;
+
+    ds->images = malloc(img.payload);
+    if (ds->images == NULL) {
+        data_fail(err, errlen, images_path, "cannot allocate %zu bytes for the pixels", img.payload);
+        goto fail;
+    }
+    if (data_idx_payload(&img, ds->images, err, errlen) != 0)
+        goto fail;
+    data_idx_close(&img);
+    return 0;
+
+fail:
+    data_idx_close(&img);
+    data_idx_close(&lab);
+    data_free(ds);
+    return -1;
+}
+
+void data_free(Dataset *ds)
+{
+    if (ds == NULL)
+        return;
+    free(ds->images);
+    free(ds->labels);
+    memset(ds, 0, sizeof *ds);
+}
+
+/* splitmix64's finaliser: a bijective 64-bit mix with full avalanche. Fed a counter it is the
+ * splitmix64 generator, which is what makes the order stateless: draw k of epoch e is a pure
+ * function of (seed, e, k), identical on every machine, rank and thread count. */
+static uint64_t data_mix64(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
+    return z ^ (z >> 31);
+}
+
+typedef struct {
+    uint64_t state;
+} DataRng;
+
+static uint32_t data_rng_u32(DataRng *r)
+{
+    r->state += 0x9E3779B97F4A7C15u; /* splitmix64's increment (golden ratio) */
+    return (uint32_t)(data_mix64(r->state) >> 32);
+}
+
+/* Uniform draw in [0, bound), bound >= 1, without modulo bias (Lemire 2019: multiply, and
+ * reject the few low products that would favour some results). */
+static uint32_t data_rng_below(DataRng *r, uint32_t bound)
+{
+    uint64_t m = (uint64_t)data_rng_u32(r) * bound;
+    uint32_t low = (uint32_t)m;
+    if (low < bound) {
+        const uint32_t threshold = (uint32_t)(0u - bound) % bound; /* 2^32 mod bound */
+        while (low < threshold) {
+            m = (uint64_t)data_rng_u32(r) * bound;
+            low = (uint32_t)m;
+        }
+    }
+    return (uint32_t)(m >> 32);
+}
+
+void data_epoch_order(uint32_t *order, size_t n, uint64_t seed, uint64_t epoch)
+{
+    /* Indices are uint32 and IDX counts are u32, so n always fits; anything else is a bug. */
+    assert(n <= UINT32_MAX);
+    /* Hash epoch before combining so that (seed, epoch) and (seed ^ 1, epoch ^ 1) and other
+     * simple relations between consecutive seeds and epochs give unrelated streams. */
+    DataRng rng = {data_mix64(seed ^ data_mix64(epoch + 0x9E3779B97F4A7C15u))};
+    for (size_t i = 0; i < n; i++)
+        order[i] = (uint32_t)i;
+    /* Fisher-Yates from the top: each of the n! orders is equally likely. */
+    for (size_t i = n; i > 1; i--) {
+        const uint32_t j = data_rng_below(&rng, (uint32_t)i);
+        const uint32_t t = order[i - 1];
+        order[i - 1] = order[j];
+        order[j] = t;
+    }
+}

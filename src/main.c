@@ -1,0 +1,62 @@
+/* main: the command line (DESIGN.md section 5). Dispatch only. */
+#include "config.h"
+#include "dist.h"
+#include "train.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: mlp CONFIG.ini [--set section.key=value]...   train\n"
+            "       mlp --help | --version\n"
+            "Trains a two-layer perceptron data-parallel over MPI ranks; see README.md.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+        usage(stdout);
+        return 0;
+    }
+    if (argc >= 2 && !strcmp(argv[1], "--version")) {
+        printf("mlp %s\n", MLP_VERSION);
+        return 0;
+    }
+    /* mlp CONFIG [--set k=v]...: the overrides are collected in order. */
+    const char *path = NULL;
+    char *sets[argc > 0 ? argc : 1];
+    int nsets = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--set") && i + 1 < argc)
+            sets[nsets++] = argv[++i];
+        else if (!strncmp(argv[i], "--set=", 6))
+            sets[nsets++] = argv[i] + 6;
+        else if (argv[i][0] != '-' && !path)
+            path = argv[i];
+        else {
+            fprintf(stderr, "mlp: unexpected argument '%s'\n", argv[i]);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (!path) {
+        usage(stderr);
+        return 2;
+    }
+
+    Dist dist;
+    dist_init(&dist, &argc, &argv);
+    Config cfg;
+    char err[CONFIG_ERR_MAX];
+    int ok = config_load(&cfg, path, nsets, sets, err, sizeof err) == 0;
+    int first = dist_first_failure(ok);
+    int status = 1;
+    if (first < 0)
+        status = train_run(&cfg, &dist);
+    else if (first == dist.rank)
+        fprintf(stderr, "mlp: [rank %d] error: %s\n", dist.rank, err);
+    dist_finalize(&dist);
+    return status;
+}

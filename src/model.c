@@ -1,0 +1,171 @@
+/* model: parameters, initialisation, one step's forward/backward, evaluation.
+ * The formulas are those of docs/derivation.md; the loops live in kernels.c. */
+#include "model.h"
+
+#include "kernels.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* a * b + c with overflow check; returns 0 on overflow. */
+static int size_muladd(size_t a, size_t b, size_t c, size_t *out)
+{
+    if (b && a > (SIZE_MAX - c) / b)
+        return 0;
+    *out = a * b + c;
+    return 1;
+}
+
+int model_params_init(Params *p, size_t d, size_t h, size_t k)
+{
+    memset(p, 0, sizeof *p);
+    size_t n1, n2, count;
+    if (!size_muladd(d, h, h, &n1) || !size_muladd(h, k, k, &n2) || n1 > SIZE_MAX - n2)
+        return -1;
+    count = n1 + n2;
+    if (count > SIZE_MAX / sizeof(float))
+        return -1;
+    p->block = calloc(count, sizeof(float));
+    if (!p->block)
+        return -1;
+    p->d = d, p->h = h, p->k = k, p->count = count;
+    p->W1 = p->block;
+    p->b1 = p->W1 + d * h;
+    p->W2 = p->b1 + h;
+    p->b2 = p->W2 + h * k;
+    return 0;
+}
+
+void model_params_free(Params *p)
+{
+    free(p->block);
+    memset(p, 0, sizeof *p);
+}
+
+/* splitmix64: a stateless mix, so weight i depends only on (seed, i). */
+static uint64_t mix64(uint64_t x)
+{
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+/* Uniform in [-a, a) from the top 53 bits of a hash. */
+static void fill_uniform(float *w, size_t n, double a, uint64_t stream)
+{
+    for (size_t i = 0; i < n; i++) {
+        double u = (double)(mix64(stream ^ mix64(i)) >> 11) * 0x1p-53;
+        w[i] = (float)((2.0 * u - 1.0) * a);
+    }
+}
+
+void model_init_xavier(Params *p, uint64_t seed)
+{
+    memset(p->block, 0, p->count * sizeof(float));
+    fill_uniform(p->W1, p->d * p->h, sqrt(6.0 / (double)(p->d + p->h)), mix64(seed) ^ 1);
+    fill_uniform(p->W2, p->h * p->k, sqrt(6.0 / (double)(p->h + p->k)), mix64(seed) ^ 2);
+}
+
+uint64_t model_param_hash(const Params *p)
+{
+    const unsigned char *b = (const unsigned char *)p->block;
+    uint64_t hash = 0xcbf29ce484222325ull;          /* FNV-1a 64 */
+    for (size_t i = 0; i < p->count * sizeof(float); i++)
+        hash = (hash ^ b[i]) * 0x100000001b3ull;
+    return hash;
+}
+
+int model_workspace_init(Workspace *w, const Params *p, size_t rows)
+{
+    memset(w, 0, sizeof *w);
+    size_t nh, nk, nd;
+    if (rows == 0 || !size_muladd(rows, p->h, 0, &nh) || !size_muladd(rows, p->k, 0, &nk) ||
+        !size_muladd(rows, p->d, 0, &nd) || nh > SIZE_MAX / sizeof(float) ||
+        nk > SIZE_MAX / sizeof(float))
+        return -1;
+    w->rows = rows, w->d = p->d, w->h = p->h, w->k = p->k;
+    w->A1 = malloc(nh * sizeof(float));
+    w->dZ1 = malloc(nh * sizeof(float));
+    w->dZ2 = malloc(nk * sizeof(float));
+    w->loss = malloc(rows * sizeof(double));
+    w->correct = malloc(rows);
+    w->Xt = malloc(nd);
+    w->idx = malloc(rows * sizeof(uint32_t));
+    if (!w->A1 || !w->dZ1 || !w->dZ2 || !w->loss || !w->correct || !w->Xt || !w->idx) {
+        model_workspace_free(w);
+        return -1;
+    }
+    return 0;
+}
+
+void model_workspace_free(Workspace *w)
+{
+    free(w->A1);
+    free(w->dZ1);
+    free(w->dZ2);
+    free(w->loss);
+    free(w->correct);
+    free(w->Xt);
+    free(w->idx);
+    memset(w, 0, sizeof *w);
+}
+
+/* Per-sample losses are summed in fixed point (2^-32) so that the total is the same
+ * whichever rank holds which sample. */
+static void stats_add(ModelStats *st, const Workspace *w, size_t m)
+{
+    for (size_t r = 0; r < m; r++) {
+        double l = w->loss[r];
+        if (!(l >= 0.0 && l < MODEL_LOSS_MAX)) {
+            st->bad++;
+            continue;
+        }
+        st->loss_fix += (int64_t)llround(l * MODEL_LOSS_SCALE);
+        st->correct += w->correct[r];
+    }
+}
+
+ModelStats model_step_gradients(const Params *p, const uint8_t *X, const uint8_t *labels,
+                                const uint32_t *idx, size_t m, size_t m_global,
+                                Workspace *w, size_t chunk, float *grad_f, int64_t *grad_i,
+                                float limit, int64_t *bad)
+{
+    ModelStats st = {0};
+    if (m == 0) {   /* a rank without a chunk contributes zeros */
+        if (grad_f)
+            memset(grad_f, 0, p->count * sizeof *grad_f);
+        return st;
+    }
+    const size_t d = p->d, h = p->h, k = p->k;
+    kernels_hidden_forward(X, idx, m, d, h, p->W1, p->b1, w->A1);
+    kernels_output_backward(w->A1, labels, idx, m, h, k, p->W2, p->b2, 1.0f / (float)m_global,
+                            w->dZ2, w->dZ1, w->loss, w->correct);
+    kernels_gather_transpose(X, idx, m, d, w->Xt);
+
+    const size_t off2 = d * h + h;   /* dW2 starts after dW1 and db1 */
+    KernelsSink s1 = {grad_f, grad_i, chunk, limit, bad};
+    KernelsSink s2 = {grad_f ? grad_f + off2 : NULL, grad_i ? grad_i + off2 : NULL, chunk,
+                      limit, bad};
+    kernels_grad_layer1(w->Xt, m, d, h, w->dZ1, &s1);
+    kernels_grad_layer2(w->A1, m, h, k, w->dZ2, &s2);
+    stats_add(&st, w, m);
+    return st;
+}
+
+ModelStats model_evaluate(const Params *p, const uint8_t *X, const uint8_t *labels,
+                          size_t first, size_t m, Workspace *w)
+{
+    ModelStats st = {0};
+    for (size_t r0 = 0; r0 < m; r0 += w->rows) {
+        size_t n = m - r0 < w->rows ? m - r0 : w->rows;
+        for (size_t r = 0; r < n; r++)
+            w->idx[r] = (uint32_t)(first + r0 + r);
+        kernels_hidden_forward(X, w->idx, n, p->d, p->h, p->W1, p->b1, w->A1);
+        kernels_output_backward(w->A1, labels, w->idx, n, p->h, p->k, p->W2, p->b2, 0.0f,
+                                NULL, NULL, w->loss, w->correct);
+        stats_add(&st, w, n);
+    }
+    return st;
+}

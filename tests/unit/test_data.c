@@ -1,0 +1,551 @@
+/* Tests for data: IDX loading (plain and gzip), every rejection the header promises, and the
+ * per-epoch order. Small IDX files are built byte by byte in a fresh /tmp directory, so each
+ * test states exactly what is on disk. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "data.h"
+
+#define MAGIC_IMAGES 0x00000803u
+#define MAGIC_LABELS 0x00000801u
+
+/* The good set: 3 samples of 2 x 3 pixels, labels 2, 0, 4 (so 5 classes when derived). */
+static const uint8_t good_pixels[18] = {0,   1,  2,  3,  4,  5,  /* sample 0 */
+                                        10, 20, 30, 40, 50, 60,  /* sample 1 */
+                                        255, 254, 128, 127, 0, 7}; /* sample 2 */
+static const uint8_t good_labels[3] = {2, 0, 4};
+
+/* ---- building files ------------------------------------------------------------------ */
+
+typedef struct {
+    uint8_t b[256];
+    size_t n;
+} Bytes;
+
+static void put_u32be(Bytes *o, uint32_t v)
+{
+    assert_true(o->n + 4 <= sizeof o->b);
+    o->b[o->n++] = (uint8_t)(v >> 24);
+    o->b[o->n++] = (uint8_t)(v >> 16);
+    o->b[o->n++] = (uint8_t)(v >> 8);
+    o->b[o->n++] = (uint8_t)v;
+}
+
+static void put_bytes(Bytes *o, const void *p, size_t len)
+{
+    assert_true(o->n + len <= sizeof o->b);
+    if (len == 0) /* memcpy with a NULL source is undefined even for 0 bytes */
+        return;
+    memcpy(o->b + o->n, p, len);
+    o->n += len;
+}
+
+static Bytes idx_images(uint32_t magic, uint32_t count, uint32_t rows, uint32_t cols,
+                        const uint8_t *pixels, size_t npixels)
+{
+    Bytes o = {.n = 0};
+    put_u32be(&o, magic);
+    put_u32be(&o, count);
+    put_u32be(&o, rows);
+    put_u32be(&o, cols);
+    put_bytes(&o, pixels, npixels);
+    return o;
+}
+
+static Bytes idx_labels(uint32_t magic, uint32_t count, const uint8_t *labels, size_t nlabels)
+{
+    Bytes o = {.n = 0};
+    put_u32be(&o, magic);
+    put_u32be(&o, count);
+    put_bytes(&o, labels, nlabels);
+    return o;
+}
+
+static char tmpdir[64];
+
+/* Path of a file in this run's temporary directory (a static ring, so a few can be live). */
+static const char *tmp_path(const char *name)
+{
+    static char ring[8][256];
+    static int next;
+    char *p = ring[next++ % 8];
+    snprintf(p, sizeof ring[0], "%s/%s", tmpdir, name);
+    return p;
+}
+
+static const char *write_plain(const char *name, const void *p, size_t len)
+{
+    const char *path = tmp_path(name);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(p, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
+    return path;
+}
+
+static const char *write_gz(const char *name, const void *p, size_t len)
+{
+    const char *path = tmp_path(name);
+    gzFile g = gzopen(path, "wb");
+    assert_non_null(g);
+    assert_int_equal(gzwrite(g, p, (unsigned)len), (int)len);
+    assert_int_equal(gzclose(g), Z_OK);
+    return path;
+}
+
+static const char *good_images_file(void)
+{
+    Bytes b = idx_images(MAGIC_IMAGES, 3, 2, 3, good_pixels, sizeof good_pixels);
+    return write_plain("good-images", b.b, b.n);
+}
+
+static const char *good_labels_file(void)
+{
+    Bytes b = idx_labels(MAGIC_LABELS, 3, good_labels, sizeof good_labels);
+    return write_plain("good-labels", b.b, b.n);
+}
+
+/* ---- checking results ---------------------------------------------------------------- */
+
+static void assert_zeroed(const Dataset *ds)
+{
+    assert_null(ds->images);
+    assert_null(ds->labels);
+    assert_int_equal(ds->n, 0);
+    assert_int_equal(ds->d, 0);
+    assert_int_equal(ds->rows, 0);
+    assert_int_equal(ds->cols, 0);
+    assert_int_equal(ds->classes, 0);
+}
+
+static void assert_contains(const char *haystack, const char *needle)
+{
+    if (strstr(haystack, needle) == NULL)
+        fail_msg("message \"%s\" does not contain \"%s\"", haystack, needle);
+}
+
+/* Load a pair that must fail; return the message after checking its common shape:
+ * starts with the path named, one line, ds left empty. */
+static const char *load_fails(const char *images, const char *labels, int classes,
+                              const char *blamed)
+{
+    static char err[DATA_ERR_MAX];
+    Dataset ds;
+    memset(&ds, 0xAB, sizeof ds); /* garbage in: data_load must zero it, not trust it */
+    memset(err, 0, sizeof err);
+    assert_int_equal(data_load(&ds, images, labels, classes, err, sizeof err), -1);
+    assert_zeroed(&ds);
+    data_free(&ds); /* must be harmless on a zeroed set */
+    assert_true(strncmp(err, blamed, strlen(blamed)) == 0 && err[strlen(blamed)] == ':');
+    assert_null(strchr(err, '\n'));
+    return err;
+}
+
+static void assert_good_set(const Dataset *ds, int classes)
+{
+    assert_int_equal(ds->n, 3);
+    assert_int_equal(ds->d, 6);
+    assert_int_equal(ds->rows, 2);
+    assert_int_equal(ds->cols, 3);
+    assert_int_equal(ds->classes, classes);
+    assert_non_null(ds->images);
+    assert_non_null(ds->labels);
+    assert_memory_equal(ds->images, good_pixels, sizeof good_pixels);
+    assert_memory_equal(ds->labels, good_labels, sizeof good_labels);
+}
+
+/* ---- loading ------------------------------------------------------------------------- */
+
+static void test_good_plain(void **state)
+{
+    (void)state;
+    char err[DATA_ERR_MAX] = "";
+    Dataset ds;
+    assert_int_equal(data_load(&ds, good_images_file(), good_labels_file(), 0, err, sizeof err), 0);
+    assert_string_equal(err, "");
+    assert_good_set(&ds, 5); /* derived: 1 + max label 4 */
+    data_free(&ds);
+    assert_zeroed(&ds);
+
+    /* classes given: kept as given even when larger than the labels need */
+    assert_int_equal(data_load(&ds, good_images_file(), good_labels_file(), 10, err, sizeof err), 0);
+    assert_good_set(&ds, 10);
+    data_free(&ds);
+    /* the tightest valid bound */
+    assert_int_equal(data_load(&ds, good_images_file(), good_labels_file(), 5, err, sizeof err), 0);
+    assert_good_set(&ds, 5);
+    data_free(&ds);
+}
+
+static void test_good_gzip(void **state)
+{
+    (void)state;
+    Bytes bi = idx_images(MAGIC_IMAGES, 3, 2, 3, good_pixels, sizeof good_pixels);
+    Bytes bl = idx_labels(MAGIC_LABELS, 3, good_labels, sizeof good_labels);
+    const char *gi = write_gz("good-images.gz", bi.b, bi.n);
+    const char *gl = write_gz("good-labels.gz", bl.b, bl.n);
+    char err[DATA_ERR_MAX] = "";
+    Dataset ds;
+
+    /* the files really are gzip: otherwise this test would only repeat the plain one */
+    FILE *f = fopen(gi, "rb");
+    assert_non_null(f);
+    assert_int_equal(fgetc(f), 0x1f);
+    assert_int_equal(fgetc(f), 0x8b);
+    fclose(f);
+
+    assert_int_equal(data_load(&ds, gi, gl, 0, err, sizeof err), 0);
+    assert_good_set(&ds, 5);
+    data_free(&ds);
+
+    /* mixed: gzip images, plain labels */
+    assert_int_equal(data_load(&ds, gi, good_labels_file(), 0, err, sizeof err), 0);
+    assert_good_set(&ds, 5);
+    data_free(&ds);
+}
+
+static void test_bad_magic(void **state)
+{
+    (void)state;
+    Bytes b = idx_images(0x12345678u, 3, 2, 3, good_pixels, sizeof good_pixels);
+    const char *img = write_plain("magic-images", b.b, b.n);
+    const char *msg = load_fails(img, good_labels_file(), 0, img);
+    assert_contains(msg, "0x12345678");
+    assert_contains(msg, "0x00000803");
+
+    /* files swapped: both named magics, and the hint */
+    msg = load_fails(good_labels_file(), good_images_file(), 0, good_labels_file());
+    assert_contains(msg, "0x00000801");
+    assert_contains(msg, "0x00000803");
+    assert_contains(msg, "swapped");
+
+    Bytes l = idx_labels(0x00000901u, 3, good_labels, sizeof good_labels); /* wrong type byte */
+    const char *lab = write_plain("magic-labels", l.b, l.n);
+    msg = load_fails(good_images_file(), lab, 0, lab);
+    assert_contains(msg, "0x00000901");
+    assert_contains(msg, "0x00000801");
+}
+
+static void test_truncated_payload(void **state)
+{
+    (void)state;
+    Bytes b = idx_images(MAGIC_IMAGES, 3, 2, 3, good_pixels, sizeof good_pixels - 1);
+    const char *img = write_plain("short-images", b.b, b.n);
+    const char *msg = load_fails(img, good_labels_file(), 0, img);
+    assert_contains(msg, "truncated: expected 18 bytes of pixel data after the header, found 17");
+
+    Bytes l = idx_labels(MAGIC_LABELS, 3, good_labels, 2);
+    const char *lab = write_plain("short-labels", l.b, l.n);
+    msg = load_fails(good_images_file(), lab, 0, lab);
+    assert_contains(msg, "truncated: expected 3 bytes of label data after the header, found 2");
+
+    /* a gzip stream cut short is a truncation too, and says so */
+    Bytes big = idx_images(MAGIC_IMAGES, 3, 2, 3, good_pixels, sizeof good_pixels);
+    const char *gz = write_gz("cut-images.gz", big.b, big.n);
+    FILE *f = fopen(gz, "rb");
+    assert_non_null(f);
+    uint8_t raw[512];
+    size_t len = fread(raw, 1, sizeof raw, f);
+    fclose(f);
+    assert_true(len > 20);
+    const char *cut = write_plain("cut-images.gz", raw, len - 12); /* drop part of the deflate tail */
+    msg = load_fails(cut, good_labels_file(), 0, cut);
+    assert_contains(msg, "truncated");
+}
+
+static void test_trailing_bytes(void **state)
+{
+    (void)state;
+    uint8_t more[20];
+    memcpy(more, good_pixels, sizeof good_pixels);
+    more[18] = 9;
+    more[19] = 9;
+    Bytes b = idx_images(MAGIC_IMAGES, 3, 2, 3, more, sizeof more);
+    const char *img = write_plain("long-images", b.b, b.n);
+    const char *msg = load_fails(img, good_labels_file(), 0, img);
+    assert_contains(msg, "2 trailing bytes after the 18 bytes of pixel data");
+
+    const uint8_t four[4] = {2, 0, 4, 1};
+    Bytes l = idx_labels(MAGIC_LABELS, 3, four, sizeof four);
+    const char *lab = write_gz("long-labels.gz", l.b, l.n);
+    msg = load_fails(good_images_file(), lab, 0, lab);
+    assert_contains(msg, "1 trailing bytes after the 3 bytes of label data");
+}
+
+static void test_count_mismatch(void **state)
+{
+    (void)state;
+    Bytes l = idx_labels(MAGIC_LABELS, 2, good_labels, 2);
+    const char *lab = write_plain("two-labels", l.b, l.n);
+    const char *img = good_images_file();
+    const char *msg = load_fails(img, lab, 0, img);
+    assert_contains(msg, "holds 3 images");
+    assert_contains(msg, lab);
+    assert_contains(msg, "holds 2 labels");
+}
+
+static void test_label_out_of_range(void **state)
+{
+    (void)state;
+    const char *lab = good_labels_file();
+    const char *msg = load_fails(good_images_file(), lab, 4, lab);
+    assert_contains(msg, "label 4 at sample index 2");
+    assert_contains(msg, "classes = 4");
+
+    msg = load_fails(good_images_file(), lab, -1, lab);
+    assert_contains(msg, "classes must be >= 0");
+}
+
+static void test_zero_dims(void **state)
+{
+    (void)state;
+    Bytes b = idx_images(MAGIC_IMAGES, 0, 2, 3, NULL, 0);
+    const char *img = write_plain("empty-images", b.b, b.n);
+    Bytes l = idx_labels(MAGIC_LABELS, 0, NULL, 0);
+    const char *lab = write_plain("empty-labels", l.b, l.n);
+    const char *msg = load_fails(img, lab, 0, img);
+    assert_contains(msg, "empty");
+    msg = load_fails(good_images_file(), lab, 0, lab);
+    assert_contains(msg, "empty");
+
+    b = idx_images(MAGIC_IMAGES, 3, 2, 0, NULL, 0);
+    img = write_plain("nocols-images", b.b, b.n);
+    msg = load_fails(img, good_labels_file(), 0, img);
+    assert_contains(msg, "cols = 0");
+}
+
+static void test_size_overflow(void **state)
+{
+    (void)state;
+    /* 2^32-1 cubed overflows any 64-bit size_t: must be refused before any allocation */
+    Bytes b = idx_images(MAGIC_IMAGES, 0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu, NULL, 0);
+    const char *img = write_plain("huge-images", b.b, b.n);
+    const char *msg = load_fails(img, good_labels_file(), 0, img);
+    assert_contains(msg, "more pixel bytes than this machine can address");
+}
+
+static void test_corrupt_gzip(void **state)
+{
+    (void)state;
+    /* a valid 10-byte gzip member header (magic, deflate, no flags, OS unix), then garbage:
+     * 0xFF starts a deflate block of reserved type 3, which zlib must reject */
+    uint8_t raw[64] = {0x1f, 0x8b, 0x08, 0x00, 0, 0, 0, 0, 0x00, 0x03};
+    for (size_t i = 10; i < sizeof raw; i++)
+        raw[i] = (uint8_t)(0xFF - 3 * (i - 10)); /* raw[10] = 0xFF: BFINAL 1, BTYPE 11 */
+    const char *img = write_plain("corrupt-images.gz", raw, sizeof raw);
+    const char *msg = load_fails(img, good_labels_file(), 0, img);
+    assert_contains(msg, "cannot decompress");
+    /* zlib's own words follow, once, without a second copy of the path */
+    assert_contains(msg, "invalid block type");
+    assert_null(strstr(msg + strlen(img) + 1, img));
+
+    /* a stream that inflates to exactly the right bytes but whose CRC-32 trailer is wrong:
+     * the data are damaged somewhere, so they must be refused, not trained on */
+    Bytes b = idx_images(MAGIC_IMAGES, 3, 2, 3, good_pixels, sizeof good_pixels);
+    const char *gz = write_gz("badcrc-images.gz", b.b, b.n);
+    FILE *f = fopen(gz, "rb");
+    assert_non_null(f);
+    uint8_t z[512];
+    size_t len = fread(z, 1, sizeof z, f);
+    fclose(f);
+    assert_true(len > 18 && len < sizeof z);
+    z[len - 8] ^= 0x01; /* the trailer is CRC-32 then ISIZE, 4 bytes each */
+    const char *bad = write_plain("badcrc-images.gz", z, len);
+    msg = load_fails(bad, good_labels_file(), 0, bad);
+    assert_contains(msg, "cannot decompress");
+    assert_contains(msg, "incorrect data check");
+}
+
+static void test_missing_file(void **state)
+{
+    (void)state;
+    const char *gone = tmp_path("no-such-file");
+    const char *msg = load_fails(gone, good_labels_file(), 0, gone);
+    assert_contains(msg, "cannot open: No such file or directory");
+    msg = load_fails(good_images_file(), gone, 0, gone);
+    assert_contains(msg, "cannot open");
+}
+
+static void test_short_header(void **state)
+{
+    (void)state;
+    Bytes b = idx_images(MAGIC_IMAGES, 3, 2, 3, NULL, 0);
+    const char *img = write_plain("stub-images", b.b, 10);
+    const char *msg = load_fails(img, good_labels_file(), 0, img);
+    assert_contains(msg, "16-byte header, found 10 bytes");
+
+    const char *empty = write_plain("zero-length", "", 0);
+    msg = load_fails(empty, good_labels_file(), 0, empty);
+    assert_contains(msg, "found 0 bytes");
+
+    Bytes l = idx_labels(MAGIC_LABELS, 3, NULL, 0);
+    const char *lab = write_plain("stub-labels", l.b, 5);
+    msg = load_fails(good_images_file(), lab, 0, lab);
+    assert_contains(msg, "8-byte header, found 5 bytes");
+}
+
+static void test_small_err_buffer(void **state)
+{
+    (void)state;
+    /* a message longer than the buffer is cut, never overrun; NULL err is allowed */
+    char err[8];
+    memset(err, 'x', sizeof err);
+    Dataset ds;
+    const char *gone = tmp_path("no-such-file");
+    assert_int_equal(data_load(&ds, gone, gone, 0, err, 6), -1);
+    assert_int_equal(strlen(err), 5);
+    assert_int_equal(err[6], 'x');
+    assert_int_equal(data_load(&ds, gone, gone, 0, NULL, 0), -1);
+    assert_zeroed(&ds);
+}
+
+/* ---- the real MNIST files, when scripts/fetch-mnist has run ------------------------- */
+
+static void test_mnist(void **state)
+{
+    (void)state;
+    const char *ti = "data/mnist/train-images-idx3-ubyte", *tl = "data/mnist/train-labels-idx1-ubyte";
+    const char *vi = "data/mnist/t10k-images-idx3-ubyte", *vl = "data/mnist/t10k-labels-idx1-ubyte";
+    if (access(ti, R_OK) != 0 || access(tl, R_OK) != 0 || access(vi, R_OK) != 0 ||
+        access(vl, R_OK) != 0) {
+        print_message("data/mnist absent (run scripts/fetch-mnist from the repo root)\n");
+        skip();
+    }
+    char err[DATA_ERR_MAX] = "";
+    Dataset ds;
+    if (data_load(&ds, ti, tl, 0, err, sizeof err) != 0)
+        fail_msg("%s", err);
+    assert_int_equal(ds.n, 60000);
+    assert_int_equal(ds.d, 784);
+    assert_int_equal(ds.rows, 28);
+    assert_int_equal(ds.cols, 28);
+    assert_int_equal(ds.classes, 10);
+    assert_int_equal(ds.labels[0], 5); /* MNIST's well-known first training digit */
+    data_free(&ds);
+
+    if (data_load(&ds, vi, vl, 10, err, sizeof err) != 0)
+        fail_msg("%s", err);
+    assert_int_equal(ds.n, 10000);
+    assert_int_equal(ds.d, 784);
+    assert_int_equal(ds.classes, 10);
+    assert_int_equal(ds.labels[0], 7);
+    data_free(&ds);
+}
+
+/* ---- epoch order --------------------------------------------------------------------- */
+
+static void assert_permutation(const uint32_t *order, size_t n)
+{
+    uint8_t *seen = calloc(n, 1);
+    assert_non_null(seen);
+    for (size_t i = 0; i < n; i++) {
+        assert_true(order[i] < n);
+        assert_int_equal(seen[order[i]], 0);
+        seen[order[i]] = 1;
+    }
+    free(seen);
+}
+
+static void test_order_is_permutation(void **state)
+{
+    (void)state;
+    static const size_t sizes[] = {1, 2, 3, 17, 1000};
+    uint32_t order[1000];
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++)
+        for (uint64_t epoch = 0; epoch < 5; epoch++) {
+            data_epoch_order(order, sizes[s], 42, epoch);
+            assert_permutation(order, sizes[s]);
+        }
+    data_epoch_order(order, 0, 42, 0); /* n = 0: nothing to do, must not touch memory */
+}
+
+static int same_order(const uint32_t *a, const uint32_t *b, size_t n)
+{
+    return memcmp(a, b, n * sizeof *a) == 0;
+}
+
+static void test_order_deterministic(void **state)
+{
+    (void)state;
+    enum { N = 1000 };
+    static uint32_t a[N], b[N], c[N], junk[N];
+    data_epoch_order(a, N, 7, 3);
+    /* other work in between, including other orders: nothing hidden may carry over */
+    data_epoch_order(junk, N, 99, 12345);
+    data_epoch_order(junk, 17, 7, 4);
+    srand(1);
+    (void)rand();
+    data_epoch_order(b, N, 7, 3);
+    assert_true(same_order(a, b, N));
+
+    data_epoch_order(c, N, 7, 4);
+    assert_false(same_order(a, c, N)); /* another epoch */
+    data_epoch_order(c, N, 8, 3);
+    assert_false(same_order(a, c, N)); /* another seed */
+    /* it shuffles at all: the identity has probability 1/1000! */
+    for (uint32_t i = 0; i < N; i++)
+        c[i] = i;
+    assert_false(same_order(a, c, N));
+}
+
+static void test_order_pinned(void **state)
+{
+    (void)state;
+    /* The exact order is part of the contract: a checkpoint resumed by a later build must see
+     * the same minibatches. If this changes, resumed runs stop being bitwise reproducible.
+     * (Cross-checked against an independent Python transcription of the algorithm.) */
+    static const uint32_t want[10] = {9, 4, 3, 0, 6, 8, 1, 7, 2, 5};
+    uint32_t got[10];
+    data_epoch_order(got, 10, 1, 0);
+    assert_memory_equal(got, want, sizeof want);
+}
+
+/* ---- fixture ------------------------------------------------------------------------- */
+
+static int make_tmpdir(void **state)
+{
+    (void)state;
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/mlp-test-data-XXXXXX");
+    return mkdtemp(tmpdir) == NULL ? -1 : 0;
+}
+
+static int remove_tmpdir(void **state)
+{
+    (void)state;
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_good_plain),
+        cmocka_unit_test(test_good_gzip),
+        cmocka_unit_test(test_bad_magic),
+        cmocka_unit_test(test_truncated_payload),
+        cmocka_unit_test(test_trailing_bytes),
+        cmocka_unit_test(test_count_mismatch),
+        cmocka_unit_test(test_label_out_of_range),
+        cmocka_unit_test(test_zero_dims),
+        cmocka_unit_test(test_size_overflow),
+        cmocka_unit_test(test_corrupt_gzip),
+        cmocka_unit_test(test_missing_file),
+        cmocka_unit_test(test_short_header),
+        cmocka_unit_test(test_small_err_buffer),
+        cmocka_unit_test(test_mnist),
+        cmocka_unit_test(test_order_is_permutation),
+        cmocka_unit_test(test_order_deterministic),
+        cmocka_unit_test(test_order_pinned),
+    };
+    return cmocka_run_group_tests_name("data", tests, make_tmpdir, remove_tmpdir);
+}

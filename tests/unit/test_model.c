@@ -1,0 +1,381 @@
+/* The model and its kernels against the double-precision reference (reference.c) and
+ * finite differences, on odd shapes; exactness of the fixed-point path across thread
+ * counts and shard boundaries; one SGD step; the shard arithmetic. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dist.h"
+#include "kernels.h"
+#include "model.h"
+#include "reference.h"
+
+typedef struct {
+    size_t n, d, h, k;
+    uint8_t *X, *labels;
+    uint32_t *idx;
+    Params p;
+    double *theta;   /* the same parameters in double */
+} Fixture;
+
+static uint64_t rng_state = 0x1234567;
+static uint32_t rnd(void)
+{
+    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
+    return (uint32_t)(rng_state >> 33);
+}
+
+/* Random data with many zero pixels (as MNIST), a shuffled index, Xavier weights with
+ * random biases so that every parameter matters. */
+static void fixture_init(Fixture *f, size_t n, size_t d, size_t h, size_t k, uint64_t seed)
+{
+    f->n = n, f->d = d, f->h = h, f->k = k;
+    f->X = malloc(n * d);
+    f->labels = malloc(n);
+    f->idx = malloc(n * sizeof *f->idx);
+    assert_non_null(f->X);
+    for (size_t i = 0; i < n * d; i++)
+        f->X[i] = rnd() % 3 == 0 ? 0 : (uint8_t)(rnd() & 255);
+    for (size_t i = 0; i < n; i++) {
+        f->labels[i] = (uint8_t)(rnd() % k);
+        f->idx[i] = (uint32_t)i;
+    }
+    for (size_t i = n; i > 1; i--) {
+        size_t j = rnd() % i;
+        uint32_t t = f->idx[i - 1];
+        f->idx[i - 1] = f->idx[j];
+        f->idx[j] = t;
+    }
+    assert_int_equal(model_params_init(&f->p, d, h, k), 0);
+    model_init_xavier(&f->p, seed);
+    for (size_t j = 0; j < h; j++)
+        f->p.b1[j] = (float)((int)(rnd() % 200) - 100) / 400.0f;
+    for (size_t j = 0; j < k; j++)
+        f->p.b2[j] = (float)((int)(rnd() % 200) - 100) / 400.0f;
+    f->theta = malloc(f->p.count * sizeof *f->theta);
+    for (size_t i = 0; i < f->p.count; i++)
+        f->theta[i] = f->p.block[i];
+}
+
+static void fixture_free(Fixture *f)
+{
+    free(f->X);
+    free(f->labels);
+    free(f->idx);
+    free(f->theta);
+    model_params_free(&f->p);
+}
+
+static const size_t shapes[][4] = {   /* m (= n), d, h, k */
+    {1, 1, 1, 2}, {3, 3, 3, 3}, {17, 17, 17, 17}, {5, 255, 65, 10}, {33, 100, 129, 7},
+    {64, 784, 128, 10}, {255, 3, 1, 2},
+};
+
+/* Largest |a - b| relative to the largest |b| (gradients vary over orders of magnitude). */
+static double rel_err(const float *a, const double *b, size_t n)
+{
+    double diff = 0, scale = 1e-30;
+    for (size_t i = 0; i < n; i++) {
+        diff = fmax(diff, fabs((double)a[i] - b[i]));
+        scale = fmax(scale, fabs(b[i]));
+    }
+    return diff / scale;
+}
+
+/* The reference's analytic gradient agrees with central finite differences of the
+ * reference loss, for every parameter (all in double). */
+static void test_reference_vs_finite_differences(void **state)
+{
+    (void)state;
+    Fixture f;
+    fixture_init(&f, 6, 5, 4, 3, 7);
+    size_t n = f.p.count;
+    double *g = malloc(n * sizeof *g);
+    ref_loss_grad(f.theta, f.d, f.h, f.k, f.X, f.labels, f.idx, f.n, (double)f.n, g, NULL);
+    for (size_t i = 0; i < n; i++) {
+        const double eps = 1e-5, keep = f.theta[i];
+        f.theta[i] = keep + eps;
+        double lp = ref_loss_grad(f.theta, f.d, f.h, f.k, f.X, f.labels, f.idx, f.n,
+                                  (double)f.n, NULL, NULL);
+        f.theta[i] = keep - eps;
+        double lm = ref_loss_grad(f.theta, f.d, f.h, f.k, f.X, f.labels, f.idx, f.n,
+                                  (double)f.n, NULL, NULL);
+        f.theta[i] = keep;
+        double fd = (lp - lm) / (2 * eps);
+        if (fabs(fd - g[i]) > 1e-7 + 1e-5 * fabs(fd))
+            fail_msg("parameter %zu: analytic %.10g, finite difference %.10g", i, g[i], fd);
+    }
+    free(g);
+    fixture_free(&f);
+}
+
+/* Forward activations and loss of the kernels against the reference. */
+static void test_forward_vs_reference(void **state)
+{
+    (void)state;
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        Fixture f;
+        fixture_init(&f, shapes[s][0], shapes[s][1], shapes[s][2], shapes[s][3], s);
+        size_t m = f.n, h = f.h, k = f.k;
+        float *A1 = malloc(m * h * sizeof *A1);
+        double *rA1 = malloc(m * h * sizeof *rA1), *rA2 = malloc(m * k * sizeof *rA2);
+        double *loss = malloc(m * sizeof *loss);
+        uint8_t *correct = malloc(m);
+        kernels_hidden_forward(f.X, f.idx, m, f.d, h, f.p.W1, f.p.b1, A1);
+        ref_forward(f.theta, f.d, h, k, f.X, f.idx, m, rA1, rA2);
+        assert_true(rel_err(A1, rA1, m * h) < 1e-5);
+        kernels_output_backward(A1, f.labels, f.idx, m, h, k, f.p.W2, f.p.b2, 0, NULL, NULL,
+                                loss, correct);
+        for (size_t r = 0; r < m; r++) {
+            double ref = -log(rA2[r * k + f.labels[f.idx[r]]]);
+            if (fabs(loss[r] - ref) > 1e-5 * (1 + ref))
+                fail_msg("shape %zu row %zu: loss %.8g, reference %.8g", s, r, loss[r], ref);
+        }
+        free(A1), free(rA1), free(rA2), free(loss), free(correct);
+        fixture_free(&f);
+    }
+}
+
+/* Full gradient, fast and exact (several chunk sizes), against the reference. */
+static void test_gradients_vs_reference(void **state)
+{
+    (void)state;
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        Fixture f;
+        fixture_init(&f, shapes[s][0], shapes[s][1], shapes[s][2], shapes[s][3], 100 + s);
+        size_t n = f.p.count, m = f.n;
+        double *ref = malloc(n * sizeof *ref);
+        long ref_correct;
+        double ref_loss = ref_loss_grad(f.theta, f.d, f.h, f.k, f.X, f.labels, f.idx, m,
+                                        (double)m, ref, &ref_correct);
+        Workspace w;
+        assert_int_equal(model_workspace_init(&w, &f.p, m), 0);
+        float *gf = malloc(n * sizeof *gf);
+        int64_t *gi = malloc(n * sizeof *gi);
+
+        ModelStats st = model_step_gradients(&f.p, f.X, f.labels, f.idx, m, m, &w, 0, gf, NULL,
+                                             0, NULL);
+        if (rel_err(gf, ref, n) > 1e-4)
+            fail_msg("shape %zu fast: relative error %g", s, rel_err(gf, ref, n));
+        assert_int_equal(st.correct, ref_correct);
+        assert_true(fabs((double)st.loss_fix / MODEL_LOSS_SCALE / (double)m - ref_loss) <
+                    1e-5 * (1 + ref_loss));
+
+        const size_t chunks[] = {1, 3, 16, 1000};
+        for (size_t c = 0; c < 4; c++) {
+            memset(gi, 0, n * sizeof *gi);
+            int64_t bad = 0;
+            model_step_gradients(&f.p, f.X, f.labels, f.idx, m, m, &w, chunks[c], NULL, gi, 1e6f,
+                                 &bad);
+            assert_int_equal(bad, 0);
+            for (size_t i = 0; i < n; i++)
+                gf[i] = (float)((double)gi[i] * 0x1p-40);
+            if (rel_err(gf, ref, n) > 1e-4)
+                fail_msg("shape %zu exact chunk %zu: relative error %g", s, chunks[c],
+                         rel_err(gf, ref, n));
+        }
+        free(ref), free(gf), free(gi);
+        model_workspace_free(&w);
+        fixture_free(&f);
+    }
+}
+
+/* Exact mode: the fixed-point gradient is bit-for-bit the same for 1, 2 and 3 threads and
+ * when the minibatch is split at chunk boundaries over "ranks" whose sums are added. */
+static void test_exact_independent_of_threads_and_shards(void **state)
+{
+    (void)state;
+    Fixture f;
+    fixture_init(&f, 50, 67, 70, 10, 9);
+    const size_t n = f.p.count, m = f.n, chunk = 4;
+    Workspace w;
+    assert_int_equal(model_workspace_init(&w, &f.p, m), 0);
+    int64_t *want = calloc(n, sizeof *want), *got = calloc(n, sizeof *got);
+    int64_t bad = 0;
+    omp_set_num_threads(1);
+    ModelStats s1 = model_step_gradients(&f.p, f.X, f.labels, f.idx, m, m, &w, chunk, NULL, want,
+                                         1e6f, &bad);
+    for (int threads = 2; threads <= 3; threads++) {
+        omp_set_num_threads(threads);
+        memset(got, 0, n * sizeof *got);
+        ModelStats s2 = model_step_gradients(&f.p, f.X, f.labels, f.idx, m, m, &w, chunk, NULL,
+                                             got, 1e6f, &bad);
+        assert_memory_equal(want, got, n * sizeof *got);
+        assert_int_equal(s1.loss_fix, s2.loss_fix);
+    }
+    for (int ranks = 2; ranks <= 9; ranks++) {
+        memset(got, 0, n * sizeof *got);
+        int64_t loss = 0, correct = 0;
+        for (int r = 0; r < ranks; r++) {
+            size_t b, e;
+            dist_shard(m, chunk, r, ranks, &b, &e);
+            ModelStats st = model_step_gradients(&f.p, f.X, f.labels, f.idx + b, e - b, m, &w,
+                                                 chunk, NULL, got, 1e6f, &bad);
+            loss += st.loss_fix, correct += st.correct;
+        }
+        assert_memory_equal(want, got, n * sizeof *got);
+        assert_int_equal(loss, s1.loss_fix);
+        assert_int_equal(correct, s1.correct);
+    }
+    assert_int_equal(bad, 0);
+    omp_set_num_threads(2);
+    free(want), free(got);
+    model_workspace_free(&w);
+    fixture_free(&f);
+}
+
+/* Out-of-range and NaN chunk sums are counted, never added. */
+static void test_exact_rejects_out_of_range(void **state)
+{
+    (void)state;
+    Fixture f;
+    fixture_init(&f, 8, 5, 3, 2, 3);
+    Workspace w;
+    assert_int_equal(model_workspace_init(&w, &f.p, f.n), 0);
+    int64_t *g = calloc(f.p.count, sizeof *g), bad = 0;
+    model_step_gradients(&f.p, f.X, f.labels, f.idx, f.n, f.n, &w, 2, NULL, g, 1e-12f, &bad);
+    assert_true(bad > 0);
+    f.p.W2[0] = NAN;
+    bad = 0;
+    memset(g, 0, f.p.count * sizeof *g);
+    ModelStats st = model_step_gradients(&f.p, f.X, f.labels, f.idx, f.n, f.n, &w, 2, NULL, g,
+                                         1e6f, &bad);
+    assert_true(bad + st.bad > 0);
+    free(g);
+    model_workspace_free(&w);
+    fixture_free(&f);
+}
+
+/* One SGD step (both modes) equals theta - lr * reference gradient. */
+static void test_sgd_step_vs_reference(void **state)
+{
+    (void)state;
+    Fixture f;
+    fixture_init(&f, 17, 255, 17, 10, 5);
+    const size_t n = f.p.count;
+    const float lr = 0.5f;
+    double *ref = malloc(n * sizeof *ref);
+    ref_loss_grad(f.theta, f.d, f.h, f.k, f.X, f.labels, f.idx, f.n, (double)f.n, ref, NULL);
+    for (size_t i = 0; i < n; i++)
+        ref[i] = f.theta[i] - lr * ref[i];
+    Workspace w;
+    assert_int_equal(model_workspace_init(&w, &f.p, f.n), 0);
+    float *start = malloc(n * sizeof *start), *gf = malloc(n * sizeof *gf);
+    int64_t *gi = calloc(n, sizeof *gi), bad = 0;
+    memcpy(start, f.p.block, n * sizeof *start);
+
+    model_step_gradients(&f.p, f.X, f.labels, f.idx, f.n, f.n, &w, 0, gf, NULL, 0, NULL);
+    kernels_sgd_f32(f.p.block, gf, n, lr);
+    for (size_t i = 0; i < n; i++)
+        assert_true(fabs(f.p.block[i] - ref[i]) < 1e-6 + 1e-5 * fabs(ref[i]));
+
+    memcpy(f.p.block, start, n * sizeof *start);
+    model_step_gradients(&f.p, f.X, f.labels, f.idx, f.n, f.n, &w, 5, NULL, gi, 1e6f, &bad);
+    kernels_sgd_fixed(f.p.block, gi, n, lr);
+    for (size_t i = 0; i < n; i++)
+        assert_true(fabs(f.p.block[i] - ref[i]) < 1e-6 + 1e-5 * fabs(ref[i]));
+    free(ref), free(start), free(gf), free(gi);
+    model_workspace_free(&w);
+    fixture_free(&f);
+}
+
+/* Evaluation over a range counts each sample once and matches the reference. */
+static void test_evaluate(void **state)
+{
+    (void)state;
+    Fixture f;
+    fixture_init(&f, 37, 20, 9, 4, 11);
+    for (size_t i = 0; i < f.n; i++)
+        f.idx[i] = (uint32_t)i;
+    long ref_correct;
+    double ref_loss = ref_loss_grad(f.theta, f.d, f.h, f.k, f.X, f.labels, f.idx, f.n, 1.0, NULL,
+                                    &ref_correct);
+    Workspace w;
+    assert_int_equal(model_workspace_init(&w, &f.p, 5), 0);   /* several blocks, last short */
+    ModelStats st = model_evaluate(&f.p, f.X, f.labels, 0, f.n, &w);
+    assert_int_equal(st.correct, ref_correct);
+    assert_true(fabs((double)st.loss_fix / MODEL_LOSS_SCALE - ref_loss) < 1e-4 * ref_loss);
+    ModelStats a = model_evaluate(&f.p, f.X, f.labels, 0, 20, &w);
+    ModelStats b = model_evaluate(&f.p, f.X, f.labels, 20, f.n - 20, &w);
+    assert_int_equal(a.correct + b.correct, st.correct);
+    assert_int_equal(a.loss_fix + b.loss_fix, st.loss_fix);
+    model_workspace_free(&w);
+    fixture_free(&f);
+}
+
+/* Xavier: within bounds, deterministic in the seed, biases zero; the hash sees one bit. */
+static void test_init_and_hash(void **state)
+{
+    (void)state;
+    Params a, b;
+    assert_int_equal(model_params_init(&a, 13, 7, 3), 0);
+    assert_int_equal(model_params_init(&b, 13, 7, 3), 0);
+    model_init_xavier(&a, 42);
+    model_init_xavier(&b, 42);
+    assert_memory_equal(a.block, b.block, a.count * sizeof(float));
+    assert_int_equal(model_param_hash(&a), model_param_hash(&b));
+    double lim1 = sqrt(6.0 / 20), lim2 = sqrt(6.0 / 10);
+    int nonzero = 0;
+    for (size_t i = 0; i < 13 * 7; i++) {
+        assert_true(fabs(a.W1[i]) <= lim1);
+        nonzero += a.W1[i] != 0;
+    }
+    assert_true(nonzero > 80);
+    for (size_t i = 0; i < 7 * 3; i++)
+        assert_true(fabs(a.W2[i]) <= lim2);
+    for (size_t i = 0; i < 7; i++)
+        assert_true(a.b1[i] == 0.0f);
+    uint32_t bits;
+    memcpy(&bits, &b.b2[2], 4);
+    bits ^= 1;
+    memcpy(&b.b2[2], &bits, 4);
+    assert_true(model_param_hash(&a) != model_param_hash(&b));
+    model_init_xavier(&b, 43);
+    assert_memory_not_equal(a.block, b.block, a.count * sizeof(float));
+    model_params_free(&a);
+    model_params_free(&b);
+    assert_int_equal(model_params_init(&a, SIZE_MAX / 2, 4, 3), -1);
+}
+
+/* Shards: contiguous, in whole chunks, covering the minibatch exactly once. */
+static void test_shards(void **state)
+{
+    (void)state;
+    for (size_t m = 1; m <= 70; m++)
+        for (size_t chunk = 1; chunk <= 17; chunk += 4)
+            for (int P = 1; P <= 9; P++) {
+                size_t next = 0;
+                for (int r = 0; r < P; r++) {
+                    size_t b, e;
+                    dist_shard(m, chunk, r, P, &b, &e);
+                    assert_int_equal(b, next);
+                    assert_true(e >= b);
+                    assert_true(b % chunk == 0 || b == m);
+                    next = e;
+                }
+                assert_int_equal(next, m);
+            }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_reference_vs_finite_differences),
+        cmocka_unit_test(test_forward_vs_reference),
+        cmocka_unit_test(test_gradients_vs_reference),
+        cmocka_unit_test(test_exact_independent_of_threads_and_shards),
+        cmocka_unit_test(test_exact_rejects_out_of_range),
+        cmocka_unit_test(test_sgd_step_vs_reference),
+        cmocka_unit_test(test_evaluate),
+        cmocka_unit_test(test_init_and_hash),
+        cmocka_unit_test(test_shards),
+    };
+    return cmocka_run_group_tests_name("model", tests, NULL, NULL);
+}
