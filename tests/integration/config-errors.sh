@@ -23,7 +23,7 @@ expect() {
 bad() {
     local name=$1 line=$2 section=$3 want=$4
     awk -v s="[$section]" -v l="$line" '{print} $0==s {print l}' "$T/good.ini" > "$T/$name.ini"
-    expect "$name" "$T/$name.ini:$want"
+    expect "$name" "$T/$name.ini$want" "$T/$name.ini"
 }
 bad unknown-key   "bogus = 1"        train ":11: unknown key 'bogus' in [train]"
 bad malformed     "lr = abc"         train ":11: [train] lr = 'abc'"

@@ -1,0 +1,1363 @@
+/* checkpoint: HDF5 write (atomic), read and validation of mlp checkpoints.
+ * Contract and layout: include/checkpoint.h and DESIGN.md section 7.
+ *
+ * Every HDF5 identifier starts as H5I_INVALID_HID and is released at one cleanup label
+ * per function; every HDF5 call is checked. HDF5's own error-stack printing is switched
+ * off inside the public calls so that a failure reaches the user as ONE line naming the
+ * path and the object, with HDF5's innermost message appended in parentheses.
+ */
+#include "checkpoint.h"
+
+#include <hdf5.h>
+#include <hdf5_hl.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CKPT_PATH_MAX 4096
+#define CKPT_H5_DETAIL 512             /* bytes of HDF5's own message kept */
+
+/* ------------------------------------------------------------------ errors */
+
+__attribute__((format(printf, 3, 4)))
+static void ckpt_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || errlen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static herr_t ckpt_h5_walk(unsigned n, const H5E_error2_t *e, void *data)
+{
+    /* Walking upward, entry 0 is the innermost (most specific) message. */
+    if (n == 0 && e && e->desc)
+        snprintf((char *)data, CKPT_H5_DETAIL, "%s", e->desc);
+    return 0;
+}
+
+/* Make HDF5's innermost message fit on our one line. I/O failures carry a long record
+ * (time stamp with a newline, file descriptor, buffer address) around the useful part,
+ * "error message = 'No space left on device'": keep just that when present. */
+static void ckpt_h5_tidy(char *detail)
+{
+    const char *key = "error message = '";
+    char *p = strstr(detail, key);
+    if (p) {
+        p += strlen(key);
+        char *q = strchr(p, '\'');
+        if (q) {
+            memmove(detail, p, (size_t)(q - p));
+            detail[q - p] = '\0';
+        }
+    }
+    for (char *c = detail; *c; c++)
+        if (*c == '\n' || *c == '\r' || *c == '\t')
+            *c = ' ';
+}
+
+/* "PATH: WHAT (innermost HDF5 message)". Must be called right after the failed HDF5 call:
+ * the next API call clears the error stack. */
+__attribute__((format(printf, 4, 5)))
+static void ckpt_h5_fail(char *err, size_t errlen, const char *path, const char *fmt, ...)
+{
+    char what[512], detail[CKPT_H5_DETAIL] = "";
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    if (H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, ckpt_h5_walk, detail) < 0)
+        detail[0] = '\0';
+    ckpt_h5_tidy(detail);
+    if (detail[0])
+        ckpt_err(err, errlen, "%s: %s (%s)", path, what, detail);
+    else
+        ckpt_err(err, errlen, "%s: %s", path, what);
+}
+
+/* HDF5 prints its whole error stack to stderr by default; we report one line instead. */
+typedef struct {
+    bool saved;
+    H5E_auto2_t func;
+    void *data;
+} CkptH5Quiet;
+
+static void ckpt_h5_quiet(CkptH5Quiet *q)
+{
+    q->saved = H5Eget_auto2(H5E_DEFAULT, &q->func, &q->data) >= 0;
+    /* If silencing fails HDF5 merely prints extra lines; our own message still comes. */
+    (void)H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
+
+static void ckpt_h5_restore(const CkptH5Quiet *q)
+{
+    if (q->saved)
+        (void)H5Eset_auto2(H5E_DEFAULT, q->func, q->data);
+}
+
+/* File access properties shared by save and load. */
+static hid_t ckpt_fapl(const char *path, char *err, size_t errlen)
+{
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl < 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot create file access properties");
+        return H5I_INVALID_HID;
+    }
+    /* STRONG: closing the file also closes anything of it still open, so one missed
+     * identifier cannot keep the file open behind our back. */
+    if (H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG) < 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot set file close degree");
+        goto fail;
+    }
+#if H5_VERSION_GE(1, 10, 7) && !(H5_VERS_MAJOR == 1 && H5_VERS_MINOR == 12 && H5_VERS_RELEASE == 0)
+    /* Cluster file systems (Lustre, NFS) often lack flock(); best-effort locking lets
+     * checkpoints load there instead of failing with "unable to lock file". */
+    if (H5Pset_file_locking(fapl, true, true) < 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot set file locking");
+        goto fail;
+    }
+#endif
+    return fapl;
+fail:
+    /* The failure above is the one to report; a failed close could add nothing. */
+    (void)H5Pclose(fapl);
+    return H5I_INVALID_HID;
+}
+
+/* ------------------------------------------------------------------ history */
+
+int ckpt_history_init(CkptHistory *h, size_t cap)
+{
+    memset(h, 0, sizeof *h);
+    if (cap == 0)
+        return 0;
+    if (cap > SIZE_MAX / sizeof(double))
+        return -1;
+    h->epoch = malloc(cap * sizeof *h->epoch);
+    h->train_loss = malloc(cap * sizeof(double));
+    h->train_acc = malloc(cap * sizeof(double));
+    h->test_acc = malloc(cap * sizeof(double));
+    h->seconds = malloc(cap * sizeof(double));
+    if (!h->epoch || !h->train_loss || !h->train_acc || !h->test_acc || !h->seconds) {
+        ckpt_history_free(h);
+        return -1;
+    }
+    h->cap = cap;
+    return 0;
+}
+
+void ckpt_history_free(CkptHistory *h)
+{
+    if (!h)
+        return;
+    free(h->epoch);
+    free(h->train_loss);
+    free(h->train_acc);
+    free(h->test_acc);
+    free(h->seconds);
+    memset(h, 0, sizeof *h);
+}
+
+/* realloc one column; the old block stays valid (and owned by h) if this fails. */
+static int ckpt_grow(void **p, size_t n, size_t elem)
+{
+    void *q = realloc(*p, n * elem);
+    if (!q)
+        return -1;
+    *p = q;
+    return 0;
+}
+
+int ckpt_history_push(CkptHistory *h, int64_t epoch, double train_loss, double train_acc,
+                      double test_acc, double seconds)
+{
+    if (h->len == h->cap) {
+        size_t cap = h->cap ? h->cap * 2 : 16;
+        if (cap < h->cap || cap > SIZE_MAX / sizeof(double))
+            return -1;
+        void *p[5] = {h->epoch, h->train_loss, h->train_acc, h->test_acc, h->seconds};
+        int rc = 0;
+        for (int i = 0; i < 5 && rc == 0; i++)
+            rc = ckpt_grow(&p[i], cap, 8);
+        /* Store every pointer back, grown or not, so nothing leaks on failure; cap only
+         * moves once all five columns have the room. */
+        h->epoch = p[0];
+        h->train_loss = p[1];
+        h->train_acc = p[2];
+        h->test_acc = p[3];
+        h->seconds = p[4];
+        if (rc != 0)
+            return -1;
+        h->cap = cap;
+    }
+    h->epoch[h->len] = epoch;
+    h->train_loss[h->len] = train_loss;
+    h->train_acc[h->len] = train_acc;
+    h->test_acc[h->len] = test_acc;
+    h->seconds[h->len] = seconds;
+    h->len++;
+    return 0;
+}
+
+void ckpt_state_free(CkptState *s)
+{
+    if (!s)
+        return;
+    free(s->W1);
+    free(s->b1);
+    free(s->W2);
+    free(s->b2);
+    free(s->config);
+    ckpt_history_free(&s->history);
+    memset(s, 0, sizeof *s);
+}
+
+/* ------------------------------------------------------------------ paths and files */
+
+static int ckpt_join(char *out, size_t outlen, const char *dir, const char *name, char *err,
+                     size_t errlen)
+{
+    int n = snprintf(out, outlen, "%s/%s", dir, name);
+    if (n < 0 || (size_t)n >= outlen) {
+        ckpt_err(err, errlen, "%s/%s: path too long (limit %zu bytes)", dir, name, outlen - 1);
+        return -1;
+    }
+    return 0;
+}
+
+static int ckpt_mkdir_one(const char *p, const char *dir, char *err, size_t errlen)
+{
+    struct stat st;
+    if (stat(p, &st) == 0) {
+        if (S_ISDIR(st.st_mode))
+            return 0;
+        ckpt_err(err, errlen, "%s: exists and is not a directory (checkpoint dir %s)", p, dir);
+        return -1;
+    }
+    if (errno != ENOENT) {
+        ckpt_err(err, errlen, "%s: %s (checkpoint dir %s)", p, strerror(errno), dir);
+        return -1;
+    }
+    if (mkdir(p, 0777) == 0)
+        return 0;
+    /* Another process may have created it between stat and mkdir. */
+    if (errno == EEXIST && stat(p, &st) == 0 && S_ISDIR(st.st_mode))
+        return 0;
+    ckpt_err(err, errlen, "%s: cannot create directory: %s", p, strerror(errno));
+    return -1;
+}
+
+/* mkdir -p */
+static int ckpt_mkdir_p(const char *dir, char *err, size_t errlen)
+{
+    char buf[CKPT_PATH_MAX];
+    size_t n = strlen(dir);
+    if (n >= sizeof buf) {
+        ckpt_err(err, errlen, "%s: path too long (limit %zu bytes)", dir, sizeof buf - 1);
+        return -1;
+    }
+    memcpy(buf, dir, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] != '/' && buf[i] != '\0')
+            continue;
+        if (buf[i - 1] == '/')
+            continue;                       /* "a//b" */
+        char c = buf[i];
+        buf[i] = '\0';
+        if (ckpt_mkdir_one(buf, dir, err, errlen) != 0)
+            return -1;
+        buf[i] = c;
+    }
+    return 0;
+}
+
+/* fsync a directory, making the entries created, renamed or replaced in it durable. */
+static int ckpt_fsync_dir(const char *dir, char *err, size_t errlen)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        ckpt_err(err, errlen, "%s: cannot open directory for fsync: %s", dir, strerror(errno));
+        return -1;
+    }
+    /* Some file systems cannot sync a directory and say EINVAL; there is nothing more we
+     * can do for durability there, and the rename itself is still atomic. */
+    if (fsync(fd) != 0 && errno != EINVAL) {
+        int e = errno;
+        close(fd);
+        ckpt_err(err, errlen, "%s: fsync of directory failed: %s", dir, strerror(e));
+        return -1;
+    }
+    if (close(fd) != 0) {
+        ckpt_err(err, errlen, "%s: close failed: %s", dir, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* "epoch-NNNN.h5" -> NNNN. Only names exactly as ckpt_save writes them count, so a
+ * user's "epoch-3.h5" or "epoch-0003.h5.bak" is never touched by pruning. */
+static bool ckpt_parse_epoch_name(const char *name, int64_t *epoch)
+{
+    if (strncmp(name, "epoch-", 6) != 0)
+        return false;
+    const char *p = name + 6;
+    int64_t v = 0;
+    if (*p < '0' || *p > '9')
+        return false;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        if (v > (INT64_MAX - (*p - '0')) / 10)
+            return false;
+        v = v * 10 + (*p - '0');
+    }
+    if (strcmp(p, ".h5") != 0)
+        return false;
+    char canon[64];
+    snprintf(canon, sizeof canon, "epoch-%04" PRId64 ".h5", v);
+    if (strcmp(canon, name) != 0)
+        return false;
+    *epoch = v;
+    return true;
+}
+
+static int ckpt_cmp_desc(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x < y) - (x > y);
+}
+
+/* Delete the oldest epoch files so that at most `keep` remain with epoch <= current, the
+ * file just written always among them. Files with a HIGHER epoch number can only come
+ * from an earlier run in the same directory; they are left alone (the new run overwrites
+ * them as it reaches those epochs) rather than deleting work we did not write. */
+static int ckpt_prune(const char *dir, int64_t current, long keep, const char *written,
+                      char *err, size_t errlen)
+{
+    int64_t *older = NULL;
+    size_t n = 0, cap = 0;
+    int rc = -1;
+    DIR *dp = opendir(dir);
+    if (!dp) {
+        ckpt_err(err, errlen, "%s: cannot list directory to remove old checkpoints: %s", dir,
+                 strerror(errno));
+        return -1;
+    }
+    for (;;) {
+        errno = 0;
+        struct dirent *de = readdir(dp);
+        if (!de) {
+            if (errno != 0) {
+                ckpt_err(err, errlen, "%s: cannot list directory: %s", dir, strerror(errno));
+                goto done;
+            }
+            break;
+        }
+        int64_t e;
+        if (!ckpt_parse_epoch_name(de->d_name, &e) || e >= current)
+            continue;
+        if (n == cap) {
+            size_t nc = cap ? cap * 2 : 64;
+            int64_t *p = realloc(older, nc * sizeof *p);
+            if (!p) {
+                ckpt_err(err, errlen, "%s: out of memory listing checkpoints (%zu bytes)", dir,
+                         nc * sizeof *p);
+                goto done;
+            }
+            older = p;
+            cap = nc;
+        }
+        older[n++] = e;
+    }
+    if (n > 1)
+        qsort(older, n, sizeof *older, ckpt_cmp_desc);
+    /* older[0..keep-1) stay next to the new file; the rest go. */
+    for (size_t i = (size_t)keep - 1; i < n; i++) {
+        char name[64], path[CKPT_PATH_MAX];
+        snprintf(name, sizeof name, "epoch-%04" PRId64 ".h5", older[i]);
+        if (ckpt_join(path, sizeof path, dir, name, err, errlen) != 0)
+            goto done;
+        /* Gone already (another cleaner) is what we wanted anyway. */
+        if (unlink(path) != 0 && errno != ENOENT) {
+            ckpt_err(err, errlen, "%s: cannot remove old checkpoint: %s (new checkpoint %s was "
+                     "written)", path, strerror(errno), written);
+            goto done;
+        }
+    }
+    /* Deletions are not fsync'd: if a crash forgets one, the next save removes it. */
+    rc = 0;
+done:
+    free(older);
+    closedir(dp);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ writing */
+
+static int ckpt_write_dset(hid_t file, const char *path, const char *name, hid_t ftype,
+                           hid_t mtype, int rank, const hsize_t *dims, const void *data,
+                           char *err, size_t errlen)
+{
+    hid_t space = H5I_INVALID_HID, dset = H5I_INVALID_HID;
+    int rc = -1;
+    hsize_t count = 1;
+    for (int i = 0; i < rank; i++)
+        count *= dims[i];
+
+    space = H5Screate_simple(rank, dims, NULL);
+    if (space < 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot create dataspace for %s", name);
+        goto done;
+    }
+    dset = H5Dcreate2(file, name, ftype, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (dset < 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot create dataset %s", name);
+        goto done;
+    }
+    /* An empty history (no epoch finished yet) is a valid 0-length dataset with no data. */
+    if (count > 0 && H5Dwrite(dset, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot write dataset %s", name);
+        goto done;
+    }
+    rc = 0;
+done:
+    if (dset >= 0 && H5Dclose(dset) < 0 && rc == 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot close dataset %s", name);
+        rc = -1;
+    }
+    if (space >= 0 && H5Sclose(space) < 0 && rc == 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot close dataspace of %s", name);
+        rc = -1;
+    }
+    return rc;
+}
+
+/* Scalar attribute on the root group. */
+static int ckpt_write_attr(hid_t file, const char *path, const char *name, hid_t ftype,
+                           hid_t mtype, const void *buf, char *err, size_t errlen)
+{
+    hid_t space = H5I_INVALID_HID, attr = H5I_INVALID_HID;
+    int rc = -1;
+    space = H5Screate(H5S_SCALAR);
+    if (space < 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot create dataspace for attribute '%s'", name);
+        goto done;
+    }
+    attr = H5Acreate2(file, name, ftype, space, H5P_DEFAULT, H5P_DEFAULT);
+    if (attr < 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot create attribute '%s'", name);
+        goto done;
+    }
+    if (H5Awrite(attr, mtype, buf) < 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot write attribute '%s'", name);
+        goto done;
+    }
+    rc = 0;
+done:
+    if (attr >= 0 && H5Aclose(attr) < 0 && rc == 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot close attribute '%s'", name);
+        rc = -1;
+    }
+    if (space >= 0 && H5Sclose(space) < 0 && rc == 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot close dataspace of attribute '%s'", name);
+        rc = -1;
+    }
+    return rc;
+}
+
+static size_t ckpt_add_sat(size_t a, size_t b)
+{
+    return a > SIZE_MAX - b ? SIZE_MAX : a + b;
+}
+
+/* Build the whole checkpoint as an HDF5 file image in memory (the core driver, no backing
+ * store); `path` (the temporary name) only labels messages. On success *image (malloc'd)
+ * holds *len bytes for ckpt_write_image.
+ *
+ * Why not let HDF5 write the file: when a write fails (disk full, quota, EFBIG), HDF5 1.10
+ * cannot close the file any more (every close retries the failed flush), and the half-open
+ * file then crashes the library's atexit clean-up: a training run that should exit 1 with
+ * "No space left on device" would die of SIGSEGV instead. In memory HDF5 meets no I/O
+ * errors; the one write to disk is ours, plain POSIX, and fully checked. The cost is a
+ * transient copy of the model (about d*h*4 bytes). */
+static int ckpt_build_image(const char *path, const CkptState *s, void **image, size_t *len,
+                            char *err, size_t errlen)
+{
+    hid_t fapl = H5I_INVALID_HID, file = H5I_INVALID_HID, gmodel = H5I_INVALID_HID,
+          ghist = H5I_INVALID_HID, strtype = H5I_INVALID_HID;
+    void *buf = NULL;
+    ssize_t n = 0;
+    int rc = -1;
+    *image = NULL;
+    *len = 0;
+
+    /* Grow the in-memory file in one step if we can: the data plus room for metadata. */
+    size_t grow = (size_t)64 << 10;
+    /* ckpt_check_state bounded each product times sizeof(float) by SIZE_MAX */
+    grow = ckpt_add_sat(grow, s->d * s->hidden * sizeof(float));
+    grow = ckpt_add_sat(grow, s->hidden * s->classes * sizeof(float));
+    grow = ckpt_add_sat(grow, (s->hidden + s->classes) * sizeof(float));
+    grow = ckpt_add_sat(grow, s->history.len > SIZE_MAX / 40 ? SIZE_MAX : s->history.len * 40);
+    grow = ckpt_add_sat(grow, s->config ? strlen(s->config) : 0);
+    if (grow > ((size_t)256 << 20))
+        grow = (size_t)256 << 20;
+
+    fapl = ckpt_fapl(path, err, errlen);
+    if (fapl < 0)
+        goto done;
+    if (H5Pset_fapl_core(fapl, grow, false) < 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot select the in-memory file driver");
+        goto done;
+    }
+    file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    if (file < 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot create HDF5 file in memory");
+        goto done;
+    }
+
+    gmodel = H5Gcreate2(file, "/model", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (gmodel < 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot create group /model");
+        goto done;
+    }
+    ghist = H5Gcreate2(file, "/history", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (ghist < 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot create group /history");
+        goto done;
+    }
+
+    /* Weights: native floats in memory, little-endian IEEE on disk whatever the host. */
+    const hsize_t dW1[2] = {s->d, s->hidden}, db1[1] = {s->hidden},
+                  dW2[2] = {s->hidden, s->classes}, db2[1] = {s->classes};
+    if (ckpt_write_dset(file, path, "/model/W1", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, dW1,
+                        s->W1, err, errlen) != 0 ||
+        ckpt_write_dset(file, path, "/model/b1", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 1, db1,
+                        s->b1, err, errlen) != 0 ||
+        ckpt_write_dset(file, path, "/model/W2", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, dW2,
+                        s->W2, err, errlen) != 0 ||
+        ckpt_write_dset(file, path, "/model/b2", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 1, db2,
+                        s->b2, err, errlen) != 0)
+        goto done;
+
+    const CkptHistory *h = &s->history;
+    const hsize_t dh[1] = {h->len};
+    if (ckpt_write_dset(file, path, "/history/epoch", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, dh,
+                        h->epoch, err, errlen) != 0 ||
+        ckpt_write_dset(file, path, "/history/train_loss", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE,
+                        1, dh, h->train_loss, err, errlen) != 0 ||
+        ckpt_write_dset(file, path, "/history/train_acc", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE,
+                        1, dh, h->train_acc, err, errlen) != 0 ||
+        ckpt_write_dset(file, path, "/history/test_acc", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE,
+                        1, dh, h->test_acc, err, errlen) != 0 ||
+        ckpt_write_dset(file, path, "/history/seconds", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 1,
+                        dh, h->seconds, err, errlen) != 0)
+        goto done;
+
+    /* Strings are variable-length UTF-8: h5py returns those as str (fixed-length ones come
+     * back as bytes), and the config text may exceed the 64 KiB limit on a fixed-length
+     * attribute's own storage (variable-length data lives in the global heap). */
+    strtype = H5Tcopy(H5T_C_S1);
+    if (strtype < 0 || H5Tset_size(strtype, H5T_VARIABLE) < 0 ||
+        H5Tset_cset(strtype, H5T_CSET_UTF8) < 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot build the string type for attributes");
+        goto done;
+    }
+    const char *format = CKPT_FORMAT, *reduce = s->reduce, *config = s->config ? s->config : "",
+               *created_at = s->created, *version = s->mlp_version;
+    const int64_t format_version = CKPT_FORMAT_VERSION;
+    const struct {
+        const char *name;
+        hid_t ftype, mtype;
+        const void *buf;
+    } attrs[] = {
+        {"format", strtype, strtype, &format},
+        {"format_version", H5T_STD_I64LE, H5T_NATIVE_INT64, &format_version},
+        {"d", H5T_STD_U64LE, H5T_NATIVE_UINT64, &s->d},
+        {"hidden", H5T_STD_U64LE, H5T_NATIVE_UINT64, &s->hidden},
+        {"classes", H5T_STD_U64LE, H5T_NATIVE_UINT64, &s->classes},
+        {"epoch", H5T_STD_I64LE, H5T_NATIVE_INT64, &s->epoch},
+        {"step", H5T_STD_I64LE, H5T_NATIVE_INT64, &s->step},
+        {"seed", H5T_STD_U64LE, H5T_NATIVE_UINT64, &s->seed},
+        {"batch", H5T_STD_I64LE, H5T_NATIVE_INT64, &s->batch},
+        {"lr", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &s->lr},
+        {"reduce", strtype, strtype, &reduce},
+        {"ranks", H5T_STD_I64LE, H5T_NATIVE_INT64, &s->ranks},
+        {"threads_per_rank", H5T_STD_I64LE, H5T_NATIVE_INT64, &s->threads_per_rank},
+        {"config", strtype, strtype, &config},
+        {"created", strtype, strtype, &created_at},
+        {"mlp_version", strtype, strtype, &version},
+    };
+    for (size_t i = 0; i < sizeof attrs / sizeof attrs[0]; i++)
+        if (ckpt_write_attr(file, path, attrs[i].name, attrs[i].ftype, attrs[i].mtype,
+                            attrs[i].buf, err, errlen) != 0)
+            goto done;
+
+    if (H5Fflush(file, H5F_SCOPE_LOCAL) < 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot flush file");
+        goto done;
+    }
+    n = H5Fget_file_image(file, NULL, 0);
+    if (n <= 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot size the file image");
+        goto done;
+    }
+    buf = malloc((size_t)n);
+    if (!buf) {
+        ckpt_err(err, errlen, "%s: out of memory for the file image (%zd bytes)", path, n);
+        goto done;
+    }
+    if (H5Fget_file_image(file, buf, (size_t)n) != n) {
+        ckpt_h5_fail(err, errlen, path, "cannot copy the file image");
+        goto done;
+    }
+    rc = 0;
+done:
+    if (strtype >= 0 && H5Tclose(strtype) < 0 && rc == 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot close string type");
+        rc = -1;
+    }
+    if (ghist >= 0 && H5Gclose(ghist) < 0 && rc == 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot close group /history");
+        rc = -1;
+    }
+    if (gmodel >= 0 && H5Gclose(gmodel) < 0 && rc == 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot close group /model");
+        rc = -1;
+    }
+    if (file >= 0 && H5Fclose(file) < 0 && rc == 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot close file");
+        rc = -1;
+    }
+    if (fapl >= 0 && H5Pclose(fapl) < 0 && rc == 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot close file access properties");
+        rc = -1;
+    }
+    if (rc == 0) {
+        *image = buf;
+        *len = (size_t)n;
+    } else {
+        free(buf);
+    }
+    return rc;
+}
+
+/* Write the image to `path` and fsync it. *created tells the caller whether a file now
+ * exists there that it must remove on failure. */
+static int ckpt_write_image(const char *path, const void *image, size_t len, bool *created,
+                            char *err, size_t errlen)
+{
+    *created = false;
+    /* O_TRUNC, not O_EXCL: a stale temporary left by a crashed run whose pid we now share
+     * (common in containers) is ours to overwrite. O_NOFOLLOW: never write through a link.
+     * A directory of that name makes open fail, and is left alone. */
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0666);
+    if (fd < 0) {
+        ckpt_err(err, errlen, "%s: cannot create: %s", path, strerror(errno));
+        return -1;
+    }
+    *created = true;
+    const char *p = image;
+    size_t left = len;
+    while (left > 0) {
+        ssize_t w = write(fd, p, left);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            ckpt_err(err, errlen, "%s: write failed after %zu of %zu bytes: %s", path,
+                     len - left, len, w < 0 ? strerror(errno) : "no progress");
+            close(fd);
+            return -1;
+        }
+        p += w;
+        left -= (size_t)w;
+    }
+    /* The data must be on disk BEFORE the rename publishes it; otherwise a crash could
+     * leave epoch-NNNN.h5 naming a file whose blocks were never written. */
+    if (fsync(fd) != 0) {
+        ckpt_err(err, errlen, "%s: fsync failed: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    /* close() can report a deferred write error (NFS): only now is the data known good. */
+    if (close(fd) != 0) {
+        ckpt_err(err, errlen, "%s: close failed: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static bool ckpt_terminated(const char *s, size_t cap)
+{
+    return memchr(s, '\0', cap) != NULL;
+}
+
+static int ckpt_check_state(const CkptState *s, long keep, char *err, size_t errlen)
+{
+    if (s->d == 0 || s->hidden == 0 || s->classes == 0) {
+        ckpt_err(err, errlen, "checkpoint: bad shape d=%" PRIu64 " hidden=%" PRIu64
+                 " classes=%" PRIu64 " (all must be positive)", s->d, s->hidden, s->classes);
+        return -1;
+    }
+    if (s->d > SIZE_MAX / sizeof(float) / s->hidden ||
+        s->classes > SIZE_MAX / sizeof(float) / s->hidden) {
+        ckpt_err(err, errlen, "checkpoint: shape d=%" PRIu64 " hidden=%" PRIu64 " classes=%"
+                 PRIu64 " too large", s->d, s->hidden, s->classes);
+        return -1;
+    }
+    if (!s->W1 || !s->b1 || !s->W2 || !s->b2) {
+        ckpt_err(err, errlen, "checkpoint: model arrays missing (W1, b1, W2, b2 must be set)");
+        return -1;
+    }
+    const CkptHistory *h = &s->history;
+    if (h->len > 0 && (!h->epoch || !h->train_loss || !h->train_acc || !h->test_acc ||
+                       !h->seconds)) {
+        ckpt_err(err, errlen, "checkpoint: history has %zu entries but no arrays", h->len);
+        return -1;
+    }
+    if (s->epoch < 0) {
+        ckpt_err(err, errlen, "checkpoint: epoch %" PRId64 " is negative", s->epoch);
+        return -1;
+    }
+    if (keep < 0) {
+        ckpt_err(err, errlen, "checkpoint: keep %ld is negative (0 = keep all)", keep);
+        return -1;
+    }
+    if (!ckpt_terminated(s->reduce, sizeof s->reduce) ||
+        !ckpt_terminated(s->mlp_version, sizeof s->mlp_version)) {
+        ckpt_err(err, errlen, "checkpoint: reduce or mlp_version string not terminated");
+        return -1;
+    }
+    return 0;
+}
+
+int ckpt_save(const char *dir, CkptState *s, long keep, char *path_out, size_t path_len,
+              char *err, size_t errlen)
+{
+    char d[CKPT_PATH_MAX], name[64], final[CKPT_PATH_MAX], tmp[CKPT_PATH_MAX],
+         latest[CKPT_PATH_MAX], latest_tmp[CKPT_PATH_MAX];
+    bool created = false, renamed = false, link_made = false;
+    void *image = NULL;
+    size_t image_len = 0;
+    int rc = -1;
+    CkptH5Quiet quiet;
+    ckpt_h5_quiet(&quiet);
+
+    if (!dir || !s) {
+        ckpt_err(err, errlen, "checkpoint: no directory or state given");
+        goto done;
+    }
+    if (ckpt_check_state(s, keep, err, errlen) != 0)
+        goto done;
+
+    /* Directory without trailing slashes, so that names read "dir/epoch-0003.h5". */
+    size_t n = strlen(dir);
+    if (n == 0) {
+        ckpt_err(err, errlen, "checkpoint: empty directory name");
+        goto done;
+    }
+    if (n >= sizeof d) {
+        ckpt_err(err, errlen, "%s: path too long (limit %zu bytes)", dir, sizeof d - 1);
+        goto done;
+    }
+    memcpy(d, dir, n + 1);
+    while (n > 1 && d[n - 1] == '/')
+        d[--n] = '\0';
+
+    snprintf(name, sizeof name, "epoch-%04" PRId64 ".h5", s->epoch);
+    char tmpname[96], ltmpname[96];
+    snprintf(tmpname, sizeof tmpname, ".%s.tmp.%ld", name, (long)getpid());
+    snprintf(ltmpname, sizeof ltmpname, ".latest.h5.tmp.%ld", (long)getpid());
+    if (ckpt_join(final, sizeof final, d, name, err, errlen) != 0 ||
+        ckpt_join(tmp, sizeof tmp, d, tmpname, err, errlen) != 0 ||
+        ckpt_join(latest, sizeof latest, d, "latest.h5", err, errlen) != 0 ||
+        ckpt_join(latest_tmp, sizeof latest_tmp, d, ltmpname, err, errlen) != 0)
+        goto done;
+    if (path_out && strlen(final) >= path_len) {
+        ckpt_err(err, errlen, "%s: path does not fit the caller's buffer (%zu bytes)", final,
+                 path_len);
+        goto done;
+    }
+
+    time_t now = time(NULL);
+    struct tm tm;
+    if (now == (time_t)-1 || !gmtime_r(&now, &tm) ||
+        strftime(s->created, sizeof s->created, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
+        ckpt_err(err, errlen, "%s: cannot read the clock for 'created'", final);
+        goto done;
+    }
+
+    /* Build first: an HDF5 failure then leaves nothing at all on disk. */
+    if (ckpt_build_image(tmp, s, &image, &image_len, err, errlen) != 0)
+        goto done;
+    if (ckpt_mkdir_p(d, err, errlen) != 0)
+        goto done;
+    /* The temporary lives in DIR itself: rename() is atomic only within one file system. */
+    if (ckpt_write_image(tmp, image, image_len, &created, err, errlen) != 0)
+        goto done;
+    if (rename(tmp, final) != 0) {
+        ckpt_err(err, errlen, "%s: cannot rename to %s: %s", tmp, final, strerror(errno));
+        goto done;
+    }
+    renamed = true;
+    /* A rename is only durable once the directory itself is on disk: without this, after
+     * a power loss the directory may not yet show the new name. */
+    if (ckpt_fsync_dir(d, err, errlen) != 0)
+        goto done;
+
+    /* latest.h5: a relative symlink (the directory can move) switched atomically by
+     * renaming a fresh link over it, so readers always see the old or the new target. */
+    if (unlink(latest_tmp) != 0 && errno != ENOENT) {
+        ckpt_err(err, errlen, "%s: cannot remove stale link: %s", latest_tmp, strerror(errno));
+        goto done;
+    }
+    if (symlink(name, latest_tmp) != 0) {
+        ckpt_err(err, errlen, "%s: cannot create symlink: %s", latest_tmp, strerror(errno));
+        goto done;
+    }
+    link_made = true;
+    if (rename(latest_tmp, latest) != 0) {
+        ckpt_err(err, errlen, "%s: cannot replace with a link to %s: %s", latest, name,
+                 strerror(errno));
+        goto done;
+    }
+    link_made = false;
+    if (ckpt_fsync_dir(d, err, errlen) != 0)
+        goto done;
+
+    if (keep > 0 && ckpt_prune(d, s->epoch, keep, final, err, errlen) != 0)
+        goto done;
+
+    if (path_out)
+        snprintf(path_out, path_len, "%s", final);
+    rc = 0;
+done:
+    /* Only what this call created goes; a pre-existing object under the temporary name
+     * (which made the create fail) is not ours to delete. */
+    if (rc != 0 && created && !renamed)
+        unlink(tmp);
+    if (rc != 0 && link_made)
+        unlink(latest_tmp);
+    free(image);
+    ckpt_h5_restore(&quiet);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ reading */
+
+static int ckpt_open_attr(hid_t file, const char *path, const char *name, hid_t *attr,
+                          char *err, size_t errlen)
+{
+    htri_t ex = H5Aexists(file, name);
+    if (ex < 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot look up attribute '%s'", name);
+        return -1;
+    }
+    if (ex == 0) {
+        ckpt_err(err, errlen, "%s: attribute '%s' missing", path, name);
+        return -1;
+    }
+    *attr = H5Aopen(file, name, H5P_DEFAULT);
+    if (*attr < 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot open attribute '%s'", name);
+        return -1;
+    }
+    return 0;
+}
+
+/* Check the attribute is one value of class `want` (or, if `also` is not H5T_NO_CLASS, of
+ * that class). */
+static int ckpt_check_attr(hid_t attr, const char *path, const char *name, H5T_class_t want,
+                           H5T_class_t also, const char *what, char *err, size_t errlen)
+{
+    hid_t type = H5I_INVALID_HID, space = H5I_INVALID_HID;
+    int rc = -1;
+    type = H5Aget_type(attr);
+    if (type < 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot read the type of attribute '%s'", name);
+        goto done;
+    }
+    H5T_class_t cls = H5Tget_class(type);
+    if (cls == H5T_NO_CLASS) {
+        ckpt_h5_fail(err, errlen, path, "cannot read the type class of attribute '%s'", name);
+        goto done;
+    }
+    if (cls != want && (also == H5T_NO_CLASS || cls != also)) {
+        ckpt_err(err, errlen, "%s: attribute '%s' is not %s", path, name, what);
+        goto done;
+    }
+    space = H5Aget_space(attr);
+    if (space < 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot read the dataspace of attribute '%s'", name);
+        goto done;
+    }
+    hssize_t np = H5Sget_simple_extent_npoints(space);
+    if (np < 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot read the size of attribute '%s'", name);
+        goto done;
+    }
+    if (np != 1) {
+        ckpt_err(err, errlen, "%s: attribute '%s' holds %lld values, expected 1", path, name,
+                 (long long)np);
+        goto done;
+    }
+    rc = 0;
+done:
+    if (space >= 0 && H5Sclose(space) < 0 && rc == 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot close dataspace of attribute '%s'", name);
+        rc = -1;
+    }
+    if (type >= 0 && H5Tclose(type) < 0 && rc == 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot close type of attribute '%s'", name);
+        rc = -1;
+    }
+    return rc;
+}
+
+/* A numeric root attribute converted by HDF5 to mtype (so int32/int64/uint64 all load). */
+static int ckpt_read_num(hid_t file, const char *path, const char *name, hid_t mtype,
+                         bool is_float, void *out, char *err, size_t errlen)
+{
+    hid_t attr = H5I_INVALID_HID;
+    int rc = -1;
+    if (ckpt_open_attr(file, path, name, &attr, err, errlen) != 0)
+        goto done;
+    if (ckpt_check_attr(attr, path, name, is_float ? H5T_FLOAT : H5T_INTEGER,
+                        is_float ? H5T_INTEGER : H5T_NO_CLASS,
+                        is_float ? "a number" : "an integer", err, errlen) != 0)
+        goto done;
+    if (H5Aread(attr, mtype, out) < 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot read attribute '%s'", name);
+        goto done;
+    }
+    rc = 0;
+done:
+    if (attr >= 0 && H5Aclose(attr) < 0 && rc == 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot close attribute '%s'", name);
+        rc = -1;
+    }
+    return rc;
+}
+
+/* A string root attribute into a new heap string. Fixed- and variable-length strings in
+ * either character set load, so files rewritten by h5py or H5LT stay readable. */
+static int ckpt_read_str(hid_t file, const char *path, const char *name, char **out,
+                         char *err, size_t errlen)
+{
+    hid_t attr = H5I_INVALID_HID, ftype = H5I_INVALID_HID, mtype = H5I_INVALID_HID;
+    char *vbuf = NULL, *res = NULL;
+    int rc = -1;
+    *out = NULL;
+    if (ckpt_open_attr(file, path, name, &attr, err, errlen) != 0)
+        goto done;
+    if (ckpt_check_attr(attr, path, name, H5T_STRING, H5T_NO_CLASS, "a string", err,
+                        errlen) != 0)
+        goto done;
+    ftype = H5Aget_type(attr);
+    if (ftype < 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot read the type of attribute '%s'", name);
+        goto done;
+    }
+    htri_t vl = H5Tis_variable_str(ftype);
+    H5T_cset_t cset = H5Tget_cset(ftype);
+    size_t fsize = H5Tget_size(ftype);
+    if (vl < 0 || cset < 0 || fsize == 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot inspect the string type of attribute '%s'",
+                     name);
+        goto done;
+    }
+    /* HDF5 refuses to convert between ASCII and UTF-8, so read in the stored set. */
+    mtype = H5Tcopy(H5T_C_S1);
+    if (mtype < 0 || H5Tset_cset(mtype, cset) < 0 ||
+        H5Tset_size(mtype, vl ? H5T_VARIABLE : fsize + 1) < 0 ||
+        H5Tset_strpad(mtype, H5T_STR_NULLTERM) < 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot build a string type for attribute '%s'", name);
+        goto done;
+    }
+    if (vl) {
+        if (H5Aread(attr, mtype, &vbuf) < 0) {
+            ckpt_h5_fail(err, errlen, path, "cannot read attribute '%s'", name);
+            goto done;
+        }
+        res = strdup(vbuf ? vbuf : "");
+        if (!res) {
+            ckpt_err(err, errlen, "%s: out of memory reading attribute '%s'", path, name);
+            goto done;
+        }
+    } else {
+        res = calloc(fsize + 1, 1);
+        if (!res) {
+            ckpt_err(err, errlen, "%s: out of memory reading attribute '%s' (%zu bytes)", path,
+                     name, fsize + 1);
+            goto done;
+        }
+        if (H5Aread(attr, mtype, res) < 0) {
+            ckpt_h5_fail(err, errlen, path, "cannot read attribute '%s'", name);
+            goto done;
+        }
+        res[fsize] = '\0';
+    }
+    *out = res;
+    res = NULL;
+    rc = 0;
+done:
+    free(res);
+    if (vbuf && H5free_memory(vbuf) < 0 && rc == 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot free attribute '%s'", name);
+        rc = -1;
+    }
+    if (mtype >= 0 && H5Tclose(mtype) < 0 && rc == 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot close string type of attribute '%s'", name);
+        rc = -1;
+    }
+    if (ftype >= 0 && H5Tclose(ftype) < 0 && rc == 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot close type of attribute '%s'", name);
+        rc = -1;
+    }
+    if (attr >= 0 && H5Aclose(attr) < 0 && rc == 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot close attribute '%s'", name);
+        rc = -1;
+    }
+    if (rc != 0) {
+        free(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+/* A string attribute into a fixed buffer of the state (reduce, created, mlp_version). */
+static int ckpt_read_str_into(hid_t file, const char *path, const char *name, char *dst,
+                              size_t cap, char *err, size_t errlen)
+{
+    char *v = NULL;
+    if (ckpt_read_str(file, path, name, &v, err, errlen) != 0)
+        return -1;
+    size_t n = strlen(v);
+    if (n >= cap) {
+        ckpt_err(err, errlen, "%s: attribute '%s' is %zu bytes long, at most %zu allowed",
+                 path, name, n, cap - 1);
+        free(v);
+        return -1;
+    }
+    memcpy(dst, v, n + 1);
+    free(v);
+    return 0;
+}
+
+/* "[3,4]" */
+static void ckpt_fmt_shape(char *buf, size_t len, int rank, const hsize_t *dims)
+{
+    size_t off = 0;
+    off += (size_t)snprintf(buf, len, "[");
+    for (int i = 0; i < rank && off < len; i++)
+        off += (size_t)snprintf(buf + off, len - off, "%s%llu", i ? "," : "",
+                                (unsigned long long)dims[i]);
+    if (off < len)
+        snprintf(buf + off, len - off, "]");
+}
+
+/* Does the group `group` exist, and `name` in it? Missing → message naming the object.
+ * (H5Lexists on "/a/b" fails rather than answering when "/a" itself is missing.) */
+static int ckpt_require(hid_t file, const char *path, const char *group, const char *name,
+                        char *err, size_t errlen)
+{
+    htri_t ex = H5Lexists(file, group, H5P_DEFAULT);
+    if (ex < 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot look up %s", group);
+        return -1;
+    }
+    if (ex == 0) {
+        ckpt_err(err, errlen, "%s: group %s missing", path, group);
+        return -1;
+    }
+    ex = H5Lexists(file, name, H5P_DEFAULT);
+    if (ex < 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot look up %s", name);
+        return -1;
+    }
+    if (ex == 0) {
+        ckpt_err(err, errlen, "%s: %s missing", path, name);
+        return -1;
+    }
+    return 0;
+}
+
+/* Shape and type class of dataset `name` (which must exist). */
+static int ckpt_dset_info(hid_t file, const char *path, const char *group, const char *name,
+                          int *rank, hsize_t *dims, H5T_class_t *cls, size_t *tsize,
+                          char *err, size_t errlen)
+{
+    if (ckpt_require(file, path, group, name, err, errlen) != 0)
+        return -1;
+    if (H5LTget_dataset_ndims(file, name, rank) < 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot open %s as a dataset", name);
+        return -1;
+    }
+    if (*rank < 0 || *rank > H5S_MAX_RANK) {
+        ckpt_err(err, errlen, "%s: %s has rank %d", path, name, *rank);
+        return -1;
+    }
+    if (H5LTget_dataset_info(file, name, dims, cls, tsize) < 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot read the shape of %s", name);
+        return -1;
+    }
+    return 0;
+}
+
+/* A float32 model dataset of exactly the expected shape, into a new array. */
+static int ckpt_read_model(hid_t file, const char *path, const char *name, int want_rank,
+                           const hsize_t *want, float **out, char *err, size_t errlen)
+{
+    int rank = 0;
+    hsize_t dims[H5S_MAX_RANK];
+    H5T_class_t cls;
+    size_t tsize;
+    if (ckpt_dset_info(file, path, "/model", name, &rank, dims, &cls, &tsize, err, errlen) != 0)
+        return -1;
+    bool same = rank == want_rank;
+    for (int i = 0; same && i < rank; i++)
+        same = dims[i] == want[i];
+    if (!same) {
+        char got[128], exp[128];
+        ckpt_fmt_shape(got, sizeof got, rank, dims);
+        ckpt_fmt_shape(exp, sizeof exp, want_rank, want);
+        ckpt_err(err, errlen, "%s: %s has shape %s, expected %s", path, name, got, exp);
+        return -1;
+    }
+    /* float64 weights would load, but silently rounded: a resumed run could no longer be
+     * bitwise equal to an uninterrupted one. */
+    if (cls != H5T_FLOAT || tsize != 4) {
+        ckpt_err(err, errlen, "%s: %s is not float32", path, name);
+        return -1;
+    }
+    size_t n = 1;
+    for (int i = 0; i < rank; i++)
+        n *= (size_t)dims[i];              /* bounded by the caller's checked d, h, K */
+    float *buf = malloc(n * sizeof *buf);
+    if (!buf) {
+        ckpt_err(err, errlen, "%s: out of memory for %s (%zu bytes)", path, name,
+                 n * sizeof *buf);
+        return -1;
+    }
+    if (H5LTread_dataset_float(file, name, buf) < 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot read %s", name);
+        free(buf);
+        return -1;
+    }
+    *out = buf;
+    return 0;
+}
+
+static const char *const ckpt_hist_names[5] = {
+    "/history/epoch", "/history/train_loss", "/history/train_acc", "/history/test_acc",
+    "/history/seconds",
+};
+
+static int ckpt_read_history(hid_t file, const char *path, CkptHistory *h, char *err,
+                             size_t errlen)
+{
+    hsize_t len = 0;
+    for (int i = 0; i < 5; i++) {
+        const char *name = ckpt_hist_names[i];
+        int rank = 0;
+        hsize_t dims[H5S_MAX_RANK];
+        H5T_class_t cls;
+        size_t tsize;
+        if (ckpt_dset_info(file, path, "/history", name, &rank, dims, &cls, &tsize, err,
+                           errlen) != 0)
+            return -1;
+        if (rank != 1) {
+            char got[128];
+            ckpt_fmt_shape(got, sizeof got, rank, dims);
+            ckpt_err(err, errlen, "%s: %s has shape %s, expected 1-D", path, name, got);
+            return -1;
+        }
+        if (i == 0 ? cls != H5T_INTEGER : cls != H5T_FLOAT) {
+            ckpt_err(err, errlen, "%s: %s is not %s", path, name, i == 0 ? "an integer" :
+                     "floating point");
+            return -1;
+        }
+        if (i == 0) {
+            len = dims[0];
+        } else if (dims[0] != len) {
+            ckpt_err(err, errlen, "%s: %s has length %llu but %s has length %llu", path, name,
+                     (unsigned long long)dims[0], ckpt_hist_names[0], (unsigned long long)len);
+            return -1;
+        }
+    }
+    if (len > SIZE_MAX / sizeof(double) || ckpt_history_init(h, (size_t)len) != 0) {
+        ckpt_err(err, errlen, "%s: out of memory for a history of %llu epochs", path,
+                 (unsigned long long)len);
+        return -1;
+    }
+    if (len == 0)
+        return 0;
+    if (H5LTread_dataset(file, ckpt_hist_names[0], H5T_NATIVE_INT64, h->epoch) < 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot read %s", ckpt_hist_names[0]);
+        return -1;
+    }
+    double *cols[4] = {h->train_loss, h->train_acc, h->test_acc, h->seconds};
+    for (int i = 0; i < 4; i++) {
+        if (H5LTread_dataset_double(file, ckpt_hist_names[i + 1], cols[i]) < 0) {
+            ckpt_h5_fail(err, errlen, path, "cannot read %s", ckpt_hist_names[i + 1]);
+            return -1;
+        }
+    }
+    h->len = (size_t)len;
+    return 0;
+}
+
+/* Everything after the file is open: format check first, so that a foreign HDF5 file is
+ * reported as such rather than as a pile of missing attributes. */
+static int ckpt_read_all(hid_t file, const char *path, CkptState *t, char *err, size_t errlen)
+{
+    char *format = NULL;
+    htri_t ex = H5Aexists(file, "format");
+    if (ex < 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot look up attribute 'format'");
+        return -1;
+    }
+    if (ex == 0) {
+        ckpt_err(err, errlen, "%s: not an mlp checkpoint (no 'format' attribute)", path);
+        return -1;
+    }
+    if (ckpt_read_str(file, path, "format", &format, err, errlen) != 0)
+        return -1;
+    if (strcmp(format, CKPT_FORMAT) != 0) {
+        ckpt_err(err, errlen, "%s: not an mlp checkpoint (format '%.64s')", path, format);
+        free(format);
+        return -1;
+    }
+    free(format);
+
+    int64_t version = 0;
+    if (ckpt_read_num(file, path, "format_version", H5T_NATIVE_INT64, false, &version, err,
+                      errlen) != 0)
+        return -1;
+    if (version != CKPT_FORMAT_VERSION) {
+        ckpt_err(err, errlen, "%s: format_version %" PRId64 " not supported (this mlp reads %d)",
+                 path, version, CKPT_FORMAT_VERSION);
+        return -1;
+    }
+
+    const struct {
+        const char *name;
+        hid_t mtype;
+        bool is_float;
+        void *out;
+    } nums[] = {
+        {"d", H5T_NATIVE_UINT64, false, &t->d},
+        {"hidden", H5T_NATIVE_UINT64, false, &t->hidden},
+        {"classes", H5T_NATIVE_UINT64, false, &t->classes},
+        {"epoch", H5T_NATIVE_INT64, false, &t->epoch},
+        {"step", H5T_NATIVE_INT64, false, &t->step},
+        {"seed", H5T_NATIVE_UINT64, false, &t->seed},
+        {"batch", H5T_NATIVE_INT64, false, &t->batch},
+        {"lr", H5T_NATIVE_DOUBLE, true, &t->lr},
+        {"ranks", H5T_NATIVE_INT64, false, &t->ranks},
+        {"threads_per_rank", H5T_NATIVE_INT64, false, &t->threads_per_rank},
+    };
+    for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++)
+        if (ckpt_read_num(file, path, nums[i].name, nums[i].mtype, nums[i].is_float,
+                          nums[i].out, err, errlen) != 0)
+            return -1;
+    if (ckpt_read_str_into(file, path, "reduce", t->reduce, sizeof t->reduce, err,
+                           errlen) != 0 ||
+        ckpt_read_str_into(file, path, "created", t->created, sizeof t->created, err,
+                           errlen) != 0 ||
+        ckpt_read_str_into(file, path, "mlp_version", t->mlp_version, sizeof t->mlp_version,
+                           err, errlen) != 0 ||
+        ckpt_read_str(file, path, "config", &t->config, err, errlen) != 0)
+        return -1;
+
+    if (t->d == 0 || t->hidden == 0 || t->classes == 0 ||
+        t->d > SIZE_MAX / sizeof(float) / t->hidden ||
+        t->classes > SIZE_MAX / sizeof(float) / t->hidden) {
+        ckpt_err(err, errlen, "%s: bad shape attributes d=%" PRIu64 " hidden=%" PRIu64
+                 " classes=%" PRIu64, path, t->d, t->hidden, t->classes);
+        return -1;
+    }
+    const hsize_t dW1[2] = {t->d, t->hidden}, db1[1] = {t->hidden},
+                  dW2[2] = {t->hidden, t->classes}, db2[1] = {t->classes};
+    if (ckpt_read_model(file, path, "/model/W1", 2, dW1, &t->W1, err, errlen) != 0 ||
+        ckpt_read_model(file, path, "/model/b1", 1, db1, &t->b1, err, errlen) != 0 ||
+        ckpt_read_model(file, path, "/model/W2", 2, dW2, &t->W2, err, errlen) != 0 ||
+        ckpt_read_model(file, path, "/model/b2", 1, db2, &t->b2, err, errlen) != 0)
+        return -1;
+    return ckpt_read_history(file, path, &t->history, err, errlen);
+}
+
+int ckpt_load(const char *path, CkptState *s, char *err, size_t errlen)
+{
+    hid_t fapl = H5I_INVALID_HID, file = H5I_INVALID_HID;
+    CkptState t;
+    int rc = -1;
+    CkptH5Quiet quiet;
+    memset(&t, 0, sizeof t);
+    if (s)
+        memset(s, 0, sizeof *s);
+    ckpt_h5_quiet(&quiet);
+
+    if (!path || !s) {
+        ckpt_err(err, errlen, "checkpoint: no path or state given");
+        goto done;
+    }
+    /* Plain checks first: HDF5's messages for these cases are long and indirect. */
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        ckpt_err(err, errlen, "%s: %s", path, strerror(errno));
+        goto done;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        ckpt_err(err, errlen, "%s: is a directory, not a checkpoint file", path);
+        goto done;
+    }
+    fapl = ckpt_fapl(path, err, errlen);
+    if (fapl < 0)
+        goto done;
+#if H5_VERSION_GE(1, 12, 0)
+    htri_t ok = H5Fis_accessible(path, fapl);
+#else
+    htri_t ok = H5Fis_hdf5(path);          /* H5Fis_accessible arrived in 1.12 */
+#endif
+    if (ok < 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot check whether this is an HDF5 file");
+        goto done;
+    }
+    if (ok == 0) {
+        ckpt_err(err, errlen, "%s: not an HDF5 file", path);
+        goto done;
+    }
+    file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+    if (file < 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot open: truncated or corrupt HDF5 file");
+        goto done;
+    }
+    if (ckpt_read_all(file, path, &t, err, errlen) != 0)
+        goto done;
+    rc = 0;
+done:
+    if (file >= 0 && H5Fclose(file) < 0 && rc == 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot close file");
+        rc = -1;
+    }
+    if (fapl >= 0 && H5Pclose(fapl) < 0 && rc == 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot close file access properties");
+        rc = -1;
+    }
+    ckpt_h5_restore(&quiet);
+    if (rc == 0)
+        *s = t;
+    else
+        ckpt_state_free(&t);
+    return rc;
+}
