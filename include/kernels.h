@@ -68,8 +68,9 @@ void kernels_grad_layer2(const float *A1, size_t m, size_t h, size_t k, const fl
 /* theta[i] -= lr * g[i] for the float gradient (fast mode). */
 void kernels_sgd_f32(float *theta, const float *g, size_t n, float lr);
 
-/* theta[i] -= lr * (g[i] * 2^-KERNELS_FIX_BITS) for the fixed-point gradient (exact mode). */
-void kernels_sgd_fixed(float *theta, const int64_t *g, size_t n, float lr);
+/* theta[i] -= lr * (g[i] * 2^-KERNELS_FIX_BITS) for the fixed-point gradient (exact mode),
+ * then g[i] = 0: the accumulator is consumed, ready for the next step. */
+void kernels_sgd_fixed(float *theta, int64_t *g, size_t n, float lr);
 
 /* Number of NaN or infinite values in x (n). */
 int64_t kernels_count_nonfinite(const float *x, size_t n);

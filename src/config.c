@@ -149,7 +149,7 @@ void config_defaults(Config *c)
     c->model.seed = 42;
     config_put(c->model.init, sizeof c->model.init, "xavier");
     c->train.epochs = 30;
-    c->train.batch = 64;
+    c->train.batch = 32;
     c->train.lr = 0.5;
     c->train.chunk = 16;
     c->train.reduce = REDUCE_EXACT;

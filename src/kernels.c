@@ -165,10 +165,12 @@ void kernels_grad_layer1(const uint8_t *Xt, size_t m, size_t d, size_t h, const 
             for (size_t r0 = 0; r0 < m; r0 += chunk) {
                 size_t r1 = r0 + chunk < m ? r0 + chunk : m;
                 float acc[KB] = {0};
+                int any = 0;
                 for (size_t r = r0; r < r1; r++) {
                     const float xv = x ? x[r] : 1.0f;
                     if (xv == 0.0f)
                         continue;
+                    any = 1;
                     const float *g = dZ1 + r * h + j0;
                     if (bw == KB)
                         for (size_t j = 0; j < KB; j++)
@@ -177,6 +179,10 @@ void kernels_grad_layer1(const uint8_t *Xt, size_t m, size_t d, size_t h, const 
                         for (size_t j = 0; j < bw; j++)
                             acc[j] += xv * g[j];
                 }
+                /* A pixel that is 0 in every sample of the chunk (MNIST's borders) adds
+                 * nothing: skip its conversion, unless a float row must be stored. */
+                if (!any && !(sink->out_f && r0 == 0))
+                    continue;
                 for (size_t j = 0; j < bw; j++)
                     acc[j] *= scale;
                 nbad += sink_put(sink, c, h, j0, bw, acc, r0 == 0);
@@ -221,11 +227,13 @@ void kernels_sgd_f32(float *theta, const float *g, size_t n, float lr)
         theta[i] -= lr * g[i];
 }
 
-void kernels_sgd_fixed(float *theta, const int64_t *g, size_t n, float lr)
+void kernels_sgd_fixed(float *theta, int64_t *g, size_t n, float lr)
 {
 #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         theta[i] -= lr * (float)((double)g[i] * FIX_UNSCALE);
+        g[i] = 0;   /* ready for the next step's sums, while the line is in cache */
+    }
 }
 
 int64_t kernels_count_nonfinite(const float *x, size_t n)

@@ -130,7 +130,7 @@ static int alloc_model(Run *run)
     size_t nbuf = p->count + SLOTS;
     run->order = malloc(run->train.n * sizeof *run->order);
     if (c->train.reduce == REDUCE_EXACT)
-        run->grad_i = malloc(nbuf * sizeof *run->grad_i);
+        run->grad_i = calloc(nbuf, sizeof *run->grad_i);
     else
         run->grad_f = malloc(nbuf * sizeof *run->grad_f);
     if (model_workspace_init(&run->ws, p, rows) != 0 || !run->order ||
@@ -169,6 +169,11 @@ static void print_banner(const Run *run)
         printf("warning: oversubscribed: %d ranks x %d threads on a node with %d CPUs; steps "
                "will be slow (see README, Launching)\n",
                d->local_size, d->threads, d->cpus_node);
+    long nchunks = (c->train.batch + c->train.chunk - 1) / c->train.chunk;
+    if (nchunks < d->size)
+        printf("warning: a minibatch is %ld chunk%s (batch %ld / chunk %ld), so only %ld of %d "
+               "ranks compute; lower train.chunk to use them all\n",
+               nchunks, nchunks == 1 ? "" : "s", c->train.batch, c->train.chunk, nchunks, d->size);
     printf("data: %zu training samples%s, %zu test samples, d = %zu (%" PRIu32 "x%" PRIu32
            "), K = %d classes\n",
            run->train.n, c->data.train_limit ? " (train_limit)" : "", run->test.n, run->train.d,
@@ -214,8 +219,7 @@ static EpochResult run_epoch(Run *run, int64_t epoch)
             /* Each chunk's sum must fit so that the sum of all chunks stays below 2^62. */
             const size_t nchunks = (m + chunk - 1) / chunk;
             const float limit = (float)(0x1p22 / (double)nchunks);
-            int64_t *g = run->grad_i;
-            memset(g, 0, (count + SLOTS) * sizeof *g);
+            int64_t *g = run->grad_i;   /* zero: calloc'd, then consumed by each update */
             st = model_step_gradients(p, run->train.images, run->train.labels, idx, r1 - r0, m,
                                       &run->ws, chunk, NULL, g, limit, &bad);
             g[count + SLOT_LOSS] = st.loss_fix;
