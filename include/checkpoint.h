@@ -40,6 +40,11 @@ typedef struct {
     uint64_t d, hidden, classes;
     float *W1, *b1, *W2, *b2;   /* (d,hidden) (hidden) (hidden,classes) (classes) */
     int64_t epoch, step;        /* completed epochs; global steps taken */
+    /* Mid-epoch position (all 0 at an epoch boundary): steps done in epoch `epoch` + 1
+     * and the running sums of that partial epoch, so that a resumed run prints and
+     * records the same epoch line as an uninterrupted one. */
+    int64_t epoch_step, epoch_correct;
+    double epoch_loss, epoch_seconds;
     uint64_t seed;
     int64_t batch;
     double lr;
@@ -51,8 +56,9 @@ typedef struct {
     CkptHistory history;
 } CkptState;
 
-/* Write s atomically as DIR/epoch-NNNN.h5 (NNNN = s->epoch) and point DIR/latest.h5 at it;
- * then delete the oldest epoch files beyond `keep` (0 = keep all). Creates DIR if needed.
+/* Write s atomically as DIR/epoch-NNNN.h5 (NNNN = s->epoch), or DIR/epoch-NNNN-SSSSSS.h5
+ * mid-epoch (SSSSSS = s->epoch_step), and point DIR/latest.h5 at it; then delete the
+ * oldest checkpoint files beyond `keep` (0 = keep all). Creates DIR if needed.
  * path_out (may be NULL) receives the file written. */
 int ckpt_save(const char *dir, CkptState *s, long keep, char *path_out, size_t path_len,
               char *err, size_t errlen);

@@ -71,4 +71,12 @@ ModelStats model_step_gradients(const Params *p, const uint8_t *X, const uint8_t
 ModelStats model_evaluate(const Params *p, const uint8_t *X, const uint8_t *labels,
                           size_t first, size_t m, Workspace *w);
 
+/* Evaluation with the confusion matrix, forward only, over samples first..first+m of X
+ * (n, d) with labels (n), in workspace-sized blocks. conf (k, k) row-major, conf[y*k + p]
+ * counts samples of true label y predicted as p: ADDED to (the caller zeroes it). The
+ * per-sample cross-entropy losses are added to *loss_sum in sample order (double).
+ * The diagonal agrees exactly with model_evaluate's `correct`. Labels must be < k. */
+void model_confusion(const Params *p, const uint8_t *X, const uint8_t *labels, size_t first,
+                     size_t m, Workspace *w, int64_t *conf, double *loss_sum);
+
 #endif

@@ -306,28 +306,57 @@ static int ckpt_fsync_dir(const char *dir, char *err, size_t errlen)
     return 0;
 }
 
-/* "epoch-NNNN.h5" -> NNNN. Only names exactly as ckpt_save writes them count, so a
- * user's "epoch-3.h5" or "epoch-0003.h5.bak" is never touched by pruning. */
-static bool ckpt_parse_epoch_name(const char *name, int64_t *epoch)
+/* A checkpoint's place in training as one sortable number: completed epochs in the high
+ * 32 bits, steps into the next epoch in the low 32 bits. */
+static int64_t ckpt_key(int64_t epoch, int64_t epoch_step)
+{
+    return epoch * ((int64_t)1 << 32) + epoch_step;
+}
+
+/* The file name of a place: "epoch-NNNN.h5" at an epoch boundary, "epoch-NNNN-SSSSSS.h5"
+ * after SSSSSS steps of the next epoch. */
+static void ckpt_name(char *buf, size_t len, int64_t key)
+{
+    int64_t epoch = key >> 32, step = key & 0xffffffff;
+    if (step == 0)
+        snprintf(buf, len, "epoch-%04" PRId64 ".h5", epoch);
+    else
+        snprintf(buf, len, "epoch-%04" PRId64 "-%06" PRId64 ".h5", epoch, step);
+}
+
+static bool ckpt_parse_num(const char **p, int64_t limit, int64_t *out)
+{
+    int64_t v = 0;
+    if (**p < '0' || **p > '9')
+        return false;
+    for (; **p >= '0' && **p <= '9'; (*p)++) {
+        v = v * 10 + (**p - '0');
+        if (v > limit)
+            return false;
+    }
+    *out = v;
+    return true;
+}
+
+/* A name -> its key. Only names exactly as ckpt_save writes them count, so a user's
+ * "epoch-3.h5" or "epoch-0003.h5.bak" is never touched by pruning. */
+static bool ckpt_parse_epoch_name(const char *name, int64_t *key)
 {
     if (strncmp(name, "epoch-", 6) != 0)
         return false;
     const char *p = name + 6;
-    int64_t v = 0;
-    if (*p < '0' || *p > '9')
+    int64_t epoch, step = 0;
+    if (!ckpt_parse_num(&p, INT32_MAX, &epoch))
         return false;
-    for (; *p >= '0' && *p <= '9'; p++) {
-        if (v > (INT64_MAX - (*p - '0')) / 10)
-            return false;
-        v = v * 10 + (*p - '0');
-    }
+    if (*p == '-' && (p++, !ckpt_parse_num(&p, UINT32_MAX, &step) || step == 0))
+        return false;
     if (strcmp(p, ".h5") != 0)
         return false;
     char canon[64];
-    snprintf(canon, sizeof canon, "epoch-%04" PRId64 ".h5", v);
+    ckpt_name(canon, sizeof canon, ckpt_key(epoch, step));
     if (strcmp(canon, name) != 0)
         return false;
-    *epoch = v;
+    *key = ckpt_key(epoch, step);
     return true;
 }
 
@@ -337,10 +366,10 @@ static int ckpt_cmp_desc(const void *a, const void *b)
     return (x < y) - (x > y);
 }
 
-/* Delete the oldest epoch files so that at most `keep` remain with epoch <= current, the
- * file just written always among them. Files with a HIGHER epoch number can only come
- * from an earlier run in the same directory; they are left alone (the new run overwrites
- * them as it reaches those epochs) rather than deleting work we did not write. */
+/* Delete the oldest checkpoint files so that at most `keep` remain at or before `current`
+ * (a ckpt_key), the file just written always among them. Files of a LATER place can only
+ * come from an earlier run in the same directory; they are left alone (the new run
+ * overwrites them as it reaches those places) rather than deleting work we did not write. */
 static int ckpt_prune(const char *dir, int64_t current, long keep, const char *written,
                       char *err, size_t errlen)
 {
@@ -384,7 +413,7 @@ static int ckpt_prune(const char *dir, int64_t current, long keep, const char *w
     /* older[0..keep-1) stay next to the new file; the rest go. */
     for (size_t i = (size_t)keep - 1; i < n; i++) {
         char name[64], path[CKPT_PATH_MAX];
-        snprintf(name, sizeof name, "epoch-%04" PRId64 ".h5", older[i]);
+        ckpt_name(name, sizeof name, older[i]);
         if (ckpt_join(path, sizeof path, dir, name, err, errlen) != 0)
             goto done;
         /* Gone already (another cleaner) is what we wanted anyway. */
@@ -587,6 +616,10 @@ static int ckpt_build_image(const char *path, const CkptState *s, void **image, 
         {"classes", H5T_STD_U64LE, H5T_NATIVE_UINT64, &s->classes},
         {"epoch", H5T_STD_I64LE, H5T_NATIVE_INT64, &s->epoch},
         {"step", H5T_STD_I64LE, H5T_NATIVE_INT64, &s->step},
+        {"epoch_step", H5T_STD_I64LE, H5T_NATIVE_INT64, &s->epoch_step},
+        {"epoch_loss", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &s->epoch_loss},
+        {"epoch_correct", H5T_STD_I64LE, H5T_NATIVE_INT64, &s->epoch_correct},
+        {"epoch_seconds", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &s->epoch_seconds},
         {"seed", H5T_STD_U64LE, H5T_NATIVE_UINT64, &s->seed},
         {"batch", H5T_STD_I64LE, H5T_NATIVE_INT64, &s->batch},
         {"lr", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &s->lr},
@@ -728,6 +761,11 @@ static int ckpt_check_state(const CkptState *s, long keep, char *err, size_t err
         ckpt_err(err, errlen, "checkpoint: epoch %" PRId64 " is negative", s->epoch);
         return -1;
     }
+    if (s->epoch > INT32_MAX || s->epoch_step < 0 || s->epoch_step > UINT32_MAX) {
+        ckpt_err(err, errlen, "checkpoint: position epoch %" PRId64 " step %" PRId64
+                 " out of range", s->epoch, s->epoch_step);
+        return -1;
+    }
     if (keep < 0) {
         ckpt_err(err, errlen, "checkpoint: keep %ld is negative (0 = keep all)", keep);
         return -1;
@@ -773,7 +811,7 @@ int ckpt_save(const char *dir, CkptState *s, long keep, char *path_out, size_t p
     while (n > 1 && d[n - 1] == '/')
         d[--n] = '\0';
 
-    snprintf(name, sizeof name, "epoch-%04" PRId64 ".h5", s->epoch);
+    ckpt_name(name, sizeof name, ckpt_key(s->epoch, s->epoch_step));
     char tmpname[96], ltmpname[96];
     snprintf(tmpname, sizeof tmpname, ".%s.tmp.%ld", name, (long)getpid());
     snprintf(ltmpname, sizeof ltmpname, ".latest.h5.tmp.%ld", (long)getpid());
@@ -834,7 +872,8 @@ int ckpt_save(const char *dir, CkptState *s, long keep, char *path_out, size_t p
     if (ckpt_fsync_dir(d, err, errlen) != 0)
         goto done;
 
-    if (keep > 0 && ckpt_prune(d, s->epoch, keep, final, err, errlen) != 0)
+    if (keep > 0 &&
+        ckpt_prune(d, ckpt_key(s->epoch, s->epoch_step), keep, final, err, errlen) != 0)
         goto done;
 
     if (path_out)
@@ -1260,6 +1299,10 @@ static int ckpt_read_all(hid_t file, const char *path, CkptState *t, char *err, 
         {"classes", H5T_NATIVE_UINT64, false, &t->classes},
         {"epoch", H5T_NATIVE_INT64, false, &t->epoch},
         {"step", H5T_NATIVE_INT64, false, &t->step},
+        {"epoch_step", H5T_NATIVE_INT64, false, &t->epoch_step},
+        {"epoch_loss", H5T_NATIVE_DOUBLE, true, &t->epoch_loss},
+        {"epoch_correct", H5T_NATIVE_INT64, false, &t->epoch_correct},
+        {"epoch_seconds", H5T_NATIVE_DOUBLE, true, &t->epoch_seconds},
         {"seed", H5T_NATIVE_UINT64, false, &t->seed},
         {"batch", H5T_NATIVE_INT64, false, &t->batch},
         {"lr", H5T_NATIVE_DOUBLE, true, &t->lr},

@@ -1,4 +1,5 @@
 /* main: the command line (DESIGN.md section 5). Dispatch only. */
+#include "cli.h"
 #include "config.h"
 #include "dist.h"
 #include "train.h"
@@ -10,8 +11,14 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: mlp CONFIG.ini [--set section.key=value]...   train\n"
+            "       mlp inspect CHECKPOINT.h5                      summary of a checkpoint\n"
+            "       mlp eval CHECKPOINT.h5 [CONFIG.ini]            test-set evaluation\n"
             "       mlp --help | --version\n"
-            "Trains a two-layer perceptron data-parallel over MPI ranks; see README.md.\n");
+            "Trains a two-layer perceptron data-parallel over MPI ranks; see README.md.\n"
+            "inspect prints shapes, attributes, history and weight statistics; eval prints the\n"
+            "test loss, accuracy and confusion matrix, reading the test set named in CONFIG.ini\n"
+            "or else in the config stored in the checkpoint. Both run without mpirun; see\n"
+            "docs/checkpoints.md.\n");
 }
 
 int main(int argc, char **argv)
@@ -24,6 +31,12 @@ int main(int argc, char **argv)
         printf("mlp %s\n", MLP_VERSION);
         return 0;
     }
+    /* The checkpoint commands run as one plain process: dispatched before dist_init, so
+     * they need no mpirun. */
+    if (argc >= 2 && !strcmp(argv[1], "inspect"))
+        return cli_inspect(argc - 1, argv + 1);
+    if (argc >= 2 && !strcmp(argv[1], "eval"))
+        return cli_eval(argc - 1, argv + 1);
     /* mlp CONFIG [--set k=v]...: the overrides are collected in order. */
     const char *path = NULL;
     char *sets[argc > 0 ? argc : 1];

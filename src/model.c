@@ -169,3 +169,44 @@ ModelStats model_evaluate(const Params *p, const uint8_t *X, const uint8_t *labe
     }
     return st;
 }
+
+/* Right or wrong is the kernel's verdict (correct[r]), so the diagonal, and eval's
+ * accuracy, equal the trainer's test_acc exactly. The kernel computes z with FMA
+ * contraction and the plain loop below without, so a near-tie could round differently;
+ * the loop is therefore only asked which class OTHER than the label a wrong sample went to
+ * (the kernel's argmax is one of those). */
+void model_confusion(const Params *p, const uint8_t *X, const uint8_t *labels, size_t first,
+                     size_t m, Workspace *w, int64_t *conf, double *loss_sum)
+{
+    const size_t h = p->h, k = p->k;
+    if (k == 0 || k > KERNELS_MAX_CLASSES)   /* the kernel computes nothing for these */
+        return;
+    float z[KERNELS_MAX_CLASSES];            /* (k) */
+    for (size_t r0 = 0; r0 < m; r0 += w->rows) {
+        size_t n = m - r0 < w->rows ? m - r0 : w->rows;
+        for (size_t r = 0; r < n; r++)
+            w->idx[r] = (uint32_t)(first + r0 + r);
+        kernels_hidden_forward(X, w->idx, n, p->d, h, p->W1, p->b1, w->A1);
+        kernels_output_backward(w->A1, labels, w->idx, n, h, k, p->W2, p->b2, 0.0f, NULL,
+                                NULL, w->loss, w->correct);
+        for (size_t r = 0; r < n; r++) {
+            const size_t y = labels[w->idx[r]];
+            const float *a = w->A1 + r * h;   /* (h) */
+            for (size_t j = 0; j < k; j++)
+                z[j] = p->b2[j];
+            for (size_t i = 0; i < h; i++)
+                for (size_t j = 0; j < k; j++)
+                    z[j] += a[i] * p->W2[i * k + j];
+            size_t pred = y;
+            if (!w->correct[r]) {
+                /* argmax over the classes other than y, first index on ties */
+                pred = y == 0 ? 1 : 0;
+                for (size_t j = 0; j < k; j++)
+                    if (j != y && z[j] > z[pred])
+                        pred = j;
+            }
+            conf[y * k + pred]++;
+            *loss_sum += w->loss[r];
+        }
+    }
+}

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,25 @@
  * allreduce, so that a step costs exactly one. */
 enum { SLOT_LOSS, SLOT_CORRECT, SLOT_BAD, SLOT_STOP, SLOTS };
 
+/* The one global: set by SIGTERM/SIGUSR1 (pre-emption), read at every step. */
+static volatile sig_atomic_t train_stop_signal;
+
+static void on_stop_signal(int sig)
+{
+    if (train_stop_signal)   /* a second signal: leave at once */
+        _exit(128 + sig);
+    train_stop_signal = sig;
+}
+
+/* Where training stands: completed epochs, and how far into the next one. */
+typedef struct {
+    int64_t epoch;        /* completed epochs */
+    int64_t epoch_step;   /* steps done of epoch `epoch` + 1 */
+    double loss_sum;      /* sum of per-sample losses over those steps */
+    int64_t correct;
+    double seconds;       /* training time spent on them */
+} Position;
+
 typedef struct {
     const Config *cfg;
     const Dist *dist;
@@ -36,6 +56,9 @@ typedef struct {
     FILE *metrics;           /* rank 0 */
     char *config_text;       /* resolved INI */
     int64_t step;            /* global steps taken */
+    Position pos;
+    int64_t order_epoch;     /* the epoch `order` was made for; -1 = none */
+    char resumed_from[CONFIG_PATH_MAX + 16];
     char msg[MSG_MAX];       /* this rank's error, if any */
 } Run;
 
@@ -141,22 +164,6 @@ static int alloc_model(Run *run)
     return 1;
 }
 
-/* Rank 0: the metrics file starts afresh with its header. */
-static int open_metrics(Run *run)
-{
-    const char *path = run->cfg->log.metrics;
-    if (make_parent_dirs(path) != 0 || !(run->metrics = fopen(path, "w"))) {
-        set_msg(run, "%s: cannot create metrics file: %s", path, strerror(errno));
-        return 0;
-    }
-    fprintf(run->metrics, "epoch,train_loss,train_acc,test_acc,seconds,samples_per_s,param_hash\n");
-    if (fflush(run->metrics) != 0) {
-        set_msg(run, "%s: cannot write: %s", path, strerror(errno));
-        return 0;
-    }
-    return 1;
-}
-
 static void print_banner(const Run *run)
 {
     const Dist *d = run->dist;
@@ -165,10 +172,17 @@ static void print_banner(const Run *run)
            MLP_VERSION, d->size, d->size == 1 ? "" : "s", d->nodes, d->nodes == 1 ? "" : "s",
            d->threads, d->threads == 1 ? "" : "s",
            d->threads_from_env ? "OMP_NUM_THREADS" : "CPUs / ranks on node", d->cpus_node);
+    const char *job = getenv("SLURM_JOB_ID");
+    if (job && *job) {
+        const char *nodes = getenv("SLURM_JOB_NODELIST"), *restarts = getenv("SLURM_RESTART_COUNT");
+        printf("slurm: job %s, nodes %s, restart count %s\n", job, nodes ? nodes : "?",
+               restarts && *restarts ? restarts : "0");
+    }
     if (d->oversubscribed)
         printf("warning: oversubscribed: %d ranks x %d threads on a node with %d CPUs; steps "
-               "will be slow (see README, Launching)\n",
-               d->local_size, d->threads, d->cpus_node);
+               "will be slow%s (see README, Launching)\n",
+               d->local_size, d->threads, d->cpus_node,
+               getenv("OMP_WAIT_POLICY") ? "" : "; set OMP_WAIT_POLICY=passive");
     long nchunks = (c->train.batch + c->train.chunk - 1) / c->train.chunk;
     if (nchunks < d->size)
         printf("warning: a minibatch is %ld chunk%s (batch %ld / chunk %ld), so only %ld of %d "
@@ -182,39 +196,42 @@ static void print_banner(const Run *run)
            run->params.d, run->params.h, run->params.k, run->params.count, c->train.batch,
            c->train.lr, config_reduce_name(c->train.reduce), c->train.chunk);
     printf("%s", run->config_text);
+    if (run->resumed_from[0])
+        printf("resuming from %s: %" PRId64 " epochs and %" PRId64 " steps done (global step %"
+               PRId64 ")\n", run->resumed_from, run->pos.epoch, run->pos.epoch_step, run->step);
     fflush(stdout);
 }
 
-typedef struct {
-    double loss;        /* mean over the epoch's samples */
-    double acc;
-    int diverged_step;  /* -1, or the step within the epoch */
-    int64_t bad;
-} EpochResult;
+typedef enum { STEPS_EPOCH_DONE, STEPS_SIGNAL, STEPS_CHECKPOINT, STEPS_DIVERGED } StepsEnd;
 
-/* One epoch of SGD. COLLECTIVE: every rank runs the same steps and one reduction each. */
-static EpochResult run_epoch(Run *run, int64_t epoch)
+/* SGD steps from run->pos to the end of its epoch, or until a stop signal on any rank, a
+ * mid-epoch checkpoint (checkpoint.every_steps) or divergence. COLLECTIVE: every rank runs
+ * the same steps, one reduction each, and returns the same verdict. */
+static StepsEnd run_steps(Run *run, int64_t *bad_out)
 {
     const Config *c = run->cfg;
     const Dist *d = run->dist;
     Params *p = &run->params;
+    Position *pos = &run->pos;
     const size_t n = run->train.n, B = (size_t)c->train.batch, chunk = (size_t)c->train.chunk;
     const size_t steps = (n + B - 1) / B, count = p->count;
     const int exact = c->train.reduce == REDUCE_EXACT;
     const int progress = c->log.progress == PROGRESS_ON ||
                          (c->log.progress == PROGRESS_AUTO && isatty(STDERR_FILENO));
-    EpochResult res = {0, 0, -1, 0};
-    double loss_sum = 0, t_progress = now_seconds();
-    int64_t correct = 0;
+    double t0 = now_seconds(), t_progress = t0;
+    StepsEnd end = STEPS_EPOCH_DONE;
 
-    data_epoch_order(run->order, n, c->model.seed, (uint64_t)epoch);
-    for (size_t s = 0; s < steps; s++) {
+    if (run->order_epoch != pos->epoch) {
+        data_epoch_order(run->order, n, c->model.seed, (uint64_t)pos->epoch);
+        run->order_epoch = pos->epoch;
+    }
+    for (size_t s = (size_t)pos->epoch_step; s < steps; s++) {
         const size_t b0 = s * B, m = n - b0 < B ? n - b0 : B;
         size_t r0, r1;
         dist_shard(m, chunk, d->rank, d->size, &r0, &r1);
         const uint32_t *idx = run->order + b0 + r0;
         ModelStats st;
-        int64_t bad = 0;
+        int64_t bad = 0, stop;
         if (exact) {
             /* Each chunk's sum must fit so that the sum of all chunks stays below 2^62. */
             const size_t nchunks = (m + chunk - 1) / chunk;
@@ -225,16 +242,17 @@ static EpochResult run_epoch(Run *run, int64_t epoch)
             g[count + SLOT_LOSS] = st.loss_fix;
             g[count + SLOT_CORRECT] = st.correct;
             g[count + SLOT_BAD] = bad + st.bad;
-            g[count + SLOT_STOP] = 0;
+            g[count + SLOT_STOP] = train_stop_signal != 0;
             dist_sum_i64(d, g, count + SLOTS);
             if (g[count + SLOT_BAD] > 0) {
-                res.bad = g[count + SLOT_BAD];
-                res.diverged_step = (int)s;
-                return res;
+                *bad_out = g[count + SLOT_BAD];
+                end = STEPS_DIVERGED;
+                break;
             }
             kernels_sgd_fixed(p->block, g, count, (float)c->train.lr);
-            loss_sum += (double)g[count + SLOT_LOSS] / MODEL_LOSS_SCALE;
-            correct += g[count + SLOT_CORRECT];
+            pos->loss_sum += (double)g[count + SLOT_LOSS] / MODEL_LOSS_SCALE;
+            pos->correct += g[count + SLOT_CORRECT];
+            stop = g[count + SLOT_STOP];
         } else {
             float *g = run->grad_f;
             st = model_step_gradients(p, run->train.images, run->train.labels, idx, r1 - r0, m,
@@ -242,30 +260,40 @@ static EpochResult run_epoch(Run *run, int64_t epoch)
             g[count + SLOT_LOSS] = (float)((double)st.loss_fix / MODEL_LOSS_SCALE);
             g[count + SLOT_CORRECT] = (float)st.correct;
             g[count + SLOT_BAD] = (float)st.bad;
-            g[count + SLOT_STOP] = 0;
+            g[count + SLOT_STOP] = train_stop_signal != 0;
             dist_sum_f32(d, g, count + SLOTS);
             int64_t nonfinite = kernels_count_nonfinite(g, count);
             if (nonfinite > 0 || g[count + SLOT_BAD] > 0) {
-                res.bad = nonfinite + (int64_t)g[count + SLOT_BAD];
-                res.diverged_step = (int)s;
-                return res;
+                *bad_out = nonfinite + (int64_t)g[count + SLOT_BAD];
+                end = STEPS_DIVERGED;
+                break;
             }
             kernels_sgd_f32(p->block, g, count, (float)c->train.lr);
-            loss_sum += g[count + SLOT_LOSS];
-            correct += (int64_t)g[count + SLOT_CORRECT];
+            pos->loss_sum += g[count + SLOT_LOSS];
+            pos->correct += (int64_t)g[count + SLOT_CORRECT];
+            stop = g[count + SLOT_STOP] > 0;
         }
         run->step++;
+        pos->epoch_step = (int64_t)s + 1;
+        if (stop) {
+            end = STEPS_SIGNAL;
+            break;
+        }
+        if (c->checkpoint.every_steps > 0 && run->step % c->checkpoint.every_steps == 0 &&
+            s + 1 < steps) {
+            end = STEPS_CHECKPOINT;
+            break;
+        }
         if (progress && d->rank == 0 && now_seconds() - t_progress > 0.5) {
-            fprintf(stderr, "\repoch %" PRId64 ": step %zu/%zu", epoch + 1, s + 1, steps);
+            fprintf(stderr, "\repoch %" PRId64 ": step %zu/%zu", pos->epoch + 1, s + 1, steps);
             fflush(stderr);
             t_progress = now_seconds();
         }
     }
     if (progress && d->rank == 0)
         fprintf(stderr, "\r%40s\r", "");
-    res.loss = loss_sum / (double)n;
-    res.acc = (double)correct / (double)n;
-    return res;
+    pos->seconds += now_seconds() - t0;
+    return end;
 }
 
 /* COLLECTIVE. Test accuracy over the whole test set: each rank takes a contiguous block,
@@ -283,15 +311,18 @@ static double evaluate(Run *run)
     return (double)sums[0] / (double)N;
 }
 
-static int save_checkpoint(Run *run, int64_t epoch, char *path, size_t path_len)
+/* Rank 0: a checkpoint of the current position (an epoch boundary or mid-epoch). */
+static int save_checkpoint(Run *run, char *path, size_t path_len)
 {
     const Config *c = run->cfg;
     CkptState s;
     memset(&s, 0, sizeof s);
     s.d = run->params.d, s.hidden = run->params.h, s.classes = run->params.k;
     s.W1 = run->params.W1, s.b1 = run->params.b1, s.W2 = run->params.W2, s.b2 = run->params.b2;
-    s.epoch = epoch, s.step = run->step, s.seed = c->model.seed, s.batch = c->train.batch;
-    s.lr = c->train.lr;
+    s.epoch = run->pos.epoch, s.step = run->step, s.epoch_step = run->pos.epoch_step;
+    s.epoch_loss = run->pos.loss_sum, s.epoch_correct = run->pos.correct;
+    s.epoch_seconds = run->pos.seconds;
+    s.seed = c->model.seed, s.batch = c->train.batch, s.lr = c->train.lr;
     snprintf(s.reduce, sizeof s.reduce, "%s", config_reduce_name(c->train.reduce));
     s.ranks = run->dist->size, s.threads_per_rank = run->dist->threads;
     s.config = run->config_text;
@@ -306,21 +337,154 @@ static int save_checkpoint(Run *run, int64_t epoch, char *path, size_t path_len)
     return 1;
 }
 
-static int check_unimplemented(Run *run)
+/* Every rank: with checkpoint.resume = auto (and DIR/latest.h5 present) or a path, load
+ * the checkpoint and continue from its position. Shapes, seed and batch must match the
+ * run's, or the position would mean something else. */
+static int resume(Run *run)
 {
     const Config *c = run->cfg;
-    if (strcmp(c->checkpoint.resume, "none") != 0) {
-        set_msg(run, "%s: [checkpoint] resume = '%s': resuming is not implemented in mlp %s; "
-                "use none", c->source, c->checkpoint.resume, MLP_VERSION);
+    const char *mode = c->checkpoint.resume;
+    char path[CONFIG_PATH_MAX + 16];
+    if (!strcmp(mode, "none"))
+        return 1;
+    if (!strcmp(mode, "auto")) {
+        struct stat st;
+        snprintf(path, sizeof path, "%s/latest.h5", c->checkpoint.dir);
+        if (lstat(path, &st) != 0 && errno == ENOENT)
+            return 1;   /* nothing to resume: a fresh start */
+    } else {
+        snprintf(path, sizeof path, "%s", mode);
+    }
+    CkptState s;
+    char err[CKPT_ERR_MAX];
+    if (ckpt_load(path, &s, err, sizeof err) != 0) {
+        set_msg(run, "resume: %s", err);
         return 0;
     }
-    if (c->checkpoint.every_steps != 0) {
-        set_msg(run, "%s: [checkpoint] every_steps = %ld: mid-epoch checkpoints are not "
-                "implemented in mlp %s; use 0", c->source, c->checkpoint.every_steps,
-                MLP_VERSION);
+    const Params *p = &run->params;
+    const size_t steps = (run->train.n + (size_t)c->train.batch - 1) / (size_t)c->train.batch;
+    int ok = 0;
+    if (s.d != p->d || s.hidden != p->h || s.classes != p->k)
+        set_msg(run, "%s: checkpoint model is %" PRIu64 "-%" PRIu64 "-%" PRIu64 " but this run's "
+                "is %zu-%zu-%zu ([model] hidden and the data files)", path, s.d, s.hidden,
+                s.classes, p->d, p->h, p->k);
+    else if (s.seed != c->model.seed || s.batch != c->train.batch)
+        set_msg(run, "%s: checkpoint has seed %" PRIu64 " and batch %" PRId64 " but the config "
+                "has %" PRIu64 " and %ld: its epoch order and position would not apply here",
+                path, s.seed, s.batch, c->model.seed, c->train.batch);
+    else if (s.epoch_step < 0 || (size_t)s.epoch_step >= steps)
+        set_msg(run, "%s: checkpoint is at step %" PRId64 " of an epoch, but an epoch here has "
+                "%zu steps (was data.train_limit changed?)", path, s.epoch_step, steps);
+    else
+        ok = 1;
+    if (ok) {
+        memcpy(p->W1, s.W1, p->d * p->h * sizeof(float));
+        memcpy(p->b1, s.b1, p->h * sizeof(float));
+        memcpy(p->W2, s.W2, p->h * p->k * sizeof(float));
+        memcpy(p->b2, s.b2, p->k * sizeof(float));
+        ckpt_history_free(&run->history);
+        run->history = s.history;           /* taken over */
+        memset(&s.history, 0, sizeof s.history);
+        run->step = s.step;
+        run->pos = (Position){s.epoch, s.epoch_step, s.epoch_loss, s.epoch_correct,
+                              s.epoch_seconds};
+        snprintf(run->resumed_from, sizeof run->resumed_from, "%s", path);
+    }
+    ckpt_state_free(&s);
+    return ok;
+}
+
+/* Rank 0, on resume: keep the metrics rows up to the checkpoint's epoch (a later row came
+ * from a run that went on past its last checkpoint) so that the file continues without
+ * duplicates. Written to a temporary file and renamed. */
+static int trim_metrics(Run *run, const char *path)
+{
+    char tmp[CONFIG_PATH_MAX + 16], line[4096];
+    FILE *in = fopen(path, "r");
+    if (!in)
+        return errno == ENOENT ? 1 : (set_msg(run, "%s: cannot read: %s", path, strerror(errno)), 0);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *out = fopen(tmp, "w");
+    if (!out) {
+        fclose(in);
+        set_msg(run, "%s: cannot write: %s", tmp, strerror(errno));
+        return 0;
+    }
+    while (fgets(line, sizeof line, in)) {
+        char *end;
+        long long e = strtoll(line, &end, 10);
+        if (end != line && *end == ',' && e > run->pos.epoch)
+            break;   /* rows are in epoch order */
+        fputs(line, out);
+    }
+    int ok = !ferror(in) && fflush(out) == 0 && !ferror(out);
+    fclose(in);
+    ok = (fclose(out) == 0) && ok && rename(tmp, path) == 0;
+    if (!ok)
+        set_msg(run, "%s: cannot rewrite for resume: %s", path, strerror(errno));
+    return ok;
+}
+
+static int open_metrics(Run *run)
+{
+    const char *path = run->cfg->log.metrics;
+    struct stat st;
+    int resumed = run->resumed_from[0] != '\0';
+    if (make_parent_dirs(path) != 0) {
+        set_msg(run, "%s: cannot create its directory: %s", path, strerror(errno));
+        return 0;
+    }
+    if (resumed && !trim_metrics(run, path))
+        return 0;
+    int fresh = !resumed || stat(path, &st) != 0 || st.st_size == 0;
+    if (!(run->metrics = fopen(path, fresh ? "w" : "a"))) {
+        set_msg(run, "%s: cannot open metrics file: %s", path, strerror(errno));
+        return 0;
+    }
+    if (fresh)
+        fprintf(run->metrics, "epoch,train_loss,train_acc,test_acc,seconds,samples_per_s,"
+                              "param_hash\n");
+    if (fflush(run->metrics) != 0) {
+        set_msg(run, "%s: cannot write: %s", path, strerror(errno));
         return 0;
     }
     return 1;
+}
+
+/* An epoch's steps are done: evaluate, record, log, checkpoint. COLLECTIVE. */
+static int finish_epoch(Run *run, int force_checkpoint, char *ckpt_path, size_t ckpt_len,
+                        double *test_acc)
+{
+    const Config *c = run->cfg;
+    const Dist *d = run->dist;
+    const int64_t e = run->pos.epoch + 1, epochs = c->train.epochs;
+    const double n = (double)run->train.n;
+    const double loss = run->pos.loss_sum / n, acc = (double)run->pos.correct / n;
+    const double seconds = run->pos.seconds;
+    const int last = e == epochs;
+    double tacc = NAN;
+    if (last || (c->train.eval_every > 0 && e % c->train.eval_every == 0))
+        tacc = *test_acc = evaluate(run);
+    uint64_t hash = model_param_hash(&run->params);
+    run->pos = (Position){e, 0, 0, 0, 0};
+    int ok = ckpt_history_push(&run->history, e, loss, acc, tacc, seconds) == 0;
+    if (!ok)
+        set_msg(run, "out of memory for the training history");
+    if (d->rank == 0 && ok) {
+        printf("epoch %3" PRId64 "/%" PRId64 "  loss %.4f  train_acc %.4f  test_acc %.4f  "
+               "%.2f s  %.0f samples/s\n", e, epochs, loss, acc, tacc, seconds, n / seconds);
+        fflush(stdout);
+        fprintf(run->metrics, "%" PRId64 ",%.9g,%.9g,%.9g,%.6f,%.1f,%016" PRIx64 "\n", e, loss,
+                acc, tacc, seconds, n / seconds, hash);
+        if (fflush(run->metrics) != 0 || ferror(run->metrics)) {
+            set_msg(run, "%s: cannot write: %s", c->log.metrics, strerror(errno));
+            ok = 0;
+        }
+        if (ok && (last || force_checkpoint ||
+                   (c->checkpoint.every > 0 && e % c->checkpoint.every == 0)))
+            ok = save_checkpoint(run, ckpt_path, ckpt_len);
+    }
+    return agree(run, ok);
 }
 
 static int train_loop(Run *run)
@@ -331,42 +495,42 @@ static int train_loop(Run *run)
     double test_acc = NAN;
     char ckpt_path[CONFIG_PATH_MAX + 64] = "";
 
-    for (int64_t e = 0; e < epochs; e++) {
-        const int last = e + 1 == epochs;
-        double t0 = now_seconds();
-        EpochResult r = run_epoch(run, e);
-        double seconds = now_seconds() - t0;
-        if (r.diverged_step >= 0) {
+    if (run->pos.epoch >= epochs) {
+        if (d->rank == 0)
+            printf("done: nothing to train: %s is at epoch %" PRId64 " and train.epochs = %"
+                   PRId64 "\n", run->resumed_from, run->pos.epoch, epochs);
+        return 1;
+    }
+    while (run->pos.epoch < epochs) {
+        int64_t bad = 0;
+        StepsEnd end = run_steps(run, &bad);
+        if (end == STEPS_DIVERGED) {
             if (d->rank == 0)
                 fprintf(stderr, "mlp: [rank 0] error: training diverged at epoch %" PRId64
-                        " step %d: %" PRId64 " non-finite or out-of-range gradient or loss "
-                        "values (is train.lr = %g too large?); no checkpoint written for it\n",
-                        e + 1, r.diverged_step + 1, r.bad, c->train.lr);
+                        " step %" PRId64 ": %" PRId64 " non-finite or out-of-range gradient "
+                        "or loss values (is train.lr = %g too large?); no checkpoint written "
+                        "for it\n", run->pos.epoch + 1, run->pos.epoch_step + 1, bad,
+                        c->train.lr);
             return 0;
         }
-        double acc = NAN;
-        if (last || (c->train.eval_every > 0 && (e + 1) % c->train.eval_every == 0))
-            acc = test_acc = evaluate(run);
-        uint64_t hash = model_param_hash(&run->params);
-        int ok = ckpt_history_push(&run->history, e + 1, r.loss, r.acc, acc, seconds) == 0;
-        if (!ok)
-            set_msg(run, "out of memory for the training history");
-        if (d->rank == 0 && ok) {
-            printf("epoch %3" PRId64 "/%" PRId64 "  loss %.4f  train_acc %.4f  test_acc %.4f  "
-                   "%.2f s  %.0f samples/s\n",
-                   e + 1, epochs, r.loss, r.acc, acc, seconds, (double)run->train.n / seconds);
-            fflush(stdout);
-            fprintf(run->metrics, "%" PRId64 ",%.9g,%.9g,%.9g,%.6f,%.1f,%016" PRIx64 "\n", e + 1,
-                    r.loss, r.acc, acc, seconds, (double)run->train.n / seconds, hash);
-            if (fflush(run->metrics) != 0 || ferror(run->metrics)) {
-                set_msg(run, "%s: cannot write: %s", c->log.metrics, strerror(errno));
-                ok = 0;
+        const size_t steps = (run->train.n + (size_t)c->train.batch - 1) / (size_t)c->train.batch;
+        const int stopped = end == STEPS_SIGNAL;
+        if ((size_t)run->pos.epoch_step == steps) {
+            if (!finish_epoch(run, stopped, ckpt_path, sizeof ckpt_path, &test_acc))
+                return 0;
+        } else if (!agree(run, d->rank != 0 || save_checkpoint(run, ckpt_path, sizeof ckpt_path))) {
+            return 0;   /* a mid-epoch checkpoint (every_steps, or a stop signal) failed */
+        }
+        if (stopped) {
+            if (d->rank == 0) {
+                printf("mlp: stopped by signal after epoch %" PRId64 " step %" PRId64
+                       " (global step %" PRId64 "); checkpoint %s; resume with --set "
+                       "checkpoint.resume=auto\n", run->pos.epoch, run->pos.epoch_step,
+                       run->step, ckpt_path);
+                fflush(stdout);
             }
-            if (ok && (last || (c->checkpoint.every > 0 && (e + 1) % c->checkpoint.every == 0)))
-                ok = save_checkpoint(run, e + 1, ckpt_path, sizeof ckpt_path);
+            return 1;
         }
-        if (!agree(run, ok))
-            return 0;
     }
     if (d->rank == 0) {
         printf("done: test accuracy %.4f (%.2f%%) after %" PRId64 " epochs; checkpoint %s; "
@@ -398,9 +562,10 @@ int train_run(const Config *cfg, const Dist *dist)
     memset(&run, 0, sizeof run);
     run.cfg = cfg;
     run.dist = dist;
-    int ok = agree(&run, check_unimplemented(&run));
-    ok = ok && agree(&run, load_data(&run));
+    run.order_epoch = -1;
+    int ok = agree(&run, load_data(&run));
     ok = ok && agree(&run, alloc_model(&run));
+    ok = ok && agree(&run, resume(&run));
     if (ok) {
         run.config_text = config_to_ini(cfg);
         if (!run.config_text)
@@ -410,7 +575,17 @@ int train_run(const Config *cfg, const Dist *dist)
     ok = ok && agree(&run, dist->rank != 0 || open_metrics(&run));
     if (ok && dist->rank == 0)
         print_banner(&run);
-    ok = ok && train_loop(&run);
+    if (ok) {
+        /* Pre-emption (SLURM's --signal, scancel, mpirun forwarding): stop at the next step
+         * boundary on every rank, checkpoint, exit 0. */
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_stop_signal;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGTERM, &sa, NULL);
+        sigaction(SIGUSR1, &sa, NULL);
+        ok = train_loop(&run);
+    }
     run_free(&run);
     return ok ? 0 : 1;
 }

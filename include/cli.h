@@ -1,0 +1,18 @@
+/* cli: the checkpoint subcommands of the command line (DESIGN.md section 5).
+ *
+ *   mlp inspect CHECKPOINT.h5            shapes, root attributes, history, weight statistics
+ *   mlp eval CHECKPOINT.h5 [CONFIG.ini]  test loss, accuracy and confusion matrix
+ *
+ * Both run as one plain process: no MPI (main dispatches to them before dist_init, so
+ * they work without mpirun). Normal output goes to stdout; an error is ONE line
+ * `mlp: error: MESSAGE` on stderr. Each returns the process exit status: 0 success,
+ * 1 user error (missing or corrupt checkpoint, unreadable data, mismatched shapes),
+ * 2 usage error. argv[0] is the subcommand's name, argv[1..argc) its arguments.
+ */
+#ifndef MLP_CLI_H
+#define MLP_CLI_H
+
+int cli_inspect(int argc, char **argv);
+int cli_eval(int argc, char **argv);
+
+#endif

@@ -1,0 +1,520 @@
+/* cli: `mlp inspect` and `mlp eval`, the checkpoint subcommands. Contract: include/cli.h.
+ *
+ * Reading the file is checkpoint's (ckpt_load validates format, version and shapes), the
+ * forward pass is model's, the test set is data's: this file parses arguments and prints.
+ * No MPI: both commands run as a plain process.
+ */
+#include "cli.h"
+
+#include "checkpoint.h"
+#include "config.h"
+#include "data.h"
+#include "kernels.h"
+#include "model.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CLI_CELL 40          /* bytes per table cell, NUL included */
+#define CLI_EVAL_ROWS 1024   /* samples per forward block in eval */
+
+/* ------------------------------------------------------------------ messages */
+
+/* The one error line of a failed command. */
+__attribute__((format(printf, 1, 2)))
+static void cli_error(const char *fmt, ...)
+{
+    char msg[2 * CKPT_ERR_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    for (char *c = msg; *c; c++)   /* keep it one line whatever a message carried */
+        if (*c == '\n' || *c == '\r')
+            *c = ' ';
+    fprintf(stderr, "mlp: error: %s\n", msg);
+}
+
+static const char *const cli_usage_inspect = "usage: mlp inspect CHECKPOINT.h5\n";
+static const char *const cli_usage_eval = "usage: mlp eval CHECKPOINT.h5 [CONFIG.ini]\n";
+
+/* Positional arguments of a subcommand into pos[0..max). Returns -1 to go on, else the
+ * exit status: 0 after --help, 2 after a usage error (message and usage on stderr). */
+static int cli_args(int argc, char **argv, const char *usage, int min, int max,
+                    const char **pos, int *npos)
+{
+    int n = 0, options = 1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (options && !strcmp(a, "--")) {
+            options = 0;
+        } else if (options && (!strcmp(a, "--help") || !strcmp(a, "-h"))) {
+            fputs(usage, stdout);
+            return 0;
+        } else if (options && a[0] == '-' && a[1] != '\0') {
+            fprintf(stderr, "mlp %s: unknown option '%s'\n%s", argv[0], a, usage);
+            return 2;
+        } else if (n == max) {
+            fprintf(stderr, "mlp %s: unexpected argument '%s'\n%s", argv[0], a, usage);
+            return 2;
+        } else {
+            pos[n++] = a;
+        }
+    }
+    if (n < min) {
+        fprintf(stderr, "mlp %s: missing CHECKPOINT.h5\n%s", argv[0], usage);
+        return 2;
+    }
+    *npos = n;
+    return -1;
+}
+
+/* stdout may be a full disk or a closed pipe: a report cut short is an error. */
+static int cli_finish_stdout(void)
+{
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        cli_error("standard output: write failed: %s", strerror(errno));
+        return 1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ aligned tables */
+
+/* Cells as strings, printed with every column as wide as its widest cell, numbers
+ * right-aligned; the first column left-aligned when it holds names. */
+typedef struct {
+    size_t rows, cols;
+    int names_first;   /* left-align column 0 */
+    char *cells;       /* (rows, cols, CLI_CELL) */
+} CliTable;
+
+static int cli_table_init(CliTable *t, size_t rows, size_t cols, int names_first)
+{
+    t->rows = rows, t->cols = cols, t->names_first = names_first;
+    t->cells = NULL;
+    if (cols && rows > SIZE_MAX / cols / CLI_CELL)
+        return -1;
+    t->cells = calloc(rows * cols, CLI_CELL);
+    return t->cells ? 0 : -1;
+}
+
+static void cli_table_free(CliTable *t)
+{
+    free(t->cells);
+    t->cells = NULL;
+}
+
+__attribute__((format(printf, 4, 5)))
+static void cli_cell(CliTable *t, size_t r, size_t c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(t->cells + (r * t->cols + c) * CLI_CELL, CLI_CELL, fmt, ap);
+    va_end(ap);
+}
+
+/* A measured value, or "-" where it was not measured (NaN in the history). */
+static void cli_cell_num(CliTable *t, size_t r, size_t c, const char *fmt, double v)
+{
+    if (isnan(v))
+        cli_cell(t, r, c, "-");
+    else
+        cli_cell(t, r, c, fmt, v);
+}
+
+static void cli_table_print(const CliTable *t, const char *indent)
+{
+    size_t width[t->cols ? t->cols : 1];
+    for (size_t c = 0; c < t->cols; c++) {
+        width[c] = 0;
+        for (size_t r = 0; r < t->rows; r++) {
+            size_t n = strlen(t->cells + (r * t->cols + c) * CLI_CELL);
+            if (n > width[c])
+                width[c] = n;
+        }
+    }
+    for (size_t r = 0; r < t->rows; r++) {
+        fputs(indent, stdout);
+        for (size_t c = 0; c < t->cols; c++) {
+            const char *s = t->cells + (r * t->cols + c) * CLI_CELL;
+            if (c == 0)
+                printf(t->names_first ? "%-*s" : "%*s", (int)width[c], s);
+            else
+                printf("  %*s", (int)width[c], s);
+        }
+        putchar('\n');
+    }
+}
+
+/* ------------------------------------------------------------------ inspect */
+
+typedef struct {
+    double min, max, mean, std;   /* over the finite values; std is the population std */
+    size_t nonfinite;
+} CliStats;
+
+static CliStats cli_stats(const float *x, size_t n)
+{
+    CliStats s = {NAN, NAN, NAN, NAN, 0};
+    double sum = 0;
+    size_t finite = 0;
+    for (size_t i = 0; i < n; i++) {
+        double v = x[i];
+        if (!isfinite(v)) {
+            s.nonfinite++;
+            continue;
+        }
+        if (finite == 0 || v < s.min)
+            s.min = v;
+        if (finite == 0 || v > s.max)
+            s.max = v;
+        sum += v;
+        finite++;
+    }
+    if (finite == 0)
+        return s;
+    s.mean = sum / (double)finite;
+    /* Two passes: the sum of squared deviations does not cancel the way E[x^2]-E[x]^2 can. */
+    double ss = 0;
+    for (size_t i = 0; i < n; i++) {
+        double v = x[i];
+        if (isfinite(v))
+            ss += (v - s.mean) * (v - s.mean);
+    }
+    s.std = sqrt(ss / (double)finite);
+    return s;
+}
+
+/* The config text, each line indented, blank lines left blank. */
+static void cli_print_indented(const char *text, const char *indent)
+{
+    const char *p = text;
+    while (*p) {
+        const char *e = strchr(p, '\n');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        if (n > 0)
+            printf("%s%.*s\n", indent, (int)n, p);
+        else
+            putchar('\n');
+        p += n + (e ? 1 : 0);
+    }
+}
+
+static int cli_print_history(const CkptHistory *h)
+{
+    printf("\nhistory (%zu epoch%s):\n", h->len, h->len == 1 ? "" : "s");
+    if (h->len == 0) {
+        printf("  (no epoch completed)\n");
+        return 0;
+    }
+    CliTable t;
+    if (cli_table_init(&t, h->len + 1, 5, 0) != 0) {
+        cli_error("out of memory for the history table (%zu rows)", h->len);
+        return -1;
+    }
+    const char *head[5] = {"epoch", "train_loss", "train_acc", "test_acc", "seconds"};
+    for (size_t c = 0; c < 5; c++)
+        cli_cell(&t, 0, c, "%s", head[c]);
+    for (size_t i = 0; i < h->len; i++) {
+        cli_cell(&t, i + 1, 0, "%" PRId64, h->epoch[i]);
+        cli_cell_num(&t, i + 1, 1, "%.6f", h->train_loss[i]);
+        cli_cell_num(&t, i + 1, 2, "%.4f", h->train_acc[i]);
+        cli_cell_num(&t, i + 1, 3, "%.4f", h->test_acc[i]);
+        cli_cell_num(&t, i + 1, 4, "%.2f", h->seconds[i]);
+    }
+    cli_table_print(&t, "  ");
+    cli_table_free(&t);
+    return 0;
+}
+
+static int cli_print_weights(const CkptState *s)
+{
+    const struct {
+        const char *name;
+        const float *x;
+        size_t n;
+    } w[4] = {
+        {"W1", s->W1, (size_t)(s->d * s->hidden)},
+        {"b1", s->b1, (size_t)s->hidden},
+        {"W2", s->W2, (size_t)(s->hidden * s->classes)},
+        {"b2", s->b2, (size_t)s->classes},
+    };
+    CliTable t;
+    if (cli_table_init(&t, 5, 6, 1) != 0) {
+        cli_error("out of memory for the weight table");
+        return -1;
+    }
+    const char *head[6] = {"tensor", "min", "max", "mean", "std", "nonfinite"};
+    for (size_t c = 0; c < 6; c++)
+        cli_cell(&t, 0, c, "%s", head[c]);
+    for (size_t i = 0; i < 4; i++) {
+        CliStats st = cli_stats(w[i].x, w[i].n);
+        cli_cell(&t, i + 1, 0, "%s", w[i].name);
+        cli_cell_num(&t, i + 1, 1, "%.6g", st.min);
+        cli_cell_num(&t, i + 1, 2, "%.6g", st.max);
+        cli_cell_num(&t, i + 1, 3, "%.6g", st.mean);
+        cli_cell_num(&t, i + 1, 4, "%.6g", st.std);
+        cli_cell(&t, i + 1, 5, "%zu", st.nonfinite);
+    }
+    printf("\nweights (statistics over the finite values; std is the population std):\n");
+    cli_table_print(&t, "  ");
+    cli_table_free(&t);
+    return 0;
+}
+
+int cli_inspect(int argc, char **argv)
+{
+    const char *pos[1];
+    int npos = 0;
+    int rc = cli_args(argc, argv, cli_usage_inspect, 1, 1, pos, &npos);
+    if (rc >= 0)
+        return rc;
+    const char *path = pos[0];
+
+    CkptState s;
+    char err[CKPT_ERR_MAX];
+    if (ckpt_load(path, &s, err, sizeof err) != 0) {
+        cli_error("%s", err);
+        return 1;
+    }
+    const uint64_t d = s.d, h = s.hidden, k = s.classes;
+    printf("file: %s\n", path);
+    printf("shapes (float32):\n");
+    printf("  W1  [%" PRIu64 ",%" PRIu64 "]\n", d, h);
+    printf("  b1  [%" PRIu64 "]\n", h);
+    printf("  W2  [%" PRIu64 ",%" PRIu64 "]\n", h, k);
+    printf("  b2  [%" PRIu64 "]\n", k);
+
+    /* Root attributes in the order of DESIGN.md section 7 (format and format_version are
+     * the values ckpt_load has just checked), the mid-epoch position after `step`. */
+    printf("attributes:\n");
+    printf("  %-16s = %s\n", "format", CKPT_FORMAT);
+    printf("  %-16s = %d\n", "format_version", CKPT_FORMAT_VERSION);
+    printf("  %-16s = %" PRIu64 "\n", "d", d);
+    printf("  %-16s = %" PRIu64 "\n", "hidden", h);
+    printf("  %-16s = %" PRIu64 "\n", "classes", k);
+    printf("  %-16s = %" PRId64 "\n", "epoch", s.epoch);
+    printf("  %-16s = %" PRId64 "\n", "step", s.step);
+    printf("  %-16s = %" PRId64 "\n", "epoch_step", s.epoch_step);
+    printf("  %-16s = %" PRId64 "\n", "epoch_correct", s.epoch_correct);
+    printf("  %-16s = %.15g\n", "epoch_loss", s.epoch_loss);
+    printf("  %-16s = %.15g\n", "epoch_seconds", s.epoch_seconds);
+    printf("  %-16s = %" PRIu64 "\n", "seed", s.seed);
+    printf("  %-16s = %" PRId64 "\n", "batch", s.batch);
+    printf("  %-16s = %.15g\n", "lr", s.lr);
+    printf("  %-16s = %s\n", "reduce", s.reduce);
+    printf("  %-16s = %" PRId64 "\n", "ranks", s.ranks);
+    printf("  %-16s = %" PRId64 "\n", "threads_per_rank", s.threads_per_rank);
+    printf("  %-16s = %s\n", "created", s.created);
+    printf("  %-16s = %s\n", "mlp_version", s.mlp_version);
+    printf("  config:\n");
+    cli_print_indented(s.config ? s.config : "", "    ");
+
+    rc = 0;
+    if (cli_print_history(&s.history) != 0 || cli_print_weights(&s) != 0)
+        rc = 1;
+    ckpt_state_free(&s);
+    if (cli_finish_stdout() != 0)
+        rc = 1;
+    return rc;
+}
+
+/* ------------------------------------------------------------------ eval */
+
+/* The [data] paths of the config stored in the checkpoint: config_load reads files only,
+ * so the text goes through a private temporary file that is removed at once. */
+static int cli_stored_config(const char *ckpt_path, const char *text, Config *cfg)
+{
+    if (!text || !text[strspn(text, " \t\r\n")]) {
+        cli_error("%s: the checkpoint stores no config text; give CONFIG.ini", ckpt_path);
+        return -1;
+    }
+    const char *dir = getenv("TMPDIR");
+    char tmp[CONFIG_PATH_MAX];
+    int n = snprintf(tmp, sizeof tmp, "%s/mlp-eval-config.XXXXXX", dir && *dir ? dir : "/tmp");
+    if (n < 0 || (size_t)n >= sizeof tmp) {
+        cli_error("TMPDIR '%s': path too long for a temporary file", dir);
+        return -1;
+    }
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        cli_error("%s: cannot create a temporary file for the stored config: %s", tmp,
+                  strerror(errno));
+        return -1;
+    }
+    FILE *f = fdopen(fd, "w");
+    if (!f) {
+        cli_error("%s: fdopen failed: %s", tmp, strerror(errno));
+        close(fd);
+        unlink(tmp);
+        return -1;
+    }
+    size_t len = strlen(text);
+    int wrote = fwrite(text, 1, len, f) == len;
+    int e = errno;
+    if (fclose(f) != 0 && wrote) {
+        wrote = 0;
+        e = errno;
+    }
+    if (!wrote) {
+        cli_error("%s: cannot write the stored config: %s", tmp, strerror(e));
+        unlink(tmp);
+        return -1;
+    }
+    char err[CONFIG_ERR_MAX];
+    int rc = config_load(cfg, tmp, 0, NULL, err, sizeof err);
+    unlink(tmp);
+    if (rc != 0) {
+        cli_error("%s: the config stored in the checkpoint does not load: %s", ckpt_path, err);
+        return -1;
+    }
+    return 0;
+}
+
+static int cli_print_confusion(const int64_t *conf, size_t k)
+{
+    CliTable t;
+    if (cli_table_init(&t, k + 2, k + 2, 0) != 0) {
+        cli_error("out of memory for a %zu x %zu confusion table", k, k);
+        return -1;
+    }
+    cli_cell(&t, 0, 0, "true\\pred");
+    for (size_t j = 0; j < k; j++)
+        cli_cell(&t, 0, j + 1, "%zu", j);
+    cli_cell(&t, 0, k + 1, "total");
+    int64_t all = 0;
+    for (size_t i = 0; i < k; i++) {
+        int64_t row = 0;
+        cli_cell(&t, i + 1, 0, "%zu", i);
+        for (size_t j = 0; j < k; j++) {
+            cli_cell(&t, i + 1, j + 1, "%" PRId64, conf[i * k + j]);
+            row += conf[i * k + j];
+        }
+        cli_cell(&t, i + 1, k + 1, "%" PRId64, row);
+        all += row;
+    }
+    cli_cell(&t, k + 1, 0, "total");
+    for (size_t j = 0; j < k; j++) {
+        int64_t col = 0;
+        for (size_t i = 0; i < k; i++)
+            col += conf[i * k + j];
+        cli_cell(&t, k + 1, j + 1, "%" PRId64, col);
+    }
+    cli_cell(&t, k + 1, k + 1, "%" PRId64, all);
+    printf("confusion matrix (rows: true label, columns: predicted label):\n");
+    cli_table_print(&t, "  ");
+    cli_table_free(&t);
+    return 0;
+}
+
+int cli_eval(int argc, char **argv)
+{
+    const char *pos[2];
+    int npos = 0;
+    int rc = cli_args(argc, argv, cli_usage_eval, 1, 2, pos, &npos);
+    if (rc >= 0)
+        return rc;
+    const char *path = pos[0], *config_path = npos > 1 ? pos[1] : NULL;
+
+    CkptState s;
+    Config cfg;
+    Dataset ds;
+    Params p;
+    Workspace w;
+    int64_t *conf = NULL;
+    char err[CKPT_ERR_MAX > DATA_ERR_MAX ? CKPT_ERR_MAX : DATA_ERR_MAX];
+    int have_s = 0, have_ds = 0, have_p = 0, have_w = 0;
+    rc = 1;
+
+    if (ckpt_load(path, &s, err, sizeof err) != 0) {
+        cli_error("%s", err);
+        goto done;
+    }
+    have_s = 1;
+    if (config_path) {
+        char cerr[CONFIG_ERR_MAX];
+        if (config_load(&cfg, config_path, 0, NULL, cerr, sizeof cerr) != 0) {
+            cli_error("%s", cerr);
+            goto done;
+        }
+    } else if (cli_stored_config(path, s.config, &cfg) != 0) {
+        goto done;
+    }
+    const size_t k = (size_t)s.classes;
+    if (s.classes > KERNELS_MAX_CLASSES) {
+        cli_error("%s: %" PRIu64 " classes; mlp evaluates at most %d", path, s.classes,
+                  KERNELS_MAX_CLASSES);
+        goto done;
+    }
+    if (data_load(&ds, cfg.data.test_images, cfg.data.test_labels, (int)s.classes, err,
+                  sizeof err) != 0) {
+        cli_error("%s", err);
+        goto done;
+    }
+    have_ds = 1;
+    if (ds.d != s.d) {
+        cli_error("%s: images are %" PRIu32 "x%" PRIu32 " = %zu pixels but checkpoint %s has "
+                  "d = %" PRIu64, cfg.data.test_images, ds.rows, ds.cols, ds.d, path, s.d);
+        goto done;
+    }
+    if (ds.n == 0) {
+        cli_error("%s: no test samples", cfg.data.test_images);
+        goto done;
+    }
+    if (model_params_init(&p, (size_t)s.d, (size_t)s.hidden, k) != 0) {
+        cli_error("%s: out of memory for the parameters (d=%" PRIu64 " hidden=%" PRIu64
+                  " classes=%" PRIu64 ")", path, s.d, s.hidden, s.classes);
+        goto done;
+    }
+    have_p = 1;
+    memcpy(p.W1, s.W1, p.d * p.h * sizeof(float));
+    memcpy(p.b1, s.b1, p.h * sizeof(float));
+    memcpy(p.W2, s.W2, p.h * p.k * sizeof(float));
+    memcpy(p.b2, s.b2, p.k * sizeof(float));
+    size_t rows = ds.n < CLI_EVAL_ROWS ? ds.n : CLI_EVAL_ROWS;
+    if (model_workspace_init(&w, &p, rows) != 0) {
+        cli_error("out of memory for the evaluation workspace (%zu samples)", rows);
+        goto done;
+    }
+    have_w = 1;
+    conf = calloc(k * k, sizeof *conf);
+    if (!conf) {
+        cli_error("out of memory for a %zu x %zu confusion matrix", k, k);
+        goto done;
+    }
+    double loss_sum = 0;
+    model_confusion(&p, ds.images, ds.labels, 0, ds.n, &w, conf, &loss_sum);
+    int64_t correct = 0;
+    for (size_t i = 0; i < k; i++)
+        correct += conf[i * k + i];
+
+    printf("checkpoint: %s (epoch %" PRId64 ", step %" PRId64 "; d=%" PRIu64 " hidden=%" PRIu64
+           " classes=%" PRIu64 ")\n", path, s.epoch, s.step, s.d, s.hidden, s.classes);
+    printf("test data:  %s, %s (%zu samples; paths from %s)\n", cfg.data.test_images,
+           cfg.data.test_labels, ds.n, config_path ? config_path : "the checkpoint's config");
+    printf("loss:       %.6f (mean cross-entropy)\n", loss_sum / (double)ds.n);
+    printf("accuracy:   %.4f (%" PRId64 " / %zu)\n", (double)correct / (double)ds.n, correct,
+           ds.n);
+    putchar('\n');
+    if (cli_print_confusion(conf, k) != 0)
+        goto done;
+    rc = cli_finish_stdout();
+done:
+    free(conf);
+    if (have_w)
+        model_workspace_free(&w);
+    if (have_p)
+        model_params_free(&p);
+    if (have_ds)
+        data_free(&ds);
+    if (have_s)
+        ckpt_state_free(&s);
+    return rc;
+}
