@@ -23,10 +23,13 @@
 #define KERNELS_FIX_BITS 40
 #define KERNELS_MAX_CLASSES 256
 
-/* A1[r,:] = sigmoid(b1 + (1/255) sum_k X[idx[r],k] W1[k,:]) for r < m.
+/* A1[r,:] = sigmoid(b1 + (1/255) sum_k X[idx[r],k] W1[k,:]) for r < m, summing over the
+ * nonzero pixels in ascending order; those pixels are also listed, per sample, in
+ * sp_pos/sp_val (m, d) with sp_len[r] entries (for kernels_gather_pixels).
  * X (n, d) uint8 row-major; idx (m); W1 (d, h); b1 (h); A1 (m, h). */
 void kernels_hidden_forward(const uint8_t *X, const uint32_t *idx, size_t m, size_t d,
-                            size_t h, const float *W1, const float *b1, float *A1);
+                            size_t h, const float *W1, const float *b1, float *A1,
+                            uint32_t *sp_pos, uint8_t *sp_val, uint32_t *sp_len);
 
 /* Output layer, loss and the backward pass down to dZ1, one row at a time:
  *   z = b2 + A1[r,:] W2;  loss[r] = logsumexp(z) - z[y];  correct[r] = (argmax z == y)
@@ -39,9 +42,12 @@ void kernels_output_backward(const float *A1, const uint8_t *labels, const uint3
                              float inv_m, float *dZ2, float *dZ1, double *loss,
                              uint8_t *correct);
 
-/* Xt[c, r] = X[idx[r], c]: the shard's pixels transposed, (d, m), for the dW1 kernel. */
-void kernels_gather_transpose(const uint8_t *X, const uint32_t *idx, size_t m, size_t d,
-                              uint8_t *Xt);
+/* The same nonzero pixels by pixel: for each pixel c, the samples r (ascending) where it
+ * is nonzero and its value there, from the per-sample lists of kernels_hidden_forward.
+ * pos, val (d, m): row c holds len[c] entries. */
+void kernels_gather_pixels(const uint32_t *sp_pos, const uint8_t *sp_val,
+                           const uint32_t *sp_len, size_t m, size_t d, uint32_t *pos,
+                           uint8_t *val, uint32_t *len);
 
 /* Where a gradient kernel puts its result. Fast mode: out_f (one sum over all m rows,
  * stored, not added). Exact mode: out_i (one float sum per chunk of `chunk` rows, the last
@@ -55,9 +61,11 @@ typedef struct {
     int64_t *bad;    /* exact mode: incremented per rejected value (non-finite or > limit) */
 } KernelsSink;
 
-/* dW1[c,:] = (1/255) sum_r Xt[c,r] dZ1[r,:] and db1 = sum_r dZ1[r,:].
- * Xt (d, m) uint8; dZ1 (m, h); sink rows: dW1 (d, h) then db1 (h), contiguous. */
-void kernels_grad_layer1(const uint8_t *Xt, size_t m, size_t d, size_t h, const float *dZ1,
+/* dW1[c,:] = (1/255) sum_r X[r,c] dZ1[r,:] over the samples where pixel c is nonzero (from
+ * kernels_gather_pixels), and db1 = sum_r dZ1[r,:]. dZ1 (m, h); sink rows: dW1 (d, h) then
+ * db1 (h), contiguous. */
+void kernels_grad_layer1(const uint32_t *pos, const uint8_t *val, const uint32_t *len,
+                         size_t m, size_t d, size_t h, const float *dZ1,
                          const KernelsSink *sink);
 
 /* dW2[i,:] = sum_r A1[r,i] dZ2[r,:] and db2 = sum_r dZ2[r,:].

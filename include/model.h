@@ -40,7 +40,12 @@ typedef struct {
     float *dZ2;         /* (rows, k) */
     double *loss;       /* (rows) */
     uint8_t *correct;   /* (rows) */
-    uint8_t *Xt;        /* (d, rows) */
+    uint32_t *sp_pos;   /* (rows, d) per sample: its nonzero pixels */
+    uint8_t *sp_val;    /* (rows, d) and their values */
+    uint32_t *sp_len;   /* (rows) */
+    uint32_t *px_pos;   /* (d, rows) per pixel: samples where it is nonzero */
+    uint8_t *px_val;    /* (d, rows) and its value there */
+    uint32_t *px_len;   /* (d) */
     uint32_t *idx;      /* (rows) scratch sample indices for evaluation */
 } Workspace;
 

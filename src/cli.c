@@ -92,12 +92,13 @@ static int cli_finish_stdout(void)
 typedef struct {
     size_t rows, cols;
     int names_first;   /* left-align column 0 */
+    int uniform;       /* columns 1..cols-2 share one width (a matrix with a totals column) */
     char *cells;       /* (rows, cols, CLI_CELL) */
 } CliTable;
 
 static int cli_table_init(CliTable *t, size_t rows, size_t cols, int names_first)
 {
-    t->rows = rows, t->cols = cols, t->names_first = names_first;
+    t->rows = rows, t->cols = cols, t->names_first = names_first, t->uniform = 0;
     t->cells = NULL;
     if (cols && rows > SIZE_MAX / cols / CLI_CELL)
         return -1;
@@ -139,6 +140,13 @@ static void cli_table_print(const CliTable *t, const char *indent)
             if (n > width[c])
                 width[c] = n;
         }
+    }
+    if (t->uniform) {
+        size_t wmax = 0;
+        for (size_t c = 1; c + 1 < t->cols; c++)
+            wmax = width[c] > wmax ? width[c] : wmax;
+        for (size_t c = 1; c + 1 < t->cols; c++)
+            width[c] = wmax;
     }
     for (size_t r = 0; r < t->rows; r++) {
         fputs(indent, stdout);
@@ -385,6 +393,7 @@ static int cli_print_confusion(const int64_t *conf, size_t k)
         cli_error("out of memory for a %zu x %zu confusion table", k, k);
         return -1;
     }
+    t.uniform = 1;
     cli_cell(&t, 0, 0, "true\\pred");
     for (size_t j = 0; j < k; j++)
         cli_cell(&t, 0, j + 1, "%zu", j);
@@ -455,7 +464,11 @@ int cli_eval(int argc, char **argv)
     }
     if (data_load(&ds, cfg.data.test_images, cfg.data.test_labels, (int)s.classes, err,
                   sizeof err) != 0) {
-        cli_error("%s", err);
+        if (config_path)
+            cli_error("%s", err);
+        else   /* the stored paths are as the training run saw them */
+            cli_error("%s (test set named by the config stored in %s; relative paths resolve "
+                      "against the current directory; or give CONFIG.ini)", err, path);
         goto done;
     }
     have_ds = 1;
@@ -495,12 +508,14 @@ int cli_eval(int argc, char **argv)
     for (size_t i = 0; i < k; i++)
         correct += conf[i * k + i];
 
-    printf("checkpoint: %s (epoch %" PRId64 ", step %" PRId64 "; d=%" PRIu64 " hidden=%" PRIu64
+    printf("checkpoint:  %s (epoch %" PRId64 ", step %" PRId64 "; d=%" PRIu64 " hidden=%" PRIu64
            " classes=%" PRIu64 ")\n", path, s.epoch, s.step, s.d, s.hidden, s.classes);
-    printf("test data:  %s, %s (%zu samples; paths from %s)\n", cfg.data.test_images,
-           cfg.data.test_labels, ds.n, config_path ? config_path : "the checkpoint's config");
-    printf("loss:       %.6f (mean cross-entropy)\n", loss_sum / (double)ds.n);
-    printf("accuracy:   %.4f (%" PRId64 " / %zu)\n", (double)correct / (double)ds.n, correct,
+    printf("config:      %s\n", config_path ? config_path : "the one stored in the checkpoint");
+    printf("test images: %s\n", cfg.data.test_images);
+    printf("test labels: %s\n", cfg.data.test_labels);
+    printf("samples:     %zu\n", ds.n);
+    printf("loss:        %.6f (mean cross-entropy)\n", loss_sum / (double)ds.n);
+    printf("accuracy:    %.4f (%" PRId64 " / %zu)\n", (double)correct / (double)ds.n, correct,
            ds.n);
     putchar('\n');
     if (cli_print_confusion(conf, k) != 0)

@@ -91,9 +91,16 @@ int model_workspace_init(Workspace *w, const Params *p, size_t rows)
     w->dZ2 = malloc(nk * sizeof(float));
     w->loss = malloc(rows * sizeof(double));
     w->correct = malloc(rows);
-    w->Xt = malloc(nd);
+    w->sp_pos = nd <= SIZE_MAX / sizeof(uint32_t) ? malloc(nd * sizeof(uint32_t)) : NULL;
+    w->sp_val = malloc(nd);
+    w->sp_len = malloc(rows * sizeof(uint32_t));
+    w->px_pos = nd <= SIZE_MAX / sizeof(uint32_t) ? malloc(nd * sizeof(uint32_t)) : NULL;
+    w->px_val = malloc(nd);
+    w->px_len = malloc(p->d * sizeof(uint32_t));
     w->idx = malloc(rows * sizeof(uint32_t));
-    if (!w->A1 || !w->dZ1 || !w->dZ2 || !w->loss || !w->correct || !w->Xt || !w->idx) {
+    if (!w->A1 || !w->dZ1 || !w->dZ2 || !w->loss || !w->correct || !w->px_pos || !w->px_val ||
+        !w->sp_pos || !w->sp_val || !w->sp_len ||
+        !w->px_len || !w->idx) {
         model_workspace_free(w);
         return -1;
     }
@@ -107,7 +114,12 @@ void model_workspace_free(Workspace *w)
     free(w->dZ2);
     free(w->loss);
     free(w->correct);
-    free(w->Xt);
+    free(w->sp_pos);
+    free(w->sp_val);
+    free(w->sp_len);
+    free(w->px_pos);
+    free(w->px_val);
+    free(w->px_len);
     free(w->idx);
     memset(w, 0, sizeof *w);
 }
@@ -139,16 +151,18 @@ ModelStats model_step_gradients(const Params *p, const uint8_t *X, const uint8_t
         return st;
     }
     const size_t d = p->d, h = p->h, k = p->k;
-    kernels_hidden_forward(X, idx, m, d, h, p->W1, p->b1, w->A1);
+    kernels_hidden_forward(X, idx, m, d, h, p->W1, p->b1, w->A1, w->sp_pos, w->sp_val,
+                           w->sp_len);
     kernels_output_backward(w->A1, labels, idx, m, h, k, p->W2, p->b2, 1.0f / (float)m_global,
                             w->dZ2, w->dZ1, w->loss, w->correct);
-    kernels_gather_transpose(X, idx, m, d, w->Xt);
+    kernels_gather_pixels(w->sp_pos, w->sp_val, w->sp_len, m, d, w->px_pos, w->px_val,
+                          w->px_len);
 
     const size_t off2 = d * h + h;   /* dW2 starts after dW1 and db1 */
     KernelsSink s1 = {grad_f, grad_i, chunk, limit, bad};
     KernelsSink s2 = {grad_f ? grad_f + off2 : NULL, grad_i ? grad_i + off2 : NULL, chunk,
                       limit, bad};
-    kernels_grad_layer1(w->Xt, m, d, h, w->dZ1, &s1);
+    kernels_grad_layer1(w->px_pos, w->px_val, w->px_len, m, d, h, w->dZ1, &s1);
     kernels_grad_layer2(w->A1, m, h, k, w->dZ2, &s2);
     stats_add(&st, w, m);
     return st;
@@ -162,7 +176,8 @@ ModelStats model_evaluate(const Params *p, const uint8_t *X, const uint8_t *labe
         size_t n = m - r0 < w->rows ? m - r0 : w->rows;
         for (size_t r = 0; r < n; r++)
             w->idx[r] = (uint32_t)(first + r0 + r);
-        kernels_hidden_forward(X, w->idx, n, p->d, p->h, p->W1, p->b1, w->A1);
+        kernels_hidden_forward(X, w->idx, n, p->d, p->h, p->W1, p->b1, w->A1, w->sp_pos,
+                               w->sp_val, w->sp_len);
         kernels_output_backward(w->A1, labels, w->idx, n, p->h, p->k, p->W2, p->b2, 0.0f,
                                 NULL, NULL, w->loss, w->correct);
         stats_add(&st, w, n);
@@ -186,7 +201,8 @@ void model_confusion(const Params *p, const uint8_t *X, const uint8_t *labels, s
         size_t n = m - r0 < w->rows ? m - r0 : w->rows;
         for (size_t r = 0; r < n; r++)
             w->idx[r] = (uint32_t)(first + r0 + r);
-        kernels_hidden_forward(X, w->idx, n, p->d, h, p->W1, p->b1, w->A1);
+        kernels_hidden_forward(X, w->idx, n, p->d, h, p->W1, p->b1, w->A1, w->sp_pos,
+                               w->sp_val, w->sp_len);
         kernels_output_backward(w->A1, labels, w->idx, n, h, k, p->W2, p->b2, 0.0f, NULL,
                                 NULL, w->loss, w->correct);
         for (size_t r = 0; r < n; r++) {

@@ -128,7 +128,21 @@ static void test_forward_vs_reference(void **state)
         double *rA1 = malloc(m * h * sizeof *rA1), *rA2 = malloc(m * k * sizeof *rA2);
         double *loss = malloc(m * sizeof *loss);
         uint8_t *correct = malloc(m);
-        kernels_hidden_forward(f.X, f.idx, m, f.d, h, f.p.W1, f.p.b1, A1);
+        uint32_t *sp_pos = malloc(m * f.d * sizeof *sp_pos), *sp_len = malloc(m * sizeof *sp_len);
+        uint8_t *sp_val = malloc(m * f.d);
+        kernels_hidden_forward(f.X, f.idx, m, f.d, h, f.p.W1, f.p.b1, A1, sp_pos, sp_val, sp_len);
+        for (size_t r = 0; r < m; r++) {   /* the nonzero pixels, listed in order */
+            const uint8_t *x = f.X + (size_t)f.idx[r] * f.d;
+            size_t t = 0;
+            for (size_t c = 0; c < f.d; c++)
+                if (x[c]) {
+                    assert_true(t < sp_len[r] && sp_pos[r * f.d + t] == c &&
+                                sp_val[r * f.d + t] == x[c]);
+                    t++;
+                }
+            assert_int_equal(t, sp_len[r]);
+        }
+        free(sp_pos), free(sp_val), free(sp_len);
         ref_forward(f.theta, f.d, h, k, f.X, f.idx, m, rA1, rA2);
         assert_true(rel_err(A1, rA1, m * h) < 1e-5);
         kernels_output_backward(A1, f.labels, f.idx, m, h, k, f.p.W2, f.p.b2, 0, NULL, NULL,
