@@ -30,6 +30,9 @@ void dist_finalize(Dist *d);
 /* COLLECTIVE. Returns the lowest rank whose ok was 0, or -1 if every rank was ok. */
 int dist_first_failure(int ok);
 
+/* COLLECTIVE. Rank 0's value of v (so that every rank can compare its own with it). */
+uint64_t dist_root_value(uint64_t v);
+
 /* Print "[rank N] msg" to stderr and end every rank now (MPI_Abort, status 1). For
  * failures after start-up where the other ranks cannot be told in an orderly way. */
 _Noreturn void dist_abort(const Dist *d, const char *msg);

@@ -50,6 +50,11 @@ typedef struct {
 } Workspace;
 
 int model_workspace_init(Workspace *w, const Params *p, size_t rows);
+
+/* Bytes that model_params_init(d, h, k) and model_workspace_init(rows) will allocate.
+ * Returns 0, or -1 if the sizes overflow. */
+int model_memory(size_t d, size_t h, size_t k, size_t rows, size_t *params_bytes,
+                 size_t *workspace_bytes);
 void model_workspace_free(Workspace *w);
 
 /* Per-sample losses are summed as integers in units of 1/MODEL_LOSS_SCALE, so that the

@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -431,6 +432,56 @@ done:
     return rc;
 }
 
+/* The pid in a name ckpt_save gives its temporaries, ".epoch-NNNN[-SSSSSS].h5.tmp.PID" or
+ * ".latest.h5.tmp.PID"; 0 for any other name (a user's file is never touched). */
+static pid_t ckpt_parse_temp_name(const char *name)
+{
+    if (name[0] != '.')
+        return 0;
+    const char *tmp = strstr(name + 1, ".tmp.");
+    if (!tmp)
+        return 0;
+    char base[64];
+    size_t n = (size_t)(tmp - (name + 1));
+    if (n == 0 || n >= sizeof base)
+        return 0;
+    memcpy(base, name + 1, n);
+    base[n] = '\0';
+    int64_t key, pid;
+    if (strcmp(base, "latest.h5") != 0 && !ckpt_parse_epoch_name(base, &key))
+        return 0;
+    const char *p = tmp + 5;
+    if (!ckpt_parse_num(&p, INT32_MAX, &pid) || *p != '\0' || pid <= 0)
+        return 0;
+    return (pid_t)pid;
+}
+
+/* A writer killed mid-save (SIGKILL, OOM killer, job time limit) leaves its temporary, as
+ * large as a checkpoint, under a name no later run reuses: without this they pile up with
+ * every pre-emption. Remove those whose process is gone. Our own pid counts as gone:
+ * ckpt_save never runs twice at once in one process, so a temporary with our pid was left
+ * by an earlier process that had it (pids repeat across containers). kill(pid, 0) only
+ * speaks for this host; two hosts writing one directory at once is not supported anyway
+ * (each would prune the other's files). Best effort: a failure here costs disk space,
+ * never the checkpoint, so it is not reported. */
+static void ckpt_remove_stale_temps(const char *dir)
+{
+    DIR *dp = opendir(dir);
+    if (!dp)
+        return;                         /* the write that follows reports a real problem */
+    const pid_t self = getpid();
+    struct dirent *de;
+    while ((de = readdir(dp))) {
+        pid_t pid = ckpt_parse_temp_name(de->d_name);
+        if (pid == 0 || (pid != self && (kill(pid, 0) == 0 || errno != ESRCH)))
+            continue;                   /* not ours, or its writer may still be running */
+        char path[CKPT_PATH_MAX];
+        if (ckpt_join(path, sizeof path, dir, de->d_name, NULL, 0) == 0)
+            (void)unlink(path);         /* ENOENT: another cleaner was faster */
+    }
+    closedir(dp);
+}
+
 /* ------------------------------------------------------------------ writing */
 
 static int ckpt_write_dset(hid_t file, const char *path, const char *name, hid_t ftype,
@@ -839,6 +890,8 @@ int ckpt_save(const char *dir, CkptState *s, long keep, char *path_out, size_t p
         goto done;
     if (ckpt_mkdir_p(d, err, errlen) != 0)
         goto done;
+    /* Before writing, so that a disk filled by crashed writers' leftovers has room again. */
+    ckpt_remove_stale_temps(d);
     /* The temporary lives in DIR itself: rename() is atomic only within one file system. */
     if (ckpt_write_image(tmp, image, image_len, &created, err, errlen) != 0)
         goto done;

@@ -79,6 +79,12 @@ int dist_first_failure(int ok)
     return first == INT_MAX ? -1 : first;
 }
 
+uint64_t dist_root_value(uint64_t v)
+{
+    MPI_Bcast(&v, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD);
+    return v;
+}
+
 _Noreturn void dist_abort(const Dist *d, const char *msg)
 {
     fprintf(stderr, "mlp: [rank %d] error: %s\n", d->rank, msg);

@@ -107,6 +107,27 @@ int model_workspace_init(Workspace *w, const Params *p, size_t rows)
     return 0;
 }
 
+int model_memory(size_t d, size_t h, size_t k, size_t rows, size_t *params_bytes,
+                 size_t *workspace_bytes)
+{
+    size_t n1, n2, nh, nk, nd, a, b;
+    if (!size_muladd(d, h, h, &n1) || !size_muladd(h, k, k, &n2) || n1 > SIZE_MAX - n2 ||
+        !size_muladd(n1 + n2, sizeof(float), 0, params_bytes) ||
+        !size_muladd(rows, h, 0, &nh) || !size_muladd(rows, k, 0, &nk) ||
+        !size_muladd(rows, d, 0, &nd))
+        return -1;
+    /* A1, dZ1 (floats); dZ2 (floats); per-sample and per-pixel nonzero lists (uint32 +
+     * uint8 each); loss (double), correct (byte), sp_len and idx (uint32) per row. */
+    if (!size_muladd(nh, 2 * sizeof(float), 0, &a) ||
+        !size_muladd(nk, sizeof(float), a, &a) ||
+        !size_muladd(nd, 2 * (sizeof(uint32_t) + 1), a, &a) ||
+        !size_muladd(rows, sizeof(double) + 1 + 2 * sizeof(uint32_t), a, &a) ||
+        !size_muladd(d, sizeof(uint32_t), a, &b))
+        return -1;
+    *workspace_bytes = b;
+    return 0;
+}
+
 void model_workspace_free(Workspace *w)
 {
     free(w->A1);

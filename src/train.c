@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #define MSG_MAX 2048
 
@@ -133,6 +134,84 @@ static int load_data(Run *run)
     if (run->train.classes > KERNELS_MAX_CLASSES || run->train.classes < 2) {
         set_msg(run, "%s: %d classes; mlp needs 2..%d", c->data.train_labels,
                 run->train.classes, KERNELS_MAX_CLASSES);
+        return 0;
+    }
+    return 1;
+}
+
+/* CRC-32 of a data set's images and labels, in 1 GiB pieces (zlib takes a uInt length). */
+static uint64_t data_crc(const Dataset *ds)
+{
+    uLong crc = crc32(0L, Z_NULL, 0);
+    const struct { const uint8_t *p; size_t n; } parts[] = {
+        {ds->images, ds->n * ds->d}, {ds->labels, ds->n}};
+    for (size_t i = 0; i < 2; i++)
+        for (size_t off = 0; off < parts[i].n; off += (size_t)1 << 30) {
+            size_t len = parts[i].n - off < ((size_t)1 << 30) ? parts[i].n - off : (size_t)1 << 30;
+            crc = crc32(crc, parts[i].p + off, (uInt)len);
+        }
+    return crc;
+}
+
+/* COLLECTIVE. Every rank must train on the same bytes: a rank that read a different file
+ * under the same path (a stale copy on a node-local disk, say) would silently break the
+ * run, so the checksums are compared with rank 0's. */
+static int check_same_data(Run *run)
+{
+    const Config *c = run->cfg;
+    uint64_t train = data_crc(&run->train), test = data_crc(&run->test);
+    uint64_t train0 = dist_root_value(train), test0 = dist_root_value(test);
+    if (train != train0) {
+        set_msg(run, "%s, %s: content differs from rank 0's (CRC-32 %08" PRIx64 ", rank 0 has "
+                "%08" PRIx64 "): every rank must read the same data", c->data.train_images,
+                c->data.train_labels, train, train0);
+        return 0;
+    }
+    if (test != test0) {
+        set_msg(run, "%s, %s: content differs from rank 0's (CRC-32 %08" PRIx64 ", rank 0 has "
+                "%08" PRIx64 "): every rank must read the same data", c->data.test_images,
+                c->data.test_labels, test, test0);
+        return 0;
+    }
+    return 1;
+}
+
+/* MemAvailable from /proc/meminfo in bytes, or 0 if unknown. */
+static size_t mem_available(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[256];
+    unsigned long long kb = 0;
+    if (!f)
+        return 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1)
+            break;
+    fclose(f);
+    return kb > SIZE_MAX / 1024 ? SIZE_MAX : (size_t)kb * 1024;
+}
+
+/* The model must fit before anything is allocated: a clear error with the bytes it needs,
+ * not an out-of-memory kill in the middle of a run. */
+static int check_memory(Run *run)
+{
+    const Config *c = run->cfg;
+    size_t d = run->train.d, h = (size_t)c->model.hidden, k = (size_t)run->train.classes;
+    size_t rows = (size_t)c->train.batch, pb, wb, total;
+    size_t grad_elem = c->train.reduce == REDUCE_EXACT ? sizeof(int64_t) : sizeof(float);
+    if (model_memory(d, h, k, rows, &pb, &wb) != 0 || pb / sizeof(float) > SIZE_MAX / grad_elem - SLOTS ||
+        pb > SIZE_MAX - wb || pb + wb > SIZE_MAX - (pb / sizeof(float) + SLOTS) * grad_elem) {
+        set_msg(run, "[model] hidden = %ld with d = %zu and [train] batch = %ld: the sizes "
+                "overflow", c->model.hidden, d, c->train.batch);
+        return 0;
+    }
+    total = pb + wb + (pb / sizeof(float) + SLOTS) * grad_elem + run->train.n * sizeof(uint32_t);
+    size_t avail = mem_available(), ranks = (size_t)run->dist->local_size;
+    if (avail && total > avail / ranks) {
+        set_msg(run, "[model] hidden = %ld with [train] batch = %ld needs %zu bytes per rank "
+                "(parameters %zu, gradient %zu, workspace %zu), x %zu ranks on this node, but "
+                "%zu bytes are available", c->model.hidden, c->train.batch, total, pb,
+                (pb / sizeof(float) + SLOTS) * grad_elem, wb, ranks, avail);
         return 0;
     }
     return 1;
@@ -564,6 +643,8 @@ int train_run(const Config *cfg, const Dist *dist)
     run.dist = dist;
     run.order_epoch = -1;
     int ok = agree(&run, load_data(&run));
+    ok = ok && agree(&run, check_same_data(&run));
+    ok = ok && agree(&run, check_memory(&run));
     ok = ok && agree(&run, alloc_model(&run));
     ok = ok && agree(&run, resume(&run));
     if (ok) {
