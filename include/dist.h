@@ -30,6 +30,9 @@ void dist_finalize(Dist *d);
 /* COLLECTIVE. Returns the lowest rank whose ok was 0, or -1 if every rank was ok. */
 int dist_first_failure(int ok);
 
+/* COLLECTIVE. The largest v over all ranks. */
+int64_t dist_max_i64(int64_t v);
+
 /* COLLECTIVE. Rank 0's value of v (so that every rank can compare its own with it). */
 uint64_t dist_root_value(uint64_t v);
 

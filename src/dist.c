@@ -79,6 +79,13 @@ int dist_first_failure(int ok)
     return first == INT_MAX ? -1 : first;
 }
 
+int64_t dist_max_i64(int64_t v)
+{
+    int64_t m = v;
+    MPI_Allreduce(&v, &m, 1, MPI_INT64_T, MPI_MAX, MPI_COMM_WORLD);
+    return m;
+}
+
 uint64_t dist_root_value(uint64_t v)
 {
     MPI_Bcast(&v, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD);

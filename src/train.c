@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -611,10 +612,14 @@ static int train_loop(Run *run)
             return 1;
         }
     }
+    struct rusage ru;
+    int64_t rss_kib = getrusage(RUSAGE_SELF, &ru) == 0 ? (int64_t)ru.ru_maxrss : 0;
+    rss_kib = dist_max_i64(rss_kib);
     if (d->rank == 0) {
         printf("done: test accuracy %.4f (%.2f%%) after %" PRId64 " epochs; checkpoint %s; "
                "metrics %s\n",
                test_acc, 100 * test_acc, epochs, ckpt_path, c->log.metrics);
+        printf("memory: peak RSS %.1f MiB per rank (max over ranks)\n", (double)rss_kib / 1024);
         fflush(stdout);
     }
     return 1;
