@@ -35,11 +35,12 @@ void kernels_hidden_forward(const uint8_t *X, const uint32_t *idx, size_t m, siz
  *   z = b2 + A1[r,:] W2;  loss[r] = logsumexp(z) - z[y];  correct[r] = (argmax z == y)
  *   dZ2[r,:] = (softmax(z) - onehot(y)) * inv_m
  *   dZ1[r,:] = (dZ2[r,:] W2^T) .* A1[r,:] .* (1 - A1[r,:])
- * y = labels[idx[r]]. A1 (m, h); W2 (h, k); b2 (k); dZ2 (m, k); dZ1 (m, h); loss,
+ * y = labels[idx[r]]. A1 (m, h); W2 (h, k); b2 (k); W2t (k, h) scratch that receives W2
+ * transposed; dZ2 (m, k); dZ1 (m, h); loss,
  * correct (m). dZ2 and dZ1 may both be NULL (evaluation only). k <= KERNELS_MAX_CLASSES. */
 void kernels_output_backward(const float *A1, const uint8_t *labels, const uint32_t *idx,
                              size_t m, size_t h, size_t k, const float *W2, const float *b2,
-                             float inv_m, float *dZ2, float *dZ1, double *loss,
+                             float *W2t, float inv_m, float *dZ2, float *dZ1, double *loss,
                              uint8_t *correct);
 
 /* The same nonzero pixels by pixel: for each pixel c, the samples r (ascending) where it

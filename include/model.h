@@ -38,6 +38,7 @@ typedef struct {
     float *A1;          /* (rows, h) */
     float *dZ1;         /* (rows, h) */
     float *dZ2;         /* (rows, k) */
+    float *W2t;         /* (k, h) W2 transposed, for the output kernel */
     double *loss;       /* (rows) */
     uint8_t *correct;   /* (rows) */
     uint32_t *sp_pos;   /* (rows, d) per sample: its nonzero pixels */

@@ -109,56 +109,83 @@ void kernels_hidden_forward(const uint8_t *X, const uint32_t *idx, size_t m, siz
     }
 }
 
+/* sum_i a[i] * w[i] for i < n in a fixed order: 16 running lane sums over the full
+ * 16-blocks (vectorised), added lane 0 to 15, then the tail in order. */
+static inline float dot_fixed(const float *a, const float *w, size_t n)
+{
+    vf16 acc = {0};
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        acc += *(const vf16u *)(a + i) * *(const vf16u *)(w + i);
+    float s = 0;
+    for (int l = 0; l < 16; l++)
+        s += acc[l];
+    for (; i < n; i++)
+        s += a[i] * w[i];
+    return s;
+}
+
 void kernels_output_backward(const float *A1, const uint8_t *labels, const uint32_t *idx,
                              size_t m, size_t h, size_t k, const float *W2, const float *b2,
-                             float inv_m, float *dZ2, float *dZ1, double *loss,
+                             float *W2t, float inv_m, float *dZ2, float *dZ1, double *loss,
                              uint8_t *correct)
 {
     if (k == 0 || k > KERNELS_MAX_CLASSES)   /* callers guarantee 1..MAX; keeps z[] in bounds */
         return;
-#pragma omp parallel for schedule(static)
-    for (size_t r = 0; r < m; r++) {
-        const float *a = A1 + r * h;    /* (h) */
-        const size_t y = labels[idx[r]];
-        float z[KERNELS_MAX_CLASSES];   /* (k) */
+#pragma omp parallel
+    {
+        /* W2 transposed, so that both products below run along h, contiguous. */
+#pragma omp for schedule(static)
         for (size_t j = 0; j < k; j++)
-            z[j] = b2[j];
-        for (size_t i = 0; i < h; i++) {
-            const float *w = W2 + i * k;
+            for (size_t i = 0; i < h; i++)
+                W2t[j * h + i] = W2[i * k + j];
+#pragma omp for schedule(static)
+        for (size_t r = 0; r < m; r++) {
+            const float *a = A1 + r * h;    /* (h) */
+            const size_t y = labels[idx[r]];
+            float z[KERNELS_MAX_CLASSES];   /* (k) */
             for (size_t j = 0; j < k; j++)
-                z[j] += a[i] * w[j];
-        }
-        /* log-sum-exp with the row maximum subtracted: no overflow, no log(0). */
-        size_t best = 0;
-        float zmax = -INFINITY, zy = 0;
-        for (size_t j = 0; j < k; j++) {
-            if (z[j] > zmax)
-                zmax = z[j], best = j;
-            if (j == y)
-                zy = z[j];
-        }
-        zy -= zmax;   /* <= 0 */
-        float sum = 0;
-        for (size_t j = 0; j < k; j++) {
-            z[j] = expf(z[j] - zmax);   /* z now holds the unnormalised softmax */
-            sum += z[j];
-        }
-        /* loss = log(sum exp(z - zmax)) - (z_y - zmax); sum >= 1, so no log(0). */
-        loss[r] = (double)logf(sum) - (double)zy;
-        correct[r] = best == y;
-        if (!dZ2)
-            continue;
-        float *g2 = dZ2 + r * k;         /* (k) */
-        const float inv_sum = 1.0f / sum;
-        for (size_t j = 0; j < k; j++)
-            g2[j] = (z[j] * inv_sum - (j == y ? 1.0f : 0.0f)) * inv_m;
-        float *g1 = dZ1 + r * h;         /* (h) */
-        for (size_t i = 0; i < h; i++) {
-            const float *w = W2 + i * k;
-            float da = 0;
+                z[j] = b2[j] + dot_fixed(a, W2t + j * h, h);
+            /* log-sum-exp with the row maximum subtracted: no overflow, no log(0). */
+            size_t best = 0;
+            float zmax = -INFINITY, zy = 0;
+            for (size_t j = 0; j < k; j++) {
+                if (z[j] > zmax)
+                    zmax = z[j], best = j;
+                if (j == y)
+                    zy = z[j];
+            }
+            zy -= zmax;   /* <= 0 */
+            float sum = 0;
+            for (size_t j = 0; j < k; j++) {
+                z[j] = expf(z[j] - zmax);   /* z now holds the unnormalised softmax */
+                sum += z[j];
+            }
+            /* loss = log(sum exp(z - zmax)) - (z_y - zmax); sum >= 1, so no log(0). */
+            loss[r] = (double)logf(sum) - (double)zy;
+            correct[r] = best == y;
+            if (!dZ2)
+                continue;
+            float *g2 = dZ2 + r * k;         /* (k) */
+            const float inv_sum = 1.0f / sum;
             for (size_t j = 0; j < k; j++)
-                da += g2[j] * w[j];
-            g1[i] = da * a[i] * (1.0f - a[i]);
+                g2[j] = (z[j] * inv_sum - (j == y ? 1.0f : 0.0f)) * inv_m;
+            /* dZ1[i] = (sum_j dZ2[j] W2[i,j]) * a (1 - a), 16 hidden units at a time */
+            float *g1 = dZ1 + r * h;         /* (h) */
+            size_t i0 = 0;
+            for (; i0 + 16 <= h; i0 += 16) {
+                vf16 da = {0};
+                for (size_t j = 0; j < k; j++)
+                    da += g2[j] * *(const vf16u *)(W2t + j * h + i0);
+                const vf16 av = *(const vf16u *)(a + i0);
+                *(vf16u *)(g1 + i0) = da * av * (1.0f - av);
+            }
+            for (size_t i = i0; i < h; i++) {
+                float da = 0;
+                for (size_t j = 0; j < k; j++)
+                    da += g2[j] * W2t[j * h + i];
+                g1[i] = da * a[i] * (1.0f - a[i]);
+            }
         }
     }
 }
@@ -190,29 +217,26 @@ void kernels_gather_pixels(const uint32_t *sp_pos, const uint8_t *sp_val,
     }
 }
 
-/* Deliver one chunk's sums acc[0..bw) for output columns [j0, j0+bw) of output row `row`
- * (of width `width`): stored as floats (fast) or added as fixed point (exact). Returns the
- * number of rejected values. */
-static int64_t sink_put(const KernelsSink *s, size_t row, size_t width, size_t j0,
-                        size_t bw, const float *acc, int first_chunk)
+/* Deliver one chunk's sums acc[0..bw) to output elements base, base + stride, ...:
+ * stored as floats (fast) or added as fixed point (exact). Returns the number of rejected
+ * values. */
+static int64_t sink_put(const KernelsSink *s, size_t base, size_t stride, size_t bw,
+                        const float *acc, int first_chunk)
 {
     if (s->out_f) {
-        float *o = s->out_f + row * width + j0;
-        if (first_chunk)
-            memcpy(o, acc, bw * sizeof *o);
-        else
-            for (size_t j = 0; j < bw; j++)
-                o[j] += acc[j];
+        float *o = s->out_f + base;
+        for (size_t j = 0; j < bw; j++)
+            o[j * stride] = first_chunk ? acc[j] : o[j * stride] + acc[j];
         return 0;
     }
-    int64_t *o = s->out_i + row * width + j0;
+    int64_t *o = s->out_i + base;
     int64_t nbad = 0;
     for (size_t j = 0; j < bw; j++) {
         /* !(|v| <= limit) also catches NaN; converting NaN or a huge value is undefined
          * behaviour, so a rejected value is replaced by 0 before the conversion. */
         const int ok = fabsf(acc[j]) <= s->limit;
         nbad += !ok;
-        o[j] += (int64_t)((ok ? acc[j] : 0.0f) * FIX_SCALE);
+        o[j * stride] += (int64_t)((ok ? acc[j] : 0.0f) * FIX_SCALE);
     }
     return nbad;
 }
@@ -272,7 +296,7 @@ void kernels_grad_layer1(const uint32_t *pos, const uint8_t *val, const uint32_t
                 }
                 for (size_t j = 0; j < bw; j++)
                     acc[j] *= scale;
-                nbad += sink_put(sink, c, h, j0, bw, acc, r0 == 0);
+                nbad += sink_put(sink, c * h + j0, 1, bw, acc, r0 == 0);
             }
         }
     }
@@ -283,24 +307,37 @@ void kernels_grad_layer1(const uint32_t *pos, const uint8_t *val, const uint32_t
 void kernels_grad_layer2(const float *A1, size_t m, size_t h, size_t k, const float *dZ2,
                          const KernelsSink *sink)
 {
-    const size_t chunk = sink_chunk(sink, m);
+    const size_t chunk = sink_chunk(sink, m), nblk = (h + KB - 1) / KB;
     int64_t nbad = 0;
-    /* Rows 0..h-1 are dW2, row h is db2 (an activation of constant 1). */
+    /* One task per class j and block of KB hidden units: dW2[i0.., j] = sum_r dZ2[r,j]
+     * A1[r,i0..], running along the contiguous rows of A1; block nblk of class j is
+     * db2[j] = sum_r dZ2[r,j]. dW2 is (h, k): the block's elements are k apart. */
 #pragma omp parallel for schedule(static) reduction(+ : nbad)
-    for (size_t i = 0; i <= h; i++) {
-        for (size_t j0 = 0; j0 < k; j0 += KB) {
-            size_t bw = k - j0 < KB ? k - j0 : KB;
-            for (size_t r0 = 0; r0 < m; r0 += chunk) {
-                size_t r1 = r0 + chunk < m ? r0 + chunk : m;
-                float acc[KB] = {0};
-                for (size_t r = r0; r < r1; r++) {
-                    const float av = i < h ? A1[r * h + i] : 1.0f;
-                    const float *g = dZ2 + r * k + j0;
-                    for (size_t j = 0; j < bw; j++)
-                        acc[j] += av * g[j];
-                }
-                nbad += sink_put(sink, i, k, j0, bw, acc, r0 == 0);
+    for (size_t task = 0; task < k * (nblk + 1); task++) {
+        const size_t j = task / (nblk + 1), b = task % (nblk + 1);
+        const size_t i0 = b * KB, bw = b == nblk ? 1 : (h - i0 < KB ? h - i0 : KB);
+        for (size_t r0 = 0; r0 < m; r0 += chunk) {
+            const size_t r1 = r0 + chunk < m ? r0 + chunk : m;
+            float acc[KB] = {0};
+            if (b == nblk) {
+                for (size_t r = r0; r < r1; r++)
+                    acc[0] += dZ2[r * k + j];
+                nbad += sink_put(sink, h * k + j, 1, 1, acc, r0 == 0);
+                continue;
             }
+            if (bw == KB) {
+                Acc64 a = acc64_load(acc);
+                for (size_t r = r0; r < r1; r++)
+                    a = acc64_axpy(a, dZ2[r * k + j], A1 + r * h + i0);
+                acc64_store(acc, a);
+            } else {
+                for (size_t r = r0; r < r1; r++) {
+                    const float g = dZ2[r * k + j], *a = A1 + r * h + i0;
+                    for (size_t i = 0; i < bw; i++)
+                        acc[i] += g * a[i];
+                }
+            }
+            nbad += sink_put(sink, i0 * k + j, k, bw, acc, r0 == 0);
         }
     }
     if (sink->bad)

@@ -89,6 +89,7 @@ int model_workspace_init(Workspace *w, const Params *p, size_t rows)
     w->A1 = malloc(nh * sizeof(float));
     w->dZ1 = malloc(nh * sizeof(float));
     w->dZ2 = malloc(nk * sizeof(float));
+    w->W2t = malloc(p->h * p->k * sizeof(float));
     w->loss = malloc(rows * sizeof(double));
     w->correct = malloc(rows);
     w->sp_pos = nd <= SIZE_MAX / sizeof(uint32_t) ? malloc(nd * sizeof(uint32_t)) : NULL;
@@ -98,7 +99,8 @@ int model_workspace_init(Workspace *w, const Params *p, size_t rows)
     w->px_val = malloc(nd);
     w->px_len = malloc(p->d * sizeof(uint32_t));
     w->idx = malloc(rows * sizeof(uint32_t));
-    if (!w->A1 || !w->dZ1 || !w->dZ2 || !w->loss || !w->correct || !w->px_pos || !w->px_val ||
+    if (!w->A1 || !w->dZ1 || !w->dZ2 || !w->W2t || !w->loss || !w->correct || !w->px_pos ||
+        !w->px_val ||
         !w->sp_pos || !w->sp_val || !w->sp_len ||
         !w->px_len || !w->idx) {
         model_workspace_free(w);
@@ -120,6 +122,7 @@ int model_memory(size_t d, size_t h, size_t k, size_t rows, size_t *params_bytes
      * uint8 each); loss (double), correct (byte), sp_len and idx (uint32) per row. */
     if (!size_muladd(nh, 2 * sizeof(float), 0, &a) ||
         !size_muladd(nk, sizeof(float), a, &a) ||
+        !size_muladd(h * k, sizeof(float), a, &a) ||   /* W2t; h * k fits: params did */
         !size_muladd(nd, 2 * (sizeof(uint32_t) + 1), a, &a) ||
         !size_muladd(rows, sizeof(double) + 1 + 2 * sizeof(uint32_t), a, &a) ||
         !size_muladd(d, sizeof(uint32_t), a, &b))
@@ -133,6 +136,7 @@ void model_workspace_free(Workspace *w)
     free(w->A1);
     free(w->dZ1);
     free(w->dZ2);
+    free(w->W2t);
     free(w->loss);
     free(w->correct);
     free(w->sp_pos);
@@ -174,7 +178,8 @@ ModelStats model_step_gradients(const Params *p, const uint8_t *X, const uint8_t
     const size_t d = p->d, h = p->h, k = p->k;
     kernels_hidden_forward(X, idx, m, d, h, p->W1, p->b1, w->A1, w->sp_pos, w->sp_val,
                            w->sp_len);
-    kernels_output_backward(w->A1, labels, idx, m, h, k, p->W2, p->b2, 1.0f / (float)m_global,
+    kernels_output_backward(w->A1, labels, idx, m, h, k, p->W2, p->b2, w->W2t,
+                            1.0f / (float)m_global,
                             w->dZ2, w->dZ1, w->loss, w->correct);
     kernels_gather_pixels(w->sp_pos, w->sp_val, w->sp_len, m, d, w->px_pos, w->px_val,
                           w->px_len);
@@ -199,8 +204,8 @@ ModelStats model_evaluate(const Params *p, const uint8_t *X, const uint8_t *labe
             w->idx[r] = (uint32_t)(first + r0 + r);
         kernels_hidden_forward(X, w->idx, n, p->d, p->h, p->W1, p->b1, w->A1, w->sp_pos,
                                w->sp_val, w->sp_len);
-        kernels_output_backward(w->A1, labels, w->idx, n, p->h, p->k, p->W2, p->b2, 0.0f,
-                                NULL, NULL, w->loss, w->correct);
+        kernels_output_backward(w->A1, labels, w->idx, n, p->h, p->k, p->W2, p->b2, w->W2t,
+                                0.0f, NULL, NULL, w->loss, w->correct);
         stats_add(&st, w, n);
     }
     return st;
@@ -224,8 +229,8 @@ void model_confusion(const Params *p, const uint8_t *X, const uint8_t *labels, s
             w->idx[r] = (uint32_t)(first + r0 + r);
         kernels_hidden_forward(X, w->idx, n, p->d, h, p->W1, p->b1, w->A1, w->sp_pos,
                                w->sp_val, w->sp_len);
-        kernels_output_backward(w->A1, labels, w->idx, n, h, k, p->W2, p->b2, 0.0f, NULL,
-                                NULL, w->loss, w->correct);
+        kernels_output_backward(w->A1, labels, w->idx, n, h, k, p->W2, p->b2, w->W2t, 0.0f,
+                                NULL, NULL, w->loss, w->correct);
         for (size_t r = 0; r < n; r++) {
             const size_t y = labels[w->idx[r]];
             const float *a = w->A1 + r * h;   /* (h) */

@@ -78,7 +78,9 @@ pid=$!
 for _ in $(seq 200); do grep -q '^model:' $T/twice.log 2>/dev/null && break; sleep 0.05; done
 rank=$(pgrep -P $pid | head -1)
 start=$SECONDS rc=0
-kill -USR1 $rank; kill -USR1 $rank
+# Two DIFFERENT signals: a second pending USR1 would merge with the first (standard
+# signals do not queue), TERM after USR1 is always a second delivery.
+kill -USR1 $rank; kill -TERM $rank
 wait $pid || rc=$?
 [ $rc -ne 0 ] || fail "two signals: exit status 0"
 [ $((SECONDS - start)) -le 10 ] || fail "two signals: took $((SECONDS - start)) s"

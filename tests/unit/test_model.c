@@ -145,14 +145,15 @@ static void test_forward_vs_reference(void **state)
         free(sp_pos), free(sp_val), free(sp_len);
         ref_forward(f.theta, f.d, h, k, f.X, f.idx, m, rA1, rA2);
         assert_true(rel_err(A1, rA1, m * h) < 1e-5);
-        kernels_output_backward(A1, f.labels, f.idx, m, h, k, f.p.W2, f.p.b2, 0, NULL, NULL,
+        float *W2t = malloc(h * k * sizeof *W2t);
+        kernels_output_backward(A1, f.labels, f.idx, m, h, k, f.p.W2, f.p.b2, W2t, 0, NULL, NULL,
                                 loss, correct);
         for (size_t r = 0; r < m; r++) {
             double ref = -log(rA2[r * k + f.labels[f.idx[r]]]);
             if (fabs(loss[r] - ref) > 1e-5 * (1 + ref))
                 fail_msg("shape %zu row %zu: loss %.8g, reference %.8g", s, r, loss[r], ref);
         }
-        free(A1), free(rA1), free(rA2), free(loss), free(correct);
+        free(A1), free(rA1), free(rA2), free(loss), free(correct), free(W2t);
         fixture_free(&f);
     }
 }
