@@ -82,3 +82,13 @@ cat $T/d.err | grep mlp
 [ $rc -eq 1 ] || fail "(d) exit status $rc, expected 1"
 grep -q "^mlp: \[rank 3\] error: $T/other-images, .*content differs from rank 0's" $T/d.err ||
     fail "(d) message"
+
+note "(e) a model that cannot fit is refused at start-up with the bytes it needs"
+rc=0
+timeout 60 "$ROOT/scripts/mpirun-local" -np 2 "$MLP" "$cfg" --set model.hidden=1048576 \
+    --set train.batch=1048576 --set checkpoint.dir=$T/e > $T/e.log 2> $T/e.err || rc=$?
+grep mlp $T/e.err
+[ $rc -eq 1 ] || fail "(e) exit status $rc, expected 1"
+grep -q "^mlp: \[rank 0\] error: \[model\] hidden = 1048576 with \[train\] batch = 1048576 needs [0-9]* bytes per rank" $T/e.err ||
+    fail "(e) message"
+[ ! -e $T/e ] || fail "(e) wrote a checkpoint directory"
