@@ -39,7 +39,7 @@ our_pid() {   # pidfile
     local pid
     pid=$(cat "$1" 2>/dev/null) || return 1
     [[ $pid =~ ^[0-9]+$ ]] && alive "$pid" || return 1
-    tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -qF "$D/" || return 1
+    tr '\0' ' ' 2>/dev/null < "/proc/$pid/cmdline" | grep -qF "$D/" || return 1
     echo "$pid"
 }
 # Wait up to $2 tenths of a second for every PID in $1 to die.
@@ -59,18 +59,25 @@ stop_pids() {   # "pids" what
     for p in $1; do kill -TERM "$p" 2>/dev/null || true; done
     if ! wait_dead "$1" 100; then
         say "$2 still running after 10 s; kill -9"
-        for p in $1; do alive "$p" && kill -KILL "$p" 2>/dev/null || true; done
+        for p in $1; do
+            if alive "$p"; then kill -KILL "$p" 2>/dev/null || true; fi
+        done
         wait_dead "$1" 50 || say "warning: $2 did not die: $1"
     fi
 }
-# Job processes of this cluster still running (escaped ones outlive their job).
+# Job processes of this cluster still running (escaped ones outlive their job): those
+# with our SLURM_CONF in their environment that are job tasks (SLURMD_NODENAME, which the
+# callers' shells lack) or slurmstepds (they inherit slurmd's environment).
 job_pids() {
-    local f pid
+    local f pid comm
     for f in /proc/[0-9]*/environ; do
         pid=${f#/proc/}; pid=${pid%/environ}
         [ "$pid" = $$ ] && continue
-        grep -qzxF "SLURM_CONF=$D/etc/slurm.conf" "$f" 2>/dev/null &&
-            grep -qzxF "SLURMD_NODENAME=$NODE" "$f" 2>/dev/null && alive "$pid" && echo "$pid"
+        grep -qzxF "SLURM_CONF=$D/etc/slurm.conf" "$f" 2>/dev/null || continue
+        comm=$(cat "/proc/$pid/comm" 2>/dev/null) || continue
+        if [[ $comm == slurmstepd* ]] || grep -qzxF "SLURMD_NODENAME=$NODE" "$f" 2>/dev/null; then
+            alive "$pid" && echo "$pid"
+        fi
     done
     return 0
 }
@@ -177,9 +184,9 @@ EOF
     chmod 0400 "$D/munge/munge.key"
 }
 
-wait_for() {   # tenths, description, command...
-    local n=$1 what=$2 i
-    shift 2
+wait_for() {   # tenths, command...: until the command succeeds
+    local n=$1 i
+    shift
     for ((i = 0; i < n; i++)); do
         "$@" >/dev/null 2>&1 && return 0
         sleep 0.1
@@ -206,6 +213,13 @@ show_logs() {
     return 0
 }
 
+# A failed `up` leaves nothing running: show the logs, stop what started, then fail.
+up_failed() {
+    show_logs
+    cmd_down
+    die "$1"
+}
+
 cmd_up() {
     load_state
     if is_up; then
@@ -223,18 +237,12 @@ cmd_up() {
     local start=$SECONDS
     munged --key-file="$D/munge/munge.key" --socket="$D/munge/munge.socket" \
         --pid-file="$D/munge/munged.pid" --log-file="$D/log/munged.log" \
-        --seed-file="$D/munge/munged.seed" ||
-        { show_logs; die "munged failed to start"; }
-    wait_for 50 munged test -S "$D/munge/munge.socket" || { show_logs; die "no munge socket"; }
-    slurmctld -f "$SLURM_CONF" -i || { show_logs; die "slurmctld failed to start"; }
-    wait_for 100 slurmctld scontrol ping || { show_logs; die "slurmctld does not answer"; }
-    slurmd -f "$SLURM_CONF" -N "$NODE" || { show_logs; die "slurmd failed to start"; }
-    if ! wait_for 300 "node idle" node_idle; then
-        show_logs
-        sinfo -N -l >&2 || true
-        cmd_down
-        die "node did not become idle within 30 s"
-    fi
+        --seed-file="$D/munge/munged.seed" || up_failed "munged failed to start"
+    wait_for 50 test -S "$D/munge/munge.socket" || up_failed "no munge socket after 5 s"
+    slurmctld -f "$SLURM_CONF" -i || up_failed "slurmctld failed to start"
+    wait_for 100 scontrol ping || up_failed "slurmctld does not answer after 10 s"
+    slurmd -f "$SLURM_CONF" -N "$NODE" || up_failed "slurmd failed to start"
+    wait_for 300 node_idle || up_failed "node not idle after 30 s: $(sinfo -h -N -o '%T %E' 2>&1)"
     say "up in $((SECONDS - start)) s: $D (SLURM_CONF=$SLURM_CONF)"
     print_env
 }
@@ -255,10 +263,10 @@ cmd_down() {
     if [ -n "$ctld" ] && [ -n "$munged" ]; then
         jobs=$(squeue -h -o %i 2>/dev/null || true)
         if [ -n "$jobs" ]; then
-            say "cancelling jobs: $(echo $jobs)"
+            say "cancelling jobs: $(tr '\n' ' ' <<< "$jobs")"
             # shellcheck disable=SC2086
             scancel $jobs 2>/dev/null || true
-            wait_for 150 "jobs gone" sh -c '[ -z "$(squeue -h -t R,CG,CF,S -o %i 2>/dev/null)" ]' ||
+            wait_for 150 sh -c '[ -z "$(squeue -h -t R,CG,CF,S -o %i 2>/dev/null)" ]' ||
                 say "warning: jobs still running after 15 s"
         fi
     fi
@@ -269,7 +277,7 @@ cmd_down() {
     local stray
     stray=$(job_pids)
     if [ -n "$stray" ]; then
-        say "killing leftover job processes: $(echo $stray)"
+        say "killing leftover job processes: $(tr '\n' ' ' <<< "$stray")"
         # shellcheck disable=SC2086
         stop_pids "$stray" "job processes"
     fi
@@ -299,7 +307,7 @@ cmd_status() {
     fi
     local stray
     stray=$(job_pids)
-    [ -z "$stray" ] || echo "job processes: $(echo $stray)"
+    [ -z "$stray" ] || echo "job processes: $(tr '\n' ' ' <<< "$stray")"
     echo "$state"
     [ $state = up ]
 }
