@@ -16,7 +16,7 @@ typedef struct {
     int local_rank, local_size; /* on this node (MPI_COMM_TYPE_SHARED) */
     int nodes;
     int cpus;                   /* CPUs in this rank's affinity mask */
-    int cpus_node;              /* CPUs online on this node */
+    int cpus_node;              /* CPUs in the union of this node's ranks' masks */
     int threads;                /* OpenMP threads per rank (DESIGN.md section 4) */
     int threads_from_env;       /* 1 if OMP_NUM_THREADS set it */
     int oversubscribed;         /* on some node, its ranks * threads > its CPUs */
@@ -36,10 +36,6 @@ int64_t dist_max_i64(int64_t v);
 /* COLLECTIVE. Rank 0's value of v (so that every rank can compare its own with it). */
 uint64_t dist_root_value(uint64_t v);
 
-/* Print "[rank N] msg" to stderr and end every rank now (MPI_Abort, status 1). For
- * failures after start-up where the other ranks cannot be told in an orderly way. */
-_Noreturn void dist_abort(const Dist *d, const char *msg);
-
 /* The rows [*begin, *end) of an m-sample minibatch that `rank` of `size` computes: the
  * minibatch is cut into ceil(m/chunk) chunks and the chunks go to ranks in contiguous,
  * balanced blocks. A rank may get none (begin == end). */
@@ -48,7 +44,5 @@ void dist_shard(size_t m, size_t chunk, int rank, int size, size_t *begin, size_
 /* COLLECTIVE. In-place sum over all ranks: the one allreduce of a step. */
 void dist_sum_f32(const Dist *d, float *buf, size_t n);
 void dist_sum_i64(const Dist *d, int64_t *buf, size_t n);
-/* COLLECTIVE. Sum of one double (evaluation totals; not part of the exact path). */
-double dist_sum_f64(const Dist *d, double v);
 
 #endif

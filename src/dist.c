@@ -10,14 +10,49 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-static int affinity_cpus(void)
+/* COLLECTIVE on node. Threads per rank (DESIGN.md section 4): OMP_NUM_THREADS if set;
+ * otherwise the CPUs in this rank's affinity mask, shared among the node's ranks that
+ * have exactly the same mask (all of them when unbound or in one cgroup, one when each
+ * rank is bound to its own cores). The node's CPUs are the union of the ranks' masks. */
+static void choose_threads(Dist *d, MPI_Comm node)
 {
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
-        return CPU_COUNT(&set);
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (int)n : 1;
+    cpu_set_t mine, all;
+    CPU_ZERO(&mine);
+    if (sched_getaffinity(0, sizeof mine, &mine) != 0 || CPU_COUNT(&mine) == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        for (long c = 0; c < (n > 0 ? n : 1) && c < CPU_SETSIZE; c++)
+            CPU_SET(c, &mine);
+    }
+    d->cpus = CPU_COUNT(&mine);
+    MPI_Allreduce(&mine, &all, (int)sizeof mine, MPI_BYTE, MPI_BOR, node);
+    d->cpus_node = CPU_COUNT(&all);
+
+    cpu_set_t *masks = malloc((size_t)d->local_size * sizeof *masks);
+    if (!masks) {
+        fprintf(stderr, "mlp: [rank %d] error: out of memory (%zu bytes)\n", d->rank,
+                (size_t)d->local_size * sizeof *masks);
+        MPI_Abort(MPI_COMM_WORLD, 1);
+    }
+    MPI_Allgather(&mine, (int)sizeof mine, MPI_BYTE, masks, (int)sizeof mine, MPI_BYTE, node);
+    int sharing = 0;
+    for (int r = 0; r < d->local_size; r++)
+        sharing += CPU_EQUAL(&masks[r], &mine);
+    free(masks);
+
+    const char *env = getenv("OMP_NUM_THREADS");
+    d->threads_from_env = env && *env;
+    if (d->threads_from_env)
+        d->threads = omp_get_max_threads();
+    else
+        d->threads = d->cpus / sharing > 0 ? d->cpus / sharing : 1;
+    omp_set_num_threads(d->threads);
+
+    /* Oversubscribed when some node's ranks want more threads than it has CPUs. */
+    int want = d->threads, node_want = 0, over, any_over = 0;
+    MPI_Allreduce(&want, &node_want, 1, MPI_INT, MPI_SUM, node);
+    over = node_want > d->cpus_node;
+    MPI_Allreduce(&over, &any_over, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    d->oversubscribed = any_over;
 }
 
 void dist_init(Dist *d, int *argc, char ***argv)
@@ -30,38 +65,18 @@ void dist_init(Dist *d, int *argc, char ***argv)
     }
     MPI_Comm_rank(MPI_COMM_WORLD, &d->rank);
     MPI_Comm_size(MPI_COMM_WORLD, &d->size);
+    if (provided < MPI_THREAD_FUNNELED && d->rank == 0)
+        fprintf(stderr, "mlp: warning: the MPI library gives thread level %d, less than "
+                "MPI_THREAD_FUNNELED; mlp calls MPI from the main thread only\n", provided);
 
     MPI_Comm node;
     MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, d->rank, MPI_INFO_NULL, &node);
     MPI_Comm_rank(node, &d->local_rank);
     MPI_Comm_size(node, &d->local_size);
-    MPI_Comm_free(&node);
     int leader = d->local_rank == 0;
     MPI_Allreduce(&leader, &d->nodes, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
-
-    /* Threads per rank (DESIGN.md section 4): OMP_NUM_THREADS if set; otherwise the CPUs
-     * this rank may run on, shared among the ranks of the node when the ranks are not
-     * bound (a bound rank's mask already is its share). */
-    long online = sysconf(_SC_NPROCESSORS_ONLN);
-    if (online < 1)
-        online = 1;
-    d->cpus = affinity_cpus();
-    const char *env = getenv("OMP_NUM_THREADS");
-    d->threads_from_env = env && *env;
-    if (d->threads_from_env)
-        d->threads = omp_get_max_threads();
-    else if (d->cpus < online)
-        d->threads = d->cpus;
-    else
-        d->threads = d->cpus / d->local_size > 0 ? d->cpus / d->local_size : 1;
-    omp_set_num_threads(d->threads);
-
-    /* Oversubscribed when this node's ranks want more threads than it has CPUs. */
-    d->oversubscribed = (long)d->local_size * d->threads > online;
-    int over = d->oversubscribed, any_over = 0;
-    MPI_Allreduce(&over, &any_over, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-    d->oversubscribed = any_over;
-    d->cpus_node = (int)online;
+    choose_threads(d, node);
+    MPI_Comm_free(&node);
 }
 
 void dist_finalize(Dist *d)
@@ -92,14 +107,6 @@ uint64_t dist_root_value(uint64_t v)
     return v;
 }
 
-_Noreturn void dist_abort(const Dist *d, const char *msg)
-{
-    fprintf(stderr, "mlp: [rank %d] error: %s\n", d->rank, msg);
-    fflush(stderr);
-    MPI_Abort(MPI_COMM_WORLD, 1);
-    exit(1);   /* MPI_Abort does not return; this keeps the compiler and readers sure */
-}
-
 void dist_shard(size_t m, size_t chunk, int rank, int size, size_t *begin, size_t *end)
 {
     size_t nchunks = (m + chunk - 1) / chunk;
@@ -128,10 +135,3 @@ void dist_sum_i64(const Dist *d, int64_t *buf, size_t n)
     }
 }
 
-double dist_sum_f64(const Dist *d, double v)
-{
-    (void)d;
-    double s = 0;
-    MPI_Allreduce(&v, &s, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
-    return s;
-}

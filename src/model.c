@@ -149,7 +149,7 @@ void model_workspace_free(Workspace *w)
     memset(w, 0, sizeof *w);
 }
 
-/* Per-sample losses are summed in fixed point (2^-32) so that the total is the same
+/* Per-sample losses are summed in fixed point (2^-24) so that the total is the same
  * whichever rank holds which sample. */
 static void stats_add(ModelStats *st, const Workspace *w, size_t m)
 {

@@ -11,6 +11,7 @@
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,14 +27,20 @@
  * allreduce, so that a step costs exactly one. */
 enum { SLOT_LOSS, SLOT_CORRECT, SLOT_BAD, SLOT_STOP, SLOTS };
 
-/* The one global: set by SIGTERM/SIGUSR1 (pre-emption), read at every step. */
-static volatile sig_atomic_t train_stop_signal;
+/* The one global: set by SIGTERM/SIGUSR1 (pre-emption), read at every step. Atomic (and
+ * lock-free, so async-signal-safe) because the handler may run on an OpenMP thread. */
+static atomic_int train_stop_signal;
 
 static void on_stop_signal(int sig)
 {
-    if (train_stop_signal)   /* a second signal: leave at once */
+    if (atomic_exchange(&train_stop_signal, sig))   /* a second signal: leave at once */
         _exit(128 + sig);
-    train_stop_signal = sig;
+}
+
+/* COLLECTIVE. Whether a stop signal reached any rank. */
+static int stop_requested(void)
+{
+    return dist_max_i64(atomic_load(&train_stop_signal) != 0) > 0;
 }
 
 /* Where training stands: completed epochs, and how far into the next one. */
@@ -63,6 +70,21 @@ typedef struct {
     char resumed_from[CONFIG_PATH_MAX + 16];
     char msg[MSG_MAX];       /* this rank's error, if any */
 } Run;
+
+static size_t steps_per_epoch(const Run *run)
+{
+    const size_t B = (size_t)run->cfg->train.batch;
+    return (run->train.n + B - 1) / B;
+}
+
+/* Rows of the largest shard any rank computes: ceil(chunks / ranks) whole chunks. */
+static size_t shard_rows(const Config *c, int ranks)
+{
+    const size_t B = (size_t)c->train.batch, chunk = (size_t)c->train.chunk;
+    const size_t nchunks = (B + chunk - 1) / chunk;
+    const size_t rows = (nchunks + (size_t)ranks - 1) / (size_t)ranks * chunk;
+    return rows < B ? rows : B;
+}
 
 static double now_seconds(void)
 {
@@ -132,6 +154,11 @@ static int load_data(Run *run)
                 run->train.rows, run->train.cols);
         return 0;
     }
+    if (run->train.d > UINT32_MAX || run->train.n > UINT32_MAX) {
+        set_msg(run, "%s: %zu samples of %zu pixels: mlp indexes both with 32 bits",
+                c->data.train_images, run->train.n, run->train.d);
+        return 0;
+    }
     if (run->train.classes > KERNELS_MAX_CLASSES || run->train.classes < 2) {
         set_msg(run, "%s: %d classes; mlp needs 2..%d", c->data.train_labels,
                 run->train.classes, KERNELS_MAX_CLASSES);
@@ -198,7 +225,7 @@ static int check_memory(Run *run)
 {
     const Config *c = run->cfg;
     size_t d = run->train.d, h = (size_t)c->model.hidden, k = (size_t)run->train.classes;
-    size_t rows = (size_t)c->train.batch, pb, wb, total;
+    size_t rows = shard_rows(c, run->dist->size), pb, wb, total;
     size_t grad_elem = c->train.reduce == REDUCE_EXACT ? sizeof(int64_t) : sizeof(float);
     if (model_memory(d, h, k, rows, &pb, &wb) != 0 || pb / sizeof(float) > SIZE_MAX / grad_elem - SLOTS ||
         pb > SIZE_MAX - wb || pb + wb > SIZE_MAX - (pb / sizeof(float) + SLOTS) * grad_elem) {
@@ -206,7 +233,9 @@ static int check_memory(Run *run)
                 "overflow", c->model.hidden, d, c->train.batch);
         return 0;
     }
-    total = pb + wb + (pb / sizeof(float) + SLOTS) * grad_elem + run->train.n * sizeof(uint32_t);
+    /* + the sample order, and (rank 0) a checkpoint's in-memory file image, about pb */
+    total = 2 * pb + wb + (pb / sizeof(float) + SLOTS) * grad_elem +
+            run->train.n * sizeof(uint32_t);
     size_t avail = mem_available(), ranks = (size_t)run->dist->local_size;
     if (avail && total > avail / ranks) {
         set_msg(run, "[model] hidden = %ld with [train] batch = %ld needs %zu bytes per rank "
@@ -229,7 +258,7 @@ static int alloc_model(Run *run)
         return 0;
     }
     model_init_xavier(p, c->model.seed);
-    size_t rows = (size_t)c->train.batch;   /* the largest shard: everything on one rank */
+    size_t rows = shard_rows(c, run->dist->size);
     size_t nbuf = p->count + SLOTS;
     run->order = malloc(run->train.n * sizeof *run->order);
     if (c->train.reduce == REDUCE_EXACT)
@@ -251,7 +280,7 @@ static void print_banner(const Run *run)
     printf("mlp %s: %d rank%s on %d node%s, %d thread%s per rank (%s), %d CPUs per node\n",
            MLP_VERSION, d->size, d->size == 1 ? "" : "s", d->nodes, d->nodes == 1 ? "" : "s",
            d->threads, d->threads == 1 ? "" : "s",
-           d->threads_from_env ? "OMP_NUM_THREADS" : "CPUs / ranks on node", d->cpus_node);
+           d->threads_from_env ? "OMP_NUM_THREADS" : "its CPUs / ranks sharing them", d->cpus_node);
     const char *job = getenv("SLURM_JOB_ID");
     if (job && *job) {
         const char *nodes = getenv("SLURM_JOB_NODELIST"), *restarts = getenv("SLURM_RESTART_COUNT");
@@ -294,7 +323,7 @@ static StepsEnd run_steps(Run *run, int64_t *bad_out)
     Params *p = &run->params;
     Position *pos = &run->pos;
     const size_t n = run->train.n, B = (size_t)c->train.batch, chunk = (size_t)c->train.chunk;
-    const size_t steps = (n + B - 1) / B, count = p->count;
+    const size_t steps = steps_per_epoch(run), count = p->count;
     const int exact = c->train.reduce == REDUCE_EXACT;
     const int progress = c->log.progress == PROGRESS_ON ||
                          (c->log.progress == PROGRESS_AUTO && isatty(STDERR_FILENO));
@@ -322,7 +351,7 @@ static StepsEnd run_steps(Run *run, int64_t *bad_out)
             g[count + SLOT_LOSS] = st.loss_fix;
             g[count + SLOT_CORRECT] = st.correct;
             g[count + SLOT_BAD] = bad + st.bad;
-            g[count + SLOT_STOP] = train_stop_signal != 0;
+            g[count + SLOT_STOP] = atomic_load(&train_stop_signal) != 0;
             dist_sum_i64(d, g, count + SLOTS);
             if (g[count + SLOT_BAD] > 0) {
                 *bad_out = g[count + SLOT_BAD];
@@ -340,7 +369,7 @@ static StepsEnd run_steps(Run *run, int64_t *bad_out)
             g[count + SLOT_LOSS] = (float)((double)st.loss_fix / MODEL_LOSS_SCALE);
             g[count + SLOT_CORRECT] = (float)st.correct;
             g[count + SLOT_BAD] = (float)st.bad;
-            g[count + SLOT_STOP] = train_stop_signal != 0;
+            g[count + SLOT_STOP] = atomic_load(&train_stop_signal) != 0;
             dist_sum_f32(d, g, count + SLOTS);
             int64_t nonfinite = kernels_count_nonfinite(g, count);
             if (nonfinite > 0 || g[count + SLOT_BAD] > 0) {
@@ -386,9 +415,9 @@ static double evaluate(Run *run)
     size_t last = N * ((size_t)d->rank + 1) / (size_t)d->size;
     ModelStats st = model_evaluate(&run->params, run->test.images, run->test.labels, first,
                                    last - first, &run->ws);
-    int64_t sums[2] = {st.correct, st.loss_fix};
-    dist_sum_i64(d, sums, 2);
-    return (double)sums[0] / (double)N;
+    int64_t correct = st.correct;
+    dist_sum_i64(d, &correct, 1);
+    return (double)correct / (double)N;
 }
 
 /* Rank 0: a checkpoint of the current position (an epoch boundary or mid-epoch). */
@@ -442,7 +471,7 @@ static int resume(Run *run)
         return 0;
     }
     const Params *p = &run->params;
-    const size_t steps = (run->train.n + (size_t)c->train.batch - 1) / (size_t)c->train.batch;
+    const size_t steps = steps_per_epoch(run);
     int ok = 0;
     if (s.d != p->d || s.hidden != p->h || s.classes != p->k)
         set_msg(run, "%s: checkpoint model is %" PRIu64 "-%" PRIu64 "-%" PRIu64 " but this run's "
@@ -474,6 +503,24 @@ static int resume(Run *run)
     return ok;
 }
 
+/* COLLECTIVE. Every rank must start from the same state: ranks that see different files
+ * under checkpoint.dir (a node-local directory, a stale NFS view after a requeue) would
+ * otherwise train on mismatched weights. */
+static int check_same_start(Run *run)
+{
+    uint64_t h = model_param_hash(&run->params);
+    const int64_t pos[3] = {run->step, run->pos.epoch, run->pos.epoch_step};
+    for (int i = 0; i < 3; i++)
+        h = (h ^ (uint64_t)pos[i]) * 0x100000001b3ull;
+    if (h == dist_root_value(h))
+        return 1;
+    set_msg(run, "resume: this rank starts from %s (epoch %" PRId64 ", step %" PRId64 ") but "
+            "rank 0 from another state: every rank must see the same %s (a shared file "
+            "system)", run->resumed_from[0] ? run->resumed_from : "scratch", run->pos.epoch,
+            run->pos.epoch_step, run->cfg->checkpoint.dir);
+    return 0;
+}
+
 /* Rank 0, on resume: keep the metrics rows up to the checkpoint's epoch (a later row came
  * from a run that went on past its last checkpoint) so that the file continues without
  * duplicates. Written to a temporary file and renamed. */
@@ -497,11 +544,16 @@ static int trim_metrics(Run *run, const char *path)
             break;   /* rows are in epoch order */
         fputs(line, out);
     }
-    int ok = !ferror(in) && fflush(out) == 0 && !ferror(out);
+    int ok = !ferror(in) && fflush(out) == 0 && !ferror(out), saved = errno;
     fclose(in);
-    ok = (fclose(out) == 0) && ok && rename(tmp, path) == 0;
-    if (!ok)
-        set_msg(run, "%s: cannot rewrite for resume: %s", path, strerror(errno));
+    if (fclose(out) != 0 && ok)
+        ok = 0, saved = errno;
+    if (ok && rename(tmp, path) != 0)
+        ok = 0, saved = errno;
+    if (!ok) {
+        unlink(tmp);
+        set_msg(run, "%s: cannot rewrite for resume: %s", path, strerror(saved));
+    }
     return ok;
 }
 
@@ -532,7 +584,7 @@ static int open_metrics(Run *run)
 }
 
 /* An epoch's steps are done: evaluate, record, log, checkpoint. COLLECTIVE. */
-static int finish_epoch(Run *run, int force_checkpoint, char *ckpt_path, size_t ckpt_len,
+static int finish_epoch(Run *run, int *stopped, char *ckpt_path, size_t ckpt_len,
                         double *test_acc)
 {
     const Config *c = run->cfg;
@@ -545,6 +597,10 @@ static int finish_epoch(Run *run, int force_checkpoint, char *ckpt_path, size_t 
     double tacc = NAN;
     if (last || (c->train.eval_every > 0 && e % c->train.eval_every == 0))
         tacc = *test_acc = evaluate(run);
+    /* A signal that came during the last step's update or the evaluation stops here,
+     * with this epoch's checkpoint, rather than one step into the next epoch. */
+    if (!last && !*stopped)
+        *stopped = stop_requested();
     uint64_t hash = model_param_hash(&run->params);
     run->pos = (Position){e, 0, 0, 0, 0};
     int ok = ckpt_history_push(&run->history, e, loss, acc, tacc, seconds) == 0;
@@ -560,7 +616,7 @@ static int finish_epoch(Run *run, int force_checkpoint, char *ckpt_path, size_t 
             set_msg(run, "%s: cannot write: %s", c->log.metrics, strerror(errno));
             ok = 0;
         }
-        if (ok && (last || force_checkpoint ||
+        if (ok && (last || *stopped ||
                    (c->checkpoint.every > 0 && e % c->checkpoint.every == 0)))
             ok = save_checkpoint(run, ckpt_path, ckpt_len);
     }
@@ -593,10 +649,9 @@ static int train_loop(Run *run)
                         c->train.lr);
             return 0;
         }
-        const size_t steps = (run->train.n + (size_t)c->train.batch - 1) / (size_t)c->train.batch;
-        const int stopped = end == STEPS_SIGNAL;
-        if ((size_t)run->pos.epoch_step == steps) {
-            if (!finish_epoch(run, stopped, ckpt_path, sizeof ckpt_path, &test_acc))
+        int stopped = end == STEPS_SIGNAL;
+        if ((size_t)run->pos.epoch_step == steps_per_epoch(run)) {
+            if (!finish_epoch(run, &stopped, ckpt_path, sizeof ckpt_path, &test_acc))
                 return 0;
         } else if (!agree(run, d->rank != 0 || save_checkpoint(run, ckpt_path, sizeof ckpt_path))) {
             return 0;   /* a mid-epoch checkpoint (every_steps, or a stop signal) failed */
@@ -635,8 +690,6 @@ static void run_free(Run *run)
     free(run->grad_f);
     free(run->grad_i);
     ckpt_history_free(&run->history);
-    if (run->metrics)
-        fclose(run->metrics);
     free(run->config_text);
 }
 
@@ -647,11 +700,22 @@ int train_run(const Config *cfg, const Dist *dist)
     run.cfg = cfg;
     run.dist = dist;
     run.order_epoch = -1;
+    /* Pre-emption (SLURM's --signal, scancel, mpirun forwarding): stop at the next step
+     * boundary on every rank, checkpoint, exit 0. Installed first, so that a signal during
+     * start-up is not fatal: the first step's reduction carries it. */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
     int ok = agree(&run, load_data(&run));
     ok = ok && agree(&run, check_same_data(&run));
     ok = ok && agree(&run, check_memory(&run));
     ok = ok && agree(&run, alloc_model(&run));
     ok = ok && agree(&run, resume(&run));
+    ok = ok && agree(&run, check_same_start(&run));
     if (ok) {
         run.config_text = config_to_ini(cfg);
         if (!run.config_text)
@@ -661,16 +725,16 @@ int train_run(const Config *cfg, const Dist *dist)
     ok = ok && agree(&run, dist->rank != 0 || open_metrics(&run));
     if (ok && dist->rank == 0)
         print_banner(&run);
-    if (ok) {
-        /* Pre-emption (SLURM's --signal, scancel, mpirun forwarding): stop at the next step
-         * boundary on every rank, checkpoint, exit 0. */
-        struct sigaction sa;
-        memset(&sa, 0, sizeof sa);
-        sa.sa_handler = on_stop_signal;
-        sigemptyset(&sa.sa_mask);
-        sigaction(SIGTERM, &sa, NULL);
-        sigaction(SIGUSR1, &sa, NULL);
-        ok = train_loop(&run);
+    ok = ok && train_loop(&run);
+    /* Rank 0's last words: a write error that surfaces only now (NFS, a full disk) must
+     * not end in exit status 0. Nothing collective follows. */
+    if (run.metrics && fclose(run.metrics) != 0 && ok) {
+        fprintf(stderr, "mlp: [rank 0] error: %s: %s\n", cfg->log.metrics, strerror(errno));
+        ok = 0;
+    }
+    if (dist->rank == 0 && (fflush(stdout) != 0 || ferror(stdout)) && ok) {
+        fprintf(stderr, "mlp: [rank 0] error: writing to stdout failed\n");
+        ok = 0;
     }
     run_free(&run);
     return ok ? 0 : 1;

@@ -94,3 +94,16 @@ cat $T/bad.log | grep error
 grep -q "^mlp: \[rank 0\] error: $T/a/latest.h5: checkpoint model is 784-32-10 but this run's is 784-16-10" $T/bad.log ||
     fail "shape mismatch message"
 [ "$(model_sha $T/a/latest.h5)" = "$ref" ] || fail "a failed resume touched the checkpoint"
+
+note "ranks that see different checkpoints (a node-local checkpoint.dir) refuse to start"
+over=()
+[ "$(id -u)" -eq 0 ] && over+=(--allow-run-as-root)
+rc=0
+timeout 60 mpirun "${over[@]}" -np 1 "$MLP" "$cfg" --set checkpoint.resume=auto --set checkpoint.dir=$T/a \
+    --set log.metrics=$T/y.csv : -np 1 "$MLP" "$cfg" --set checkpoint.resume=auto \
+    --set checkpoint.dir=$T/empty --set log.metrics=$T/y.csv > $T/split.log 2> $T/split.err || rc=$?
+grep error $T/split.err
+[ $rc -eq 1 ] || fail "split view: exit status $rc, expected 1"
+grep -q "^mlp: \[rank 1\] error: resume: this rank starts from scratch (epoch 0, step 0) but rank 0 from another state" $T/split.err ||
+    fail "split view: message"
+[ "$(model_sha $T/a/latest.h5)" = "$ref" ] || fail "split view: the checkpoint changed"
