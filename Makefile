@@ -85,3 +85,5 @@ clean:
 	rm -rf build mlp
 
 -include $(OBJ:.o=.d)
+-include fuzz/fuzz.mk
+-include bench/bench.mk

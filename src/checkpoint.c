@@ -27,6 +27,7 @@
 
 #define CKPT_PATH_MAX 4096
 #define CKPT_H5_DETAIL 512             /* bytes of HDF5's own message kept */
+#define CKPT_MAX_EXPANSION 1032u       /* deflate's largest ratio: data bytes per file byte */
 
 /* ------------------------------------------------------------------ errors */
 
@@ -39,6 +40,11 @@ static void ckpt_err(char *err, size_t errlen, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
+    /* Messages quote text from the file (a foreign 'format'): keep them one line, so that
+     * a forged newline cannot add a line of its own to the log (fuzz/regressions). */
+    for (char *c = err; *c; c++)
+        if (*c == '\n' || *c == '\r')
+            *c = '?';
 }
 
 static herr_t ckpt_h5_walk(unsigned n, const H5E_error2_t *e, void *data)
@@ -1205,9 +1211,28 @@ static int ckpt_dset_info(hid_t file, const char *path, const char *group, const
     return 0;
 }
 
+/* A dataset of `count` values of `elem` bytes is about to be allocated and read. HDF5
+ * lets a dataset's shape exceed what is stored (unwritten chunks read as the fill value),
+ * so a 13 KB file could make us allocate and fill gigabytes (fuzz/regressions). Refuse
+ * more data than the file could hold even if deflate-compressed (at most 1032 bytes per
+ * stored byte); ckpt_save stores everything uncompressed. */
+static int ckpt_check_size(const char *path, const char *name, hsize_t count, size_t elem,
+                           uint64_t file_size, char *err, size_t errlen)
+{
+    const uint64_t most = file_size > UINT64_MAX / CKPT_MAX_EXPANSION
+                              ? UINT64_MAX : file_size * CKPT_MAX_EXPANSION;
+    if (count > most / elem || count > SIZE_MAX / elem) {
+        ckpt_err(err, errlen, "%s: %s has %llu entries, more than this %" PRIu64 "-byte file "
+                 "can hold (corrupt?)", path, name, (unsigned long long)count, file_size);
+        return -1;
+    }
+    return 0;
+}
+
 /* A float32 model dataset of exactly the expected shape, into a new array. */
 static int ckpt_read_model(hid_t file, const char *path, const char *name, int want_rank,
-                           const hsize_t *want, float **out, char *err, size_t errlen)
+                           const hsize_t *want, uint64_t file_size, float **out, char *err,
+                           size_t errlen)
 {
     int rank = 0;
     hsize_t dims[H5S_MAX_RANK];
@@ -1234,6 +1259,8 @@ static int ckpt_read_model(hid_t file, const char *path, const char *name, int w
     size_t n = 1;
     for (int i = 0; i < rank; i++)
         n *= (size_t)dims[i];              /* bounded by the caller's checked d, h, K */
+    if (ckpt_check_size(path, name, n, sizeof(float), file_size, err, errlen) != 0)
+        return -1;
     float *buf = malloc(n * sizeof *buf);
     if (!buf) {
         ckpt_err(err, errlen, "%s: out of memory for %s (%zu bytes)", path, name,
@@ -1254,8 +1281,8 @@ static const char *const ckpt_hist_names[5] = {
     "/history/seconds",
 };
 
-static int ckpt_read_history(hid_t file, const char *path, CkptHistory *h, char *err,
-                             size_t errlen)
+static int ckpt_read_history(hid_t file, const char *path, uint64_t file_size,
+                             CkptHistory *h, char *err, size_t errlen)
 {
     hsize_t len = 0;
     for (int i = 0; i < 5; i++) {
@@ -1286,6 +1313,9 @@ static int ckpt_read_history(hid_t file, const char *path, CkptHistory *h, char 
             return -1;
         }
     }
+    if (ckpt_check_size(path, ckpt_hist_names[0], len, 5 * sizeof(double), file_size, err,
+                        errlen) != 0)
+        return -1;
     if (len > SIZE_MAX / sizeof(double) || ckpt_history_init(h, (size_t)len) != 0) {
         ckpt_err(err, errlen, "%s: out of memory for a history of %llu epochs", path,
                  (unsigned long long)len);
@@ -1310,7 +1340,8 @@ static int ckpt_read_history(hid_t file, const char *path, CkptHistory *h, char 
 
 /* Everything after the file is open: format check first, so that a foreign HDF5 file is
  * reported as such rather than as a pile of missing attributes. */
-static int ckpt_read_all(hid_t file, const char *path, CkptState *t, char *err, size_t errlen)
+static int ckpt_read_all(hid_t file, const char *path, uint64_t file_size, CkptState *t,
+                         char *err, size_t errlen)
 {
     char *format = NULL;
     htri_t ex = H5Aexists(file, "format");
@@ -1384,12 +1415,12 @@ static int ckpt_read_all(hid_t file, const char *path, CkptState *t, char *err, 
     }
     const hsize_t dW1[2] = {t->d, t->hidden}, db1[1] = {t->hidden},
                   dW2[2] = {t->hidden, t->classes}, db2[1] = {t->classes};
-    if (ckpt_read_model(file, path, "/model/W1", 2, dW1, &t->W1, err, errlen) != 0 ||
-        ckpt_read_model(file, path, "/model/b1", 1, db1, &t->b1, err, errlen) != 0 ||
-        ckpt_read_model(file, path, "/model/W2", 2, dW2, &t->W2, err, errlen) != 0 ||
-        ckpt_read_model(file, path, "/model/b2", 1, db2, &t->b2, err, errlen) != 0)
+    if (ckpt_read_model(file, path, "/model/W1", 2, dW1, file_size, &t->W1, err, errlen) != 0 ||
+        ckpt_read_model(file, path, "/model/b1", 1, db1, file_size, &t->b1, err, errlen) != 0 ||
+        ckpt_read_model(file, path, "/model/W2", 2, dW2, file_size, &t->W2, err, errlen) != 0 ||
+        ckpt_read_model(file, path, "/model/b2", 1, db2, file_size, &t->b2, err, errlen) != 0)
         return -1;
-    return ckpt_read_history(file, path, &t->history, err, errlen);
+    return ckpt_read_history(file, path, file_size, &t->history, err, errlen);
 }
 
 int ckpt_load(const char *path, CkptState *s, char *err, size_t errlen)
@@ -1438,7 +1469,7 @@ int ckpt_load(const char *path, CkptState *s, char *err, size_t errlen)
         ckpt_h5_fail(err, errlen, path, "cannot open: truncated or corrupt HDF5 file");
         goto done;
     }
-    if (ckpt_read_all(file, path, &t, err, errlen) != 0)
+    if (ckpt_read_all(file, path, (uint64_t)st.st_size, &t, err, errlen) != 0)
         goto done;
     rc = 0;
 done:

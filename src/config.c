@@ -263,6 +263,10 @@ static const char *config_check_path(const char *s, char *why, size_t whylen)
             return "contains a control character";
         if (ch == ';' && i > 0 && (s[i - 1] == ' ' || s[i - 1] == '\t'))
             return "contains ' ;', which INI reads as the start of a comment";
+        /* "key =;x" reads as ";x", but config_to_ini writes "key = ;x", a comment (found
+         * by fuzzing the round trip). */
+        if (ch == ';' && i == 0)
+            return "starts with ';', which INI reads as the start of a comment";
     }
     return NULL;
 }

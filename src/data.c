@@ -17,12 +17,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <zlib.h>
 
 #define DATA_MAGIC_IMAGES 0x00000803u /* type 0x08 = u8, 3 dimensions */
 #define DATA_MAGIC_LABELS 0x00000801u /* type 0x08 = u8, 1 dimension */
 #define DATA_GZ_BUFFER (1u << 18)      /* zlib's default 8 KiB makes 47 MB reads syscall-bound */
 #define DATA_READ_CHUNK (1u << 30)     /* gzread takes an unsigned length and returns an int */
+#define DATA_GZ_MAX_RATIO 1032u        /* deflate never expands one input byte to more */
 
 #if defined(__GNUC__)
 #define DATA_PRINTF(f, a) __attribute__((format(printf, f, a)))
@@ -194,6 +196,29 @@ static int data_idx_open(DataIdx *f, const char *path, uint32_t magic, char *err
             goto fail;
         }
         payload *= f->dims[i];
+    }
+    /* The caller allocates `payload` bytes before reading them, so a corrupt or cut header
+     * in a tiny file must not decide that size alone (found by fuzzing: a 40-byte file
+     * asked malloc for 6 TB and was reported as out of memory, not as truncated). Bound it
+     * by what the file can hold: the bytes after the header if plain, and 1032 bytes per
+     * byte if gzip (deflate's largest expansion). The exact length is checked on reading. */
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISREG(st.st_mode)) {
+        const size_t size = (size_t)st.st_size;
+        if (gzdirect(f->gz)) {
+            const size_t after = size > hdrlen ? size - hdrlen : 0;
+            if (payload > after) {
+                data_fail(err, errlen, path,
+                          "truncated: expected %zu bytes of %s data after the header, found %zu",
+                          payload, f->what, after);
+                goto fail;
+            }
+        } else if (payload / DATA_GZ_MAX_RATIO > size) {
+            data_fail(err, errlen, path,
+                      "truncated: the header announces %zu bytes of %s data, more than a "
+                      "%zu-byte gzip file can hold", payload, f->what, size);
+            goto fail;
+        }
     }
     f->payload = payload;
     return 0;

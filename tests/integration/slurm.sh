@@ -79,6 +79,8 @@ for j in $a $m; do
     [ "$(wc -l < "$MLP_RUNS/slurm-$j/metrics.csv")" -eq 3 ] || fail "job $j: metrics.csv should have 2 rows"
 done
 grep -q 'via srun' "$T/out-$a" || fail "job $a did not launch with srun"
+grep -q "^slurm: job $a, nodes localhost, restart count 0$" "$T/out-$a" ||
+    fail "job $a: the banner lacks SLURM's job id, node list and restart count"
 grep -q 'via mpirun' "$T/out-$m" || fail "job $m did not launch with mpirun"
 grep -q '^mlp .*2 ranks on 1 node, 2 threads per rank' "$T/out-$m" || fail "job $m: not 2 ranks x 2 threads"
 [ "$(last_hash "$MLP_RUNS/slurm-$a/metrics.csv")" = "$(last_hash "$MLP_RUNS/slurm-$m/metrics.csv")" ] ||
@@ -156,6 +158,8 @@ out=$T/out-$p
 [ "$restarts" = 1 ] || fail "job $p: Restarts=$restarts, expected 1"
 [ "$(grep -c '^mlp: stopped by signal' "$out")" -eq 1 ] || fail "job $p: expected one 'mlp: stopped by signal' line"
 grep -q '^preemptible.sbatch: requeueing job' "$out" || fail "job $p did not requeue itself"
+grep -q "^slurm: job $p, nodes localhost, restart count 1$" "$out" ||
+    fail "job $p: the resumed run's banner lacks restart count 1"
 grep -q '^preemptible.sbatch: job .* (restart 1)' "$out" || fail "job $p: no second run in the output"
 [ "$(grep -c '^done: test accuracy' "$out")" -eq 1 ] || fail "job $p: expected one 'done:' line"
 stop_line=$(grep -n '^mlp: stopped by signal' "$out" | cut -d: -f1)
