@@ -24,6 +24,15 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
+
+/* The first CKPT_HEADER bytes of a checkpoint are an HDF5 user block (HDF5 and its tools
+ * skip it) holding one text line: "mlp-checkpoint crc32 XXXXXXXX size N". ckpt_load checks
+ * the size and the CRC-32 of everything after the block before HDF5 parses a byte, so a
+ * truncated or damaged file is one clear error, never a crash inside libhdf5 (which
+ * fuzzing showed can crash or hang on damaged metadata). */
+#define CKPT_HEADER 512
+#define CKPT_HEADER_TAG "mlp-checkpoint crc32 "
 
 #define CKPT_PATH_MAX 4096
 #define CKPT_H5_DETAIL 512             /* bytes of HDF5's own message kept */
@@ -579,8 +588,8 @@ static size_t ckpt_add_sat(size_t a, size_t b)
 static int ckpt_build_image(const char *path, const CkptState *s, void **image, size_t *len,
                             char *err, size_t errlen)
 {
-    hid_t fapl = H5I_INVALID_HID, file = H5I_INVALID_HID, gmodel = H5I_INVALID_HID,
-          ghist = H5I_INVALID_HID, strtype = H5I_INVALID_HID;
+    hid_t fapl = H5I_INVALID_HID, fcpl = H5I_INVALID_HID, file = H5I_INVALID_HID,
+          gmodel = H5I_INVALID_HID, ghist = H5I_INVALID_HID, strtype = H5I_INVALID_HID;
     void *buf = NULL;
     ssize_t n = 0;
     int rc = -1;
@@ -605,7 +614,12 @@ static int ckpt_build_image(const char *path, const CkptState *s, void **image, 
         ckpt_h5_fail(err, errlen, path, "cannot select the in-memory file driver");
         goto done;
     }
-    file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    fcpl = H5Pcreate(H5P_FILE_CREATE);
+    if (fcpl < 0 || H5Pset_userblock(fcpl, CKPT_HEADER) < 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot reserve the header block");
+        goto done;
+    }
+    file = H5Fcreate(path, H5F_ACC_TRUNC, fcpl, fapl);
     if (file < 0) {
         ckpt_h5_fail(err, errlen, path, "cannot create HDF5 file in memory");
         goto done;
@@ -701,17 +715,28 @@ static int ckpt_build_image(const char *path, const CkptState *s, void **image, 
         ckpt_h5_fail(err, errlen, path, "cannot size the file image");
         goto done;
     }
-    buf = malloc((size_t)n);
-    if (!buf) {
+    /* The image HDF5 hands back starts at the superblock: the header block goes first. */
+    if ((size_t)n > SIZE_MAX - CKPT_HEADER || !(buf = calloc((size_t)n + CKPT_HEADER, 1))) {
         ckpt_err(err, errlen, "%s: out of memory for the file image (%zd bytes)", path, n);
         goto done;
     }
-    if (H5Fget_file_image(file, buf, (size_t)n) != n) {
+    if (H5Fget_file_image(file, (char *)buf + CKPT_HEADER, (size_t)n) != n) {
         ckpt_h5_fail(err, errlen, path, "cannot copy the file image");
         goto done;
     }
+    uLong crc = crc32(0L, Z_NULL, 0);
+    for (size_t off = 0; off < (size_t)n; off += (size_t)1 << 30) {
+        size_t piece = (size_t)n - off < ((size_t)1 << 30) ? (size_t)n - off : (size_t)1 << 30;
+        crc = crc32(crc, (const Bytef *)buf + CKPT_HEADER + off, (uInt)piece);
+    }
+    n += CKPT_HEADER;
+    snprintf(buf, CKPT_HEADER, CKPT_HEADER_TAG "%08lx size %zd\n", (unsigned long)crc, n);
     rc = 0;
 done:
+    if (fcpl >= 0 && H5Pclose(fcpl) < 0 && rc == 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot close file creation properties");
+        rc = -1;
+    }
     if (strtype >= 0 && H5Tclose(strtype) < 0 && rc == 0) {
         ckpt_h5_fail(err, errlen, path, "cannot close string type");
         rc = -1;
@@ -1423,6 +1448,46 @@ static int ckpt_read_all(hid_t file, const char *path, uint64_t file_size, CkptS
     return ckpt_read_history(file, path, file_size, &t->history, err, errlen);
 }
 
+/* The header block's size and CRC-32 against the file (see CKPT_HEADER). A file without
+ * the header line (not written by ckpt_save) is left to HDF5's own checks. */
+static int ckpt_check_header(const char *path, uint64_t file_size, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        ckpt_err(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    char head[CKPT_HEADER + 1] = {0};
+    size_t got = fread(head, 1, CKPT_HEADER, f);
+    unsigned long want_crc;
+    unsigned long long want_size;
+    int rc = 0;
+    if (got == CKPT_HEADER && !strncmp(head, CKPT_HEADER_TAG, strlen(CKPT_HEADER_TAG)) &&
+        sscanf(head + strlen(CKPT_HEADER_TAG), "%8lx size %llu", &want_crc, &want_size) == 2) {
+        if (want_size != file_size) {
+            ckpt_err(err, errlen, "%s: truncated or corrupt HDF5 file (%" PRIu64 " bytes; its "
+                     "header says %llu)", path, file_size, want_size);
+            rc = -1;
+        } else {
+            static unsigned char block[1 << 16];
+            uLong crc = crc32(0L, Z_NULL, 0);
+            size_t k;
+            while ((k = fread(block, 1, sizeof block, f)) > 0)
+                crc = crc32(crc, block, (uInt)k);
+            if (ferror(f)) {
+                ckpt_err(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+                rc = -1;
+            } else if (crc != want_crc) {
+                ckpt_err(err, errlen, "%s: truncated or corrupt HDF5 file (CRC-32 %08lx; its "
+                         "header says %08lx)", path, (unsigned long)crc, want_crc);
+                rc = -1;
+            }
+        }
+    }
+    fclose(f);
+    return rc;
+}
+
 int ckpt_load(const char *path, CkptState *s, char *err, size_t errlen)
 {
     hid_t fapl = H5I_INVALID_HID, file = H5I_INVALID_HID;
@@ -1448,6 +1513,8 @@ int ckpt_load(const char *path, CkptState *s, char *err, size_t errlen)
         ckpt_err(err, errlen, "%s: is a directory, not a checkpoint file", path);
         goto done;
     }
+    if (ckpt_check_header(path, (uint64_t)st.st_size, err, errlen) != 0)
+        goto done;
     fapl = ckpt_fapl(path, err, errlen);
     if (fapl < 0)
         goto done;

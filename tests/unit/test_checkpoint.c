@@ -490,13 +490,26 @@ static void test_h5dump_and_h5py(void **state)
 
 /* Rewrite the "reduce" attribute as a FIXED-length ASCII string (what H5LT and older
  * tools write): load still accepts it. */
+/* Edit a saved checkpoint with the HDF5 API, as a user with h5py might: first blank the
+ * header line in its user block, which would otherwise (rightly) reject the edited file
+ * as corrupt, so that the loader's own validation is what the test sees. */
+static hid_t open_edit(const char *path)
+{
+    FILE *f = fopen(path, "r+b");
+    assert_non_null(f);
+    char zeros[64] = {0};
+    assert_int_equal(fwrite(zeros, 1, sizeof zeros, f), sizeof zeros);
+    assert_int_equal(fclose(f), 0);
+    return H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+}
+
 static void test_load_accepts_fixed_strings(void **state)
 {
     (void)state;
     char dir[64], path[4096], err[CKPT_ERR_MAX] = "";
     CkptState s, t;
     save_good(dir, sizeof dir, path, sizeof path, &s);
-    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t f = open_edit(path);
     assert_true(f >= 0);
     assert_true(H5Adelete(f, "reduce") >= 0);
     assert_true(H5LTset_attribute_string(f, "/", "reduce", "fast") >= 0);
@@ -556,9 +569,31 @@ static void test_load_truncated(void **state)
     rm_rf(dir);
 }
 
+/* One flipped byte anywhere after the header block: refused by the CRC-32 before HDF5
+ * parses anything. */
+static void test_load_flipped_byte(void **state)
+{
+    (void)state;
+    char dir[64], path[4096];
+    CkptState s;
+    save_good(dir, sizeof dir, path, sizeof path, &s);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    FILE *f = fopen(path, "r+b");
+    assert_non_null(f);
+    assert_int_equal(fseek(f, st.st_size / 2, SEEK_SET), 0);
+    int c = fgetc(f);
+    assert_int_equal(fseek(f, st.st_size / 2, SEEK_SET), 0);
+    fputc(c ^ 0x10, f);
+    assert_int_equal(fclose(f), 0);
+    assert_load_fails(path, "truncated or corrupt HDF5 file (CRC-32");
+    ckpt_state_free(&s);
+    rm_rf(dir);
+}
+
 static void set_string_attr(const char *path, const char *name, const char *value)
 {
-    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t f = open_edit(path);
     assert_true(f >= 0);
     assert_true(H5Adelete(f, name) >= 0);
     assert_true(H5LTset_attribute_string(f, "/", name, value) >= 0);
@@ -575,7 +610,7 @@ static void test_load_wrong_format(void **state)
     assert_load_fails(path, "not an mlp checkpoint (format 'keras-weights')");
 
     /* No format attribute at all: some other HDF5 file. */
-    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t f = open_edit(path);
     assert_true(f >= 0);
     assert_true(H5Adelete(f, "format") >= 0);
     assert_true(H5Fclose(f) >= 0);
@@ -590,7 +625,7 @@ static void test_load_wrong_version(void **state)
     char dir[64], path[4096];
     CkptState s;
     save_good(dir, sizeof dir, path, sizeof path, &s);
-    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t f = open_edit(path);
     assert_true(f >= 0);
     assert_true(H5Adelete(f, "format_version") >= 0);
     const int v = 2;                         /* int32 on purpose: any integer type loads */
@@ -607,7 +642,7 @@ static void test_load_missing_attribute(void **state)
     char dir[64], path[4096];
     CkptState s;
     save_good(dir, sizeof dir, path, sizeof path, &s);
-    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t f = open_edit(path);
     assert_true(f >= 0);
     assert_true(H5Adelete(f, "step") >= 0);
     assert_true(H5Fclose(f) >= 0);
@@ -622,7 +657,7 @@ static void test_load_missing_dataset(void **state)
     char dir[64], path[4096];
     CkptState s;
     save_good(dir, sizeof dir, path, sizeof path, &s);
-    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t f = open_edit(path);
     assert_true(f >= 0);
     assert_true(H5Ldelete(f, "/model/b2", H5P_DEFAULT) >= 0);
     assert_true(H5Fclose(f) >= 0);
@@ -637,7 +672,7 @@ static void test_load_wrong_shape(void **state)
     char dir[64], path[4096];
     CkptState s;
     save_good(dir, sizeof dir, path, sizeof path, &s);   /* d=3 h=17 */
-    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t f = open_edit(path);
     assert_true(f >= 0);
     assert_true(H5Ldelete(f, "/model/W1", H5P_DEFAULT) >= 0);
     float w[4 * 17] = {0};
@@ -655,7 +690,7 @@ static void test_load_history_mismatch(void **state)
     char dir[64], path[4096];
     CkptState s;
     save_good(dir, sizeof dir, path, sizeof path, &s);   /* 3 epochs of history */
-    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t f = open_edit(path);
     assert_true(f >= 0);
     assert_true(H5Ldelete(f, "/history/test_acc", H5P_DEFAULT) >= 0);
     const double v[2] = {0.1, 0.2};
@@ -807,6 +842,7 @@ int main(void)
         cmocka_unit_test(test_load_missing),
         cmocka_unit_test(test_load_not_hdf5),
         cmocka_unit_test(test_load_truncated),
+        cmocka_unit_test(test_load_flipped_byte),
         cmocka_unit_test(test_load_wrong_format),
         cmocka_unit_test(test_load_wrong_version),
         cmocka_unit_test(test_load_missing_attribute),
