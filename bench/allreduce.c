@@ -1,0 +1,102 @@
+/* allreduce: the time of mlp's one collective per step, MPI_Allreduce(MPI_IN_PLACE, SUM)
+ * of the gradient buffer, as the trainer issues it (src/dist.c).
+ *
+ *   mpirun -np P allreduce [-r REPS] [-s SECONDS] TYPE:COUNT [TYPE:COUNT ...]
+ *
+ * TYPE is i64 (exact mode: 64-bit fixed point) or f32 (fast mode); COUNT the elements,
+ * e.g. i64:101774 for h = 128 (101,770 parameters + 4 per-step slots) and i64:1 for the
+ * latency. Every repetition starts after a barrier; its time is the slowest rank's. Prints
+ * per spec, from rank 0:
+ *     allreduce np=P type=i64 count=N bytes=.. reps=.. median_s=.. min_s=.. p90_s=..
+ * Repetitions: REPS (default 200) after 10 warm-ups, stopping early once SECONDS (default
+ * 3) have been spent on the spec, but never below 20. */
+#include <mpi.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static void usage(int rank)
+{
+    if (rank == 0)
+        fprintf(stderr, "usage: allreduce [-r REPS] [-s SECONDS] {i64|f32}:COUNT ...\n");
+    MPI_Finalize();
+    exit(2);
+}
+
+int main(int argc, char **argv)
+{
+    MPI_Init(&argc, &argv);
+    int rank, size;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+
+    int reps = 200, first = argc;
+    double budget = 3.0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-r") && i + 1 < argc) reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "-s") && i + 1 < argc) budget = atof(argv[++i]);
+        else if (argv[i][0] == '-') usage(rank);
+        else { first = i; break; }
+    }
+    if (first >= argc || reps < 1) usage(rank);
+
+    for (int a = first; a < argc; a++) {
+        char type[8];
+        long count;
+        if (sscanf(argv[a], "%3[a-z0-9]:%ld", type, &count) != 2 || count < 1 || count > (1L << 30))
+            usage(rank);
+        MPI_Datatype dt;
+        size_t esize;
+        if (!strcmp(type, "i64")) { dt = MPI_INT64_T; esize = 8; }
+        else if (!strcmp(type, "f32")) { dt = MPI_FLOAT; esize = 4; }
+        else usage(rank);
+
+        void *buf = calloc((size_t)count, esize);
+        double *t = malloc((size_t)reps * sizeof *t);
+        double *tmax = malloc((size_t)reps * sizeof *tmax);
+        if (!buf || !t || !tmax) MPI_Abort(MPI_COMM_WORLD, 1);
+        /* Small values so that repeated sums never overflow or turn denormal/infinite. */
+        if (esize == 8) for (long i = 0; i < count; i++) ((int64_t *)buf)[i] = i & 7;
+        else for (long i = 0; i < count; i++) ((float *)buf)[i] = 1e-3f * (float)(i & 7);
+
+        for (int w = 0; w < 10; w++)
+            MPI_Allreduce(MPI_IN_PLACE, buf, (int)count, dt, MPI_SUM, MPI_COMM_WORLD);
+        int n = 0;
+        double start = MPI_Wtime();
+        while (n < reps) {
+            MPI_Barrier(MPI_COMM_WORLD);
+            double t0 = MPI_Wtime();
+            MPI_Allreduce(MPI_IN_PLACE, buf, (int)count, dt, MPI_SUM, MPI_COMM_WORLD);
+            t[n++] = MPI_Wtime() - t0;
+            if (esize == 4)   /* keep the floats from growing without bound */
+                for (long i = 0; i < count; i++) ((float *)buf)[i] = 1e-3f * (float)(i & 7);
+            else
+                for (long i = 0; i < count; i++) ((int64_t *)buf)[i] = i & 7;
+            /* Stop on rank 0's clock, decided together, once past budget and 20 reps. */
+            int stop = n >= 20 && MPI_Wtime() - start > budget;
+            MPI_Bcast(&stop, 1, MPI_INT, 0, MPI_COMM_WORLD);
+            if (stop) break;
+        }
+        MPI_Reduce(t, tmax, n, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
+        if (rank == 0) {
+            qsort(tmax, (size_t)n, sizeof *tmax, cmp_double);
+            printf("allreduce np=%d type=%s count=%ld bytes=%zu reps=%d median_s=%.9f min_s=%.9f "
+                   "p90_s=%.9f\n",
+                   size, type, count, (size_t)count * esize, n, tmax[n / 2], tmax[0],
+                   tmax[(n * 9) / 10]);
+            fflush(stdout);
+        }
+        free(buf);
+        free(t);
+        free(tmax);
+    }
+    MPI_Finalize();
+    return 0;
+}

@@ -1,0 +1,29 @@
+# make bench: mlp's training throughput against OpenBLAS cblas_sgemm at the same shapes and
+# thread counts, the ranks x threads table, the gradient allreduce and peak RSS per rank;
+# rewrites the generated part of docs/performance.md (see bench/run). About 10 minutes on
+# 2 cores. OpenBLAS (libopenblas-dev) is linked into build/bench/sgemm_bound only: mlp never
+# links it, and the default `make deps` does not install it.
+
+BENCH_DIR  := build/bench
+BENCH_CC   ?= cc
+# Deferred (=): evaluated when the rule runs, i.e. after bench-deps has installed OpenBLAS.
+OPENBLAS_CFLAGS = $(shell pkg-config --cflags openblas 2>/dev/null)
+OPENBLAS_LIBS   = $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas)
+
+.PHONY: bench bench-deps bench-tools
+bench: data bench-deps
+	$(MAKE) $(BIN) bench-tools
+	bench/run
+
+bench-deps:
+	@pkg-config --exists openblas 2>/dev/null || MLP_BENCH_DEPS=1 scripts/install-deps
+
+bench-tools: $(BENCH_DIR)/sgemm_bound $(BENCH_DIR)/allreduce
+
+$(BENCH_DIR)/sgemm_bound: bench/sgemm_bound.c
+	@mkdir -p $(dir $@)
+	$(BENCH_CC) -std=c11 -O2 -g -Wall -Wextra $(OPENBLAS_CFLAGS) -o $@ $< $(OPENBLAS_LIBS)
+
+$(BENCH_DIR)/allreduce: bench/allreduce.c
+	@mkdir -p $(dir $@)
+	mpicc -std=c11 -O2 -g -Wall -Wextra -o $@ $<
