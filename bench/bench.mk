@@ -1,6 +1,6 @@
 # make bench: mlp's training throughput against OpenBLAS cblas_sgemm at the same shapes and
 # thread counts, the ranks x threads table, the gradient allreduce and peak RSS per rank;
-# rewrites the generated part of docs/performance.md (see bench/run). About 10 minutes on
+# rewrites the generated part of docs/performance.md (see bench/run). About 5 minutes on
 # 2 cores. OpenBLAS (libopenblas-dev) is linked into build/bench/sgemm_bound only: mlp never
 # links it, and the default `make deps` does not install it.
 
@@ -11,11 +11,12 @@ OPENBLAS_CFLAGS = $(shell pkg-config --cflags openblas 2>/dev/null)
 OPENBLAS_LIBS   = $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas)
 
 .PHONY: bench bench-deps bench-tools
-bench: data bench-deps
+bench: bench-deps
 	$(MAKE) $(BIN) bench-tools
 	bench/run
 
-bench-deps:
+# After `data` (which runs install-deps itself), never beside it: one apt-get at a time.
+bench-deps: data
 	@pkg-config --exists openblas 2>/dev/null || MLP_BENCH_DEPS=1 scripts/install-deps
 
 bench-tools: $(BENCH_DIR)/sgemm_bound $(BENCH_DIR)/allreduce
