@@ -247,6 +247,82 @@ static size_t sink_chunk(const KernelsSink *s, size_t m)
     return s->out_f || s->chunk == 0 ? (m ? m : 1) : s->chunk;
 }
 
+/* Exact mode, one full register block: the running fixed-point sums of the block's 64
+ * output elements, kept in registers across a pixel's chunks. */
+typedef int64_t vi16 __attribute__((vector_size(128)));   /* 16 int64 lanes */
+typedef int32_t vm16 __attribute__((vector_size(64)));    /* 16 lane masks */
+typedef struct {
+    vi16 v[4];
+} Fix64;
+
+/* f += fix(a * scale) lane by lane, where fix(x) = trunc(x * 2^40); a lane with
+ * !(|a * scale| <= limit) (also NaN) adds 0 and is counted in *nbad. Folding 2^40 into
+ * the scale factor and the limit changes no bits: scaling by a power of two is exact, so
+ * round(a * scale) * 2^40 == round(a * (scale * 2^40)) (a product too small to differ
+ * truncates to 0 either way). */
+static inline Fix64 fix64_add(Fix64 f, Acc64 a, float scale_fix, float limit_fix,
+                              vm16 *nbad)
+{
+    for (int i = 0; i < 4; i++) {
+        const vf16 x = a.v[i] * scale_fix;
+        const vm16 ok = (x <= limit_fix) & (x >= -limit_fix);   /* -1 or 0; NaN: 0 */
+        *nbad += ok + 1;                                        /* +1 where rejected */
+        const vf16 safe = (vf16)((vm16)x & ok);                 /* rejected -> +0.0 */
+        f.v[i] += __builtin_convertvector(safe, vi16);
+    }
+    return f;
+}
+
+/* The dW1/db1 rows c of the full register block at j0, in exact mode: each chunk's float
+ * sum goes through fix64_add into registers, and only the pixel's total is added to the
+ * accumulator in memory. Same sums, same order and same fixed-point values as the
+ * general path of kernels_grad_layer1; it saves the round trip through memory per chunk. */
+static int64_t grad1_exact_block(const uint32_t *p, const uint8_t *v, size_t n, size_t m,
+                                 size_t h, size_t j0, float scale, const float *dZ1,
+                                 const KernelsSink *sink, int64_t *out)
+{
+    const size_t chunk = sink->chunk;
+    const float scale_fix = scale * FIX_SCALE, limit_fix = sink->limit * FIX_SCALE;
+    Fix64 f;
+    memset(&f, 0, sizeof f);
+    vm16 nbad = {0};
+    int any = 0;
+    size_t t = 0;
+    for (size_t r0 = 0; r0 < m; r0 += chunk) {
+        const size_t r1 = r0 + chunk < m ? r0 + chunk : m;
+        size_t t1 = t;
+        if (p)
+            while (t1 < n && p[t1] < r1)
+                t1++;
+        else
+            t1 = r1;
+        if (t1 == t)
+            continue;   /* pixel 0 in every sample of the chunk: adds nothing */
+        Acc64 a;
+        memset(&a, 0, sizeof a);
+        if (p)
+            for (; t < t1; t++)
+                a = acc64_axpy(a, (float)v[t], dZ1 + (size_t)p[t] * h + j0);
+        else
+            for (; t < t1; t++)
+                a = acc64_axpy(a, 1.0f, dZ1 + t * h + j0);
+        f = fix64_add(f, a, scale_fix, limit_fix, &nbad);
+        any = 1;
+    }
+    if (!any)
+        return 0;
+    for (int i = 0; i < 4; i++) {
+        vi16 o;
+        memcpy(&o, out + 16 * i, sizeof o);
+        o += f.v[i];
+        memcpy(out + 16 * i, &o, sizeof o);
+    }
+    int64_t bad = 0;
+    for (int l = 0; l < 16; l++)
+        bad += nbad[l];
+    return bad;
+}
+
 void kernels_grad_layer1(const uint32_t *pos, const uint8_t *val, const uint32_t *len,
                          size_t m, size_t d, size_t h, const float *dZ1,
                          const KernelsSink *sink)
@@ -263,6 +339,11 @@ void kernels_grad_layer1(const uint32_t *pos, const uint8_t *val, const uint32_t
         const float scale = c < d ? PIXEL_SCALE : 1.0f;
         for (size_t j0 = 0; j0 < h; j0 += KB) {
             size_t bw = h - j0 < KB ? h - j0 : KB;
+            if (sink->out_i && bw == KB) {
+                nbad += grad1_exact_block(p, v, n, m, h, j0, scale, dZ1, sink,
+                                          sink->out_i + c * h + j0);
+                continue;
+            }
             size_t t = 0;
             for (size_t r0 = 0; r0 < m; r0 += chunk) {
                 const size_t r1 = r0 + chunk < m ? r0 + chunk : m;

@@ -268,6 +268,102 @@ static void test_exact_rejects_out_of_range(void **state)
     fixture_free(&f);
 }
 
+/* kernels_grad_layer1 in exact mode, at the kernel level, for widths with a partial
+ * register block only (3), one full block (64) and both (130): every chunk sum that the
+ * double reference puts above the limit is rejected and counted, every other one is
+ * added, and a NaN in one sample's dZ1 is rejected in exactly the chunk sums it reaches. */
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static void test_grad_layer1_exact_limits(void **state)
+{
+    (void)state;
+    const size_t m = 37, d = 19, chunk = 5, nch = (m + chunk - 1) / chunk;
+    const size_t widths[] = {3, 64, 130};
+    for (size_t wi = 0; wi < 3; wi++) {
+        const size_t h = widths[wi], rows = (d + 1) * h;
+        uint8_t *X = malloc(m * d), *val = malloc(d * m);
+        uint32_t *pos = malloc(d * m * sizeof *pos), *len = calloc(d, sizeof *len);
+        float *dZ1 = malloc(m * h * sizeof *dZ1);
+        double *S = calloc(rows * nch, sizeof *S);   /* (d+1, h, nch) reference chunk sums */
+        double *sorted = malloc(rows * nch * sizeof *sorted);
+        int64_t *out = calloc(rows, sizeof *out);
+        for (size_t i = 0; i < m * d; i++)
+            X[i] = rnd() % 2 ? 0 : (uint8_t)(1 + rnd() % 255);
+        for (size_t i = 0; i < m * h; i++)
+            dZ1[i] = (float)((int)(rnd() % 20001) - 10000) / 10000.0f;
+        for (size_t c = 0; c < d; c++)
+            for (size_t r = 0; r < m; r++)
+                if (X[r * d + c]) {
+                    pos[c * m + len[c]] = (uint32_t)r;
+                    val[c * m + len[c]++] = X[r * d + c];
+                }
+        for (size_t r = 0; r < m; r++)
+            for (size_t j = 0; j < h; j++) {
+                for (size_t c = 0; c < d; c++)
+                    S[(c * h + j) * nch + r / chunk] += X[r * d + c] / 255.0 * dZ1[r * h + j];
+                S[(d * h + j) * nch + r / chunk] += dZ1[r * h + j];
+            }
+        /* A limit in the widest gap between the middle chunk sums: no float rounding can
+         * move a sum across it. */
+        for (size_t i = 0; i < rows * nch; i++)
+            sorted[i] = fabs(S[i]);
+        qsort(sorted, rows * nch, sizeof *sorted, cmp_double);
+        size_t best = rows * nch / 4;
+        for (size_t i = rows * nch / 4; i < 3 * rows * nch / 4; i++)
+            if (sorted[i + 1] - sorted[i] > sorted[best + 1] - sorted[best])
+                best = i;
+        const double limit = (sorted[best] + sorted[best + 1]) / 2;
+        assert_true(sorted[best + 1] - sorted[best] > 1e-4 * limit);
+        int64_t want_bad = 0;
+        for (size_t i = 0; i < rows * nch; i++)
+            want_bad += fabs(S[i]) > limit;
+
+        for (int threads = 1; threads <= 2; threads++) {
+            omp_set_num_threads(threads);
+            memset(out, 0, rows * sizeof *out);
+            int64_t bad = 0;
+            KernelsSink sink = {NULL, out, chunk, (float)limit, &bad};
+            kernels_grad_layer1(pos, val, len, m, d, h, dZ1, &sink);
+            assert_int_equal(bad, want_bad);
+            for (size_t e = 0; e < rows; e++) {
+                double want = 0;
+                for (size_t q = 0; q < nch; q++)
+                    want += fabs(S[e * nch + q]) > limit ? 0 : S[e * nch + q];
+                double got = (double)out[e] * 0x1p-40;
+                if (fabs(got - want) > 1e-6 * (1 + fabs(want)))
+                    fail_msg("h %zu element %zu: %.9g, reference %.9g", h, e, got, want);
+            }
+        }
+
+        /* NaN in sample r, column j: rejected in the chunk sum of every pixel nonzero in
+         * sample r, and in db1; nothing else changes. */
+        const size_t r = 11, j = h - 1;
+        dZ1[r * h + j] = NAN;
+        int64_t want_nan = 1, bad = 0;
+        for (size_t c = 0; c < d; c++)
+            want_nan += X[r * d + c] != 0;
+        memset(out, 0, rows * sizeof *out);
+        KernelsSink sink = {NULL, out, chunk, 1e6f, &bad};
+        kernels_grad_layer1(pos, val, len, m, d, h, dZ1, &sink);
+        assert_int_equal(bad, want_nan);
+        for (size_t e = 0; e < rows; e++) {
+            double want = 0;
+            for (size_t q = 0; q < nch; q++)
+                if (!(e % h == j && q == r / chunk && (e / h == d || X[r * d + e / h])))
+                    want += S[e * nch + q];
+            double got = (double)out[e] * 0x1p-40;
+            if (fabs(got - want) > 1e-6 * (1 + fabs(want)))
+                fail_msg("h %zu NaN case, element %zu: %.9g, reference %.9g", h, e, got, want);
+        }
+        free(X), free(val), free(pos), free(len), free(dZ1), free(S), free(sorted), free(out);
+    }
+    omp_set_num_threads(2);
+}
+
 /* One SGD step (both modes) equals theta - lr * reference gradient. */
 static void test_sgd_step_vs_reference(void **state)
 {
@@ -387,6 +483,7 @@ int main(void)
         cmocka_unit_test(test_gradients_vs_reference),
         cmocka_unit_test(test_exact_independent_of_threads_and_shards),
         cmocka_unit_test(test_exact_rejects_out_of_range),
+        cmocka_unit_test(test_grad_layer1_exact_limits),
         cmocka_unit_test(test_sgd_step_vs_reference),
         cmocka_unit_test(test_evaluate),
         cmocka_unit_test(test_init_and_hash),
