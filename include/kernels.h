@@ -8,9 +8,14 @@
  * only on the data.
  *
  * Fixed point (train.reduce = exact): a chunk's gradient g becomes the integer
- * trunc(g * 2^KERNELS_FIX_BITS) and is ADDED to an int64 accumulator. |g| must not exceed
- * the caller's `limit` (chosen so that no sum can overflow); a value beyond it, or a NaN,
- * is counted in *bad instead of being added.
+ * trunc(g * 2^KERNELS_FIX_BITS); an output element is the int64 sum of its chunks' values.
+ * |g| must not exceed the caller's `limit` (chosen so that no sum can overflow); a value
+ * beyond it, or a NaN, is counted in *bad and contributes 0.
+ *
+ * Threads: called outside a parallel region, a kernel starts its own team; called inside
+ * one, every thread of the team must call it with the same arguments, and the kernel
+ * shares its loops among them and returns after a barrier (model.c runs a whole step in
+ * one region this way). kernels_count_nonfinite is the exception: outside regions only.
  *
  * Pixels are raw uint8 (0..255); the 1/255 scaling is applied once per output sum.
  */
@@ -50,10 +55,10 @@ void kernels_gather_pixels(const uint32_t *sp_pos, const uint8_t *sp_val,
                            const uint32_t *sp_len, size_t m, size_t d, uint32_t *pos,
                            uint8_t *val, uint32_t *len);
 
-/* Where a gradient kernel puts its result. Fast mode: out_f (one sum over all m rows,
- * stored, not added). Exact mode: out_i (one float sum per chunk of `chunk` rows, the last
- * chunk shorter, each converted to fixed point and added). Exactly one of out_f, out_i
- * is non-NULL. */
+/* Where a gradient kernel puts its result, STORED (every element is written; nothing
+ * needs zeroing first). Fast mode: out_f, one float sum over all m rows. Exact mode:
+ * out_i, the int64 sum of one fixed-point value per chunk of `chunk` rows (the last
+ * chunk shorter). Exactly one of out_f, out_i is non-NULL. */
 typedef struct {
     float *out_f;
     int64_t *out_i;
@@ -77,9 +82,8 @@ void kernels_grad_layer2(const float *A1, size_t m, size_t h, size_t k, const fl
 /* theta[i] -= lr * g[i] for the float gradient (fast mode). */
 void kernels_sgd_f32(float *theta, const float *g, size_t n, float lr);
 
-/* theta[i] -= lr * (g[i] * 2^-KERNELS_FIX_BITS) for the fixed-point gradient (exact mode),
- * then g[i] = 0: the accumulator is consumed, ready for the next step. */
-void kernels_sgd_fixed(float *theta, int64_t *g, size_t n, float lr);
+/* theta[i] -= lr * (g[i] * 2^-KERNELS_FIX_BITS) for the fixed-point gradient (exact mode). */
+void kernels_sgd_fixed(float *theta, const int64_t *g, size_t n, float lr);
 
 /* Number of NaN or infinite values in x (n). */
 int64_t kernels_count_nonfinite(const float *x, size_t n);

@@ -71,7 +71,8 @@ typedef struct {
 
 /* Forward and backward over samples idx[0..m) (m <= w->rows) of X (n, d) with labels.
  * dZ2 is normalised by m_global, the GLOBAL minibatch size. The W1 b1 W2 b2 gradient goes
- * to sink (see kernels.h: float sums, or fixed-point chunk sums added to an accumulator).
+ * to grad_f or grad_i, stored (see kernels.h: float sums, or sums of fixed-point chunk
+ * values).
  * Returns the loss and accuracy of the forward pass. */
 ModelStats model_step_gradients(const Params *p, const uint8_t *X, const uint8_t *labels,
                                 const uint32_t *idx, size_t m, size_t m_global,

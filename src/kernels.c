@@ -4,7 +4,12 @@
  * Column blocking: an output row is processed KB columns at a time with the running sums
  * in a small local array, which the compiler keeps in vector registers. Which columns fall
  * in a full block or in the last, partial one depends only on the row length, so the code
- * path (and the rounding) for every element is fixed by the shapes alone. */
+ * path (and the rounding) for every element is fixed by the shapes alone.
+ *
+ * Teams: a kernel called outside any parallel region opens one (OWN_TEAM below) and
+ * calls itself inside it; inside a region, its loops are orphaned worksharing constructs
+ * that share the work among the caller's team. Rejected-value counts are per thread,
+ * added to *sink->bad atomically (integers: the total does not depend on the order). */
 #include "kernels.h"
 
 #include <math.h>
@@ -17,6 +22,25 @@
 #define FIX_UNSCALE 0x1p-40
 
 _Static_assert(KERNELS_FIX_BITS == 40, "FIX_SCALE and FIX_UNSCALE assume 40 bits");
+
+/* Outside a parallel region, run `call` (the kernel itself, with the same arguments) on
+ * a new team and return; inside one, fall through to the worksharing body. The level,
+ * not omp_in_parallel(), is tested, so that a team of one thread also counts as inside. */
+#define OWN_TEAM(call)                      \
+    do {                                    \
+        if (omp_get_level() == 0) {         \
+            _Pragma("omp parallel") call;   \
+            return;                         \
+        }                                   \
+    } while (0)
+
+static void add_bad(int64_t *bad, int64_t n)
+{
+    if (bad && n) {
+#pragma omp atomic
+        *bad += n;
+    }
+}
 
 /* A register block of KB = 64 floats as four 16-lane vectors (GCC/Clang vector
  * extensions: AVX-512 registers with -march=native, four SSE registers each on a generic
@@ -79,7 +103,8 @@ void kernels_hidden_forward(const uint8_t *X, const uint32_t *idx, size_t m, siz
                             size_t h, const float *W1, const float *b1, float *A1,
                             uint32_t *sp_pos, uint8_t *sp_val, uint32_t *sp_len)
 {
-#pragma omp parallel for schedule(static)
+    OWN_TEAM(kernels_hidden_forward(X, idx, m, d, h, W1, b1, A1, sp_pos, sp_val, sp_len));
+#pragma omp for schedule(static)
     for (size_t r = 0; r < m; r++) {
         uint32_t *pos = sp_pos + r * d;   /* (d) */
         uint8_t *val = sp_val + r * d;    /* (d) */
@@ -132,7 +157,8 @@ void kernels_output_backward(const float *A1, const uint8_t *labels, const uint3
 {
     if (k == 0 || k > KERNELS_MAX_CLASSES)   /* callers guarantee 1..MAX; keeps z[] in bounds */
         return;
-#pragma omp parallel
+    OWN_TEAM(kernels_output_backward(A1, labels, idx, m, h, k, W2, b2, W2t, inv_m, dZ2, dZ1,
+                                     loss, correct));
     {
         /* W2 transposed, so that both products below run along h, contiguous. */
 #pragma omp for schedule(static)
@@ -194,7 +220,7 @@ void kernels_gather_pixels(const uint32_t *sp_pos, const uint8_t *sp_val,
                            const uint32_t *sp_len, size_t m, size_t d, uint32_t *pos,
                            uint8_t *val, uint32_t *len)
 {
-#pragma omp parallel
+    OWN_TEAM(kernels_gather_pixels(sp_pos, sp_val, sp_len, m, d, pos, val, len));
     {
         /* Each thread owns a contiguous range of pixels and scans every sample's list in
          * sample order, so each pixel's list comes out in ascending sample order. */
@@ -215,11 +241,12 @@ void kernels_gather_pixels(const uint32_t *sp_pos, const uint8_t *sp_val,
             }
         }
     }
+#pragma omp barrier   /* the lists are complete for every thread's next kernel */
 }
 
-/* Deliver one chunk's sums acc[0..bw) to output elements base, base + stride, ...:
- * stored as floats (fast) or added as fixed point (exact). Returns the number of rejected
- * values. */
+/* Deliver one chunk's sums acc[0..bw) to output elements base, base + stride, ...: as
+ * floats (fast) or fixed point (exact), stored for the first chunk and added for the
+ * others. Returns the number of rejected values. */
 static int64_t sink_put(const KernelsSink *s, size_t base, size_t stride, size_t bw,
                         const float *acc, int first_chunk)
 {
@@ -236,7 +263,8 @@ static int64_t sink_put(const KernelsSink *s, size_t base, size_t stride, size_t
          * behaviour, so a rejected value is replaced by 0 before the conversion. */
         const int ok = fabsf(acc[j]) <= s->limit;
         nbad += !ok;
-        o[j * stride] += (int64_t)((ok ? acc[j] : 0.0f) * FIX_SCALE);
+        const int64_t q = (int64_t)((ok ? acc[j] : 0.0f) * FIX_SCALE);
+        o[j * stride] = first_chunk ? q : o[j * stride] + q;
     }
     return nbad;
 }
@@ -274,9 +302,9 @@ static inline Fix64 fix64_add(Fix64 f, Acc64 a, float scale_fix, float limit_fix
 }
 
 /* The dW1/db1 rows c of the full register block at j0, in exact mode: each chunk's float
- * sum goes through fix64_add into registers, and only the pixel's total is added to the
- * accumulator in memory. Same sums, same order and same fixed-point values as the
- * general path of kernels_grad_layer1; it saves the round trip through memory per chunk. */
+ * sum goes through fix64_add into registers, and only the pixel's total is stored. Same
+ * sums, same order and same fixed-point values as the general path of
+ * kernels_grad_layer1; it saves the round trip through memory per chunk. */
 static int64_t grad1_exact_block(const uint32_t *p, const uint8_t *v, size_t n, size_t m,
                                  size_t h, size_t j0, float scale, const float *dZ1,
                                  const KernelsSink *sink, int64_t *out)
@@ -286,7 +314,6 @@ static int64_t grad1_exact_block(const uint32_t *p, const uint8_t *v, size_t n, 
     Fix64 f;
     memset(&f, 0, sizeof f);
     vm16 nbad = {0};
-    int any = 0;
     size_t t = 0;
     for (size_t r0 = 0; r0 < m; r0 += chunk) {
         const size_t r1 = r0 + chunk < m ? r0 + chunk : m;
@@ -307,16 +334,8 @@ static int64_t grad1_exact_block(const uint32_t *p, const uint8_t *v, size_t n, 
             for (; t < t1; t++)
                 a = acc64_axpy(a, 1.0f, dZ1 + t * h + j0);
         f = fix64_add(f, a, scale_fix, limit_fix, &nbad);
-        any = 1;
     }
-    if (!any)
-        return 0;
-    for (int i = 0; i < 4; i++) {
-        vi16 o;
-        memcpy(&o, out + 16 * i, sizeof o);
-        o += f.v[i];
-        memcpy(out + 16 * i, &o, sizeof o);
-    }
+    memcpy(out, &f, sizeof f);
     int64_t bad = 0;
     for (int l = 0; l < 16; l++)
         bad += nbad[l];
@@ -327,11 +346,12 @@ void kernels_grad_layer1(const uint32_t *pos, const uint8_t *val, const uint32_t
                          size_t m, size_t d, size_t h, const float *dZ1,
                          const KernelsSink *sink)
 {
+    OWN_TEAM(kernels_grad_layer1(pos, val, len, m, d, h, dZ1, sink));
     const size_t chunk = sink_chunk(sink, m);
-    int64_t nbad = 0;
+    int64_t nbad = 0;   /* this thread's */
     /* Rows 0..d-1 are dW1 (over the samples where the pixel is nonzero), row d is db1 (a
      * pixel of constant 1 in every sample, unscaled). */
-#pragma omp parallel for schedule(dynamic, 8) reduction(+ : nbad)
+#pragma omp for schedule(dynamic, 8)
     for (size_t c = 0; c <= d; c++) {
         const uint32_t *p = c < d ? pos + c * m : NULL;   /* (len[c]) sample rows, ascending */
         const uint8_t *v = c < d ? val + c * m : NULL;
@@ -354,8 +374,8 @@ void kernels_grad_layer1(const uint32_t *pos, const uint8_t *val, const uint32_t
                 else
                     t1 = r1;
                 /* A pixel that is 0 in every sample of the chunk (MNIST's borders) adds
-                 * nothing: skip it, unless a float row must be stored. */
-                if (t1 == t && !(sink->out_f && r0 == 0))
+                 * nothing: skip it, except in the first chunk, which stores the row. */
+                if (t1 == t && r0 != 0)
                     continue;
                 float acc[KB] = {0};
                 if (bw == KB) {
@@ -381,22 +401,26 @@ void kernels_grad_layer1(const uint32_t *pos, const uint8_t *val, const uint32_t
             }
         }
     }
-    if (sink->bad)
-        *sink->bad += nbad;
+    add_bad(sink->bad, nbad);
 }
 
 void kernels_grad_layer2(const float *A1, size_t m, size_t h, size_t k, const float *dZ2,
                          const KernelsSink *sink)
 {
+    OWN_TEAM(kernels_grad_layer2(A1, m, h, k, dZ2, sink));
     const size_t chunk = sink_chunk(sink, m), nblk = (h + KB - 1) / KB;
-    int64_t nbad = 0;
+    const float limit_fix = sink->limit * FIX_SCALE;
+    int64_t nbad = 0;   /* this thread's */
     /* One task per class j and block of KB hidden units: dW2[i0.., j] = sum_r dZ2[r,j]
      * A1[r,i0..], running along the contiguous rows of A1; block nblk of class j is
      * db2[j] = sum_r dZ2[r,j]. dW2 is (h, k): the block's elements are k apart. */
-#pragma omp parallel for schedule(static) reduction(+ : nbad)
+#pragma omp for schedule(static)
     for (size_t task = 0; task < k * (nblk + 1); task++) {
         const size_t j = task / (nblk + 1), b = task % (nblk + 1);
         const size_t i0 = b * KB, bw = b == nblk ? 1 : (h - i0 < KB ? h - i0 : KB);
+        Fix64 f;   /* exact mode, full block: the sums over chunks */
+        memset(&f, 0, sizeof f);
+        vm16 fbad = {0};
         for (size_t r0 = 0; r0 < m; r0 += chunk) {
             const size_t r1 = r0 + chunk < m ? r0 + chunk : m;
             float acc[KB] = {0};
@@ -410,6 +434,10 @@ void kernels_grad_layer2(const float *A1, size_t m, size_t h, size_t k, const fl
                 Acc64 a = acc64_load(acc);
                 for (size_t r = r0; r < r1; r++)
                     a = acc64_axpy(a, dZ2[r * k + j], A1 + r * h + i0);
+                if (sink->out_i) {   /* exact: fixed-point sums stay in registers */
+                    f = fix64_add(f, a, FIX_SCALE, limit_fix, &fbad);
+                    continue;
+                }
                 acc64_store(acc, a);
             } else {
                 for (size_t r = r0; r < r1; r++) {
@@ -420,25 +448,32 @@ void kernels_grad_layer2(const float *A1, size_t m, size_t h, size_t k, const fl
             }
             nbad += sink_put(sink, i0 * k + j, k, bw, acc, r0 == 0);
         }
+        if (sink->out_i && b < nblk && bw == KB) {
+            int64_t q[KB];
+            memcpy(q, &f, sizeof q);
+            for (size_t i = 0; i < KB; i++)
+                sink->out_i[(i0 + i) * k + j] = q[i];
+            for (int l = 0; l < 16; l++)
+                nbad += fbad[l];
+        }
     }
-    if (sink->bad)
-        *sink->bad += nbad;
+    add_bad(sink->bad, nbad);
 }
 
 void kernels_sgd_f32(float *theta, const float *g, size_t n, float lr)
 {
-#pragma omp parallel for schedule(static)
+    OWN_TEAM(kernels_sgd_f32(theta, g, n, lr));
+#pragma omp for schedule(static)
     for (size_t i = 0; i < n; i++)
         theta[i] -= lr * g[i];
 }
 
-void kernels_sgd_fixed(float *theta, int64_t *g, size_t n, float lr)
+void kernels_sgd_fixed(float *theta, const int64_t *g, size_t n, float lr)
 {
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) {
+    OWN_TEAM(kernels_sgd_fixed(theta, g, n, lr));
+#pragma omp for schedule(static)
+    for (size_t i = 0; i < n; i++)
         theta[i] -= lr * (float)((double)g[i] * FIX_UNSCALE);
-        g[i] = 0;   /* ready for the next step's sums, while the line is in cache */
-    }
 }
 
 int64_t kernels_count_nonfinite(const float *x, size_t n)

@@ -173,23 +173,28 @@ ModelStats model_step_gradients(const Params *p, const uint8_t *X, const uint8_t
     if (m == 0) {   /* a rank without a chunk contributes zeros */
         if (grad_f)
             memset(grad_f, 0, p->count * sizeof *grad_f);
+        if (grad_i)
+            memset(grad_i, 0, p->count * sizeof *grad_i);
         return st;
     }
     const size_t d = p->d, h = p->h, k = p->k;
-    kernels_hidden_forward(X, idx, m, d, h, p->W1, p->b1, w->A1, w->sp_pos, w->sp_val,
-                           w->sp_len);
-    kernels_output_backward(w->A1, labels, idx, m, h, k, p->W2, p->b2, w->W2t,
-                            1.0f / (float)m_global,
-                            w->dZ2, w->dZ1, w->loss, w->correct);
-    kernels_gather_pixels(w->sp_pos, w->sp_val, w->sp_len, m, d, w->px_pos, w->px_val,
-                          w->px_len);
-
     const size_t off2 = d * h + h;   /* dW2 starts after dW1 and db1 */
     KernelsSink s1 = {grad_f, grad_i, chunk, limit, bad};
     KernelsSink s2 = {grad_f ? grad_f + off2 : NULL, grad_i ? grad_i + off2 : NULL, chunk,
                       limit, bad};
-    kernels_grad_layer1(w->px_pos, w->px_val, w->px_len, m, d, h, w->dZ1, &s1);
-    kernels_grad_layer2(w->A1, m, h, k, w->dZ2, &s2);
+    /* One team for the whole step: each kernel shares its loops among these threads and
+     * ends in a barrier, instead of starting and joining a team of its own. */
+#pragma omp parallel
+    {
+        kernels_hidden_forward(X, idx, m, d, h, p->W1, p->b1, w->A1, w->sp_pos, w->sp_val,
+                               w->sp_len);
+        kernels_output_backward(w->A1, labels, idx, m, h, k, p->W2, p->b2, w->W2t,
+                                1.0f / (float)m_global, w->dZ2, w->dZ1, w->loss, w->correct);
+        kernels_gather_pixels(w->sp_pos, w->sp_val, w->sp_len, m, d, w->px_pos, w->px_val,
+                              w->px_len);
+        kernels_grad_layer1(w->px_pos, w->px_val, w->px_len, m, d, h, w->dZ1, &s1);
+        kernels_grad_layer2(w->A1, m, h, k, w->dZ2, &s2);
+    }
     stats_add(&st, w, m);
     return st;
 }
@@ -202,10 +207,13 @@ ModelStats model_evaluate(const Params *p, const uint8_t *X, const uint8_t *labe
         size_t n = m - r0 < w->rows ? m - r0 : w->rows;
         for (size_t r = 0; r < n; r++)
             w->idx[r] = (uint32_t)(first + r0 + r);
-        kernels_hidden_forward(X, w->idx, n, p->d, p->h, p->W1, p->b1, w->A1, w->sp_pos,
-                               w->sp_val, w->sp_len);
-        kernels_output_backward(w->A1, labels, w->idx, n, p->h, p->k, p->W2, p->b2, w->W2t,
-                                0.0f, NULL, NULL, w->loss, w->correct);
+#pragma omp parallel
+        {
+            kernels_hidden_forward(X, w->idx, n, p->d, p->h, p->W1, p->b1, w->A1, w->sp_pos,
+                                   w->sp_val, w->sp_len);
+            kernels_output_backward(w->A1, labels, w->idx, n, p->h, p->k, p->W2, p->b2,
+                                    w->W2t, 0.0f, NULL, NULL, w->loss, w->correct);
+        }
         stats_add(&st, w, n);
     }
     return st;

@@ -185,7 +185,7 @@ static void test_gradients_vs_reference(void **state)
 
         const size_t chunks[] = {1, 3, 16, 1000};
         for (size_t c = 0; c < 4; c++) {
-            memset(gi, 0, n * sizeof *gi);
+            memset(gi, 0x5a, n * sizeof *gi);
             int64_t bad = 0;
             model_step_gradients(&f.p, f.X, f.labels, f.idx, m, m, &w, chunks[c], NULL, gi, 1e6f,
                                  &bad);
@@ -203,7 +203,7 @@ static void test_gradients_vs_reference(void **state)
 }
 
 /* Exact mode: the fixed-point gradient is bit-for-bit the same for 1, 2 and 3 threads and
- * when the minibatch is split at chunk boundaries over "ranks" whose sums are added. */
+ * when the minibatch is split at chunk boundaries over "ranks" whose parts are summed. */
 static void test_exact_independent_of_threads_and_shards(void **state)
 {
     (void)state;
@@ -219,20 +219,24 @@ static void test_exact_independent_of_threads_and_shards(void **state)
                                          1e6f, &bad);
     for (int threads = 2; threads <= 3; threads++) {
         omp_set_num_threads(threads);
-        memset(got, 0, n * sizeof *got);
+        memset(got, 0x5a, n * sizeof *got);
         ModelStats s2 = model_step_gradients(&f.p, f.X, f.labels, f.idx, m, m, &w, chunk, NULL,
                                              got, 1e6f, &bad);
         assert_memory_equal(want, got, n * sizeof *got);
         assert_int_equal(s1.loss_fix, s2.loss_fix);
     }
+    int64_t *part = malloc(n * sizeof *part);
     for (int ranks = 2; ranks <= 9; ranks++) {
         memset(got, 0, n * sizeof *got);
         int64_t loss = 0, correct = 0;
-        for (int r = 0; r < ranks; r++) {
+        for (int r = 0; r < ranks; r++) {   /* each "rank" stores its part; the sum is the allreduce */
             size_t b, e;
             dist_shard(m, chunk, r, ranks, &b, &e);
+            memset(part, 0x5a, n * sizeof *part);   /* stored, never added to */
             ModelStats st = model_step_gradients(&f.p, f.X, f.labels, f.idx + b, e - b, m, &w,
-                                                 chunk, NULL, got, 1e6f, &bad);
+                                                 chunk, NULL, part, 1e6f, &bad);
+            for (size_t i = 0; i < n; i++)
+                got[i] += part[i];
             loss += st.loss_fix, correct += st.correct;
         }
         assert_memory_equal(want, got, n * sizeof *got);
@@ -241,7 +245,7 @@ static void test_exact_independent_of_threads_and_shards(void **state)
     }
     assert_int_equal(bad, 0);
     omp_set_num_threads(2);
-    free(want), free(got);
+    free(want), free(got), free(part);
     model_workspace_free(&w);
     fixture_free(&f);
 }
@@ -278,6 +282,42 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* A limit in the widest gap between the middle values of |S| (n reference chunk sums),
+ * so that no float rounding can move a chunk sum across it; *above = how many exceed it. */
+static double gap_limit(const double *S, size_t n, int64_t *above)
+{
+    double *sorted = malloc(n * sizeof *sorted);
+    assert_non_null(sorted);
+    for (size_t i = 0; i < n; i++)
+        sorted[i] = fabs(S[i]);
+    qsort(sorted, n, sizeof *sorted, cmp_double);
+    size_t best = n / 4;
+    for (size_t i = n / 4; i < 3 * n / 4; i++)
+        if (sorted[i + 1] - sorted[i] > sorted[best + 1] - sorted[best])
+            best = i;
+    const double limit = (sorted[best] + sorted[best + 1]) / 2;
+    assert_true(sorted[best + 1] - sorted[best] > 1e-4 * limit);
+    free(sorted);
+    *above = 0;
+    for (size_t i = 0; i < n; i++)
+        *above += fabs(S[i]) > limit;
+    return limit;
+}
+
+/* out[e] * 2^-40 is the sum of the chunk sums S[e, :] that are within the limit. */
+static void check_accepted(const int64_t *out, const double *S, size_t rows, size_t nch,
+                           double limit, size_t h)
+{
+    for (size_t e = 0; e < rows; e++) {
+        double want = 0;
+        for (size_t q = 0; q < nch; q++)
+            want += fabs(S[e * nch + q]) > limit ? 0 : S[e * nch + q];
+        double got = (double)out[e] * 0x1p-40;
+        if (fabs(got - want) > 1e-6 * (1 + fabs(want)))
+            fail_msg("h %zu element %zu: %.9g, reference %.9g", h, e, got, want);
+    }
+}
+
 static void test_grad_layer1_exact_limits(void **state)
 {
     (void)state;
@@ -289,7 +329,6 @@ static void test_grad_layer1_exact_limits(void **state)
         uint32_t *pos = malloc(d * m * sizeof *pos), *len = calloc(d, sizeof *len);
         float *dZ1 = malloc(m * h * sizeof *dZ1);
         double *S = calloc(rows * nch, sizeof *S);   /* (d+1, h, nch) reference chunk sums */
-        double *sorted = malloc(rows * nch * sizeof *sorted);
         int64_t *out = calloc(rows, sizeof *out);
         for (size_t i = 0; i < m * d; i++)
             X[i] = rnd() % 2 ? 0 : (uint8_t)(1 + rnd() % 255);
@@ -307,36 +346,17 @@ static void test_grad_layer1_exact_limits(void **state)
                     S[(c * h + j) * nch + r / chunk] += X[r * d + c] / 255.0 * dZ1[r * h + j];
                 S[(d * h + j) * nch + r / chunk] += dZ1[r * h + j];
             }
-        /* A limit in the widest gap between the middle chunk sums: no float rounding can
-         * move a sum across it. */
-        for (size_t i = 0; i < rows * nch; i++)
-            sorted[i] = fabs(S[i]);
-        qsort(sorted, rows * nch, sizeof *sorted, cmp_double);
-        size_t best = rows * nch / 4;
-        for (size_t i = rows * nch / 4; i < 3 * rows * nch / 4; i++)
-            if (sorted[i + 1] - sorted[i] > sorted[best + 1] - sorted[best])
-                best = i;
-        const double limit = (sorted[best] + sorted[best + 1]) / 2;
-        assert_true(sorted[best + 1] - sorted[best] > 1e-4 * limit);
-        int64_t want_bad = 0;
-        for (size_t i = 0; i < rows * nch; i++)
-            want_bad += fabs(S[i]) > limit;
+        int64_t want_bad;
+        const double limit = gap_limit(S, rows * nch, &want_bad);
 
         for (int threads = 1; threads <= 2; threads++) {
             omp_set_num_threads(threads);
-            memset(out, 0, rows * sizeof *out);
+            memset(out, 0x5a, rows * sizeof *out);
             int64_t bad = 0;
             KernelsSink sink = {NULL, out, chunk, (float)limit, &bad};
             kernels_grad_layer1(pos, val, len, m, d, h, dZ1, &sink);
             assert_int_equal(bad, want_bad);
-            for (size_t e = 0; e < rows; e++) {
-                double want = 0;
-                for (size_t q = 0; q < nch; q++)
-                    want += fabs(S[e * nch + q]) > limit ? 0 : S[e * nch + q];
-                double got = (double)out[e] * 0x1p-40;
-                if (fabs(got - want) > 1e-6 * (1 + fabs(want)))
-                    fail_msg("h %zu element %zu: %.9g, reference %.9g", h, e, got, want);
-            }
+            check_accepted(out, S, rows, nch, limit, h);
         }
 
         /* NaN in sample r, column j: rejected in the chunk sum of every pixel nonzero in
@@ -346,7 +366,7 @@ static void test_grad_layer1_exact_limits(void **state)
         int64_t want_nan = 1, bad = 0;
         for (size_t c = 0; c < d; c++)
             want_nan += X[r * d + c] != 0;
-        memset(out, 0, rows * sizeof *out);
+        memset(out, 0x5a, rows * sizeof *out);
         KernelsSink sink = {NULL, out, chunk, 1e6f, &bad};
         kernels_grad_layer1(pos, val, len, m, d, h, dZ1, &sink);
         assert_int_equal(bad, want_nan);
@@ -359,7 +379,45 @@ static void test_grad_layer1_exact_limits(void **state)
             if (fabs(got - want) > 1e-6 * (1 + fabs(want)))
                 fail_msg("h %zu NaN case, element %zu: %.9g, reference %.9g", h, e, got, want);
         }
-        free(X), free(val), free(pos), free(len), free(dZ1), free(S), free(sorted), free(out);
+        free(X), free(val), free(pos), free(len), free(dZ1), free(S), free(out);
+    }
+    omp_set_num_threads(2);
+}
+
+/* The same for kernels_grad_layer2 (dW2 then db2), with h = 3, 64 and 130: A1 in (0, 1),
+ * dZ2 in (-1, 1), a limit in the widest gap of the reference chunk sums. */
+static void test_grad_layer2_exact_limits(void **state)
+{
+    (void)state;
+    const size_t m = 29, k = 7, chunk = 4, nch = (m + chunk - 1) / chunk;
+    const size_t widths[] = {3, 64, 130};
+    for (size_t wi = 0; wi < 3; wi++) {
+        const size_t h = widths[wi], rows = h * k + k;
+        float *A1 = malloc(m * h * sizeof *A1), *dZ2 = malloc(m * k * sizeof *dZ2);
+        double *S = calloc(rows * nch, sizeof *S);
+        int64_t *out = malloc(rows * sizeof *out);
+        for (size_t i = 0; i < m * h; i++)
+            A1[i] = (float)(1 + rnd() % 9999) / 10000.0f;
+        for (size_t i = 0; i < m * k; i++)
+            dZ2[i] = (float)((int)(rnd() % 20001) - 10000) / 10000.0f;
+        for (size_t r = 0; r < m; r++)
+            for (size_t j = 0; j < k; j++) {
+                for (size_t i = 0; i < h; i++)
+                    S[(i * k + j) * nch + r / chunk] += (double)A1[r * h + i] * dZ2[r * k + j];
+                S[(h * k + j) * nch + r / chunk] += dZ2[r * k + j];
+            }
+        int64_t want_bad;
+        const double limit = gap_limit(S, rows * nch, &want_bad);
+        for (int threads = 1; threads <= 2; threads++) {
+            omp_set_num_threads(threads);
+            memset(out, 0x5a, rows * sizeof *out);
+            int64_t bad = 0;
+            KernelsSink sink = {NULL, out, chunk, (float)limit, &bad};
+            kernels_grad_layer2(A1, m, h, k, dZ2, &sink);
+            assert_int_equal(bad, want_bad);
+            check_accepted(out, S, rows, nch, limit, h);
+        }
+        free(A1), free(dZ2), free(S), free(out);
     }
     omp_set_num_threads(2);
 }
@@ -484,6 +542,7 @@ int main(void)
         cmocka_unit_test(test_exact_independent_of_threads_and_shards),
         cmocka_unit_test(test_exact_rejects_out_of_range),
         cmocka_unit_test(test_grad_layer1_exact_limits),
+        cmocka_unit_test(test_grad_layer2_exact_limits),
         cmocka_unit_test(test_sgd_step_vs_reference),
         cmocka_unit_test(test_evaluate),
         cmocka_unit_test(test_init_and_hash),
