@@ -40,13 +40,14 @@ void kernels_hidden_forward(const uint8_t *X, const uint32_t *idx, size_t m, siz
  *   z = b2 + A1[r,:] W2;  loss[r] = logsumexp(z) - z[y];  correct[r] = (argmax z == y)
  *   dZ2[r,:] = (softmax(z) - onehot(y)) * inv_m
  *   dZ1[r,:] = (dZ2[r,:] W2^T) .* A1[r,:] .* (1 - A1[r,:])
+ *   dZ1_max[r] = max_i |dZ1[r,i]| (NaN if the row has one), if dZ1_max is not NULL
  * y = labels[idx[r]]. A1 (m, h); W2 (h, k); b2 (k); W2t (k, h) scratch that receives W2
- * transposed; dZ2 (m, k); dZ1 (m, h); loss,
- * correct (m). dZ2 and dZ1 may both be NULL (evaluation only). k <= KERNELS_MAX_CLASSES. */
+ * transposed; dZ2 (m, k); dZ1 (m, h); dZ1_max, loss, correct (m). dZ2 and dZ1 may both be
+ * NULL (evaluation only). k <= KERNELS_MAX_CLASSES. */
 void kernels_output_backward(const float *A1, const uint8_t *labels, const uint32_t *idx,
                              size_t m, size_t h, size_t k, const float *W2, const float *b2,
-                             float *W2t, float inv_m, float *dZ2, float *dZ1, double *loss,
-                             uint8_t *correct);
+                             float *W2t, float inv_m, float *dZ2, float *dZ1,
+                             float *dZ1_max, double *loss, uint8_t *correct);
 
 /* The same nonzero pixels by pixel: for each pixel c, the samples r (ascending) where it
  * is nonzero and its value there, from the per-sample lists of kernels_hidden_forward.
@@ -65,6 +66,10 @@ typedef struct {
     size_t chunk;
     float limit;     /* exact mode: largest |chunk gradient| accepted */
     int64_t *bad;    /* exact mode: incremented per rejected value (non-finite or > limit) */
+    /* exact mode, kernels_grad_layer1 only, optional (m): row_max[r] >= max |dZ1[r,:]|.
+     * When these bounds show that no chunk sum can exceed the limit, the per-value test
+     * is skipped (it could not fail: the result is the same). NULL: always tested. */
+    const float *row_max;
 } KernelsSink;
 
 /* dW1[c,:] = (1/255) sum_r X[r,c] dZ1[r,:] over the samples where pixel c is nonzero (from

@@ -37,6 +37,7 @@ typedef struct {
     size_t d, h, k;
     float *A1;          /* (rows, h) */
     float *dZ1;         /* (rows, h) */
+    float *dZ1_max;     /* (rows) max |dZ1| per row: bounds for exact mode's range test */
     float *dZ2;         /* (rows, k) */
     float *W2t;         /* (k, h) W2 transposed, for the output kernel */
     double *loss;       /* (rows) */

@@ -48,6 +48,8 @@ static void add_bad(int64_t *bad, int64_t n)
  * would, so the vector width never changes a result's bits. */
 typedef float vf16 __attribute__((vector_size(64)));
 typedef float vf16u __attribute__((vector_size(64), aligned(4), may_alias));   /* unaligned */
+typedef int32_t vm16 __attribute__((vector_size(64)));    /* 16 int32 lanes, lane masks */
+typedef int64_t vi16 __attribute__((vector_size(128)));   /* 16 int64 lanes */
 typedef struct {
     vf16 v[4];
 } Acc64;
@@ -106,12 +108,38 @@ void kernels_hidden_forward(const uint8_t *X, const uint32_t *idx, size_t m, siz
     OWN_TEAM(kernels_hidden_forward(X, idx, m, d, h, W1, b1, A1, sp_pos, sp_val, sp_len));
 #pragma omp for schedule(static)
     for (size_t r = 0; r < m; r++) {
+        /* Samples are drawn at random from the whole data set: fetch the next one's
+         * pixels while this one is computed, instead of stalling on memory at its start. */
+        if (r + 1 < m)
+            for (size_t c = 0; c < d; c += 64)
+                __builtin_prefetch(X + (size_t)idx[r + 1] * d + c);
         uint32_t *pos = sp_pos + r * d;   /* (d) */
         uint8_t *val = sp_val + r * d;    /* (d) */
         const size_t nnz = compact_pixels(X + (size_t)idx[r] * d, d, pos, val);
         sp_len[r] = (uint32_t)nnz;
         float *a = A1 + r * h;            /* (h) */
-        for (size_t j0 = 0; j0 < h; j0 += KB) {
+        size_t j0 = 0;
+        /* Two register blocks at once where the row allows: eight independent FMA chains
+         * instead of four, enough to hide the FMA latency. Each element's sum is the same
+         * sequence of operations in every path. */
+        for (; j0 + 2 * KB <= h; j0 += 2 * KB) {
+            Acc64 u, v;
+            memset(&u, 0, sizeof u);
+            memset(&v, 0, sizeof v);
+            for (size_t t = 0; t < nnz; t++) {
+                const float *w = W1 + (size_t)pos[t] * h + j0;
+                u = acc64_axpy(u, (float)val[t], w);
+                v = acc64_axpy(v, (float)val[t], w + KB);
+            }
+            float acc[2 * KB];
+            acc64_store(acc, u);
+            acc64_store(acc + KB, v);
+            for (size_t j = 0; j < 2 * KB; j++) {
+                float z = b1[j0 + j] + PIXEL_SCALE * acc[j];
+                a[j0 + j] = 1.0f / (1.0f + expf(-z));
+            }
+        }
+        for (; j0 < h; j0 += KB) {
             size_t bw = h - j0 < KB ? h - j0 : KB;
             float acc[KB] = {0};
             if (bw == KB) {
@@ -152,13 +180,13 @@ static inline float dot_fixed(const float *a, const float *w, size_t n)
 
 void kernels_output_backward(const float *A1, const uint8_t *labels, const uint32_t *idx,
                              size_t m, size_t h, size_t k, const float *W2, const float *b2,
-                             float *W2t, float inv_m, float *dZ2, float *dZ1, double *loss,
-                             uint8_t *correct)
+                             float *W2t, float inv_m, float *dZ2, float *dZ1,
+                             float *dZ1_max, double *loss, uint8_t *correct)
 {
     if (k == 0 || k > KERNELS_MAX_CLASSES)   /* callers guarantee 1..MAX; keeps z[] in bounds */
         return;
     OWN_TEAM(kernels_output_backward(A1, labels, idx, m, h, k, W2, b2, W2t, inv_m, dZ2, dZ1,
-                                     loss, correct));
+                                     dZ1_max, loss, correct));
     {
         /* W2 transposed, so that both products below run along h, contiguous. */
 #pragma omp for schedule(static)
@@ -197,21 +225,37 @@ void kernels_output_backward(const float *A1, const uint8_t *labels, const uint3
             for (size_t j = 0; j < k; j++)
                 g2[j] = (z[j] * inv_sum - (j == y ? 1.0f : 0.0f)) * inv_m;
             /* dZ1[i] = (sum_j dZ2[j] W2[i,j]) * a (1 - a), 16 hidden units at a time */
+            /* and the row's largest |dZ1|, as the largest bit pattern with the sign cleared:
+             * for such patterns integer order is float order, with NaN above infinity. */
             float *g1 = dZ1 + r * h;         /* (h) */
+            vm16 top = {0};
             size_t i0 = 0;
             for (; i0 + 16 <= h; i0 += 16) {
                 vf16 da = {0};
                 for (size_t j = 0; j < k; j++)
                     da += g2[j] * *(const vf16u *)(W2t + j * h + i0);
                 const vf16 av = *(const vf16u *)(a + i0);
-                *(vf16u *)(g1 + i0) = da * av * (1.0f - av);
+                const vf16 g = da * av * (1.0f - av);
+                *(vf16u *)(g1 + i0) = g;
+                const vm16 bits = (vm16)g & 0x7fffffff;
+                const vm16 keep = top > bits;   /* -1 or 0 per lane */
+                top = (top & keep) | (bits & ~keep);
             }
+            int32_t top1 = 0;
+            for (int l = 0; l < 16; l++)
+                top1 = top1 > top[l] ? top1 : top[l];
             for (size_t i = i0; i < h; i++) {
                 float da = 0;
                 for (size_t j = 0; j < k; j++)
                     da += g2[j] * W2t[j * h + i];
                 g1[i] = da * a[i] * (1.0f - a[i]);
+                int32_t bits;
+                memcpy(&bits, &g1[i], sizeof bits);
+                bits &= 0x7fffffff;
+                top1 = top1 > bits ? top1 : bits;
             }
+            if (dZ1_max)
+                memcpy(&dZ1_max[r], &top1, sizeof top1);
         }
     }
 }
@@ -277,8 +321,6 @@ static size_t sink_chunk(const KernelsSink *s, size_t m)
 
 /* Exact mode, one full register block: the running fixed-point sums of the block's 64
  * output elements, kept in registers across a pixel's chunks. */
-typedef int64_t vi16 __attribute__((vector_size(128)));   /* 16 int64 lanes */
-typedef int32_t vm16 __attribute__((vector_size(64)));    /* 16 lane masks */
 typedef struct {
     vi16 v[4];
 } Fix64;
@@ -301,13 +343,39 @@ static inline Fix64 fix64_add(Fix64 f, Acc64 a, float scale_fix, float limit_fix
     return f;
 }
 
+/* fix64_add for values known to be within the limit: no test, no mask. */
+static inline Fix64 fix64_add_unchecked(Fix64 f, Acc64 a, float scale_fix)
+{
+    for (int i = 0; i < 4; i++)
+        f.v[i] += __builtin_convertvector(a.v[i] * scale_fix, vi16);
+    return f;
+}
+
+/* Can a chunk sum of the dZ1 rows, at most sum_r row_max[r] in exact arithmetic, exceed
+ * the limit? A float sum of n products (pixel / 255 at most 1) and the two roundings of
+ * the scaling can exceed the exact value by a relative (n + 2) 2^-24, first order;
+ * (n + 3) 2^-23 covers that with room. NaN or infinity in row_max: cannot rule it out. */
+static int chunks_within_limit(const float *row_max, size_t m, size_t chunk, float limit)
+{
+    for (size_t r0 = 0; r0 < m; r0 += chunk) {
+        const size_t r1 = r0 + chunk < m ? r0 + chunk : m;
+        double s = 0;
+        for (size_t r = r0; r < r1; r++)
+            s += row_max[r];
+        if (!(s * (1.0 + (double)(r1 - r0 + 3) * 0x1p-23) <= limit))
+            return 0;
+    }
+    return 1;
+}
+
 /* The dW1/db1 rows c of the full register block at j0, in exact mode: each chunk's float
  * sum goes through fix64_add into registers, and only the pixel's total is stored. Same
  * sums, same order and same fixed-point values as the general path of
- * kernels_grad_layer1; it saves the round trip through memory per chunk. */
-static int64_t grad1_exact_block(const uint32_t *p, const uint8_t *v, size_t n, size_t m,
+ * kernels_grad_layer1; it saves the round trip through memory per chunk. `checked` = 0
+ * when chunks_within_limit has shown that no value can be rejected. */
+static int64_t grad1_exact_block(const uint32_t *p, const uint8_t *v, size_t n,
                                  size_t h, size_t j0, float scale, const float *dZ1,
-                                 const KernelsSink *sink, int64_t *out)
+                                 const KernelsSink *sink, int checked, int64_t *out)
 {
     const size_t chunk = sink->chunk;
     const float scale_fix = scale * FIX_SCALE, limit_fix = sink->limit * FIX_SCALE;
@@ -315,25 +383,21 @@ static int64_t grad1_exact_block(const uint32_t *p, const uint8_t *v, size_t n, 
     memset(&f, 0, sizeof f);
     vm16 nbad = {0};
     size_t t = 0;
-    for (size_t r0 = 0; r0 < m; r0 += chunk) {
-        const size_t r1 = r0 + chunk < m ? r0 + chunk : m;
-        size_t t1 = t;
-        if (p)
-            while (t1 < n && p[t1] < r1)
-                t1++;
-        else
-            t1 = r1;
-        if (t1 == t)
-            continue;   /* pixel 0 in every sample of the chunk: adds nothing */
+    /* Chunk by chunk; a pixel 0 in every sample of a chunk adds nothing and is skipped.
+     * The entries are consumed in the same loop that finds the chunk's end, so that each
+     * chunk costs one unpredictable loop exit, not two. */
+    while (t < n) {
+        const size_t r1 = ((p ? p[t] : t) / chunk + 1) * chunk;   /* end of t's chunk */
         Acc64 a;
         memset(&a, 0, sizeof a);
         if (p)
-            for (; t < t1; t++)
+            for (; t < n && p[t] < r1; t++)
                 a = acc64_axpy(a, (float)v[t], dZ1 + (size_t)p[t] * h + j0);
         else
-            for (; t < t1; t++)
+            for (; t < n && t < r1; t++)
                 a = acc64_axpy(a, 1.0f, dZ1 + t * h + j0);
-        f = fix64_add(f, a, scale_fix, limit_fix, &nbad);
+        f = checked ? fix64_add(f, a, scale_fix, limit_fix, &nbad)
+                    : fix64_add_unchecked(f, a, scale_fix);
     }
     memcpy(out, &f, sizeof f);
     int64_t bad = 0;
@@ -342,12 +406,44 @@ static int64_t grad1_exact_block(const uint32_t *p, const uint8_t *v, size_t n, 
     return bad;
 }
 
+/* grad1_exact_block for two adjacent full blocks (j0 .. j0 + 128) when no value can be
+ * rejected: one pass over the pixel's entries feeds eight FMA chains, and each chunk's
+ * end costs one loop exit for 128 columns instead of one per 64. */
+static void grad1_exact_pair(const uint32_t *p, const uint8_t *v, size_t n, size_t h,
+                             size_t j0, float scale, const float *dZ1, size_t chunk,
+                             int64_t *out)
+{
+    const float scale_fix = scale * FIX_SCALE;
+    Fix64 f, g;
+    memset(&f, 0, sizeof f);
+    memset(&g, 0, sizeof g);
+    size_t t = 0;
+    while (t < n) {
+        const size_t r1 = ((p ? p[t] : t) / chunk + 1) * chunk;   /* end of t's chunk */
+        Acc64 a, b;
+        memset(&a, 0, sizeof a);
+        memset(&b, 0, sizeof b);
+        for (; t < n && (p ? p[t] : t) < r1; t++) {
+            const float x = p ? (float)v[t] : 1.0f;
+            const float *row = dZ1 + (size_t)(p ? p[t] : t) * h + j0;
+            a = acc64_axpy(a, x, row);
+            b = acc64_axpy(b, x, row + KB);
+        }
+        f = fix64_add_unchecked(f, a, scale_fix);
+        g = fix64_add_unchecked(g, b, scale_fix);
+    }
+    memcpy(out, &f, sizeof f);
+    memcpy(out + KB, &g, sizeof g);
+}
+
 void kernels_grad_layer1(const uint32_t *pos, const uint8_t *val, const uint32_t *len,
                          size_t m, size_t d, size_t h, const float *dZ1,
                          const KernelsSink *sink)
 {
     OWN_TEAM(kernels_grad_layer1(pos, val, len, m, d, h, dZ1, sink));
     const size_t chunk = sink_chunk(sink, m);
+    const int checked = !(sink->out_i && sink->row_max &&
+                          chunks_within_limit(sink->row_max, m, chunk, sink->limit));
     int64_t nbad = 0;   /* this thread's */
     /* Rows 0..d-1 are dW1 (over the samples where the pixel is nonzero), row d is db1 (a
      * pixel of constant 1 in every sample, unscaled). */
@@ -357,10 +453,14 @@ void kernels_grad_layer1(const uint32_t *pos, const uint8_t *val, const uint32_t
         const uint8_t *v = c < d ? val + c * m : NULL;
         const size_t n = c < d ? len[c] : m;
         const float scale = c < d ? PIXEL_SCALE : 1.0f;
-        for (size_t j0 = 0; j0 < h; j0 += KB) {
+        size_t j0 = 0;
+        if (sink->out_i && !checked)
+            for (; j0 + 2 * KB <= h; j0 += 2 * KB)
+                grad1_exact_pair(p, v, n, h, j0, scale, dZ1, chunk, sink->out_i + c * h + j0);
+        for (; j0 < h; j0 += KB) {
             size_t bw = h - j0 < KB ? h - j0 : KB;
             if (sink->out_i && bw == KB) {
-                nbad += grad1_exact_block(p, v, n, m, h, j0, scale, dZ1, sink,
+                nbad += grad1_exact_block(p, v, n, h, j0, scale, dZ1, sink, checked,
                                           sink->out_i + c * h + j0);
                 continue;
             }

@@ -88,6 +88,7 @@ int model_workspace_init(Workspace *w, const Params *p, size_t rows)
     w->rows = rows, w->d = p->d, w->h = p->h, w->k = p->k;
     w->A1 = malloc(nh * sizeof(float));
     w->dZ1 = malloc(nh * sizeof(float));
+    w->dZ1_max = malloc(rows * sizeof(float));
     w->dZ2 = malloc(nk * sizeof(float));
     w->W2t = malloc(p->h * p->k * sizeof(float));
     w->loss = malloc(rows * sizeof(double));
@@ -99,7 +100,7 @@ int model_workspace_init(Workspace *w, const Params *p, size_t rows)
     w->px_val = malloc(nd);
     w->px_len = malloc(p->d * sizeof(uint32_t));
     w->idx = malloc(rows * sizeof(uint32_t));
-    if (!w->A1 || !w->dZ1 || !w->dZ2 || !w->W2t || !w->loss || !w->correct || !w->px_pos ||
+    if (!w->A1 || !w->dZ1 || !w->dZ1_max || !w->dZ2 || !w->W2t || !w->loss || !w->correct || !w->px_pos ||
         !w->px_val ||
         !w->sp_pos || !w->sp_val || !w->sp_len ||
         !w->px_len || !w->idx) {
@@ -119,12 +120,13 @@ int model_memory(size_t d, size_t h, size_t k, size_t rows, size_t *params_bytes
         !size_muladd(rows, d, 0, &nd))
         return -1;
     /* A1, dZ1 (floats); dZ2 (floats); per-sample and per-pixel nonzero lists (uint32 +
-     * uint8 each); loss (double), correct (byte), sp_len and idx (uint32) per row. */
+     * uint8 each); loss (double), correct (byte), sp_len and idx (uint32), dZ1_max (float)
+     * per row. */
     if (!size_muladd(nh, 2 * sizeof(float), 0, &a) ||
         !size_muladd(nk, sizeof(float), a, &a) ||
         !size_muladd(h * k, sizeof(float), a, &a) ||   /* W2t; h * k fits: params did */
         !size_muladd(nd, 2 * (sizeof(uint32_t) + 1), a, &a) ||
-        !size_muladd(rows, sizeof(double) + 1 + 2 * sizeof(uint32_t), a, &a) ||
+        !size_muladd(rows, sizeof(double) + 1 + 2 * sizeof(uint32_t) + sizeof(float), a, &a) ||
         !size_muladd(d, sizeof(uint32_t), a, &b))
         return -1;
     *workspace_bytes = b;
@@ -135,6 +137,7 @@ void model_workspace_free(Workspace *w)
 {
     free(w->A1);
     free(w->dZ1);
+    free(w->dZ1_max);
     free(w->dZ2);
     free(w->W2t);
     free(w->loss);
@@ -179,9 +182,11 @@ ModelStats model_step_gradients(const Params *p, const uint8_t *X, const uint8_t
     }
     const size_t d = p->d, h = p->h, k = p->k;
     const size_t off2 = d * h + h;   /* dW2 starts after dW1 and db1 */
-    KernelsSink s1 = {grad_f, grad_i, chunk, limit, bad};
-    KernelsSink s2 = {grad_f ? grad_f + off2 : NULL, grad_i ? grad_i + off2 : NULL, chunk,
-                      limit, bad};
+    KernelsSink s1 = {.out_f = grad_f, .out_i = grad_i, .chunk = chunk, .limit = limit,
+                      .bad = bad, .row_max = w->dZ1_max};
+    KernelsSink s2 = {.out_f = grad_f ? grad_f + off2 : NULL,
+                      .out_i = grad_i ? grad_i + off2 : NULL, .chunk = chunk, .limit = limit,
+                      .bad = bad};
     /* One team for the whole step: each kernel shares its loops among these threads and
      * ends in a barrier, instead of starting and joining a team of its own. */
 #pragma omp parallel
@@ -189,7 +194,8 @@ ModelStats model_step_gradients(const Params *p, const uint8_t *X, const uint8_t
         kernels_hidden_forward(X, idx, m, d, h, p->W1, p->b1, w->A1, w->sp_pos, w->sp_val,
                                w->sp_len);
         kernels_output_backward(w->A1, labels, idx, m, h, k, p->W2, p->b2, w->W2t,
-                                1.0f / (float)m_global, w->dZ2, w->dZ1, w->loss, w->correct);
+                                1.0f / (float)m_global, w->dZ2, w->dZ1, w->dZ1_max, w->loss,
+                                w->correct);
         kernels_gather_pixels(w->sp_pos, w->sp_val, w->sp_len, m, d, w->px_pos, w->px_val,
                               w->px_len);
         kernels_grad_layer1(w->px_pos, w->px_val, w->px_len, m, d, h, w->dZ1, &s1);
@@ -212,7 +218,7 @@ ModelStats model_evaluate(const Params *p, const uint8_t *X, const uint8_t *labe
             kernels_hidden_forward(X, w->idx, n, p->d, p->h, p->W1, p->b1, w->A1, w->sp_pos,
                                    w->sp_val, w->sp_len);
             kernels_output_backward(w->A1, labels, w->idx, n, p->h, p->k, p->W2, p->b2,
-                                    w->W2t, 0.0f, NULL, NULL, w->loss, w->correct);
+                                    w->W2t, 0.0f, NULL, NULL, NULL, w->loss, w->correct);
         }
         stats_add(&st, w, n);
     }
@@ -238,7 +244,7 @@ void model_confusion(const Params *p, const uint8_t *X, const uint8_t *labels, s
         kernels_hidden_forward(X, w->idx, n, p->d, h, p->W1, p->b1, w->A1, w->sp_pos,
                                w->sp_val, w->sp_len);
         kernels_output_backward(w->A1, labels, w->idx, n, h, k, p->W2, p->b2, w->W2t, 0.0f,
-                                NULL, NULL, w->loss, w->correct);
+                                NULL, NULL, NULL, w->loss, w->correct);
         for (size_t r = 0; r < n; r++) {
             const size_t y = labels[w->idx[r]];
             const float *a = w->A1 + r * h;   /* (h) */

@@ -146,8 +146,8 @@ static void test_forward_vs_reference(void **state)
         ref_forward(f.theta, f.d, h, k, f.X, f.idx, m, rA1, rA2);
         assert_true(rel_err(A1, rA1, m * h) < 1e-5);
         float *W2t = malloc(h * k * sizeof *W2t);
-        kernels_output_backward(A1, f.labels, f.idx, m, h, k, f.p.W2, f.p.b2, W2t, 0, NULL, NULL,
-                                loss, correct);
+        kernels_output_backward(A1, f.labels, f.idx, m, h, k, f.p.W2, f.p.b2, W2t, 0, NULL,
+                                NULL, NULL, loss, correct);
         for (size_t r = 0; r < m; r++) {
             double ref = -log(rA2[r * k + f.labels[f.idx[r]]]);
             if (fabs(loss[r] - ref) > 1e-5 * (1 + ref))
@@ -349,27 +349,50 @@ static void test_grad_layer1_exact_limits(void **state)
         int64_t want_bad;
         const double limit = gap_limit(S, rows * nch, &want_bad);
 
+        /* row bounds: with them the kernel may skip the range test where it cannot fail */
+        float *row_max = calloc(m, sizeof *row_max);
+        int64_t *plain = malloc(rows * sizeof *plain);
+        for (size_t r = 0; r < m; r++)
+            for (size_t j = 0; j < h; j++)
+                row_max[r] = fmaxf(row_max[r], fabsf(dZ1[r * h + j]));
         for (int threads = 1; threads <= 2; threads++) {
             omp_set_num_threads(threads);
-            memset(out, 0x5a, rows * sizeof *out);
+            for (int bounded = 0; bounded <= 1; bounded++) {
+                memset(out, 0x5a, rows * sizeof *out);
+                int64_t bad = 0;
+                KernelsSink sink = {.out_i = out, .chunk = chunk, .limit = (float)limit,
+                                    .bad = &bad, .row_max = bounded ? row_max : NULL};
+                kernels_grad_layer1(pos, val, len, m, d, h, dZ1, &sink);
+                assert_int_equal(bad, want_bad);
+                check_accepted(out, S, rows, nch, limit, h);
+            }
+            /* a limit no chunk sum comes near: the untested path gives the same bits */
             int64_t bad = 0;
-            KernelsSink sink = {NULL, out, chunk, (float)limit, &bad};
+            KernelsSink sink = {.out_i = plain, .chunk = chunk, .limit = 1e6f, .bad = &bad};
+            memset(plain, 0x5a, rows * sizeof *plain);
             kernels_grad_layer1(pos, val, len, m, d, h, dZ1, &sink);
-            assert_int_equal(bad, want_bad);
-            check_accepted(out, S, rows, nch, limit, h);
+            sink.out_i = out, sink.row_max = row_max;
+            memset(out, 0x5a, rows * sizeof *out);
+            kernels_grad_layer1(pos, val, len, m, d, h, dZ1, &sink);
+            assert_int_equal(bad, 0);
+            assert_memory_equal(out, plain, rows * sizeof *out);
+            check_accepted(out, S, rows, nch, 1e6, h);
         }
 
         /* NaN in sample r, column j: rejected in the chunk sum of every pixel nonzero in
-         * sample r, and in db1; nothing else changes. */
+         * sample r, and in db1; nothing else changes. The row bound is NaN too. */
         const size_t r = 11, j = h - 1;
         dZ1[r * h + j] = NAN;
+        row_max[r] = NAN;
         int64_t want_nan = 1, bad = 0;
         for (size_t c = 0; c < d; c++)
             want_nan += X[r * d + c] != 0;
         memset(out, 0x5a, rows * sizeof *out);
-        KernelsSink sink = {NULL, out, chunk, 1e6f, &bad};
+        KernelsSink sink = {.out_i = out, .chunk = chunk, .limit = 1e6f, .bad = &bad,
+                            .row_max = row_max};
         kernels_grad_layer1(pos, val, len, m, d, h, dZ1, &sink);
         assert_int_equal(bad, want_nan);
+        free(row_max), free(plain);
         for (size_t e = 0; e < rows; e++) {
             double want = 0;
             for (size_t q = 0; q < nch; q++)
@@ -412,7 +435,7 @@ static void test_grad_layer2_exact_limits(void **state)
             omp_set_num_threads(threads);
             memset(out, 0x5a, rows * sizeof *out);
             int64_t bad = 0;
-            KernelsSink sink = {NULL, out, chunk, (float)limit, &bad};
+            KernelsSink sink = {.out_i = out, .chunk = chunk, .limit = (float)limit, .bad = &bad};
             kernels_grad_layer2(A1, m, h, k, dZ2, &sink);
             assert_int_equal(bad, want_bad);
             check_accepted(out, S, rows, nch, limit, h);
