@@ -260,6 +260,21 @@ void kernels_output_backward(const float *A1, const uint8_t *labels, const uint3
     }
 }
 
+/* The first k with p[k] >= key in the ascending p[0..n), or n; the steps select with a
+ * conditional move instead of a branch. */
+static inline size_t lower_bound(const uint32_t *p, size_t n, size_t key)
+{
+    if (n == 0)
+        return 0;
+    const uint32_t *base = p;
+    while (n > 1) {
+        const size_t half = n / 2;
+        base = base[half] < key ? base + half : base;
+        n -= half;
+    }
+    return (size_t)(base - p) + (*base < key);
+}
+
 void kernels_gather_pixels(const uint32_t *sp_pos, const uint8_t *sp_val,
                            const uint32_t *sp_len, size_t m, size_t d, uint32_t *pos,
                            uint8_t *val, uint32_t *len)
@@ -272,13 +287,15 @@ void kernels_gather_pixels(const uint32_t *sp_pos, const uint8_t *sp_val,
         const size_t c0 = d * t / nt, c1 = d * (t + 1) / nt;
         for (size_t c = c0; c < c1; c++)
             len[c] = 0;
+        /* A sample's list is sorted by pixel, so this thread's pixels are one run of it,
+         * found by binary search: no per-entry test (and misprediction) on pixels that
+         * belong to other threads. */
         for (size_t r = 0; r < m; r++) {
             const uint32_t *p = sp_pos + r * d;
             const uint8_t *v = sp_val + r * d;
-            for (size_t k = 0; k < sp_len[r]; k++) {
+            const size_t k1 = lower_bound(p, sp_len[r], c1);
+            for (size_t k = lower_bound(p, k1, c0); k < k1; k++) {
                 const size_t c = p[k];
-                if (c < c0 || c >= c1)
-                    continue;
                 pos[c * m + len[c]] = (uint32_t)r;
                 val[c * m + len[c]] = v[k];
                 len[c]++;
