@@ -49,7 +49,6 @@ static void add_bad(int64_t *bad, int64_t n)
 typedef float vf16 __attribute__((vector_size(64)));
 typedef float vf16u __attribute__((vector_size(64), aligned(4), may_alias));   /* unaligned */
 typedef int32_t vm16 __attribute__((vector_size(64)));    /* 16 int32 lanes, lane masks */
-typedef int64_t vi16 __attribute__((vector_size(128)));   /* 16 int64 lanes */
 typedef struct {
     vf16 v[4];
 } Acc64;
@@ -338,9 +337,20 @@ static size_t sink_chunk(const KernelsSink *s, size_t m)
 
 /* Exact mode, one full register block: the running fixed-point sums of the block's 64
  * output elements, kept in registers across a pixel's chunks. */
+typedef int64_t vi8 __attribute__((vector_size(64)));     /* 8 int64 lanes, one register */
+typedef float vf8 __attribute__((vector_size(32)));
 typedef struct {
-    vi16 v[4];
+    vi8 v[8];   /* lanes 8i .. 8i+7 */
 } Fix64;
+
+/* f.v[2i], f.v[2i+1] += the 16 lanes of x, truncated to int64 */
+static inline void fix64_add16(Fix64 *f, int i, vf16 x)
+{
+    const vf8 lo = __builtin_shufflevector(x, x, 0, 1, 2, 3, 4, 5, 6, 7);
+    const vf8 hi = __builtin_shufflevector(x, x, 8, 9, 10, 11, 12, 13, 14, 15);
+    f->v[2 * i] += __builtin_convertvector(lo, vi8);
+    f->v[2 * i + 1] += __builtin_convertvector(hi, vi8);
+}
 
 /* f += fix(a * scale) lane by lane, where fix(x) = trunc(x * 2^40); a lane with
  * !(|a * scale| <= limit) (also NaN) adds 0 and is counted in *nbad. Folding 2^40 into
@@ -354,8 +364,7 @@ static inline Fix64 fix64_add(Fix64 f, Acc64 a, float scale_fix, float limit_fix
         const vf16 x = a.v[i] * scale_fix;
         const vm16 ok = (x <= limit_fix) & (x >= -limit_fix);   /* -1 or 0; NaN: 0 */
         *nbad += ok + 1;                                        /* +1 where rejected */
-        const vf16 safe = (vf16)((vm16)x & ok);                 /* rejected -> +0.0 */
-        f.v[i] += __builtin_convertvector(safe, vi16);
+        fix64_add16(&f, i, (vf16)((vm16)x & ok));                /* rejected -> +0.0 */
     }
     return f;
 }
@@ -364,7 +373,7 @@ static inline Fix64 fix64_add(Fix64 f, Acc64 a, float scale_fix, float limit_fix
 static inline Fix64 fix64_add_unchecked(Fix64 f, Acc64 a, float scale_fix)
 {
     for (int i = 0; i < 4; i++)
-        f.v[i] += __builtin_convertvector(a.v[i] * scale_fix, vi16);
+        fix64_add16(&f, i, a.v[i] * scale_fix);
     return f;
 }
 
