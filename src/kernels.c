@@ -462,6 +462,30 @@ static void grad1_exact_pair(const uint32_t *p, const uint8_t *v, size_t n, size
     memcpy(out + KB, &g, sizeof g);
 }
 
+/* The same for 16 columns (what is left of a row after its full blocks). */
+static void grad1_exact_16(const uint32_t *p, const uint8_t *v, size_t n, size_t h,
+                           size_t j0, float scale, const float *dZ1, size_t chunk,
+                           int64_t *out)
+{
+    const float scale_fix = scale * FIX_SCALE;
+    vi8 lo = {0}, hi = {0};
+    size_t t = 0;
+    while (t < n) {
+        const size_t r1 = ((p ? p[t] : t) / chunk + 1) * chunk;   /* end of t's chunk */
+        vf16 a = {0};
+        for (; t < n && (p ? p[t] : t) < r1; t++)
+            a += (p ? (float)v[t] : 1.0f) *
+                 *(const vf16u *)(dZ1 + (size_t)(p ? p[t] : t) * h + j0);
+        const vf16 x = a * scale_fix;
+        lo += __builtin_convertvector(__builtin_shufflevector(x, x, 0, 1, 2, 3, 4, 5, 6, 7),
+                                      vi8);
+        hi += __builtin_convertvector(
+            __builtin_shufflevector(x, x, 8, 9, 10, 11, 12, 13, 14, 15), vi8);
+    }
+    memcpy(out, &lo, sizeof lo);
+    memcpy(out + 8, &hi, sizeof hi);
+}
+
 void kernels_grad_layer1(const uint32_t *pos, const uint8_t *val, const uint32_t *len,
                          size_t m, size_t d, size_t h, const float *dZ1,
                          const KernelsSink *sink)
@@ -480,9 +504,16 @@ void kernels_grad_layer1(const uint32_t *pos, const uint8_t *val, const uint32_t
         const size_t n = c < d ? len[c] : m;
         const float scale = c < d ? PIXEL_SCALE : 1.0f;
         size_t j0 = 0;
-        if (sink->out_i && !checked)
+        if (sink->out_i && !checked) {   /* 128 columns at a time, then 64, then 16 */
             for (; j0 + 2 * KB <= h; j0 += 2 * KB)
                 grad1_exact_pair(p, v, n, h, j0, scale, dZ1, chunk, sink->out_i + c * h + j0);
+            if (j0 + KB <= h) {
+                grad1_exact_block(p, v, n, h, j0, scale, dZ1, sink, 0, sink->out_i + c * h + j0);
+                j0 += KB;
+            }
+            for (; j0 + 16 <= h; j0 += 16)
+                grad1_exact_16(p, v, n, h, j0, scale, dZ1, chunk, sink->out_i + c * h + j0);
+        }
         for (; j0 < h; j0 += KB) {
             size_t bw = h - j0 < KB ? h - j0 : KB;
             if (sink->out_i && bw == KB) {

@@ -273,9 +273,10 @@ static void test_exact_rejects_out_of_range(void **state)
 }
 
 /* kernels_grad_layer1 in exact mode, at the kernel level, for widths with a partial
- * register block only (3), one full block (64) and both (130): every chunk sum that the
- * double reference puts above the limit is rejected and counted, every other one is
- * added, and a NaN in one sample's dZ1 is rejected in exactly the chunk sums it reaches. */
+ * register block only (3), one full block (64) and mixes (100, 130, 160): every chunk sum
+ * that the double reference puts above the limit is rejected and counted, every other one
+ * is added, and a NaN in one sample's dZ1 is rejected in exactly the chunk sums it
+ * reaches. */
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -322,8 +323,9 @@ static void test_grad_layer1_exact_limits(void **state)
 {
     (void)state;
     const size_t m = 37, d = 19, chunk = 5, nch = (m + chunk - 1) / chunk;
-    const size_t widths[] = {3, 64, 130};
-    for (size_t wi = 0; wi < 3; wi++) {
+    /* the row paths: 128, 64 and 16 columns at a time, and what is left */
+    const size_t widths[] = {3, 64, 100, 130, 160};
+    for (size_t wi = 0; wi < sizeof widths / sizeof widths[0]; wi++) {
         const size_t h = widths[wi], rows = (d + 1) * h;
         uint8_t *X = malloc(m * d), *val = malloc(d * m);
         uint32_t *pos = malloc(d * m * sizeof *pos), *len = calloc(d, sizeof *len);
