@@ -9,7 +9,9 @@
  * the gzip reader itself.
  *
  * Checked beyond "no crash": the one-line error contract; on success every pixel and
- * label is readable, labels are below classes, and data_epoch_order gives a permutation.
+ * label is readable, labels are below classes, and data_epoch_order gives a permutation;
+ * data_probe + data_load_into (into a buffer, and checksum only) give the same status, the
+ * same message and the same CRC-32 as data_load.
  */
 #include "fuzz.h"
 
@@ -84,6 +86,33 @@ static void fuzz_idx_check(const Dataset *ds, int classes)
     }
 }
 
+/* The other ways to load must agree with data_load's status rc, message want and CRC. */
+static void fuzz_idx_modes(const char *images, const char *labels, int classes, int rc,
+                           const char *want, uint32_t crc)
+{
+    char err[DATA_ERR_MAX] = "";
+    DataShape shape;
+    Dataset ds;
+    if (data_probe(&shape, images, labels, err, sizeof err) != 0) {
+        if (rc == 0 || strcmp(err, want) != 0)
+            fuzz_fail("data_probe said \"%s\", data_load %d \"%s\"", err, rc, want);
+        return;
+    }
+    uint8_t *buf = malloc(shape.n * shape.d);  /* bounded by the file size (data_idx_open) */
+    if (!buf)
+        fuzz_fail("out of memory for %zu pixels", shape.n * shape.d);
+    for (int checksum_only = 0; checksum_only < 2; checksum_only++) {
+        int r = data_load_into(&ds, images, labels, classes, checksum_only ? NULL : buf,
+                               shape.n * shape.d, err, sizeof err);
+        if (r != rc || (rc != 0 && strcmp(err, want) != 0) || (rc == 0 && ds.crc != crc))
+            fuzz_fail("data_load_into (%s) gave %d \"%s\" crc %08x; data_load %d \"%s\" %08x",
+                      checksum_only ? "checksum only" : "buffer", r, err, (unsigned)ds.crc, rc,
+                      want, (unsigned)crc);
+        data_free(&ds);
+    }
+    free(buf);
+}
+
 int fuzz_idx(const uint8_t *data, size_t size)
 {
     static FuzzFile images = FUZZ_FILE_INIT, labels = FUZZ_FILE_INIT;
@@ -107,6 +136,7 @@ int fuzz_idx(const uint8_t *data, size_t size)
         fuzz_idx_check(&ds, classes);
     else if (ds.images || ds.labels || ds.n)
         fuzz_fail("data_load failed but left memory in the dataset");
+    fuzz_idx_modes(images.path, labels.path, classes, rc, err, rc == 0 ? ds.crc : 0);
     data_free(&ds);
     return 0;
 }

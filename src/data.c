@@ -7,7 +7,8 @@
  * exactly as long as the header says (a short file and trailing bytes are both errors),
  * because a silently short read would train on zeros and a mismatched pair of files would
  * train on wrong labels. Both headers are read and compared before the big pixel buffer
- * is allocated, so a wrong pairing fails fast and cheaply.
+ * is allocated, so a wrong pairing fails fast and cheaply; data_probe stops there, so that
+ * a caller can size a buffer of its own (a node-shared one) and read into it later.
  */
 #include "data.h"
 
@@ -24,6 +25,7 @@
 #define DATA_MAGIC_LABELS 0x00000801u /* type 0x08 = u8, 1 dimension */
 #define DATA_GZ_BUFFER (1u << 18)      /* zlib's default 8 KiB makes 47 MB reads syscall-bound */
 #define DATA_READ_CHUNK (1u << 30)     /* gzread takes an unsigned length and returns an int */
+#define DATA_BLOCK (1u << 20)          /* payloads are read (and checksummed) 1 MiB at a time */
 #define DATA_GZ_MAX_RATIO 1032u        /* deflate never expands one input byte to more */
 
 #if defined(__GNUC__)
@@ -228,18 +230,38 @@ fail:
     return -1;
 }
 
-/* Read exactly f->payload bytes into buf and require the file to end right there. */
-static int data_idx_payload(DataIdx *f, uint8_t *buf, char *err, size_t errlen)
+/* Read exactly f->payload bytes and require the file to end right there. buf == NULL
+ * streams them through one scratch block instead (checksum only). A block at a time either
+ * way, so that crc (when not NULL) is updated while the block is still in cache, and so
+ * that both ways meet every error at the same byte with the same message. */
+static int data_idx_payload(DataIdx *f, uint8_t *buf, uLong *crc, char *err, size_t errlen)
 {
-    size_t got;
-    int early;
-    if (data_gz_read(f, buf, f->payload, &got, &early, err, errlen) != 0)
+    const size_t block = f->payload < DATA_BLOCK ? f->payload : DATA_BLOCK;
+    uint8_t *scratch = NULL;
+    if (buf == NULL && (scratch = malloc(block)) == NULL) {
+        data_fail(err, errlen, f->path, "cannot allocate %zu bytes to read the %s data", block,
+                  f->what);
         return -1;
-    if (got < f->payload) {
+    }
+    int rc = -1, early = 0;
+    size_t total = 0;
+    while (total < f->payload) {
+        const size_t want = f->payload - total < block ? f->payload - total : block;
+        uint8_t *dst = buf != NULL ? buf + total : scratch;
+        size_t got;
+        if (data_gz_read(f, dst, want, &got, &early, err, errlen) != 0)
+            goto out;
+        if (crc != NULL)
+            *crc = crc32(*crc, dst, (uInt)got); /* got <= DATA_BLOCK fits a uInt */
+        total += got;
+        if (got < want)
+            break;
+    }
+    if (total < f->payload) {
         data_fail(err, errlen, f->path,
                   "truncated: expected %zu bytes of %s data after the header, found %zu%s", f->payload,
-                  f->what, got, early ? " (the gzip stream ends early)" : "");
-        return -1;
+                  f->what, total, early ? " (the gzip stream ends early)" : "");
+        goto out;
     }
 
     /* Count every trailing byte: "N bytes too many" tells a user more than "too long". */
@@ -247,20 +269,63 @@ static int data_idx_payload(DataIdx *f, uint8_t *buf, char *err, size_t errlen)
     size_t trailing = 0, n;
     do {
         if (data_gz_read(f, extra, sizeof extra, &n, &early, err, errlen) != 0)
-            return -1;
+            goto out;
         trailing += n;
     } while (n == sizeof extra);
     if (trailing > 0) {
         data_fail(err, errlen, f->path,
                   "%zu trailing bytes after the %zu bytes of %s data the header announces", trailing,
                   f->payload, f->what);
+        goto out;
+    }
+    rc = 0;
+out:
+    free(scratch);
+    return rc;
+}
+
+/* Open both files and check each header and that they pair up. On failure both are closed. */
+static int data_open_pair(DataIdx *img, DataIdx *lab, const char *images_path,
+                          const char *labels_path, char *err, size_t errlen)
+{
+    if (data_idx_open(img, images_path, DATA_MAGIC_IMAGES, err, errlen) != 0)
+        return -1;
+    if (data_idx_open(lab, labels_path, DATA_MAGIC_LABELS, err, errlen) != 0) {
+        data_idx_close(img);
+        return -1;
+    }
+    if (img->dims[0] != lab->dims[0]) {
+        data_fail(err, errlen, images_path, "holds %u images but %s holds %u labels: not a pair",
+                  (unsigned)img->dims[0], labels_path, (unsigned)lab->dims[0]);
+        data_idx_close(img);
+        data_idx_close(lab);
         return -1;
     }
     return 0;
 }
 
-int data_load(Dataset *ds, const char *images_path, const char *labels_path, int classes,
-              char *err, size_t errlen)
+int data_probe(DataShape *shape, const char *images_path, const char *labels_path, char *err,
+               size_t errlen)
+{
+    DataIdx img = {0}, lab = {0};
+    memset(shape, 0, sizeof *shape);
+    if (err != NULL && errlen > 0)
+        err[0] = '\0';
+    if (data_open_pair(&img, &lab, images_path, labels_path, err, errlen) != 0)
+        return -1;
+    shape->n = img.dims[0];
+    shape->rows = img.dims[1];
+    shape->cols = img.dims[2];
+    shape->d = (size_t)img.dims[1] * img.dims[2]; /* cannot overflow: img.payload = n * d fit */
+    data_idx_close(&img);
+    data_idx_close(&lab);
+    return 0;
+}
+
+/* data_load and data_load_into: own = 1 allocates the pixels; own = 0 reads them into
+ * pixels[0..bytes), or only checksums them when pixels is NULL. */
+static int data_read(Dataset *ds, const char *images_path, const char *labels_path, int classes,
+                     int own, uint8_t *pixels, size_t bytes, char *err, size_t errlen)
 {
     DataIdx img = {0}, lab = {0};
     memset(ds, 0, sizeof *ds);
@@ -272,15 +337,8 @@ int data_load(Dataset *ds, const char *images_path, const char *labels_path, int
                   classes);
         return -1;
     }
-    if (data_idx_open(&img, images_path, DATA_MAGIC_IMAGES, err, errlen) != 0)
-        goto fail;
-    if (data_idx_open(&lab, labels_path, DATA_MAGIC_LABELS, err, errlen) != 0)
-        goto fail;
-    if (img.dims[0] != lab.dims[0]) {
-        data_fail(err, errlen, images_path, "holds %u images but %s holds %u labels: not a pair",
-                  (unsigned)img.dims[0], labels_path, (unsigned)lab.dims[0]);
-        goto fail;
-    }
+    if (data_open_pair(&img, &lab, images_path, labels_path, err, errlen) != 0)
+        return -1;
 
     ds->n = img.dims[0];
     ds->rows = img.dims[1];
@@ -293,7 +351,7 @@ int data_load(Dataset *ds, const char *images_path, const char *labels_path, int
         data_fail(err, errlen, labels_path, "cannot allocate %zu bytes for the labels", lab.payload);
         goto fail;
     }
-    if (data_idx_payload(&lab, ds->labels, err, errlen) != 0)
+    if (data_idx_payload(&lab, ds->labels, NULL, err, errlen) != 0)
         goto fail;
     data_idx_close(&lab);
 
@@ -311,14 +369,29 @@ int data_load(Dataset *ds, const char *images_path, const char *labels_path, int
     }
     ds->classes = classes > 0 ? classes : maxlabel + 1;
 
-    ds->images = malloc(img.payload);
-    if (ds->images == NULL) {
-        data_fail(err, errlen, images_path, "cannot allocate %zu bytes for the pixels", img.payload);
-        goto fail;
+    if (own) {
+        ds->images = malloc(img.payload);
+        if (ds->images == NULL) {
+            data_fail(err, errlen, images_path, "cannot allocate %zu bytes for the pixels", img.payload);
+            goto fail;
+        }
+        ds->owns_images = 1;
+    } else if (pixels != NULL) {
+        if (bytes != img.payload) {
+            data_fail(err, errlen, images_path,
+                      "the header announces %zu bytes of pixel data but the buffer for them holds "
+                      "%zu (did the file change while it was being read?)", img.payload, bytes);
+            goto fail;
+        }
+        ds->images = pixels;
     }
-    if (data_idx_payload(&img, ds->images, err, errlen) != 0)
+    /* The checksum covers the pixels then the labels, whole files' worth (a train_limit
+     * applies later), so that every rank can compare what it read with rank 0. */
+    uLong crc = crc32(0L, Z_NULL, 0);
+    if (data_idx_payload(&img, ds->images, &crc, err, errlen) != 0)
         goto fail;
     data_idx_close(&img);
+    ds->crc = (uint32_t)crc32(crc, ds->labels, (uInt)lab.payload); /* n <= 2^32 - 1 */
     return 0;
 
 fail:
@@ -328,11 +401,24 @@ fail:
     return -1;
 }
 
+int data_load(Dataset *ds, const char *images_path, const char *labels_path, int classes,
+              char *err, size_t errlen)
+{
+    return data_read(ds, images_path, labels_path, classes, 1, NULL, 0, err, errlen);
+}
+
+int data_load_into(Dataset *ds, const char *images_path, const char *labels_path, int classes,
+                   uint8_t *pixels, size_t bytes, char *err, size_t errlen)
+{
+    return data_read(ds, images_path, labels_path, classes, 0, pixels, bytes, err, errlen);
+}
+
 void data_free(Dataset *ds)
 {
     if (ds == NULL)
         return;
-    free(ds->images);
+    if (ds->owns_images)
+        free(ds->images);
     free(ds->labels);
     memset(ds, 0, sizeof *ds);
 }

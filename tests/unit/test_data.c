@@ -1,5 +1,6 @@
-/* Tests for data: IDX loading (plain and gzip), every rejection the header promises, and the
- * per-epoch order. Small IDX files are built byte by byte in a fresh /tmp directory, so each
+/* Tests for data: IDX loading (plain and gzip), every rejection the header promises, the
+ * three ways to load (own buffer, the caller's buffer, checksum only: the same checks, the
+ * same messages, the same CRC), and the per-epoch order. Small IDX files are built byte by byte in a fresh /tmp directory, so each
  * test states exactly what is on disk. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -120,6 +121,8 @@ static void assert_zeroed(const Dataset *ds)
 {
     assert_null(ds->images);
     assert_null(ds->labels);
+    assert_int_equal(ds->crc, 0);
+    assert_int_equal(ds->owns_images, 0);
     assert_int_equal(ds->n, 0);
     assert_int_equal(ds->d, 0);
     assert_int_equal(ds->rows, 0);
@@ -134,11 +137,14 @@ static void assert_contains(const char *haystack, const char *needle)
 }
 
 /* Load a pair that must fail; return the message after checking its common shape:
- * starts with the path named, one line, ds left empty. */
+ * starts with the path named, one line, ds left empty. The same pair must fail with the
+ * same message through data_load_into, both into a buffer of the probed size and in
+ * checksum-only mode, and through data_probe when the fault is in a header. */
 static const char *load_fails(const char *images, const char *labels, int classes,
                               const char *blamed)
 {
     static char err[DATA_ERR_MAX];
+    char other[DATA_ERR_MAX];
     Dataset ds;
     memset(&ds, 0xAB, sizeof ds); /* garbage in: data_load must zero it, not trust it */
     memset(err, 0, sizeof err);
@@ -147,6 +153,29 @@ static const char *load_fails(const char *images, const char *labels, int classe
     data_free(&ds); /* must be harmless on a zeroed set */
     assert_true(strncmp(err, blamed, strlen(blamed)) == 0 && err[strlen(blamed)] == ':');
     assert_null(strchr(err, '\n'));
+
+    DataShape shape;
+    memset(&shape, 0xAB, sizeof shape);
+    if (data_probe(&shape, images, labels, other, sizeof other) != 0) {
+        assert_string_equal(other, err);
+        assert_int_equal(shape.n, 0);
+        assert_int_equal(shape.d, 0);
+        return err;   /* a header fault: nothing to size a buffer with */
+    }
+    const size_t bytes = shape.n * shape.d;
+    uint8_t *buf = malloc(bytes);
+    assert_non_null(buf);
+    memset(&ds, 0xAB, sizeof ds);
+    assert_int_equal(data_load_into(&ds, images, labels, classes, buf, bytes, other, sizeof other),
+                     -1);
+    assert_string_equal(other, err);
+    assert_zeroed(&ds);
+    free(buf);
+
+    memset(&ds, 0xAB, sizeof ds);
+    assert_int_equal(data_load_into(&ds, images, labels, classes, NULL, 0, other, sizeof other), -1);
+    assert_string_equal(other, err);
+    assert_zeroed(&ds);
     return err;
 }
 
@@ -408,6 +437,215 @@ static void test_small_err_buffer(void **state)
     assert_zeroed(&ds);
 }
 
+/* ---- probing, loading into a buffer, checksum only ----------------------------------- */
+
+/* CRC-32 of the good set as data.c defines it: the pixel payload, then the label payload. */
+static uint32_t good_crc(void)
+{
+    uLong crc = crc32(0L, Z_NULL, 0);
+    crc = crc32(crc, good_pixels, sizeof good_pixels);
+    return (uint32_t)crc32(crc, good_labels, sizeof good_labels);
+}
+
+static void test_probe(void **state)
+{
+    (void)state;
+    char err[DATA_ERR_MAX] = "x";
+    DataShape shape;
+    assert_int_equal(data_probe(&shape, good_images_file(), good_labels_file(), err, sizeof err), 0);
+    assert_string_equal(err, "");
+    assert_int_equal(shape.n, 3);
+    assert_int_equal(shape.d, 6);
+    assert_int_equal(shape.rows, 2);
+    assert_int_equal(shape.cols, 3);
+
+    /* headers only: a payload fault is not the probe's to see (data_load_into finds it) */
+    Bytes b = idx_images(MAGIC_IMAGES, 3, 2, 3, good_pixels, sizeof good_pixels);
+    b.b[b.n++] = 1;
+    const char *img = write_plain("probe-long-images", b.b, b.n);
+    assert_int_equal(data_probe(&shape, img, good_labels_file(), err, sizeof err), 0);
+    assert_int_equal(shape.n, 3);
+    /* but a pair that does not match is */
+    Bytes l = idx_labels(MAGIC_LABELS, 2, good_labels, 2);
+    const char *lab = write_plain("probe-two-labels", l.b, l.n);
+    assert_int_equal(data_probe(&shape, good_images_file(), lab, err, sizeof err), -1);
+    assert_contains(err, "holds 3 images");
+    assert_int_equal(data_probe(&shape, good_images_file(), lab, NULL, 0), -1);
+}
+
+static void test_crc(void **state)
+{
+    (void)state;
+    char err[DATA_ERR_MAX];
+    Dataset ds;
+    assert_int_equal(data_load(&ds, good_images_file(), good_labels_file(), 0, err, sizeof err), 0);
+    assert_int_equal(ds.crc, good_crc());
+    assert_int_equal(ds.owns_images, 1);
+    data_free(&ds);
+    /* pixels and labels both count, in that order */
+    uint8_t other[sizeof good_labels] = {2, 0, 3};
+    Bytes l = idx_labels(MAGIC_LABELS, 3, other, sizeof other);
+    const char *lab = write_plain("crc-labels", l.b, l.n);
+    assert_int_equal(data_load(&ds, good_images_file(), lab, 0, err, sizeof err), 0);
+    assert_int_not_equal(ds.crc, good_crc());
+    data_free(&ds);
+}
+
+static void test_load_into(void **state)
+{
+    (void)state;
+    char err[DATA_ERR_MAX] = "x";
+    uint8_t buf[sizeof good_pixels + 1];
+    memset(buf, 0xEE, sizeof buf);
+    Dataset ds;
+    assert_int_equal(data_load_into(&ds, good_images_file(), good_labels_file(), 0, buf,
+                                    sizeof good_pixels, err, sizeof err), 0);
+    assert_string_equal(err, "");
+    assert_ptr_equal(ds.images, buf);
+    assert_int_equal(ds.owns_images, 0);
+    assert_good_set(&ds, 5);
+    assert_int_equal(ds.crc, good_crc());
+    assert_int_equal(buf[sizeof good_pixels], 0xEE); /* not one byte more */
+    data_free(&ds);   /* frees the labels only: buf is on the stack (ASan would object) */
+    assert_zeroed(&ds);
+    assert_memory_equal(buf, good_pixels, sizeof good_pixels);
+
+    /* a buffer of another size than the header announces is refused, one line */
+    const char *img = good_images_file();
+    assert_int_equal(data_load_into(&ds, img, good_labels_file(), 0, buf, sizeof buf, err,
+                                    sizeof err), -1);
+    assert_true(strncmp(err, img, strlen(img)) == 0);
+    assert_contains(err, "18 bytes of pixel data but the buffer for them holds 19");
+    assert_zeroed(&ds);
+}
+
+static void test_checksum_only(void **state)
+{
+    (void)state;
+    char err[DATA_ERR_MAX] = "x";
+    Dataset ds;
+    assert_int_equal(data_load_into(&ds, good_images_file(), good_labels_file(), 10, NULL, 0, err,
+                                    sizeof err), 0);
+    assert_string_equal(err, "");
+    assert_null(ds.images);
+    assert_int_equal(ds.owns_images, 0);
+    assert_int_equal(ds.n, 3);
+    assert_int_equal(ds.d, 6);
+    assert_int_equal(ds.classes, 10);
+    assert_memory_equal(ds.labels, good_labels, sizeof good_labels);
+    assert_int_equal(ds.crc, good_crc());
+    data_free(&ds);
+    assert_zeroed(&ds);
+}
+
+/* An image file of count samples of rows x cols pixels, pixel i = a byte pattern of i, with
+ * delta bytes cut from (delta < 0) or added to (delta > 0) the end of the payload, plain
+ * or gzip. *expect receives the full payload it should have held. */
+static const char *big_images(const char *name, uint32_t count, uint32_t rows, uint32_t cols,
+                              long delta, int gzip, uint8_t **expect)
+{
+    const size_t bytes = (size_t)count * rows * cols, len = (size_t)((long)bytes + delta);
+    uint8_t *p = malloc(bytes > len ? bytes : len);
+    assert_non_null(p);
+    for (size_t i = 0; i < (bytes > len ? bytes : len); i++)
+        p[i] = (uint8_t)(i * 131 + (i >> 9) * 7);
+    Bytes h = idx_images(MAGIC_IMAGES, count, rows, cols, NULL, 0);
+    const char *path = tmp_path(name);
+    if (gzip) {
+        gzFile g = gzopen(path, "wb1");
+        assert_non_null(g);
+        assert_int_equal(gzwrite(g, h.b, (unsigned)h.n), (int)h.n);
+        assert_int_equal(gzwrite(g, p, (unsigned)len), (int)len);
+        assert_int_equal(gzclose(g), Z_OK);
+    } else {
+        FILE *f = fopen(path, "wb");
+        assert_non_null(f);
+        assert_int_equal(fwrite(h.b, 1, h.n, f), h.n);
+        assert_int_equal(fwrite(p, 1, len, f), len);
+        assert_int_equal(fclose(f), 0);
+    }
+    *expect = p;
+    return path;
+}
+
+static const char *labels_for(uint32_t count)
+{
+    uint8_t lab[16];
+    assert_true(count <= sizeof lab);
+    for (uint32_t i = 0; i < count; i++)
+        lab[i] = (uint8_t)(i % 10);
+    Bytes l = idx_labels(MAGIC_LABELS, count, lab, count);
+    char name[32];
+    snprintf(name, sizeof name, "labels-%u", (unsigned)count);
+    return write_plain(name, l.b, l.n);
+}
+
+/* Payloads around the 1 MiB read block: all three ways give the same pixels and CRC, and
+ * the same message for a file cut short (also exactly at a block boundary) or too long. */
+static void test_block_sizes(void **state)
+{
+    (void)state;
+    static const uint32_t shapes[][3] = {
+        {1, 1024, 1024},   /* exactly one block */
+        {7, 1, 149797},    /* one block and 3 bytes */
+        {3, 1000, 700},    /* two blocks and a part */
+        {5, 3, 1},         /* tiny */
+    };
+    char err[DATA_ERR_MAX];
+    for (int gz = 0; gz < 2; gz++) {
+        for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
+            const uint32_t n = shapes[k][0], rows = shapes[k][1], cols = shapes[k][2];
+            const size_t bytes = (size_t)n * rows * cols;
+            uint8_t *expect;
+            const char *img = big_images(gz ? "big-images.gz" : "big-images", n, rows, cols, 0,
+                                         gz, &expect);
+            const char *lab = labels_for(n);
+            Dataset own, into, sum;
+            assert_int_equal(data_load(&own, img, lab, 0, err, sizeof err), 0);
+            assert_memory_equal(own.images, expect, bytes);
+            uint8_t *buf = malloc(bytes);
+            assert_non_null(buf);
+            assert_int_equal(data_load_into(&into, img, lab, 0, buf, bytes, err, sizeof err), 0);
+            assert_memory_equal(buf, expect, bytes);
+            assert_int_equal(data_load_into(&sum, img, lab, 0, NULL, 0, err, sizeof err), 0);
+            uLong crc = crc32(0L, Z_NULL, 0);
+            crc = crc32(crc, expect, (uInt)bytes);
+            crc = crc32(crc, own.labels, n);
+            assert_int_equal(own.crc, (uint32_t)crc);
+            assert_int_equal(into.crc, own.crc);
+            assert_int_equal(sum.crc, own.crc);
+            data_free(&own);
+            data_free(&into);
+            data_free(&sum);
+            free(buf);
+            free(expect);
+
+            /* short by one byte, and (when there is one) cut at the first block boundary */
+            char want[160];
+            long cuts[2] = {-1, bytes > (1u << 20) ? -(long)(bytes - (1u << 20)) : 0};
+            for (int c = 0; c < 2 && cuts[c] != 0; c++) {
+                img = big_images(gz ? "cut-big.gz" : "cut-big", n, rows, cols, cuts[c], gz, &expect);
+                const char *msg = load_fails(img, lab, 0, img);
+                snprintf(want, sizeof want, "truncated: expected %zu bytes of pixel data after the "
+                         "header, found %zu", bytes, (size_t)((long)bytes + cuts[c]));
+                assert_contains(msg, want);
+                free(expect);
+            }
+            /* too long: a byte, and more than a block's worth of scratch */
+            long extras[2] = {1, 5000};
+            for (int e = 0; e < 2; e++) {
+                img = big_images(gz ? "long-big.gz" : "long-big", n, rows, cols, extras[e], gz,
+                                 &expect);
+                const char *msg = load_fails(img, lab, 0, img);
+                snprintf(want, sizeof want, "%ld trailing bytes after the %zu bytes of pixel data",
+                         extras[e], bytes);
+                assert_contains(msg, want);
+                free(expect);
+            }
+        }
+    }
+}
+
 /* ---- the real MNIST files, when scripts/fetch-mnist has run ------------------------- */
 
 static void test_mnist(void **state)
@@ -430,6 +668,13 @@ static void test_mnist(void **state)
     assert_int_equal(ds.cols, 28);
     assert_int_equal(ds.classes, 10);
     assert_int_equal(ds.labels[0], 5); /* MNIST's well-known first training digit */
+    assert_int_equal(ds.crc, 0xdf6dde61u); /* of the files whose SHA-256 fetch-mnist checks */
+    data_free(&ds);
+    /* checksum only: the same CRC without holding the 47 MB */
+    if (data_load_into(&ds, ti, tl, 0, NULL, 0, err, sizeof err) != 0)
+        fail_msg("%s", err);
+    assert_null(ds.images);
+    assert_int_equal(ds.crc, 0xdf6dde61u);
     data_free(&ds);
 
     if (data_load(&ds, vi, vl, 10, err, sizeof err) != 0)
@@ -438,6 +683,7 @@ static void test_mnist(void **state)
     assert_int_equal(ds.d, 784);
     assert_int_equal(ds.classes, 10);
     assert_int_equal(ds.labels[0], 7);
+    assert_int_equal(ds.crc, 0x190e897bu);
     data_free(&ds);
 }
 
@@ -542,6 +788,11 @@ int main(void)
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_short_header),
         cmocka_unit_test(test_small_err_buffer),
+        cmocka_unit_test(test_probe),
+        cmocka_unit_test(test_crc),
+        cmocka_unit_test(test_load_into),
+        cmocka_unit_test(test_checksum_only),
+        cmocka_unit_test(test_block_sizes),
         cmocka_unit_test(test_mnist),
         cmocka_unit_test(test_order_is_permutation),
         cmocka_unit_test(test_order_deterministic),
