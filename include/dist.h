@@ -1,8 +1,10 @@
 /* dist: everything MPI. Start-up and the rank's place (ranks, nodes, threads per rank),
- * shard arithmetic, the one gradient reduction per step, and agreement on errors so that
- * a failure on one rank ends every rank instead of leaving the others in a collective.
+ * shard arithmetic, the one gradient reduction per step, agreement on errors so that
+ * a failure on one rank ends every rank instead of leaving the others in a collective,
+ * and one block of memory shared by the ranks of a node (an MPI shared-memory window).
  *
- * Calls marked COLLECTIVE must be made by every rank in the same order.
+ * Calls marked COLLECTIVE must be made by every rank in the same order; NODE-COLLECTIVE
+ * by every rank of the node (in practice: by every rank, as the trainer does).
  * Knows nothing of the model's formulas.
  */
 #ifndef MLP_DIST_H
@@ -35,6 +37,39 @@ int64_t dist_max_i64(int64_t v);
 
 /* COLLECTIVE. Rank 0's value of v (so that every rank can compare its own with it). */
 uint64_t dist_root_value(uint64_t v);
+
+/* COLLECTIVE. The sum of v over the ranks of this node. */
+int64_t dist_node_sum_i64(int64_t v);
+
+/* One block of memory shared by the ranks of a node: allocated by the node's local rank 0
+ * (the leader, which fills it), mapped by the others; read-only once filled. */
+typedef struct {
+    void *base;        /* the block, in this rank's address space; NULL when bytes == 0 */
+    size_t bytes;
+    int leader;        /* 1 on the node's local rank 0: the rank that must fill the block */
+    /* dist's own: the node communicator and the window as MPI_Fint handles (MPI_Comm_c2f,
+     * MPI_Win_c2f), so that this header needs no mpi.h and nothing is allocated for them */
+    int has_comm, has_win;
+    int64_t comm, win;
+} DistShared;
+
+/* NODE-COLLECTIVE. Allocates `bytes` (the leader's value counts; the others' is ignored)
+ * in one shared-memory window on this node (MPI_Win_allocate_shared) and opens a passive
+ * epoch on it (lock_all), so that every rank can read it with plain loads. bytes == 0
+ * gives base == NULL. Returns 0, or -1 with a message in err, on every rank of the node
+ * (there is no fallback to private copies: the error says what could not be had);
+ * dist_node_shared_free must be called either way. Under Open MPI the node's rank 0 first
+ * checks that the window's backing directory (osc_sm_backing_directory, /dev/shm) has
+ * room, because Open MPI 4.1 hangs the node's other ranks when it cannot make the file. */
+int dist_node_shared(DistShared *s, size_t bytes, char *err, size_t errlen);
+
+/* NODE-COLLECTIVE. After the leader has written the block: makes its stores visible to
+ * every rank of the node (MPI_Win_sync, barrier, MPI_Win_sync). */
+void dist_node_shared_sync(DistShared *s);
+
+/* NODE-COLLECTIVE (when a window was made). Releases the window; s is zeroed. Safe on a
+ * zeroed s. */
+void dist_node_shared_free(DistShared *s);
 
 /* The rows [*begin, *end) of an m-sample minibatch that `rank` of `size` computes: the
  * minibatch is cut into ceil(m/chunk) chunks and the chunks go to ranks in contiguous,

@@ -2,12 +2,16 @@
 #define _GNU_SOURCE   /* sched_getaffinity, CPU_COUNT */
 #include "dist.h"
 
+#include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <mpi.h>
 #include <omp.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 /* COLLECTIVE on node. Threads per rank (DESIGN.md section 4): OMP_NUM_THREADS if set;
@@ -135,3 +139,170 @@ void dist_sum_i64(const Dist *d, int64_t *buf, size_t n)
     }
 }
 
+int64_t dist_node_sum_i64(int64_t v)
+{
+    int rank;
+    int64_t sum = v;
+    MPI_Comm node;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node);
+    MPI_Allreduce(&v, &sum, 1, MPI_INT64_T, MPI_SUM, node);
+    MPI_Comm_free(&node);
+    return sum;
+}
+
+/* Room for a window's backing file, beyond its size: Open MPI adds a page and a few
+ * hundred bytes of state per rank. */
+#define DIST_SHM_SLACK ((uint64_t)1 << 20)
+
+/* The directory where Open MPI keeps a shared window's memory (its osc_sm_backing_directory,
+ * read through the MPI tool interface), or 0 if this MPI has no such variable. */
+static int shm_dir(char *dir, size_t len)
+{
+    int provided, idx, count, found = 0;
+    if (MPI_T_init_thread(MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
+        return 0;
+    MPI_T_cvar_handle h;
+    if (MPI_T_cvar_get_index("osc_sm_backing_directory", &idx) == MPI_SUCCESS &&
+        MPI_T_cvar_handle_alloc(idx, NULL, &h, &count) == MPI_SUCCESS) {
+        char *buf = count > 0 ? calloc((size_t)count + 1, 1) : NULL;
+        if (buf && MPI_T_cvar_read(h, buf) == MPI_SUCCESS && buf[0])
+            found = snprintf(dir, len, "%s", buf) < (int)len;
+        free(buf);
+        MPI_T_cvar_handle_free(&h);
+    }
+    MPI_T_finalize();
+    return found;
+}
+
+/* The node's rank 0, before MPI_Win_allocate_shared: whether the window's backing file can
+ * be made. Open MPI 4.1 does not fail cleanly when it cannot (a missing directory, or a
+ * full one such as a container's small /dev/shm): rank 0's call returns an error while the
+ * other ranks wait for it forever. So the directory is checked first, and a clear error
+ * given in time. Returns 1 when there is room (or nothing to check), 0 with why written. */
+static int shm_room(uint64_t size, char *why, size_t len)
+{
+    char dir[512];
+    struct statvfs st;
+    if (!shm_dir(dir, sizeof dir))
+        return 1;
+    const char *other =
+        "choose another local directory (mpirun --mca osc_sm_backing_directory /tmp)";
+    if (statvfs(dir, &st) != 0 || access(dir, W_OK | X_OK) != 0) {
+        snprintf(why, len, "cannot share %" PRIu64 " bytes between the ranks of this node: "
+                 "%s, where Open MPI keeps shared memory (osc_sm_backing_directory), is not "
+                 "usable: %s; %s", size, dir, strerror(errno), other);
+        return 0;
+    }
+    const uint64_t avail = (uint64_t)st.f_bavail * st.f_frsize;
+    if (avail < size + DIST_SHM_SLACK) {
+        snprintf(why, len, "cannot share %" PRIu64 " bytes between the ranks of this node: "
+                 "%s, where Open MPI keeps shared memory (osc_sm_backing_directory), has %"
+                 PRIu64 " bytes free; make it larger (e.g. docker run --shm-size=1g) or %s",
+                 size, dir, avail, other);
+        return 0;
+    }
+    return 1;
+}
+
+int dist_node_shared(DistShared *s, size_t bytes, char *err, size_t errlen)
+{
+    int rank, local;
+    MPI_Comm node;
+    memset(s, 0, sizeof *s);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node);
+    MPI_Comm_rank(node, &local);
+    s->leader = local == 0;
+    s->comm = MPI_Comm_c2f(node);
+    s->has_comm = 1;
+
+    /* Every rank of the node takes the leader's size, so that all take the same path. */
+    uint64_t size = bytes;
+    MPI_Bcast(&size, 1, MPI_UINT64_T, 0, node);
+    const MPI_Aint asize = (MPI_Aint)size;
+    if (asize < 0 || (uint64_t)asize != size) {
+        snprintf(err, errlen, "cannot share %" PRIu64 " bytes between the ranks of a node: more "
+                 "than this machine or MPI (MPI_Aint) can address", size);
+        return -1;
+    }
+    s->bytes = (size_t)size;
+    if (size == 0)
+        return 0;
+
+    int local_size, room = 1;
+    char why[1536] = "";
+    MPI_Comm_size(node, &local_size);
+    if (s->leader && local_size > 1)   /* Open MPI gives a one-rank window plain memory */
+        room = shm_room(size, why, sizeof why);
+    MPI_Bcast(&room, 1, MPI_INT, 0, node);
+    if (!room) {
+        MPI_Bcast(why, (int)sizeof why, MPI_CHAR, 0, node);
+        snprintf(err, errlen, "%s", why);
+        return -1;
+    }
+
+    /* Errors returned, not fatal, so that a window that cannot be had anyway (an MPI
+     * without shared-memory windows, say) is a one-line error like any other. */
+    MPI_Comm_set_errhandler(node, MPI_ERRORS_RETURN);
+    MPI_Win win = MPI_WIN_NULL;
+    void *base = NULL;
+    int rc = MPI_Win_allocate_shared(s->leader ? asize : 0, 1, MPI_INFO_NULL, node, &base, &win);
+    int mine = rc == MPI_SUCCESS ? INT_MAX : local, first = INT_MAX;
+    MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, node);
+    if (first != INT_MAX) {
+        /* A window made on this rank is left as it is: freeing it is collective, and some
+         * rank of the node has none. The run ends with this error. */
+        if (rc != MPI_SUCCESS) {
+            char text[MPI_MAX_ERROR_STRING];
+            int len = 0;
+            MPI_Error_string(rc, text, &len);
+            snprintf(err, errlen, "cannot allocate %" PRIu64 " bytes of memory shared by the "
+                     "ranks of this node (MPI_Win_allocate_shared: %.*s); is the shared-memory "
+                     "file system (/dev/shm) large enough?", size, len, text);
+        } else {
+            snprintf(err, errlen, "cannot allocate %" PRIu64 " bytes of memory shared by the "
+                     "ranks of this node: local rank %d's MPI_Win_allocate_shared failed",
+                     size, first);
+        }
+        return -1;
+    }
+    MPI_Aint qsize = 0;
+    int disp = 0;
+    MPI_Win_shared_query(win, 0, &qsize, &disp, &base);
+    s->win = MPI_Win_c2f(win);
+    s->has_win = 1;
+    /* A passive epoch for the window's life: the leader's stores, and every rank's loads,
+     * are then plain memory accesses ordered by dist_node_shared_sync. */
+    MPI_Win_lock_all(MPI_MODE_NOCHECK, win);
+    s->base = base;
+    return 0;
+}
+
+void dist_node_shared_sync(DistShared *s)
+{
+    if (!s->has_comm)
+        return;
+    MPI_Win win = s->has_win ? MPI_Win_f2c((MPI_Fint)s->win) : MPI_WIN_NULL;
+    if (s->has_win)
+        MPI_Win_sync(win);   /* the leader's stores reach the window ... */
+    MPI_Barrier(MPI_Comm_f2c((MPI_Fint)s->comm));
+    if (s->has_win)
+        MPI_Win_sync(win);   /* ... before any rank reads it */
+}
+
+void dist_node_shared_free(DistShared *s)
+{
+    if (s == NULL)
+        return;
+    if (s->has_win) {
+        MPI_Win win = MPI_Win_f2c((MPI_Fint)s->win);
+        MPI_Win_unlock_all(win);
+        MPI_Win_free(&win);
+    }
+    if (s->has_comm) {
+        MPI_Comm node = MPI_Comm_f2c((MPI_Fint)s->comm);
+        MPI_Comm_free(&node);
+    }
+    memset(s, 0, sizeof *s);
+}

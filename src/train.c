@@ -19,7 +19,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #define MSG_MAX 2048
 
@@ -55,7 +54,11 @@ typedef struct {
 typedef struct {
     const Config *cfg;
     const Dist *dist;
-    Dataset train, test;
+    Dataset train, test;     /* images point into `pixels`; labels are this rank's */
+    DataShape train_shape, test_shape;   /* as the headers announce (before train_limit) */
+    DistShared pixels;       /* the node's one copy of the train then the test pixels */
+    size_t test_offset;      /* where the test pixels start in it */
+    size_t pixel_bytes;      /* its size: train pixels, padding to 64 bytes, test pixels */
     Params params;
     Workspace ws;
     uint32_t *order;         /* (train.n) this epoch's sample order */
@@ -132,75 +135,40 @@ static int make_parent_dirs(const char *path)
     return 0;
 }
 
-static int load_data(Run *run)
+/* Every rank: both pairs of headers, checked before any pixel is read, so that the node's
+ * shared block can be sized. */
+static int probe_data(Run *run)
 {
     const Config *c = run->cfg;
+    const DataShape *tr = &run->train_shape, *te = &run->test_shape;
     char err[DATA_ERR_MAX];
-    if (data_load(&run->train, c->data.train_images, c->data.train_labels, 0, err,
-                  sizeof err) != 0) {
+    if (data_probe(&run->train_shape, c->data.train_images, c->data.train_labels, err,
+                   sizeof err) != 0 ||
+        data_probe(&run->test_shape, c->data.test_images, c->data.test_labels, err,
+                   sizeof err) != 0) {
         set_msg(run, "%s", err);
         return 0;
     }
-    if (c->data.train_limit > 0 && (size_t)c->data.train_limit < run->train.n)
-        run->train.n = (size_t)c->data.train_limit;
-    if (data_load(&run->test, c->data.test_images, c->data.test_labels, run->train.classes,
-                  err, sizeof err) != 0) {
-        set_msg(run, "%s", err);
-        return 0;
-    }
-    if (run->test.d != run->train.d) {
+    if (te->d != tr->d) {
         set_msg(run, "%s: images are %" PRIu32 "x%" PRIu32 " but %s has %" PRIu32 "x%" PRIu32,
-                c->data.test_images, run->test.rows, run->test.cols, c->data.train_images,
-                run->train.rows, run->train.cols);
+                c->data.test_images, te->rows, te->cols, c->data.train_images, tr->rows, tr->cols);
         return 0;
     }
-    if (run->train.d > UINT32_MAX || run->train.n > UINT32_MAX) {
+    if (tr->d > UINT32_MAX || tr->n > UINT32_MAX) {
         set_msg(run, "%s: %zu samples of %zu pixels: mlp indexes both with 32 bits",
-                c->data.train_images, run->train.n, run->train.d);
+                c->data.train_images, tr->n, tr->d);
         return 0;
     }
-    if (run->train.classes > KERNELS_MAX_CLASSES || run->train.classes < 2) {
-        set_msg(run, "%s: %d classes; mlp needs 2..%d", c->data.train_labels,
-                run->train.classes, KERNELS_MAX_CLASSES);
+    /* The node's block: the training pixels, then the test pixels from the next 64-byte
+     * boundary. Each product fits (data_probe checked); the sum must too. */
+    const size_t train = tr->n * tr->d, test = te->n * te->d;
+    if (train > SIZE_MAX - 63 - test) {
+        set_msg(run, "%s and %s: %zu + %zu pixels overflow this machine's sizes",
+                c->data.train_images, c->data.test_images, train, test);
         return 0;
     }
-    return 1;
-}
-
-/* CRC-32 of a data set's images and labels, in 1 GiB pieces (zlib takes a uInt length). */
-static uint64_t data_crc(const Dataset *ds)
-{
-    uLong crc = crc32(0L, Z_NULL, 0);
-    const struct { const uint8_t *p; size_t n; } parts[] = {
-        {ds->images, ds->n * ds->d}, {ds->labels, ds->n}};
-    for (size_t i = 0; i < 2; i++)
-        for (size_t off = 0; off < parts[i].n; off += (size_t)1 << 30) {
-            size_t len = parts[i].n - off < ((size_t)1 << 30) ? parts[i].n - off : (size_t)1 << 30;
-            crc = crc32(crc, parts[i].p + off, (uInt)len);
-        }
-    return crc;
-}
-
-/* COLLECTIVE. Every rank must train on the same bytes: a rank that read a different file
- * under the same path (a stale copy on a node-local disk, say) would silently break the
- * run, so the checksums are compared with rank 0's. */
-static int check_same_data(Run *run)
-{
-    const Config *c = run->cfg;
-    uint64_t train = data_crc(&run->train), test = data_crc(&run->test);
-    uint64_t train0 = dist_root_value(train), test0 = dist_root_value(test);
-    if (train != train0) {
-        set_msg(run, "%s, %s: content differs from rank 0's (CRC-32 %08" PRIx64 ", rank 0 has "
-                "%08" PRIx64 "): every rank must read the same data", c->data.train_images,
-                c->data.train_labels, train, train0);
-        return 0;
-    }
-    if (test != test0) {
-        set_msg(run, "%s, %s: content differs from rank 0's (CRC-32 %08" PRIx64 ", rank 0 has "
-                "%08" PRIx64 "): every rank must read the same data", c->data.test_images,
-                c->data.test_labels, test, test0);
-        return 0;
-    }
+    run->test_offset = (train + 63) / 64 * 64;
+    run->pixel_bytes = run->test_offset + test;
     return 1;
 }
 
@@ -219,6 +187,100 @@ static size_t mem_available(void)
     return kb > SIZE_MAX / 1024 ? SIZE_MAX : (size_t)kb * 1024;
 }
 
+/* The pixels are held once per node, whatever its rank count: they must fit once, checked
+ * before the block is allocated (the model's share per rank is checked by check_memory). */
+static int check_data_memory(Run *run)
+{
+    const Config *c = run->cfg;
+    const size_t bytes = run->pixel_bytes, avail = mem_available();
+    if (run->dist->local_rank == 0 && avail && bytes > avail) {
+        set_msg(run, "%s and %s: the pixels need %zu bytes (one copy per node, shared by its "
+                "ranks) but %zu bytes are available", c->data.train_images, c->data.test_images,
+                bytes, avail);
+        return 0;
+    }
+    return 1;
+}
+
+/* COLLECTIVE. The node's block for the pixels (dist_node_shared). */
+static int share_data(Run *run)
+{
+    char err[MSG_MAX];
+    if (dist_node_shared(&run->pixels, run->pixel_bytes, err, sizeof err) != 0) {
+        set_msg(run, "%s", err);
+        return 0;
+    }
+    return 1;
+}
+
+/* Every rank reads and checks both pairs of files in full: the node's leader keeps the
+ * pixels in the node's shared block, the other ranks only checksum theirs (ds->crc), so
+ * that check_same_data can compare every rank's files with rank 0's. Labels are per rank. */
+static int load_data(Run *run)
+{
+    const Config *c = run->cfg;
+    const int leader = run->pixels.leader;
+    uint8_t *base = run->pixels.base;
+    const size_t train_bytes = run->train_shape.n * run->train_shape.d;
+    const size_t test_bytes = run->test_shape.n * run->test_shape.d;
+    char err[DATA_ERR_MAX];
+    if (data_load_into(&run->train, c->data.train_images, c->data.train_labels, 0,
+                       leader ? base : NULL, train_bytes, err, sizeof err) != 0 ||
+        data_load_into(&run->test, c->data.test_images, c->data.test_labels, run->train.classes,
+                       leader ? base + run->test_offset : NULL, test_bytes, err,
+                       sizeof err) != 0) {
+        set_msg(run, "%s", err);
+        return 0;
+    }
+    if (run->train.classes > KERNELS_MAX_CLASSES || run->train.classes < 2) {
+        set_msg(run, "%s: %d classes; mlp needs 2..%d", c->data.train_labels,
+                run->train.classes, KERNELS_MAX_CLASSES);
+        return 0;
+    }
+    return 1;
+}
+
+/* COLLECTIVE. Every rank must train on the same bytes: a rank that read a different file
+ * under the same path (a stale copy on a node-local disk, say) would silently break the
+ * run, so the checksums (data.c's, over the whole files) and sizes are compared with rank
+ * 0's. Only then does a rank take its node's shared pixels: its leader's files matched
+ * rank 0's too, so they are the bytes this rank read. */
+static int check_same_data(Run *run)
+{
+    const Config *c = run->cfg;
+    Dataset *sets[2] = {&run->train, &run->test};
+    const char *paths[2][2] = {{c->data.train_images, c->data.train_labels},
+                               {c->data.test_images, c->data.test_labels}};
+    uint64_t crc0[2], size0[2];
+    dist_node_shared_sync(&run->pixels);   /* the leader's pixels are visible from here on */
+    for (int i = 0; i < 2; i++) {
+        crc0[i] = dist_root_value(sets[i]->crc);
+        size0[i] = dist_root_value((uint64_t)sets[i]->n << 32 | sets[i]->d); /* both < 2^32 */
+    }
+    for (int i = 0; i < 2; i++) {
+        const Dataset *ds = sets[i];
+        const uint64_t size = (uint64_t)ds->n << 32 | ds->d;
+        if (size != size0[i]) {
+            set_msg(run, "%s, %s: content differs from rank 0's (%zu samples of %zu pixels, "
+                    "rank 0 has %" PRIu64 " of %" PRIu64 "): every rank must read the same data",
+                    paths[i][0], paths[i][1], ds->n, ds->d, size0[i] >> 32, size0[i] & UINT32_MAX);
+            return 0;
+        }
+        if (ds->crc != crc0[i]) {
+            set_msg(run, "%s, %s: content differs from rank 0's (CRC-32 %08" PRIx32 ", rank 0 "
+                    "has %08" PRIx64 "): every rank must read the same data", paths[i][0],
+                    paths[i][1], ds->crc, crc0[i]);
+            return 0;
+        }
+    }
+    uint8_t *base = run->pixels.base;
+    run->train.images = base;
+    run->test.images = base + run->test_offset;
+    if (c->data.train_limit > 0 && (size_t)c->data.train_limit < run->train.n)
+        run->train.n = (size_t)c->data.train_limit;
+    return 1;
+}
+
 /* The model must fit before anything is allocated: a clear error with the bytes it needs,
  * not an out-of-memory kill in the middle of a run. */
 static int check_memory(Run *run)
@@ -233,7 +295,9 @@ static int check_memory(Run *run)
                 "overflow", c->model.hidden, d, c->train.batch);
         return 0;
     }
-    /* + the sample order, and (rank 0) a checkpoint's in-memory file image, about pb */
+    /* + the sample order, and (rank 0) a checkpoint's in-memory file image, about pb. The
+     * pixels are not counted: they are in memory already, once per node (check_data_memory),
+     * so MemAvailable has already gone down by them. */
     total = 2 * pb + wb + (pb / sizeof(float) + SLOTS) * grad_elem +
             run->train.n * sizeof(uint32_t);
     size_t avail = mem_available(), ranks = (size_t)run->dist->local_size;
@@ -623,6 +687,60 @@ static int finish_epoch(Run *run, int *stopped, char *ckpt_path, size_t ckpt_len
     return agree(run, ok);
 }
 
+/* A "Key:   N kB" line of a /proc file, in KiB; -1 when the file or the line is missing. */
+static int64_t proc_kib(const char *path, const char *key)
+{
+    FILE *f = fopen(path, "r");
+    char line[256];
+    long long kib = -1;
+    const size_t klen = strlen(key);
+    if (!f)
+        return -1;
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, key, klen) && sscanf(line + klen, " %lld kB", &kib) == 1)
+            break;
+    fclose(f);
+    return kib;
+}
+
+/* COLLECTIVE. The final lines (rank 0 prints). Peak RSS (ru_maxrss) counts every page a
+ * rank touched, the node's shared pixels included, so it reads the same for 1 or 8 ranks;
+ * the memory held now is therefore also given as what is private to a rank (RssAnon) and
+ * as the node's total, the proportional set sizes (PSS: a page shared by k processes
+ * counts 1/k in each) summed over the node's ranks, which counts the shared pixels once.
+ * Several nodes: the node with the largest total. */
+static void report_memory(const Run *run)
+{
+    const Dist *d = run->dist;
+    struct rusage ru;
+    int64_t peak = getrusage(RUSAGE_SELF, &ru) == 0 ? (int64_t)ru.ru_maxrss : 0;
+    int64_t pss = proc_kib("/proc/self/smaps_rollup", "Pss:");
+    int64_t anon = proc_kib("/proc/self/status", "RssAnon:");
+    peak = dist_max_i64(peak);
+    const int no_pss = dist_max_i64(pss < 0) > 0, no_anon = dist_max_i64(anon < 0) > 0;
+    anon = dist_max_i64(anon);
+    const int64_t node_pss = dist_node_sum_i64(pss), max_pss = dist_max_i64(node_pss);
+    const int64_t node_ranks = dist_max_i64(node_pss == max_pss ? d->local_size : 0);
+    if (d->rank != 0)
+        return;
+    char priv[64], node[128];
+    if (no_anon)
+        snprintf(priv, sizeof priv, "n/a");
+    else
+        snprintf(priv, sizeof priv, "%.1f MiB", (double)anon / 1024);
+    if (no_pss)
+        snprintf(node, sizeof node, "n/a (no /proc/self/smaps_rollup)");
+    else if (d->nodes == 1)
+        snprintf(node, sizeof node, "%.1f MiB over %" PRId64 " rank%s", (double)max_pss / 1024,
+                 node_ranks, node_ranks == 1 ? "" : "s");
+    else
+        snprintf(node, sizeof node, "%.1f MiB over %" PRId64 " rank%s (the largest of %d nodes)",
+                 (double)max_pss / 1024, node_ranks, node_ranks == 1 ? "" : "s", d->nodes);
+    printf("memory: peak RSS %.1f MiB per rank (max over ranks); now: private %s per rank "
+           "(max), node total (PSS) %s\n", (double)peak / 1024, priv, node);
+    fflush(stdout);
+}
+
 static int train_loop(Run *run)
 {
     const Config *c = run->cfg;
@@ -667,16 +785,13 @@ static int train_loop(Run *run)
             return 1;
         }
     }
-    struct rusage ru;
-    int64_t rss_kib = getrusage(RUSAGE_SELF, &ru) == 0 ? (int64_t)ru.ru_maxrss : 0;
-    rss_kib = dist_max_i64(rss_kib);
     if (d->rank == 0) {
         printf("done: test accuracy %.4f (%.2f%%) after %" PRId64 " epochs; checkpoint %s; "
                "metrics %s\n",
                test_acc, 100 * test_acc, epochs, ckpt_path, c->log.metrics);
-        printf("memory: peak RSS %.1f MiB per rank (max over ranks)\n", (double)rss_kib / 1024);
         fflush(stdout);
     }
+    report_memory(run);
     return 1;
 }
 
@@ -684,6 +799,7 @@ static void run_free(Run *run)
 {
     data_free(&run->train);
     data_free(&run->test);
+    dist_node_shared_free(&run->pixels);   /* NODE-COLLECTIVE: every rank gets here */
     model_params_free(&run->params);
     model_workspace_free(&run->ws);
     free(run->order);
@@ -710,7 +826,13 @@ int train_run(const Config *cfg, const Dist *dist)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGUSR1, &sa, NULL);
-    int ok = agree(&run, load_data(&run));
+    /* The pixels are read once per node into a block its ranks share: headers first, to
+     * size it; then the node's leader fills it while the other ranks checksum their own
+     * files; then every rank's checksum is compared with rank 0's. */
+    int ok = agree(&run, probe_data(&run));
+    ok = ok && agree(&run, check_data_memory(&run));
+    ok = ok && agree(&run, share_data(&run));
+    ok = ok && agree(&run, load_data(&run));
     ok = ok && agree(&run, check_same_data(&run));
     ok = ok && agree(&run, check_memory(&run));
     ok = ok && agree(&run, alloc_model(&run));
