@@ -409,7 +409,7 @@ static StepsEnd run_steps(Run *run, int64_t *bad_out)
             /* Each chunk's sum must fit so that the sum of all chunks stays below 2^62. */
             const size_t nchunks = (m + chunk - 1) / chunk;
             const float limit = (float)(0x1p22 / (double)nchunks);
-            int64_t *g = run->grad_i;   /* zero: calloc'd, then consumed by each update */
+            int64_t *g = run->grad_i;   /* written whole by each step (see kernels.h) */
             st = model_step_gradients(p, run->train.images, run->train.labels, idx, r1 - r0, m,
                                       &run->ws, chunk, NULL, g, limit, &bad);
             g[count + SLOT_LOSS] = st.loss_fix;
