@@ -4,7 +4,7 @@
 # of the kernels. Leaks inside Open MPI's start-up and shut-down are suppressed
 # (tests/valgrind-mpi.supp, plus the suppressions Open MPI ships).
 source "$(dirname "$0")/../lib.sh"
-make -s -C "$ROOT" ARCH=x86-64 > "$T/make.log" 2>&1 || { cat "$T/make.log"; fail "generic build"; }
+env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -s -C "$ROOT" ARCH=x86-64 > "$T/make.log" 2>&1 || { cat "$T/make.log"; fail "generic build"; }
 bin=$ROOT/build/x86-64/mlp
 cfg=$(small_config vg)
 supp=(--suppressions="$ROOT/tests/valgrind-mpi.supp")
