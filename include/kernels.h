@@ -27,6 +27,7 @@
 
 #define KERNELS_FIX_BITS 40
 #define KERNELS_MAX_CLASSES 256
+#define KERNELS_LIMIT_MAX 0x1p22f   /* largest limit honoured: limit * 2^40 fits int64 */
 
 /* A1[r,:] = sigmoid(b1 + (1/255) sum_k X[idx[r],k] W1[k,:]) for r < m, summing over the
  * nonzero pixels in ascending order; those pixels are also listed, per sample, in
@@ -64,8 +65,11 @@ typedef struct {
     float *out_f;
     int64_t *out_i;
     size_t chunk;
-    float limit;     /* exact mode: largest |chunk gradient| accepted */
-    int64_t *bad;    /* exact mode: incremented per rejected value (non-finite or > limit) */
+    float limit;     /* exact mode: largest |chunk gradient| accepted (at most
+                        KERNELS_LIMIT_MAX: a larger limit counts as that) */
+    int64_t *bad;    /* exact mode: incremented per rejected value (non-finite or > limit),
+                        atomically and after the kernel's last barrier: read it after the
+                        parallel region, not inside it */
     /* exact mode, kernels_grad_layer1 only, optional (m): row_max[r] >= max |dZ1[r,:]|.
      * When these bounds show that no chunk sum can exceed the limit, the per-value test
      * is skipped (it could not fail: the result is the same). NULL: always tested. */
@@ -74,13 +78,13 @@ typedef struct {
 
 /* dW1[c,:] = (1/255) sum_r X[r,c] dZ1[r,:] over the samples where pixel c is nonzero (from
  * kernels_gather_pixels), and db1 = sum_r dZ1[r,:]. dZ1 (m, h); sink rows: dW1 (d, h) then
- * db1 (h), contiguous. */
+ * db1 (h), contiguous. m >= 1 (a rank without samples zeroes its gradient itself). */
 void kernels_grad_layer1(const uint32_t *pos, const uint8_t *val, const uint32_t *len,
                          size_t m, size_t d, size_t h, const float *dZ1,
                          const KernelsSink *sink);
 
 /* dW2[i,:] = sum_r A1[r,i] dZ2[r,:] and db2 = sum_r dZ2[r,:].
- * A1 (m, h); dZ2 (m, k); sink rows: dW2 (h, k) then db2 (k), contiguous. */
+ * A1 (m, h); dZ2 (m, k); sink rows: dW2 (h, k) then db2 (k), contiguous. m >= 1. */
 void kernels_grad_layer2(const float *A1, size_t m, size_t h, size_t k, const float *dZ2,
                          const KernelsSink *sink);
 

@@ -304,6 +304,13 @@ void kernels_gather_pixels(const uint32_t *sp_pos, const uint8_t *sp_val,
 #pragma omp barrier   /* the lists are complete for every thread's next kernel */
 }
 
+/* The limit in force: the caller's, but never above KERNELS_LIMIT_MAX, below which
+ * limit * 2^40 converts to int64 without overflow. */
+static float sink_limit(const KernelsSink *s)
+{
+    return s->limit < KERNELS_LIMIT_MAX ? s->limit : KERNELS_LIMIT_MAX;   /* NaN: the max */
+}
+
 /* Deliver one chunk's sums acc[0..bw) to output elements base, base + stride, ...: as
  * floats (fast) or fixed point (exact), stored for the first chunk and added for the
  * others. Returns the number of rejected values. */
@@ -321,7 +328,7 @@ static int64_t sink_put(const KernelsSink *s, size_t base, size_t stride, size_t
     for (size_t j = 0; j < bw; j++) {
         /* !(|v| <= limit) also catches NaN; converting NaN or a huge value is undefined
          * behaviour, so a rejected value is replaced by 0 before the conversion. */
-        const int ok = fabsf(acc[j]) <= s->limit;
+        const int ok = fabsf(acc[j]) <= sink_limit(s);
         nbad += !ok;
         const int64_t q = (int64_t)((ok ? acc[j] : 0.0f) * FIX_SCALE);
         o[j * stride] = first_chunk ? q : o[j * stride] + q;
@@ -379,10 +386,13 @@ static inline Fix64 fix64_add_unchecked(Fix64 f, Acc64 a, float scale_fix)
 
 /* Can a chunk sum of the dZ1 rows, at most sum_r row_max[r] in exact arithmetic, exceed
  * the limit? A float sum of n products (pixel / 255 at most 1) and the two roundings of
- * the scaling can exceed the exact value by a relative (n + 2) 2^-24, first order;
- * (n + 3) 2^-23 covers that with room. NaN or infinity in row_max: cannot rule it out. */
+ * the scaling exceed the exact value by at most a factor (1 + 2^-24)^(n + 2), which is
+ * below 1 + (n + 3) 2^-23 while (n + 2) 2^-24 <= 1 (so for chunks up to 2^22, with room).
+ * Larger chunks, NaN or infinity in row_max: cannot rule it out. */
 static int chunks_within_limit(const float *row_max, size_t m, size_t chunk, float limit)
 {
+    if (chunk > ((size_t)1 << 22))
+        return 0;
     for (size_t r0 = 0; r0 < m; r0 += chunk) {
         const size_t r1 = r0 + chunk < m ? r0 + chunk : m;
         double s = 0;
@@ -401,10 +411,10 @@ static int chunks_within_limit(const float *row_max, size_t m, size_t chunk, flo
  * when chunks_within_limit has shown that no value can be rejected. */
 static int64_t grad1_exact_block(const uint32_t *p, const uint8_t *v, size_t n,
                                  size_t h, size_t j0, float scale, const float *dZ1,
-                                 const KernelsSink *sink, int checked, int64_t *out)
+                                 size_t chunk, const KernelsSink *sink, int checked,
+                                 int64_t *out)
 {
-    const size_t chunk = sink->chunk;
-    const float scale_fix = scale * FIX_SCALE, limit_fix = sink->limit * FIX_SCALE;
+    const float scale_fix = scale * FIX_SCALE, limit_fix = sink_limit(sink) * FIX_SCALE;
     Fix64 f;
     memset(&f, 0, sizeof f);
     vm16 nbad = {0};
@@ -493,7 +503,7 @@ void kernels_grad_layer1(const uint32_t *pos, const uint8_t *val, const uint32_t
     OWN_TEAM(kernels_grad_layer1(pos, val, len, m, d, h, dZ1, sink));
     const size_t chunk = sink_chunk(sink, m);
     const int checked = !(sink->out_i && sink->row_max &&
-                          chunks_within_limit(sink->row_max, m, chunk, sink->limit));
+                          chunks_within_limit(sink->row_max, m, chunk, sink_limit(sink)));
     int64_t nbad = 0;   /* this thread's */
     /* Rows 0..d-1 are dW1 (over the samples where the pixel is nonzero), row d is db1 (a
      * pixel of constant 1 in every sample, unscaled). */
@@ -508,7 +518,8 @@ void kernels_grad_layer1(const uint32_t *pos, const uint8_t *val, const uint32_t
             for (; j0 + 2 * KB <= h; j0 += 2 * KB)
                 grad1_exact_pair(p, v, n, h, j0, scale, dZ1, chunk, sink->out_i + c * h + j0);
             if (j0 + KB <= h) {
-                grad1_exact_block(p, v, n, h, j0, scale, dZ1, sink, 0, sink->out_i + c * h + j0);
+                grad1_exact_block(p, v, n, h, j0, scale, dZ1, chunk, sink, 0,
+                                  sink->out_i + c * h + j0);
                 j0 += KB;
             }
             for (; j0 + 16 <= h; j0 += 16)
@@ -517,7 +528,7 @@ void kernels_grad_layer1(const uint32_t *pos, const uint8_t *val, const uint32_t
         for (; j0 < h; j0 += KB) {
             size_t bw = h - j0 < KB ? h - j0 : KB;
             if (sink->out_i && bw == KB) {
-                nbad += grad1_exact_block(p, v, n, h, j0, scale, dZ1, sink, checked,
+                nbad += grad1_exact_block(p, v, n, h, j0, scale, dZ1, chunk, sink, checked,
                                           sink->out_i + c * h + j0);
                 continue;
             }
@@ -566,7 +577,7 @@ void kernels_grad_layer2(const float *A1, size_t m, size_t h, size_t k, const fl
 {
     OWN_TEAM(kernels_grad_layer2(A1, m, h, k, dZ2, sink));
     const size_t chunk = sink_chunk(sink, m), nblk = (h + KB - 1) / KB;
-    const float limit_fix = sink->limit * FIX_SCALE;
+    const float limit_fix = sink_limit(sink) * FIX_SCALE;
     int64_t nbad = 0;   /* this thread's */
     /* One task per class j and block of KB hidden units: dW2[i0.., j] = sum_r dZ2[r,j]
      * A1[r,i0..], running along the contiguous rows of A1; block nblk of class j is

@@ -208,7 +208,7 @@ static void test_exact_independent_of_threads_and_shards(void **state)
 {
     (void)state;
     Fixture f;
-    fixture_init(&f, 50, 67, 70, 10, 9);
+    fixture_init(&f, 50, 67, 208, 10, 9);   /* h = 128 + 64 + 16: every row path */
     const size_t n = f.p.count, m = f.n, chunk = 4;
     Workspace w;
     assert_int_equal(model_workspace_init(&w, &f.p, m), 0);
@@ -226,7 +226,7 @@ static void test_exact_independent_of_threads_and_shards(void **state)
         assert_int_equal(s1.loss_fix, s2.loss_fix);
     }
     int64_t *part = malloc(n * sizeof *part);
-    for (int ranks = 2; ranks <= 9; ranks++) {
+    for (int ranks = 2; ranks <= 16; ranks++) {   /* 13 chunks: from 14 ranks on, some idle */
         memset(got, 0, n * sizeof *got);
         int64_t loss = 0, correct = 0;
         for (int r = 0; r < ranks; r++) {   /* each "rank" stores its part; the sum is the allreduce */
@@ -447,6 +447,44 @@ static void test_grad_layer2_exact_limits(void **state)
     omp_set_num_threads(2);
 }
 
+/* kernels_output_backward's row bounds: dZ1_max[r] is exactly max |dZ1[r,:]| (h with and
+ * without a 16-column tail), and NaN for a row with a NaN. */
+static void test_output_dz1_max(void **state)
+{
+    (void)state;
+    const size_t widths[] = {3, 16, 70, 130};
+    for (size_t wi = 0; wi < 4; wi++) {
+        const size_t h = widths[wi], m = 9, k = 4;
+        Fixture f;
+        fixture_init(&f, m, 5, h, k, 40 + wi);
+        float *A1 = malloc(m * h * sizeof *A1), *W2t = malloc(h * k * sizeof *W2t);
+        float *dZ2 = malloc(m * k * sizeof *dZ2), *dZ1 = malloc(m * h * sizeof *dZ1);
+        float *top = malloc(m * sizeof *top);
+        double *loss = malloc(m * sizeof *loss);
+        uint8_t *correct = malloc(m);
+        for (size_t i = 0; i < m * h; i++)
+            A1[i] = (float)(1 + rnd() % 9999) / 10000.0f;
+        A1[4 * h + h - 1] = NAN;   /* row 4: NaN in its last column, the tail when h % 16 */
+        kernels_output_backward(A1, f.labels, f.idx, m, h, k, f.p.W2, f.p.b2, W2t,
+                                1.0f / (float)m, dZ2, dZ1, top, loss, correct);
+        for (size_t r = 0; r < m; r++) {
+            float want = 0;
+            int nan = 0;
+            for (size_t i = 0; i < h; i++) {
+                nan |= isnan(dZ1[r * h + i]);
+                want = fmaxf(want, fabsf(dZ1[r * h + i]));
+            }
+            if (nan)
+                assert_true(isnan(top[r]));
+            else if (top[r] != want)
+                fail_msg("h %zu row %zu: dZ1_max %.9g, max |dZ1| %.9g", h, r, top[r], want);
+            assert_true(r == 4 ? nan : !nan);
+        }
+        free(A1), free(W2t), free(dZ2), free(dZ1), free(top), free(loss), free(correct);
+        fixture_free(&f);
+    }
+}
+
 /* One SGD step (both modes) equals theta - lr * reference gradient. */
 static void test_sgd_step_vs_reference(void **state)
 {
@@ -568,6 +606,7 @@ int main(void)
         cmocka_unit_test(test_exact_rejects_out_of_range),
         cmocka_unit_test(test_grad_layer1_exact_limits),
         cmocka_unit_test(test_grad_layer2_exact_limits),
+        cmocka_unit_test(test_output_dz1_max),
         cmocka_unit_test(test_sgd_step_vs_reference),
         cmocka_unit_test(test_evaluate),
         cmocka_unit_test(test_init_and_hash),
