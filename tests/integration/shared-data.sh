@@ -38,7 +38,9 @@ else
     # Private copies would add a whole copy per extra rank (3 x $copy MiB); shared, each
     # extra rank adds only its model, buffers and libraries (about 8 MiB here). Not under
     # AddressSanitizer (make SAN=1), whose shadow memory adds tens of MiB to every rank.
-    if ldd "$MLP" | grep -q libasan; then
+    # Not `ldd | grep -q`: under pipefail, grep's early exit can kill ldd with SIGPIPE and
+    # make the pipeline false (it did, in CI, on the SAN build).
+    if [[ $(ldd "$MLP") == *libasan* ]]; then
         echo "SKIP the memory figures: $MLP is built with AddressSanitizer"
     else
         awk -v n1=${node[1]} -v n4=${node[4]} -v c=$copy 'BEGIN { exit !(n4 < n1 + 3 * c / 2 && n4 < 2 * n1) }' ||

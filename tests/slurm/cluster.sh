@@ -39,7 +39,7 @@ our_pid() {   # pidfile
     local pid
     pid=$(cat "$1" 2>/dev/null) || return 1
     [[ $pid =~ ^[0-9]+$ ]] && alive "$pid" || return 1
-    tr '\0' ' ' 2>/dev/null < "/proc/$pid/cmdline" | grep -qF "$D/" || return 1
+    [[ $(tr '\0' ' ' 2>/dev/null < "/proc/$pid/cmdline") == *"$D/"* ]] || return 1
     echo "$pid"
 }
 # Wait up to $2 tenths of a second for every PID in $1 to die.
