@@ -55,8 +55,10 @@ fi
 
 note "(b) a rank whose training files hold another number of samples than rank 0's"
 # The same files less the last sample: valid IDX pairs, smaller by one image and one label.
-{ printf '\x00\x00\x08\x03\x00\x00\xea\x5f'; tail -c +9 "$mnist/train-images-idx3-ubyte" | head -c $((8 + 59999 * 784)); } > $T/img59999
-{ printf '\x00\x00\x08\x01\x00\x00\xea\x5f'; tail -c +9 "$mnist/train-labels-idx1-ubyte" | head -c 59999; } > $T/lab59999
+# (head first, then tail, which reads to the end: `tail | head -c` would end tail with
+# SIGPIPE, now and then, and the script with it under pipefail.)
+{ printf '\x00\x00\x08\x03\x00\x00\xea\x5f'; head -c $((16 + 59999 * 784)) "$mnist/train-images-idx3-ubyte" | tail -c +9; } > $T/img59999
+{ printf '\x00\x00\x08\x01\x00\x00\xea\x5f'; head -c $((8 + 59999)) "$mnist/train-labels-idx1-ubyte" | tail -c +9; } > $T/lab59999
 cfg=$(small_config b)
 rc=0
 timeout 60 mpirun "${over[@]}" -np 1 "$MLP" "$cfg" : -np 1 "$MLP" "$cfg" \
