@@ -1,5 +1,8 @@
 # Shared helpers for the integration tests (sourced, not run). Each test runs from the
 # repo root in a private temporary directory that is removed on exit.
+# Under pipefail, never pipe into a reader that stops early (`cmd | grep -q`, `cmd | head`):
+# when it exits first, cmd dies of SIGPIPE and the pipeline fails now and then. Test a
+# captured string ([[ $(cmd) == *x* ]]), or let a reader that reads to the end come last.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
