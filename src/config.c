@@ -6,8 +6,9 @@
  *
  * libinih as packaged by Debian calls the handler without a line number and reads lines
  * into a 200-byte buffer, so the file is fed through our own reader (config_read_line),
- * which counts lines for the error messages and refuses a line that does not fit instead
- * of letting inih cut it silently.
+ * which counts lines for the error messages, refuses a line that does not fit instead
+ * of letting inih cut it silently, and reads bytes, not C strings, so that a NUL or another
+ * control character is refused rather than ending the line early.
  */
 #include "config.h"
 
@@ -97,6 +98,9 @@ typedef struct {
     FILE *f;
     int lineno;               /* lines read so far = the line the handler sees */
     int long_line;            /* line that did not fit inih's buffer; 0 = none */
+    int bad_line;             /* line holding a config_bad_byte; 0 = none */
+    int bad_column;           /* its column, from 1 */
+    int bad_byte;             /* and its value */
     int read_errno;           /* errno of a failed read; 0 = none */
     int err_line;             /* line of the first handler error; 0 = none */
     int seen[CONFIG_NKEYS];   /* line each key was set on; 0 = not yet */
@@ -371,33 +375,58 @@ static int config_apply(Config *c, const char *where, const char *section, const
     return 0;
 }
 
-/* fgets-style reader for ini_parse_stream: counts lines, refuses a line longer than
- * inih's buffer (inih would otherwise read its tail as a line of its own), and drops
- * leading blanks so that an indented line is an ordinary line: inih would take it as a
- * continuation of the previous key's value, and our values never span lines. */
+/* A byte a config may not hold, in the file or in an override: a control character other
+ * than tab (the reader lets newline end a line and CR precede it), or DEL. A NUL above all:
+ * to a C-string reader it ends the line, so "hidden = 16<NUL>garbage" read as 16. */
+static int config_bad_byte(unsigned char ch)
+{
+    return (ch < 0x20 && ch != '\t') || ch == 0x7f;
+}
+
+/* Reader for ini_parse_stream, byte by byte (never as C strings, so a NUL is seen): counts
+ * lines, refuses a control character and a line longer than inih's buffer (inih would
+ * otherwise read its tail as a line of its own), drops the newline and a CR before it, and
+ * drops leading blanks so that an indented line is an ordinary line: inih would take it
+ * as a continuation of the previous key's value, and our values never span lines. */
 static char *config_read_line(char *buf, int num, void *stream)
 {
     ConfigParse *p = stream;
-    if (p->long_line || p->read_errno || num < 2)
+    if (p->long_line || p->bad_line || p->read_errno || num < 2)
         return NULL;
+    const size_t max = (size_t)num - 1;
+    size_t len = 0;
+    int ch, any = 0;
     errno = 0;
-    if (!fgets(buf, num, p->f)) {
-        if (ferror(p->f))
-            p->read_errno = errno ? errno : EIO;
-        return NULL;
-    }
-    p->lineno++;
-    size_t len = strlen(buf);
-    if (len == (size_t)num - 1 && buf[len - 1] != '\n') {
-        /* The buffer is full: fine only if the line ends right here. */
-        int ch = getc(p->f);
-        if (ch == '\r')
-            ch = getc(p->f);
-        if (ch != '\n' && ch != EOF) {
-            p->long_line = p->lineno;
+    while ((ch = getc(p->f)) != EOF && ch != '\n') {
+        any = 1;
+        if (ch == '\r') {
+            int next = getc(p->f);
+            if (next == '\n' || next == EOF) {
+                ch = next;
+                break;
+            }
+            ungetc(next, p->f);
+        }
+        if (config_bad_byte((unsigned char)ch)) {
+            p->bad_line = p->lineno + 1;
+            p->bad_column = (int)len + 1;
+            p->bad_byte = ch;
             return NULL;
         }
+        if (len == max) {
+            p->long_line = p->lineno + 1;
+            return NULL;
+        }
+        buf[len++] = (char)ch;
     }
+    if (ch == EOF && ferror(p->f)) {
+        p->read_errno = errno ? errno : EIO;
+        return NULL;
+    }
+    if (ch == EOF && !any)
+        return NULL;  /* the end of the file, not an empty last line */
+    p->lineno++;
+    buf[len] = '\0';
     size_t skip = strspn(buf, " \t");
     memmove(buf, buf + skip, len - skip + 1);
     return buf;
@@ -449,6 +478,11 @@ static int config_load_file(Config *c, const char *path, char *err, size_t errle
                     p.long_line, CONFIG_LINE_MAX);
         return -1;
     }
+    if (p.bad_line) {
+        config_fail(err, errlen, "%s:%d: control character 0x%02X at column %d", path,
+                    p.bad_line, (unsigned)p.bad_byte, p.bad_column);
+        return -1;
+    }
     if (p.read_errno) {
         config_fail(err, errlen, "%s: cannot read config: %s", path, strerror(p.read_errno));
         return -1;
@@ -483,6 +517,13 @@ static int config_override(Config *c, const char *arg, char *err, size_t errlen)
     char where[CONFIG_LINE_MAX + 64];
     snprintf(where, sizeof where, "--set %.*s%s", CONFIG_LINE_MAX + 32, arg,
              strlen(arg) > CONFIG_LINE_MAX + 32 ? "..." : "");
+    for (size_t i = 0; arg[i]; i++) {
+        if (config_bad_byte((unsigned char)arg[i])) {
+            config_fail(err, errlen, "%s: control character 0x%02X at column %zu", where,
+                        (unsigned)(unsigned char)arg[i], i + 1);
+            return -1;
+        }
+    }
     const char *eq = strchr(arg, '=');
     const char *dot = eq ? memchr(arg, '.', (size_t)(eq - arg)) : NULL;
     char section[64], name[64];

@@ -18,14 +18,18 @@
 
 /* ---- helpers ---- */
 
-static void tmp_write(char path[static sizeof TMP_TEMPLATE], const char *text)
+static void tmp_write_bytes(char path[static sizeof TMP_TEMPLATE], const char *text, size_t n)
 {
     memcpy(path, TMP_TEMPLATE, sizeof TMP_TEMPLATE);
     int fd = mkstemp(path);
     assert_true(fd >= 0);
-    size_t n = strlen(text);
     assert_int_equal(write(fd, text, n), (ssize_t)n);
     assert_int_equal(close(fd), 0);
+}
+
+static void tmp_write(char path[static sizeof TMP_TEMPLATE], const char *text)
+{
+    tmp_write_bytes(path, text, strlen(text));
 }
 
 /* Load text as a config file (plus overrides); the temporary file is removed before
@@ -46,6 +50,21 @@ static void expect_error(const char *text, const char *suffix)
     Config c;
     char err[CONFIG_ERR_MAX] = "";
     int rc = load_text(text, 0, NULL, &c, err, path);
+    char want[CONFIG_ERR_MAX];
+    snprintf(want, sizeof want, "%s%s", path, suffix);
+    assert_int_equal(rc, -1);
+    assert_string_equal(err, want);
+}
+
+/* The first n bytes of text (which may hold NULs) must be refused with "PATH" + suffix. */
+static void expect_error_bytes(const char *text, size_t n, const char *suffix)
+{
+    char path[sizeof TMP_TEMPLATE];
+    tmp_write_bytes(path, text, n);
+    Config c;
+    char err[CONFIG_ERR_MAX] = "";
+    int rc = config_load(&c, path, 0, NULL, err, sizeof err);
+    unlink(path);
     char want[CONFIG_ERR_MAX];
     snprintf(want, sizeof want, "%s%s", path, suffix);
     assert_int_equal(rc, -1);
@@ -489,6 +508,68 @@ static void test_error_syntax(void **state)
                  ":2: [train] epochs = '0': out of range (1..1000000)");
 }
 
+/* A config is text: a NUL (which a C-string reader takes for the end of the line, so
+ * that "hidden = 16<NUL>garbage" read as 16 and a NUL hid a long line), any other control
+ * character but tab, and DEL are refused wherever they are, naming line and column. CR
+ * is fine just before the newline or the end of the file. */
+static void test_error_control_chars(void **state)
+{
+    (void)state;
+#define BYTES(lit) lit, sizeof lit - 1
+    expect_error_bytes(BYTES("[model]\nhidden = 16\0garbage\n"),
+                       ":2: control character 0x00 at column 12");
+    expect_error_bytes(BYTES("[model]\nhidden = 16\0\n"), ":2: control character 0x00 at column 12");
+    expect_error_bytes(BYTES("\0"), ":1: control character 0x00 at column 1");
+    /* A NUL early in a line of 300 characters: seen, and the line is not cut into two. */
+    char text[512] = "[checkpoint]\ndir = x\0";
+    size_t n = strlen(text) + 1;
+    memset(text + n, 'y', 300);
+    n += 300;
+    text[n++] = '\n';
+    expect_error_bytes(text, n, ":2: control character 0x00 at column 8");
+    /* In a comment, a section line, before the newline, as a line of its own. */
+    expect_error_bytes(BYTES("; a comment \x01\n[train]\n"), ":1: control character 0x01 at column 13");
+    expect_error_bytes(BYTES("[train\x1b]\n"), ":1: control character 0x1B at column 7");
+    expect_error_bytes(BYTES("[train]\nepochs = 3\v\n"), ":2: control character 0x0B at column 11");
+    expect_error_bytes(BYTES("[train]\nepochs = 3\n\f\n"), ":3: control character 0x0C at column 1");
+    expect_error_bytes(BYTES("[log]\nmetrics = m\x7f.csv\n"), ":2: control character 0x7F at column 12");
+    /* CR anywhere but at the end of a line. */
+    expect_error_bytes(BYTES("[train]\nepochs = 3\r4\n"), ":2: control character 0x0D at column 11");
+    expect_error_bytes(BYTES("[train]\r\r\nepochs = 3\n"), ":1: control character 0x0D at column 8");
+    /* An earlier error still wins. */
+    expect_error_bytes(BYTES("[train]\nepochs = 0\nx\0\n"),
+                       ":2: [train] epochs = '0': out of range (1..1000000)");
+#undef BYTES
+
+    /* Tab, CRLF and a CR that ends the file are fine; bytes >= 0x80 (UTF-8) too. */
+    char path[sizeof TMP_TEMPLATE];
+    Config c;
+    char err[CONFIG_ERR_MAX] = "";
+    int rc = load_text("[train]\t; tab\r\n\tepochs\t=\t3\t\r\n[log]\r\n"
+                       "metrics = r\xc3\xa9sultats.csv\r", 0, NULL, &c, err, path);
+    if (rc != 0)
+        fprintf(stderr, "%s\n", err);
+    assert_int_equal(rc, 0);
+    assert_int_equal(c.train.epochs, 3);
+    assert_string_equal(c.log.metrics, "r\xc3\xa9sultats.csv");
+
+    /* The same in --set arguments (which cannot hold a NUL), named by the argument; the
+     * message shows each control character as '?'. A trailing newline or CR used to be
+     * dropped as a blank. */
+    expect_override_error("train.epochs=3\n",
+                          "--set train.epochs=3?: control character 0x0A at column 15");
+    expect_override_error("train.reduce=fast\r",
+                          "--set train.reduce=fast?: control character 0x0D at column 18");
+    expect_override_error("train\x01.epochs=3",
+                          "--set train?.epochs=3: control character 0x01 at column 6");
+    expect_override_error("\vtrain.epochs=3",
+                          "--set ?train.epochs=3: control character 0x0B at column 1");
+    expect_override_error("log.metrics=a\x7f", "--set log.metrics=a?: control character 0x7F at column 14");
+    char *tab[] = {"\ttrain.epochs\t=\t4\t"};
+    assert_int_equal(config_load(&c, "configs/mnist.ini", 1, tab, err, sizeof err), 0);
+    assert_int_equal(c.train.epochs, 4);
+}
+
 /* ---- overrides ---- */
 
 static void test_overrides(void **state)
@@ -537,8 +618,7 @@ static void test_override_errors(void **state)
                           "which INI reads as the start of a comment");
     /* A newline would split the one-line message: it is shown as '?'. */
     expect_override_error("log.metrics=a\nb",
-                          "--set log.metrics=a?b: [log] metrics = 'a?b': "
-                          "contains a control character");
+                          "--set log.metrics=a?b: control character 0x0A at column 14");
 
     /* Paths are held to what fits on an INI line (184 characters). */
     char arg[256], want[CONFIG_ERR_MAX];
@@ -671,6 +751,7 @@ int main(void)
         cmocka_unit_test(test_error_long_line),
         cmocka_unit_test(test_error_missing_file),
         cmocka_unit_test(test_error_syntax),
+        cmocka_unit_test(test_error_control_chars),
         cmocka_unit_test(test_overrides),
         cmocka_unit_test(test_override_errors),
         cmocka_unit_test(test_to_ini_layout),
