@@ -14,6 +14,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <float.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
@@ -40,7 +41,7 @@ _Static_assert(CONFIG_VALUE_MAX > 0 && CONFIG_VALUE_MAX < CONFIG_PATH_MAX,
 typedef enum {
     CONFIG_LONG,     /* integer in [lo, hi] */
     CONFIG_SEED,     /* any uint64_t, decimal */
-    CONFIG_LR,       /* finite double in (0, 1e6] */
+    CONFIG_LR,       /* double in [FLT_MIN, 1e6]: a normal float, as the trainer uses it */
     CONFIG_PATH,     /* non-empty path */
     CONFIG_RESUME,   /* "auto", "none" or a path */
     CONFIG_INIT,     /* "xavier" */
@@ -61,7 +62,7 @@ typedef struct {
     { #sec, #key, type, offsetof(Config, sec.key), sizeof(((Config *)0)->sec.key), lo, hi }
 
 #define CONFIG_INT31_MAX 2147483647L  /* 2^31 - 1 */
-#define CONFIG_LR_MAX 1e6
+#define CONFIG_LR_MAX 1e6     /* spelled out in config_parse_lr's message */
 
 /* DESIGN.md section 6 order: config_to_ini prints in this order. */
 static const ConfigKey config_keys[] = {
@@ -237,14 +238,20 @@ static const char *config_parse_lr(const char *s, double *out, char *why, size_t
         snprintf(why, whylen, "unexpected '%s' after the number", end);
         return why;
     }
-    /* ERANGE: overflow ("1e400") or underflow; either way far outside the range. */
-    if (errno == ERANGE)
-        return "out of range (must be > 0 and <= 1e6)";
     /* strtod spells out "nan" and "inf"; neither is a learning rate. */
-    if (!isfinite(v))
+    if (!isfinite(v) && errno != ERANGE)
         return "not a finite number";
-    if (!(v > 0.0) || v > CONFIG_LR_MAX)
-        return "out of range (must be > 0 and <= 1e6)";
+    /* The trainer steps with (float)lr: a rate that is positive as a double can be 0
+     * ("1e-50") or subnormal ("1e-40") as a float, which trains nothing or slowly and
+     * imprecisely, so the floor is the smallest normal float. ERANGE: overflow ("1e400")
+     * or underflow ("1e-400"), outside the range either way. The cast comes last: it is
+     * only defined for a value a float can hold. */
+    if (errno == ERANGE || !(v > 0.0 && v <= CONFIG_LR_MAX) || (float)v < FLT_MIN) {
+        snprintf(why, whylen,
+                 "out of range (%.9g..1e6: at least the smallest normal float, FLT_MIN)",
+                 (double)FLT_MIN);
+        return why;
+    }
     *out = v;
     return NULL;
 }

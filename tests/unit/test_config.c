@@ -6,6 +6,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -287,6 +288,22 @@ static void test_low_bounds_and_layout(void **state)
 
 /* ---- errors: each names file:line, section, key and value ---- */
 
+/* The smallest learning rate accepted is the smallest normal float, as the error message
+ * spells it (9 digits, which read back as exactly FLT_MIN in float). */
+static void test_lr_low_bound(void **state)
+{
+    (void)state;
+    char path[sizeof TMP_TEMPLATE];
+    Config c;
+    char err[CONFIG_ERR_MAX] = "";
+    int rc = load_text("[train]\nlr = 1.17549435e-38\n", 0, NULL, &c, err, path);
+    if (rc != 0)
+        fprintf(stderr, "%s\n", err);
+    assert_int_equal(rc, 0);
+    assert_true((float)c.train.lr == FLT_MIN);
+    assert_round_trip(&c);
+}
+
 static void test_error_unknown_section(void **state)
 {
     (void)state;
@@ -354,7 +371,7 @@ static void test_error_out_of_range(void **state)
     (void)state;
 #define R31 "out of range (0..2147483647)"
 #define R1M "out of range (0..1000000)"
-#define LR "out of range (must be > 0 and <= 1e6)"
+#define LR "out of range (1.17549435e-38..1e6: at least the smallest normal float, FLT_MIN)"
     static const BadValue bad[] = {
         {"data", "train_limit", "-1", R31},
         {"data", "train_limit", "2147483648", R31},
@@ -376,6 +393,12 @@ static void test_error_out_of_range(void **state)
         {"train", "lr", "-0.1", LR},
         {"train", "lr", "1000000.5", LR},
         {"train", "lr", "1e400", LR},
+        /* Positive as a double but 0 or subnormal as the float the trainer uses. */
+        {"train", "lr", "1e-50", LR},
+        {"train", "lr", "1e-40", LR},
+        {"train", "lr", "1e-38", LR},
+        {"train", "lr", "1.1754942e-38", LR},   /* the largest subnormal float */
+        {"train", "lr", "1e-400", LR},
         {"train", "lr", "nan", "not a finite number"},
         {"train", "lr", "inf", "not a finite number"},
         {"train", "lr", "-Infinity", "not a finite number"},
@@ -719,7 +742,7 @@ static void test_to_ini_round_trip(void **state)
     put(c.checkpoint.resume, sizeof c.checkpoint.resume, "runs/x/epoch-0002.h5");
     /* Learning rates whose shortest decimal needs 15, 16 or 17 digits. */
     const double lrs[] = {0.1, 1.0 / 3.0, nextafter(0.5, 1.0), 0.30000000000000004,
-                          1e-300, 1e6, 123456.789, 5e-7};
+                          FLT_MIN, 1e6, 123456.789, 5e-7};
     for (size_t i = 0; i < sizeof lrs / sizeof lrs[0]; i++) {
         c.train.lr = lrs[i];
         assert_round_trip(&c);
@@ -740,6 +763,7 @@ int main(void)
         cmocka_unit_test(test_mnist_ini_is_defaults),
         cmocka_unit_test(test_every_key),
         cmocka_unit_test(test_low_bounds_and_layout),
+        cmocka_unit_test(test_lr_low_bound),
         cmocka_unit_test(test_error_unknown_section),
         cmocka_unit_test(test_error_unknown_key),
         cmocka_unit_test(test_error_malformed_number),
