@@ -32,6 +32,7 @@ typedef struct {
         long hidden;                       /* h, hidden units */
         uint64_t seed;                     /* init and epoch order */
         char init[16];                     /* "xavier" */
+        long classes;                      /* K; 0 = 1 + the largest training label */
     } model;
     struct {
         long epochs;
@@ -47,6 +48,8 @@ typedef struct {
         long every_steps;                  /* 0 = off */
         long keep;                         /* epoch files kept; 0 = all */
         char resume[CONFIG_PATH_MAX];      /* "auto", "none" or a path */
+        int overwrite;                     /* 1: a fresh run may replace the files of an
+                                            * earlier run in dir; 0: it must not */
     } checkpoint;
     struct {
         char metrics[CONFIG_PATH_MAX];     /* CSV path */

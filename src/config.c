@@ -25,6 +25,8 @@
 
 #include <ini.h>
 
+#include "kernels.h"  /* KERNELS_MAX_CLASSES, the most classes the kernels take */
+
 /* The longest line, without its newline, that inih's buffer holds (it needs one byte
  * for '\0'). */
 #define CONFIG_LINE_MAX (INI_MAX_LINE - 1)
@@ -40,6 +42,8 @@ _Static_assert(CONFIG_VALUE_MAX > 0 && CONFIG_VALUE_MAX < CONFIG_PATH_MAX,
 
 typedef enum {
     CONFIG_LONG,     /* integer in [lo, hi] */
+    CONFIG_CLASSES,  /* 0, or an integer in [lo, hi] */
+    CONFIG_BOOL,     /* true | false, held in an int */
     CONFIG_SEED,     /* any uint64_t, decimal */
     CONFIG_LR,       /* double in [FLT_MIN, 1e6]: a normal float, as the trainer uses it */
     CONFIG_PATH,     /* non-empty path */
@@ -55,7 +59,7 @@ typedef struct {
     ConfigType type;
     size_t offset;   /* of the field in Config */
     size_t size;     /* of the field, bytes */
-    long lo, hi;     /* inclusive range, CONFIG_LONG only */
+    long lo, hi;     /* inclusive range, CONFIG_LONG and CONFIG_CLASSES only */
 } ConfigKey;
 
 #define CONFIG_KEY(sec, key, type, lo, hi) \
@@ -74,6 +78,7 @@ static const ConfigKey config_keys[] = {
     CONFIG_KEY(model, hidden, CONFIG_LONG, 1, 1048576),
     CONFIG_KEY(model, seed, CONFIG_SEED, 0, 0),
     CONFIG_KEY(model, init, CONFIG_INIT, 0, 0),
+    CONFIG_KEY(model, classes, CONFIG_CLASSES, 2, KERNELS_MAX_CLASSES),
     CONFIG_KEY(train, epochs, CONFIG_LONG, 1, 1000000),
     CONFIG_KEY(train, batch, CONFIG_LONG, 1, 1048576),
     CONFIG_KEY(train, lr, CONFIG_LR, 0, 0),
@@ -85,6 +90,7 @@ static const ConfigKey config_keys[] = {
     CONFIG_KEY(checkpoint, every_steps, CONFIG_LONG, 0, CONFIG_INT31_MAX),
     CONFIG_KEY(checkpoint, keep, CONFIG_LONG, 0, 1000000),
     CONFIG_KEY(checkpoint, resume, CONFIG_RESUME, 0, 0),
+    CONFIG_KEY(checkpoint, overwrite, CONFIG_BOOL, 0, 0),
     CONFIG_KEY(log, metrics, CONFIG_PATH, 0, 0),
     CONFIG_KEY(log, progress, CONFIG_PROGRESS, 0, 0),
 };
@@ -153,6 +159,7 @@ void config_defaults(Config *c)
     c->model.hidden = 128;
     c->model.seed = 42;
     config_put(c->model.init, sizeof c->model.init, "xavier");
+    c->model.classes = 0;
     c->train.epochs = 30;
     c->train.batch = 32;
     c->train.lr = 0.5;
@@ -164,6 +171,7 @@ void config_defaults(Config *c)
     c->checkpoint.every_steps = 0;
     c->checkpoint.keep = 3;
     config_put(c->checkpoint.resume, sizeof c->checkpoint.resume, "none");
+    c->checkpoint.overwrite = 0;
     config_put(c->log.metrics, sizeof c->log.metrics, "runs/mnist/metrics.csv");
     c->log.progress = PROGRESS_AUTO;
 }
@@ -176,9 +184,10 @@ const char *config_reduce_name(ReduceMode m)
 /* ---- value parsers: each returns NULL or the reason the value is refused ---- */
 
 /* strtol and friends skip leading blanks and accept what a prefix of the text spells;
- * both would let a typo through, so the whole value must be consumed. */
-static const char *config_parse_long(const char *s, long lo, long hi, long *out,
-                                     char *why, size_t whylen)
+ * both would let a typo through, so the whole value must be consumed. *overflow: the
+ * number does not fit a long (*out is then LONG_MIN or LONG_MAX). */
+static const char *config_strtol(const char *s, long *out, int *overflow, char *why,
+                                 size_t whylen)
 {
     if (s[0] == '\0' || isspace((unsigned char)s[0]))
         return "not an integer";
@@ -191,8 +200,39 @@ static const char *config_parse_long(const char *s, long lo, long hi, long *out,
         snprintf(why, whylen, "unexpected '%s' after the number", end);
         return why;
     }
-    if (errno == ERANGE || v < lo || v > hi) {
+    *overflow = errno == ERANGE;
+    *out = v;
+    return NULL;
+}
+
+static const char *config_parse_long(const char *s, long lo, long hi, long *out,
+                                     char *why, size_t whylen)
+{
+    long v;
+    int overflow;
+    const char *bad = config_strtol(s, &v, &overflow, why, whylen);
+    if (bad)
+        return bad;
+    if (overflow || v < lo || v > hi) {
         snprintf(why, whylen, "out of range (%ld..%ld)", lo, hi);
+        return why;
+    }
+    *out = v;
+    return NULL;
+}
+
+/* 0 (derive K from the training labels), or K in [lo, hi]: one class is no classifier. */
+static const char *config_parse_classes(const char *s, long lo, long hi, long *out,
+                                        char *why, size_t whylen)
+{
+    long v;
+    int overflow;
+    const char *bad = config_strtol(s, &v, &overflow, why, whylen);
+    if (bad)
+        return bad;
+    if (overflow || (v != 0 && (v < lo || v > hi))) {
+        snprintf(why, whylen, "out of range (0 = from the training labels, or %ld..%ld)", lo,
+                 hi);
         return why;
     }
     *out = v;
@@ -291,6 +331,17 @@ static const char *config_set(Config *c, const ConfigKey *k, const char *value, 
     switch (k->type) {
     case CONFIG_LONG:
         return config_parse_long(value, k->lo, k->hi, (long *)(void *)field, why, whylen);
+    case CONFIG_CLASSES:
+        return config_parse_classes(value, k->lo, k->hi, (long *)(void *)field, why, whylen);
+    case CONFIG_BOOL:
+        /* Spelled out, one way: "1", "yes" or "on" could be typos for another key's value. */
+        if (strcmp(value, "true") == 0)
+            *(int *)(void *)field = 1;
+        else if (strcmp(value, "false") == 0)
+            *(int *)(void *)field = 0;
+        else
+            return "must be true or false";
+        return NULL;
     case CONFIG_SEED:
         return config_parse_seed(value, (uint64_t *)(void *)field, why, whylen);
     case CONFIG_LR:
@@ -604,7 +655,11 @@ char *config_to_ini(const Config *c)
         const char *shown = num;
         switch (k->type) {
         case CONFIG_LONG:
+        case CONFIG_CLASSES:
             snprintf(num, sizeof num, "%ld", *(const long *)(const void *)field);
+            break;
+        case CONFIG_BOOL:
+            snprintf(num, sizeof num, "%s", *(const int *)(const void *)field ? "true" : "false");
             break;
         case CONFIG_SEED:
             snprintf(num, sizeof num, "%" PRIu64, *(const uint64_t *)(const void *)field);

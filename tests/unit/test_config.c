@@ -93,6 +93,7 @@ static void assert_config_equal(const Config *a, const Config *b)
     assert_int_equal(a->model.hidden, b->model.hidden);
     assert_true(a->model.seed == b->model.seed);
     assert_string_equal(a->model.init, b->model.init);
+    assert_int_equal(a->model.classes, b->model.classes);
     assert_int_equal(a->train.epochs, b->train.epochs);
     assert_int_equal(a->train.batch, b->train.batch);
     assert_memory_equal(&a->train.lr, &b->train.lr, sizeof a->train.lr);
@@ -104,6 +105,7 @@ static void assert_config_equal(const Config *a, const Config *b)
     assert_int_equal(a->checkpoint.every_steps, b->checkpoint.every_steps);
     assert_int_equal(a->checkpoint.keep, b->checkpoint.keep);
     assert_string_equal(a->checkpoint.resume, b->checkpoint.resume);
+    assert_int_equal(a->checkpoint.overwrite, b->checkpoint.overwrite);
     assert_string_equal(a->log.metrics, b->log.metrics);
     assert_int_equal(a->log.progress, b->log.progress);
 }
@@ -149,6 +151,7 @@ static void test_defaults(void **state)
     assert_int_equal(c.model.hidden, 128);
     assert_true(c.model.seed == 42);
     assert_string_equal(c.model.init, "xavier");
+    assert_int_equal(c.model.classes, 0);
     assert_int_equal(c.train.epochs, 30);
     assert_int_equal(c.train.batch, 32);
     assert_true(c.train.lr == 0.5);
@@ -160,6 +163,7 @@ static void test_defaults(void **state)
     assert_int_equal(c.checkpoint.every_steps, 0);
     assert_int_equal(c.checkpoint.keep, 3);
     assert_string_equal(c.checkpoint.resume, "none");
+    assert_int_equal(c.checkpoint.overwrite, 0);
     assert_string_equal(c.log.metrics, "runs/mnist/metrics.csv");
     assert_int_equal(c.log.progress, PROGRESS_AUTO);
 }
@@ -194,6 +198,7 @@ static void test_every_key(void **state)
         "hidden = 1048576\n"
         "seed = 18446744073709551615\n"
         "init = xavier\n"
+        "classes = 256\n"
         "[train]\n"
         "epochs = 1000000\n"
         "batch = 1048576\n"
@@ -207,6 +212,7 @@ static void test_every_key(void **state)
         "every_steps = 2147483647\n"
         "keep = 1000000\n"
         "resume = auto\n"
+        "overwrite = true\n"
         "[log]\n"
         "metrics = m.csv\n"
         "progress = off\n";
@@ -226,6 +232,7 @@ static void test_every_key(void **state)
     assert_int_equal(c.model.hidden, 1048576);
     assert_true(c.model.seed == UINT64_MAX);
     assert_string_equal(c.model.init, "xavier");
+    assert_int_equal(c.model.classes, 256);
     assert_int_equal(c.train.epochs, 1000000);
     assert_int_equal(c.train.batch, 1048576);
     assert_true(c.train.lr == 1e-3);
@@ -237,6 +244,7 @@ static void test_every_key(void **state)
     assert_int_equal(c.checkpoint.every_steps, 2147483647L);
     assert_int_equal(c.checkpoint.keep, 1000000);
     assert_string_equal(c.checkpoint.resume, "auto");
+    assert_int_equal(c.checkpoint.overwrite, 1);
     assert_string_equal(c.log.metrics, "m.csv");
     assert_int_equal(c.log.progress, PROGRESS_OFF);
 }
@@ -251,6 +259,7 @@ static void test_low_bounds_and_layout(void **state)
         "[model]\r\n"
         "  hidden = 1\r\n"
         "  seed = 0\r\n"
+        "  classes = 2\r\n"
         "[train]\r\n"
         "epochs = 1\r\n"
         "    batch = 1\r\n"
@@ -261,6 +270,7 @@ static void test_low_bounds_and_layout(void **state)
         "  [checkpoint]\r\n"
         "keep = 0\r\n"
         "resume = runs/old/epoch-0003.h5\r\n"
+        "overwrite = false\r\n"
         "[log]\r\n"
         "progress = on\r\n"
         "[data]\r\n"
@@ -274,6 +284,7 @@ static void test_low_bounds_and_layout(void **state)
     assert_int_equal(rc, 0);
     assert_int_equal(c.model.hidden, 1);
     assert_true(c.model.seed == 0);
+    assert_int_equal(c.model.classes, 2);
     assert_int_equal(c.train.epochs, 1);
     assert_int_equal(c.train.batch, 1);
     assert_int_equal(c.train.chunk, 1);
@@ -282,6 +293,7 @@ static void test_low_bounds_and_layout(void **state)
     assert_int_equal(c.train.eval_every, 0);
     assert_int_equal(c.checkpoint.keep, 0);
     assert_string_equal(c.checkpoint.resume, "runs/old/epoch-0003.h5");
+    assert_int_equal(c.checkpoint.overwrite, 0);
     assert_int_equal(c.log.progress, PROGRESS_ON);
     assert_int_equal(c.data.train_limit, 0);
 }
@@ -348,6 +360,8 @@ static void test_error_malformed_number(void **state)
         {"train", "epochs", "", "not an integer"},
         {"model", "seed", "x", "not an integer"},
         {"model", "hidden", "- 5", "not an integer"},
+        {"model", "classes", "ten", "not an integer"},
+        {"model", "classes", "", "not an integer"},
     };
     expect_bad_values(bad, sizeof bad / sizeof bad[0]);
 }
@@ -362,6 +376,7 @@ static void test_error_trailing_junk(void **state)
         {"train", "lr", "0.5x", "unexpected 'x' after the number"},
         {"train", "lr", "1e", "unexpected 'e' after the number"},
         {"model", "seed", "42 7", "unexpected ' 7' after the number"},
+        {"model", "classes", "10x", "unexpected 'x' after the number"},
     };
     expect_bad_values(bad, sizeof bad / sizeof bad[0]);
 }
@@ -371,12 +386,19 @@ static void test_error_out_of_range(void **state)
     (void)state;
 #define R31 "out of range (0..2147483647)"
 #define R1M "out of range (0..1000000)"
+#define CLS "out of range (0 = from the training labels, or 2..256)"
 #define LR "out of range (1.17549435e-38..1e6: at least the smallest normal float, FLT_MIN)"
     static const BadValue bad[] = {
         {"data", "train_limit", "-1", R31},
         {"data", "train_limit", "2147483648", R31},
         {"model", "hidden", "0", "out of range (1..1048576)"},
         {"model", "hidden", "1048577", "out of range (1..1048576)"},
+        /* K = 1 is no classifier; 256 is what the kernels take (KERNELS_MAX_CLASSES). */
+        {"model", "classes", "1", CLS},
+        {"model", "classes", "-1", CLS},
+        {"model", "classes", "257", CLS},
+        {"model", "classes", "99999999999999999999", CLS},
+        {"model", "classes", "-99999999999999999999", CLS},
         {"model", "seed", "-5", "out of range (0..18446744073709551615)"},
         {"model", "seed", "-0", "out of range (0..18446744073709551615)"},
         {"model", "seed", "18446744073709551616", "out of range (0..18446744073709551615)"},
@@ -411,6 +433,7 @@ static void test_error_out_of_range(void **state)
     };
 #undef R31
 #undef R1M
+#undef CLS
 #undef LR
     expect_bad_values(bad, sizeof bad / sizeof bad[0]);
 }
@@ -423,6 +446,10 @@ static void test_error_bad_enum(void **state)
         {"train", "reduce", "Exact", "must be exact or fast"},
         {"log", "progress", "yes", "must be auto, on or off"},
         {"model", "init", "he", "must be xavier"},
+        {"checkpoint", "overwrite", "yes", "must be true or false"},
+        {"checkpoint", "overwrite", "1", "must be true or false"},
+        {"checkpoint", "overwrite", "True", "must be true or false"},
+        {"checkpoint", "overwrite", "", "must be true or false"},
     };
     expect_bad_values(bad, sizeof bad / sizeof bad[0]);
 }
@@ -599,11 +626,12 @@ static void test_overrides(void **state)
 {
     (void)state;
     char *ov[] = {"train.lr=0.25", " train.epochs = 7 ", "data.train_images=/x/y=z.idx",
-                  "model.seed=7", "model.seed=8", "log.progress=on"};
+                  "model.seed=7", "model.seed=8", "log.progress=on", "model.classes=10",
+                  "checkpoint.overwrite=true"};
     char path[sizeof TMP_TEMPLATE];
     Config c;
     char err[CONFIG_ERR_MAX] = "";
-    int rc = load_text("[train]\nlr = 0.1\nepochs = 3\nbatch = 32\n", 6, ov, &c, err, path);
+    int rc = load_text("[train]\nlr = 0.1\nepochs = 3\nbatch = 32\n", 8, ov, &c, err, path);
     if (rc != 0)
         fprintf(stderr, "%s\n", err);
     assert_int_equal(rc, 0);
@@ -613,6 +641,8 @@ static void test_overrides(void **state)
     assert_string_equal(c.data.train_images, "/x/y=z.idx");
     assert_true(c.model.seed == 8);       /* the last override wins */
     assert_int_equal(c.log.progress, PROGRESS_ON);
+    assert_int_equal(c.model.classes, 10);
+    assert_int_equal(c.checkpoint.overwrite, 1);
 
     /* No file: defaults plus overrides. */
     char *one[] = {"train.epochs=2"};
@@ -690,10 +720,10 @@ static void test_to_ini_layout(void **state)
         "\n[data]\n", "\ntrain_images = data/mnist/train-images-idx3-ubyte\n",
         "\ntrain_labels = ", "\ntest_images = ", "\ntest_labels = ", "\ntrain_limit = 0\n",
         "\n[model]\n", "\nhidden = 128\n", "\nseed = 42\n", "\ninit = xavier\n",
-        "\n[train]\n", "\nepochs = 30\n", "\nbatch = 32\n", "\nlr = 0.5\n", "\nchunk = 16\n",
+        "\nclasses = 0\n", "\n[train]\n", "\nepochs = 30\n", "\nbatch = 32\n", "\nlr = 0.5\n", "\nchunk = 16\n",
         "\nreduce = exact\n", "\neval_every = 1\n",
         "\n[checkpoint]\n", "\ndir = runs/mnist\n", "\nevery = 0\n", "\nevery_steps = 0\n",
-        "\nkeep = 3\n", "\nresume = none\n",
+        "\nkeep = 3\n", "\nresume = none\n", "\noverwrite = false\n",
         "\n[log]\n", "\nmetrics = runs/mnist/metrics.csv\n", "\nprogress = auto\n",
     };
     const char *at = text;
@@ -723,6 +753,7 @@ static void test_to_ini_round_trip(void **state)
     c.data.train_limit = 12345;
     c.model.hidden = 1048576;
     c.model.seed = UINT64_MAX;
+    c.model.classes = 256;
     c.train.epochs = 7;
     c.train.batch = 1000;
     c.train.lr = 0.1;
@@ -734,11 +765,14 @@ static void test_to_ini_round_trip(void **state)
     c.checkpoint.every_steps = 2147483647L;
     c.checkpoint.keep = 0;
     put(c.checkpoint.resume, sizeof c.checkpoint.resume, "auto");
+    c.checkpoint.overwrite = 1;
     put(c.log.metrics, sizeof c.log.metrics, "m.csv");
     c.log.progress = PROGRESS_OFF;
     assert_round_trip(&c);
 
     c.log.progress = PROGRESS_ON;
+    c.model.classes = 2;
+    c.checkpoint.overwrite = 0;
     put(c.checkpoint.resume, sizeof c.checkpoint.resume, "runs/x/epoch-0002.h5");
     /* Learning rates whose shortest decimal needs 15, 16 or 17 digits. */
     const double lrs[] = {0.1, 1.0 / 3.0, nextafter(0.5, 1.0), 0.30000000000000004,
