@@ -37,6 +37,9 @@
  * could only come from --set, since a file line cannot hold it. */
 #define CONFIG_VALUE_MAX (CONFIG_LINE_MAX - (int)sizeof "train_images = " + 1)
 
+/* checkpoint.dir + "/metrics.csv", whatever the dir's length. */
+#define CONFIG_METRICS_BUF (CONFIG_PATH_MAX + sizeof "/metrics.csv")
+
 _Static_assert(CONFIG_VALUE_MAX > 0 && CONFIG_VALUE_MAX < CONFIG_PATH_MAX,
                "path values must fit both an INI line and a Config buffer");
 
@@ -172,8 +175,22 @@ void config_defaults(Config *c)
     c->checkpoint.keep = 3;
     config_put(c->checkpoint.resume, sizeof c->checkpoint.resume, "none");
     c->checkpoint.overwrite = 0;
-    config_put(c->log.metrics, sizeof c->log.metrics, "runs/mnist/metrics.csv");
+    /* log.metrics stays "" (unset): config_load makes it checkpoint.dir/metrics.csv once
+     * every override is in, so that --set checkpoint.dir=X moves the metrics too. */
     c->log.progress = PROGRESS_AUTO;
+}
+
+/* The default log.metrics, checkpoint.dir + "/metrics.csv" (no second '/' after a dir
+ * that ends in one), into buf (CONFIG_METRICS_BUF bytes hold it whole). Returns its
+ * length, or -1 if longer than CONFIG_VALUE_MAX: config_to_ini could not write it on one
+ * line. */
+static int config_metrics_default(const Config *c, char *buf, size_t cap)
+{
+    const char *dir = c->checkpoint.dir;
+    size_t n = strnlen(dir, sizeof c->checkpoint.dir);
+    const char *sep = n > 0 && dir[n - 1] == '/' ? "" : "/";
+    int len = snprintf(buf, cap, "%.*s%smetrics.csv", (int)n, dir, sep);
+    return len < 0 || len > CONFIG_VALUE_MAX || (size_t)len >= cap ? -1 : len;
 }
 
 const char *config_reduce_name(ReduceMode m)
@@ -621,6 +638,18 @@ int config_load(Config *c, const char *path, int noverrides, char *const overrid
     for (int i = 0; i < noverrides; i++)
         if (config_override(c, overrides[i], err, errlen) != 0)
             return -1;
+    /* An explicit log.metrics is never empty (config_check_path), so "" means unset. */
+    if (c->log.metrics[0] == '\0') {
+        char def[CONFIG_METRICS_BUF];
+        if (config_metrics_default(c, def, sizeof def) < 0) {
+            config_fail(err, errlen,
+                        "%s%s[log] metrics = '%s' (the default, from [checkpoint] dir): too "
+                        "long (at most %d characters); set log.metrics",
+                        path ? path : "", path ? ": " : "", def, CONFIG_VALUE_MAX);
+            return -1;
+        }
+        config_put(c->log.metrics, sizeof c->log.metrics, def);
+    }
     return 0;
 }
 
@@ -644,6 +673,7 @@ char *config_to_ini(const Config *c)
         return NULL;
     int bad = fprintf(f, "; resolved configuration of mlp\n") < 0;
     const char *section = "";
+    char metrics[CONFIG_METRICS_BUF];
     for (size_t i = 0; i < CONFIG_NKEYS && !bad; i++) {
         const ConfigKey *k = &config_keys[i];
         const char *field = (const char *)c + k->offset;
@@ -681,6 +711,12 @@ char *config_to_ini(const Config *c)
         case CONFIG_RESUME:
         case CONFIG_INIT:
             shown = field;
+            /* A Config that did not come from config_load (config_defaults alone) has no
+             * log.metrics yet: print the path config_load would give it. */
+            if (field == c->log.metrics && field[0] == '\0') {
+                config_metrics_default(c, metrics, sizeof metrics);
+                shown = metrics;
+            }
             break;
         }
         bad |= fprintf(f, "%s = %s\n", k->name, shown) < 0;

@@ -164,7 +164,7 @@ static void test_defaults(void **state)
     assert_int_equal(c.checkpoint.keep, 3);
     assert_string_equal(c.checkpoint.resume, "none");
     assert_int_equal(c.checkpoint.overwrite, 0);
-    assert_string_equal(c.log.metrics, "runs/mnist/metrics.csv");
+    assert_string_equal(c.log.metrics, "");  /* config_load: checkpoint.dir/metrics.csv */
     assert_int_equal(c.log.progress, PROGRESS_AUTO);
 }
 
@@ -178,8 +178,72 @@ static void test_mnist_ini_is_defaults(void **state)
         fprintf(stderr, "%s\n", err);
     assert_int_equal(rc, 0);
     assert_string_equal(c.source, "configs/mnist.ini");
-    config_defaults(&d);
+    /* The defaults as config_load resolves them (log.metrics from checkpoint.dir). */
+    assert_int_equal(config_load(&d, NULL, 0, NULL, err, sizeof err), 0);
     assert_config_equal(&c, &d);
+    assert_string_equal(c.log.metrics, "runs/mnist/metrics.csv");
+}
+
+/* Load text (NULL: no file) with overrides; return log.metrics. */
+static const char *metrics_of(const char *text, int nov, char *const ov[])
+{
+    static Config c;
+    char path[sizeof TMP_TEMPLATE];
+    char err[CONFIG_ERR_MAX] = "";
+    int rc = text ? load_text(text, nov, ov, &c, err, path)
+                  : config_load(&c, NULL, nov, ov, err, sizeof err);
+    if (rc != 0)
+        fprintf(stderr, "%s\n", err);
+    assert_int_equal(rc, 0);
+    return c.log.metrics;
+}
+
+/* log.metrics, unless set, is checkpoint.dir + "/metrics.csv" once every override is in:
+ * moving the run directory moves the metrics with it. */
+static void test_metrics_default(void **state)
+{
+    (void)state;
+    assert_string_equal(metrics_of(NULL, 0, NULL), "runs/mnist/metrics.csv");
+    char *dir[] = {"checkpoint.dir=/tmp/x"};
+    assert_string_equal(metrics_of(NULL, 1, dir), "/tmp/x/metrics.csv");
+    char *slash[] = {"checkpoint.dir=/tmp/x/"};
+    assert_string_equal(metrics_of(NULL, 1, slash), "/tmp/x/metrics.csv");
+    assert_string_equal(metrics_of("[checkpoint]\ndir = out dir\n", 0, NULL),
+                        "out dir/metrics.csv");
+    assert_string_equal(metrics_of("[checkpoint]\ndir = out\n", 1, dir), "/tmp/x/metrics.csv");
+    /* Set explicitly, in the file or by --set, before or after the directory: kept. */
+    assert_string_equal(metrics_of("[log]\nmetrics = m.csv\n", 1, dir), "m.csv");
+    char *both[] = {"log.metrics=a/m.csv", "checkpoint.dir=/tmp/x"};
+    assert_string_equal(metrics_of(NULL, 2, both), "a/m.csv");
+    char *both2[] = {"checkpoint.dir=/tmp/x", "log.metrics=runs/mnist/metrics.csv"};
+    assert_string_equal(metrics_of(NULL, 2, both2), "runs/mnist/metrics.csv");
+
+    /* config_to_ini prints the resolved path, so the stored config names the file. */
+    Config c;
+    char err[CONFIG_ERR_MAX] = "";
+    assert_int_equal(config_load(&c, NULL, 1, dir, err, sizeof err), 0);
+    char *text = config_to_ini(&c);
+    assert_non_null(text);
+    assert_non_null(strstr(text, "\nmetrics = /tmp/x/metrics.csv\n"));
+    free(text);
+    assert_round_trip(&c);
+
+    /* A directory too long for the default path to fit an INI line: an error naming the
+     * key, not a path that config_to_ini could not write back. */
+    char arg[256], value[185];
+    memset(value, 'd', 184);
+    value[184] = '\0';
+    snprintf(arg, sizeof arg, "checkpoint.dir=%s", value);
+    char *ov[] = {arg};
+    assert_int_equal(config_load(&c, NULL, 1, ov, err, sizeof err), -1);
+    char want[CONFIG_ERR_MAX];
+    snprintf(want, sizeof want,
+             "[log] metrics = '%s/metrics.csv' (the default, from [checkpoint] dir): too long "
+             "(at most 184 characters); set log.metrics", value);
+    assert_string_equal(err, want);
+    char *ov2[] = {arg, "log.metrics=m.csv"};
+    assert_int_equal(config_load(&c, NULL, 2, ov2, err, sizeof err), 0);
+    assert_string_equal(c.log.metrics, "m.csv");
 }
 
 static void test_every_key(void **state)
@@ -687,8 +751,9 @@ static void test_override_errors(void **state)
     snprintf(arg, sizeof arg, "checkpoint.dir=%s", value);
     Config c;
     char err[CONFIG_ERR_MAX] = "";
-    char *ov[] = {arg};
-    assert_int_equal(config_load(&c, "configs/mnist.ini", 1, ov, err, sizeof err), 0);
+    /* (log.metrics set: the default, DIR/metrics.csv, would not fit) */
+    char *ov[] = {arg, "log.metrics=m.csv"};
+    assert_int_equal(config_load(&c, "configs/mnist.ini", 2, ov, err, sizeof err), 0);
     assert_string_equal(c.checkpoint.dir, value);
 
     /* Longer than any buffer: refused, never truncated to fit. */
@@ -735,6 +800,8 @@ static void test_to_ini_layout(void **state)
         at = hit + 1;
     }
     free(text);
+    char err[CONFIG_ERR_MAX] = "";
+    assert_int_equal(config_load(&d, NULL, 0, NULL, err, sizeof err), 0);
     assert_round_trip(&d);
 }
 
@@ -795,6 +862,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_mnist_ini_is_defaults),
+        cmocka_unit_test(test_metrics_default),
         cmocka_unit_test(test_every_key),
         cmocka_unit_test(test_low_bounds_and_layout),
         cmocka_unit_test(test_lr_low_bound),
