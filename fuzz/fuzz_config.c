@@ -30,6 +30,7 @@ static void fuzz_config_compare(const Config *a, const Config *b, const char *in
     else if (a->model.hidden != b->model.hidden) bad = "model.hidden";
     else if (a->model.seed != b->model.seed) bad = "model.seed";
     else if (strcmp(a->model.init, b->model.init) != 0) bad = "model.init";
+    else if (a->model.classes != b->model.classes) bad = "model.classes";
     else if (a->train.epochs != b->train.epochs) bad = "train.epochs";
     else if (a->train.batch != b->train.batch) bad = "train.batch";
     else if (memcmp(&a->train.lr, &b->train.lr, sizeof a->train.lr) != 0) bad = "train.lr";
@@ -41,6 +42,7 @@ static void fuzz_config_compare(const Config *a, const Config *b, const char *in
     else if (a->checkpoint.every_steps != b->checkpoint.every_steps) bad = "checkpoint.every_steps";
     else if (a->checkpoint.keep != b->checkpoint.keep) bad = "checkpoint.keep";
     else if (strcmp(a->checkpoint.resume, b->checkpoint.resume) != 0) bad = "checkpoint.resume";
+    else if (a->checkpoint.overwrite != b->checkpoint.overwrite) bad = "checkpoint.overwrite";
     else if (strcmp(a->log.metrics, b->log.metrics) != 0) bad = "log.metrics";
     else if (a->log.progress != b->log.progress) bad = "log.progress";
     if (bad)

@@ -32,6 +32,7 @@ typedef struct {
         long hidden;                       /* h, hidden units */
         uint64_t seed;                     /* init and epoch order */
         char init[16];                     /* "xavier" */
+        long classes;                      /* K; 0 = 1 + the largest training label */
     } model;
     struct {
         long epochs;
@@ -47,17 +48,21 @@ typedef struct {
         long every_steps;                  /* 0 = off */
         long keep;                         /* epoch files kept; 0 = all */
         char resume[CONFIG_PATH_MAX];      /* "auto", "none" or a path */
+        int overwrite;                     /* 1: a fresh run may replace the files of an
+                                            * earlier run in dir; 0: it must not */
     } checkpoint;
     struct {
-        char metrics[CONFIG_PATH_MAX];     /* CSV path */
+        char metrics[CONFIG_PATH_MAX];     /* CSV path; unset (""), config_load makes it
+                                            * checkpoint.dir + "/metrics.csv" */
         ProgressMode progress;
     } log;
 } Config;
 
-/* Fill c with the documented defaults. */
+/* Fill c with the documented defaults; log.metrics is left "" (see config_load). */
 void config_defaults(Config *c);
 
-/* Defaults, then the INI file at path, then each override "section.key=value" in order.
+/* Defaults, then the INI file at path, then each override "section.key=value" in order;
+ * last, a log.metrics set by neither becomes checkpoint.dir + "/metrics.csv".
  * Returns 0, or -1 with a one-line message in err (errlen bytes). */
 int config_load(Config *c, const char *path, int noverrides, char *const overrides[],
                 char *err, size_t errlen);

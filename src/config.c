@@ -6,13 +6,15 @@
  *
  * libinih as packaged by Debian calls the handler without a line number and reads lines
  * into a 200-byte buffer, so the file is fed through our own reader (config_read_line),
- * which counts lines for the error messages and refuses a line that does not fit instead
- * of letting inih cut it silently.
+ * which counts lines for the error messages, refuses a line that does not fit instead
+ * of letting inih cut it silently, and reads bytes, not C strings, so that a NUL or another
+ * control character is refused rather than ending the line early.
  */
 #include "config.h"
 
 #include <ctype.h>
 #include <errno.h>
+#include <float.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
@@ -22,6 +24,8 @@
 #include <string.h>
 
 #include <ini.h>
+
+#include "kernels.h"  /* KERNELS_MAX_CLASSES, the most classes the kernels take */
 
 /* The longest line, without its newline, that inih's buffer holds (it needs one byte
  * for '\0'). */
@@ -33,13 +37,18 @@
  * could only come from --set, since a file line cannot hold it. */
 #define CONFIG_VALUE_MAX (CONFIG_LINE_MAX - (int)sizeof "train_images = " + 1)
 
+/* checkpoint.dir + "/metrics.csv", whatever the dir's length. */
+#define CONFIG_METRICS_BUF (CONFIG_PATH_MAX + sizeof "/metrics.csv")
+
 _Static_assert(CONFIG_VALUE_MAX > 0 && CONFIG_VALUE_MAX < CONFIG_PATH_MAX,
                "path values must fit both an INI line and a Config buffer");
 
 typedef enum {
     CONFIG_LONG,     /* integer in [lo, hi] */
+    CONFIG_CLASSES,  /* 0, or an integer in [lo, hi] */
+    CONFIG_BOOL,     /* true | false, held in an int */
     CONFIG_SEED,     /* any uint64_t, decimal */
-    CONFIG_LR,       /* finite double in (0, 1e6] */
+    CONFIG_LR,       /* double in [FLT_MIN, 1e6]: a normal float, as the trainer uses it */
     CONFIG_PATH,     /* non-empty path */
     CONFIG_RESUME,   /* "auto", "none" or a path */
     CONFIG_INIT,     /* "xavier" */
@@ -53,14 +62,14 @@ typedef struct {
     ConfigType type;
     size_t offset;   /* of the field in Config */
     size_t size;     /* of the field, bytes */
-    long lo, hi;     /* inclusive range, CONFIG_LONG only */
+    long lo, hi;     /* inclusive range, CONFIG_LONG and CONFIG_CLASSES only */
 } ConfigKey;
 
 #define CONFIG_KEY(sec, key, type, lo, hi) \
     { #sec, #key, type, offsetof(Config, sec.key), sizeof(((Config *)0)->sec.key), lo, hi }
 
 #define CONFIG_INT31_MAX 2147483647L  /* 2^31 - 1 */
-#define CONFIG_LR_MAX 1e6
+#define CONFIG_LR_MAX 1e6     /* spelled out in config_parse_lr's message */
 
 /* DESIGN.md section 6 order: config_to_ini prints in this order. */
 static const ConfigKey config_keys[] = {
@@ -72,6 +81,7 @@ static const ConfigKey config_keys[] = {
     CONFIG_KEY(model, hidden, CONFIG_LONG, 1, 1048576),
     CONFIG_KEY(model, seed, CONFIG_SEED, 0, 0),
     CONFIG_KEY(model, init, CONFIG_INIT, 0, 0),
+    CONFIG_KEY(model, classes, CONFIG_CLASSES, 2, KERNELS_MAX_CLASSES),
     CONFIG_KEY(train, epochs, CONFIG_LONG, 1, 1000000),
     CONFIG_KEY(train, batch, CONFIG_LONG, 1, 1048576),
     CONFIG_KEY(train, lr, CONFIG_LR, 0, 0),
@@ -83,6 +93,7 @@ static const ConfigKey config_keys[] = {
     CONFIG_KEY(checkpoint, every_steps, CONFIG_LONG, 0, CONFIG_INT31_MAX),
     CONFIG_KEY(checkpoint, keep, CONFIG_LONG, 0, 1000000),
     CONFIG_KEY(checkpoint, resume, CONFIG_RESUME, 0, 0),
+    CONFIG_KEY(checkpoint, overwrite, CONFIG_BOOL, 0, 0),
     CONFIG_KEY(log, metrics, CONFIG_PATH, 0, 0),
     CONFIG_KEY(log, progress, CONFIG_PROGRESS, 0, 0),
 };
@@ -97,6 +108,9 @@ typedef struct {
     FILE *f;
     int lineno;               /* lines read so far = the line the handler sees */
     int long_line;            /* line that did not fit inih's buffer; 0 = none */
+    int bad_line;             /* line holding a config_bad_byte; 0 = none */
+    int bad_column;           /* its column, from 1 */
+    int bad_byte;             /* and its value */
     int read_errno;           /* errno of a failed read; 0 = none */
     int err_line;             /* line of the first handler error; 0 = none */
     int seen[CONFIG_NKEYS];   /* line each key was set on; 0 = not yet */
@@ -148,6 +162,7 @@ void config_defaults(Config *c)
     c->model.hidden = 128;
     c->model.seed = 42;
     config_put(c->model.init, sizeof c->model.init, "xavier");
+    c->model.classes = 0;
     c->train.epochs = 30;
     c->train.batch = 32;
     c->train.lr = 0.5;
@@ -159,8 +174,23 @@ void config_defaults(Config *c)
     c->checkpoint.every_steps = 0;
     c->checkpoint.keep = 3;
     config_put(c->checkpoint.resume, sizeof c->checkpoint.resume, "none");
-    config_put(c->log.metrics, sizeof c->log.metrics, "runs/mnist/metrics.csv");
+    c->checkpoint.overwrite = 0;
+    /* log.metrics stays "" (unset): config_load makes it checkpoint.dir/metrics.csv once
+     * every override is in, so that --set checkpoint.dir=X moves the metrics too. */
     c->log.progress = PROGRESS_AUTO;
+}
+
+/* The default log.metrics, checkpoint.dir + "/metrics.csv" (no second '/' after a dir
+ * that ends in one), into buf (CONFIG_METRICS_BUF bytes hold it whole). Returns its
+ * length, or -1 if longer than CONFIG_VALUE_MAX: config_to_ini could not write it on one
+ * line. */
+static int config_metrics_default(const Config *c, char *buf, size_t cap)
+{
+    const char *dir = c->checkpoint.dir;
+    size_t n = strnlen(dir, sizeof c->checkpoint.dir);
+    const char *sep = n > 0 && dir[n - 1] == '/' ? "" : "/";
+    int len = snprintf(buf, cap, "%.*s%smetrics.csv", (int)n, dir, sep);
+    return len < 0 || len > CONFIG_VALUE_MAX || (size_t)len >= cap ? -1 : len;
 }
 
 const char *config_reduce_name(ReduceMode m)
@@ -171,9 +201,10 @@ const char *config_reduce_name(ReduceMode m)
 /* ---- value parsers: each returns NULL or the reason the value is refused ---- */
 
 /* strtol and friends skip leading blanks and accept what a prefix of the text spells;
- * both would let a typo through, so the whole value must be consumed. */
-static const char *config_parse_long(const char *s, long lo, long hi, long *out,
-                                     char *why, size_t whylen)
+ * both would let a typo through, so the whole value must be consumed. *overflow: the
+ * number does not fit a long (*out is then LONG_MIN or LONG_MAX). */
+static const char *config_strtol(const char *s, long *out, int *overflow, char *why,
+                                 size_t whylen)
 {
     if (s[0] == '\0' || isspace((unsigned char)s[0]))
         return "not an integer";
@@ -186,8 +217,39 @@ static const char *config_parse_long(const char *s, long lo, long hi, long *out,
         snprintf(why, whylen, "unexpected '%s' after the number", end);
         return why;
     }
-    if (errno == ERANGE || v < lo || v > hi) {
+    *overflow = errno == ERANGE;
+    *out = v;
+    return NULL;
+}
+
+static const char *config_parse_long(const char *s, long lo, long hi, long *out,
+                                     char *why, size_t whylen)
+{
+    long v;
+    int overflow;
+    const char *bad = config_strtol(s, &v, &overflow, why, whylen);
+    if (bad)
+        return bad;
+    if (overflow || v < lo || v > hi) {
         snprintf(why, whylen, "out of range (%ld..%ld)", lo, hi);
+        return why;
+    }
+    *out = v;
+    return NULL;
+}
+
+/* 0 (derive K from the training labels), or K in [lo, hi]: one class is no classifier. */
+static const char *config_parse_classes(const char *s, long lo, long hi, long *out,
+                                        char *why, size_t whylen)
+{
+    long v;
+    int overflow;
+    const char *bad = config_strtol(s, &v, &overflow, why, whylen);
+    if (bad)
+        return bad;
+    if (overflow || (v != 0 && (v < lo || v > hi))) {
+        snprintf(why, whylen, "out of range (0 = from the training labels, or %ld..%ld)", lo,
+                 hi);
         return why;
     }
     *out = v;
@@ -233,14 +295,20 @@ static const char *config_parse_lr(const char *s, double *out, char *why, size_t
         snprintf(why, whylen, "unexpected '%s' after the number", end);
         return why;
     }
-    /* ERANGE: overflow ("1e400") or underflow; either way far outside the range. */
-    if (errno == ERANGE)
-        return "out of range (must be > 0 and <= 1e6)";
     /* strtod spells out "nan" and "inf"; neither is a learning rate. */
-    if (!isfinite(v))
+    if (!isfinite(v) && errno != ERANGE)
         return "not a finite number";
-    if (!(v > 0.0) || v > CONFIG_LR_MAX)
-        return "out of range (must be > 0 and <= 1e6)";
+    /* The trainer steps with (float)lr: a rate that is positive as a double can be 0
+     * ("1e-50") or subnormal ("1e-40") as a float, which trains nothing or slowly and
+     * imprecisely, so the floor is the smallest normal float. ERANGE: overflow ("1e400")
+     * or underflow ("1e-400"), outside the range either way. The cast comes last: it is
+     * only defined for a value a float can hold. */
+    if (errno == ERANGE || !(v > 0.0 && v <= CONFIG_LR_MAX) || (float)v < FLT_MIN) {
+        snprintf(why, whylen,
+                 "out of range (%.9g..1e6: at least the smallest normal float, FLT_MIN)",
+                 (double)FLT_MIN);
+        return why;
+    }
     *out = v;
     return NULL;
 }
@@ -280,6 +348,17 @@ static const char *config_set(Config *c, const ConfigKey *k, const char *value, 
     switch (k->type) {
     case CONFIG_LONG:
         return config_parse_long(value, k->lo, k->hi, (long *)(void *)field, why, whylen);
+    case CONFIG_CLASSES:
+        return config_parse_classes(value, k->lo, k->hi, (long *)(void *)field, why, whylen);
+    case CONFIG_BOOL:
+        /* Spelled out, one way: "1", "yes" or "on" could be typos for another key's value. */
+        if (strcmp(value, "true") == 0)
+            *(int *)(void *)field = 1;
+        else if (strcmp(value, "false") == 0)
+            *(int *)(void *)field = 0;
+        else
+            return "must be true or false";
+        return NULL;
     case CONFIG_SEED:
         return config_parse_seed(value, (uint64_t *)(void *)field, why, whylen);
     case CONFIG_LR:
@@ -371,33 +450,58 @@ static int config_apply(Config *c, const char *where, const char *section, const
     return 0;
 }
 
-/* fgets-style reader for ini_parse_stream: counts lines, refuses a line longer than
- * inih's buffer (inih would otherwise read its tail as a line of its own), and drops
- * leading blanks so that an indented line is an ordinary line: inih would take it as a
- * continuation of the previous key's value, and our values never span lines. */
+/* A byte a config may not hold, in the file or in an override: a control character other
+ * than tab (the reader lets newline end a line and CR precede it), or DEL. A NUL above all:
+ * to a C-string reader it ends the line, so "hidden = 16<NUL>garbage" read as 16. */
+static int config_bad_byte(unsigned char ch)
+{
+    return (ch < 0x20 && ch != '\t') || ch == 0x7f;
+}
+
+/* Reader for ini_parse_stream, byte by byte (never as C strings, so a NUL is seen): counts
+ * lines, refuses a control character and a line longer than inih's buffer (inih would
+ * otherwise read its tail as a line of its own), drops the newline and a CR before it, and
+ * drops leading blanks so that an indented line is an ordinary line: inih would take it
+ * as a continuation of the previous key's value, and our values never span lines. */
 static char *config_read_line(char *buf, int num, void *stream)
 {
     ConfigParse *p = stream;
-    if (p->long_line || p->read_errno || num < 2)
+    if (p->long_line || p->bad_line || p->read_errno || num < 2)
         return NULL;
+    const size_t max = (size_t)num - 1;
+    size_t len = 0;
+    int ch, any = 0;
     errno = 0;
-    if (!fgets(buf, num, p->f)) {
-        if (ferror(p->f))
-            p->read_errno = errno ? errno : EIO;
-        return NULL;
-    }
-    p->lineno++;
-    size_t len = strlen(buf);
-    if (len == (size_t)num - 1 && buf[len - 1] != '\n') {
-        /* The buffer is full: fine only if the line ends right here. */
-        int ch = getc(p->f);
-        if (ch == '\r')
-            ch = getc(p->f);
-        if (ch != '\n' && ch != EOF) {
-            p->long_line = p->lineno;
+    while ((ch = getc(p->f)) != EOF && ch != '\n') {
+        any = 1;
+        if (ch == '\r') {
+            int next = getc(p->f);
+            if (next == '\n' || next == EOF) {
+                ch = next;
+                break;
+            }
+            ungetc(next, p->f);
+        }
+        if (config_bad_byte((unsigned char)ch)) {
+            p->bad_line = p->lineno + 1;
+            p->bad_column = (int)len + 1;
+            p->bad_byte = ch;
             return NULL;
         }
+        if (len == max) {
+            p->long_line = p->lineno + 1;
+            return NULL;
+        }
+        buf[len++] = (char)ch;
     }
+    if (ch == EOF && ferror(p->f)) {
+        p->read_errno = errno ? errno : EIO;
+        return NULL;
+    }
+    if (ch == EOF && !any)
+        return NULL;  /* the end of the file, not an empty last line */
+    p->lineno++;
+    buf[len] = '\0';
     size_t skip = strspn(buf, " \t");
     memmove(buf, buf + skip, len - skip + 1);
     return buf;
@@ -449,6 +553,11 @@ static int config_load_file(Config *c, const char *path, char *err, size_t errle
                     p.long_line, CONFIG_LINE_MAX);
         return -1;
     }
+    if (p.bad_line) {
+        config_fail(err, errlen, "%s:%d: control character 0x%02X at column %d", path,
+                    p.bad_line, (unsigned)p.bad_byte, p.bad_column);
+        return -1;
+    }
     if (p.read_errno) {
         config_fail(err, errlen, "%s: cannot read config: %s", path, strerror(p.read_errno));
         return -1;
@@ -483,6 +592,13 @@ static int config_override(Config *c, const char *arg, char *err, size_t errlen)
     char where[CONFIG_LINE_MAX + 64];
     snprintf(where, sizeof where, "--set %.*s%s", CONFIG_LINE_MAX + 32, arg,
              strlen(arg) > CONFIG_LINE_MAX + 32 ? "..." : "");
+    for (size_t i = 0; arg[i]; i++) {
+        if (config_bad_byte((unsigned char)arg[i])) {
+            config_fail(err, errlen, "%s: control character 0x%02X at column %zu", where,
+                        (unsigned)(unsigned char)arg[i], i + 1);
+            return -1;
+        }
+    }
     const char *eq = strchr(arg, '=');
     const char *dot = eq ? memchr(arg, '.', (size_t)(eq - arg)) : NULL;
     char section[64], name[64];
@@ -522,6 +638,18 @@ int config_load(Config *c, const char *path, int noverrides, char *const overrid
     for (int i = 0; i < noverrides; i++)
         if (config_override(c, overrides[i], err, errlen) != 0)
             return -1;
+    /* An explicit log.metrics is never empty (config_check_path), so "" means unset. */
+    if (c->log.metrics[0] == '\0') {
+        char def[CONFIG_METRICS_BUF];
+        if (config_metrics_default(c, def, sizeof def) < 0) {
+            config_fail(err, errlen,
+                        "%s%s[log] metrics = '%s' (the default, from [checkpoint] dir): too "
+                        "long (at most %d characters); set log.metrics",
+                        path ? path : "", path ? ": " : "", def, CONFIG_VALUE_MAX);
+            return -1;
+        }
+        config_put(c->log.metrics, sizeof c->log.metrics, def);
+    }
     return 0;
 }
 
@@ -545,6 +673,7 @@ char *config_to_ini(const Config *c)
         return NULL;
     int bad = fprintf(f, "; resolved configuration of mlp\n") < 0;
     const char *section = "";
+    char metrics[CONFIG_METRICS_BUF];
     for (size_t i = 0; i < CONFIG_NKEYS && !bad; i++) {
         const ConfigKey *k = &config_keys[i];
         const char *field = (const char *)c + k->offset;
@@ -556,7 +685,11 @@ char *config_to_ini(const Config *c)
         const char *shown = num;
         switch (k->type) {
         case CONFIG_LONG:
+        case CONFIG_CLASSES:
             snprintf(num, sizeof num, "%ld", *(const long *)(const void *)field);
+            break;
+        case CONFIG_BOOL:
+            snprintf(num, sizeof num, "%s", *(const int *)(const void *)field ? "true" : "false");
             break;
         case CONFIG_SEED:
             snprintf(num, sizeof num, "%" PRIu64, *(const uint64_t *)(const void *)field);
@@ -578,6 +711,12 @@ char *config_to_ini(const Config *c)
         case CONFIG_RESUME:
         case CONFIG_INIT:
             shown = field;
+            /* A Config that did not come from config_load (config_defaults alone) has no
+             * log.metrics yet: print the path config_load would give it. */
+            if (field == c->log.metrics && field[0] == '\0') {
+                config_metrics_default(c, metrics, sizeof metrics);
+                shown = metrics;
+            }
             break;
         }
         bad |= fprintf(f, "%s = %s\n", k->name, shown) < 0;

@@ -6,6 +6,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,14 +19,18 @@
 
 /* ---- helpers ---- */
 
-static void tmp_write(char path[static sizeof TMP_TEMPLATE], const char *text)
+static void tmp_write_bytes(char path[static sizeof TMP_TEMPLATE], const char *text, size_t n)
 {
     memcpy(path, TMP_TEMPLATE, sizeof TMP_TEMPLATE);
     int fd = mkstemp(path);
     assert_true(fd >= 0);
-    size_t n = strlen(text);
     assert_int_equal(write(fd, text, n), (ssize_t)n);
     assert_int_equal(close(fd), 0);
+}
+
+static void tmp_write(char path[static sizeof TMP_TEMPLATE], const char *text)
+{
+    tmp_write_bytes(path, text, strlen(text));
 }
 
 /* Load text as a config file (plus overrides); the temporary file is removed before
@@ -46,6 +51,21 @@ static void expect_error(const char *text, const char *suffix)
     Config c;
     char err[CONFIG_ERR_MAX] = "";
     int rc = load_text(text, 0, NULL, &c, err, path);
+    char want[CONFIG_ERR_MAX];
+    snprintf(want, sizeof want, "%s%s", path, suffix);
+    assert_int_equal(rc, -1);
+    assert_string_equal(err, want);
+}
+
+/* The first n bytes of text (which may hold NULs) must be refused with "PATH" + suffix. */
+static void expect_error_bytes(const char *text, size_t n, const char *suffix)
+{
+    char path[sizeof TMP_TEMPLATE];
+    tmp_write_bytes(path, text, n);
+    Config c;
+    char err[CONFIG_ERR_MAX] = "";
+    int rc = config_load(&c, path, 0, NULL, err, sizeof err);
+    unlink(path);
     char want[CONFIG_ERR_MAX];
     snprintf(want, sizeof want, "%s%s", path, suffix);
     assert_int_equal(rc, -1);
@@ -73,6 +93,7 @@ static void assert_config_equal(const Config *a, const Config *b)
     assert_int_equal(a->model.hidden, b->model.hidden);
     assert_true(a->model.seed == b->model.seed);
     assert_string_equal(a->model.init, b->model.init);
+    assert_int_equal(a->model.classes, b->model.classes);
     assert_int_equal(a->train.epochs, b->train.epochs);
     assert_int_equal(a->train.batch, b->train.batch);
     assert_memory_equal(&a->train.lr, &b->train.lr, sizeof a->train.lr);
@@ -84,6 +105,7 @@ static void assert_config_equal(const Config *a, const Config *b)
     assert_int_equal(a->checkpoint.every_steps, b->checkpoint.every_steps);
     assert_int_equal(a->checkpoint.keep, b->checkpoint.keep);
     assert_string_equal(a->checkpoint.resume, b->checkpoint.resume);
+    assert_int_equal(a->checkpoint.overwrite, b->checkpoint.overwrite);
     assert_string_equal(a->log.metrics, b->log.metrics);
     assert_int_equal(a->log.progress, b->log.progress);
 }
@@ -129,6 +151,7 @@ static void test_defaults(void **state)
     assert_int_equal(c.model.hidden, 128);
     assert_true(c.model.seed == 42);
     assert_string_equal(c.model.init, "xavier");
+    assert_int_equal(c.model.classes, 0);
     assert_int_equal(c.train.epochs, 30);
     assert_int_equal(c.train.batch, 32);
     assert_true(c.train.lr == 0.5);
@@ -140,7 +163,8 @@ static void test_defaults(void **state)
     assert_int_equal(c.checkpoint.every_steps, 0);
     assert_int_equal(c.checkpoint.keep, 3);
     assert_string_equal(c.checkpoint.resume, "none");
-    assert_string_equal(c.log.metrics, "runs/mnist/metrics.csv");
+    assert_int_equal(c.checkpoint.overwrite, 0);
+    assert_string_equal(c.log.metrics, "");  /* config_load: checkpoint.dir/metrics.csv */
     assert_int_equal(c.log.progress, PROGRESS_AUTO);
 }
 
@@ -154,8 +178,72 @@ static void test_mnist_ini_is_defaults(void **state)
         fprintf(stderr, "%s\n", err);
     assert_int_equal(rc, 0);
     assert_string_equal(c.source, "configs/mnist.ini");
-    config_defaults(&d);
+    /* The defaults as config_load resolves them (log.metrics from checkpoint.dir). */
+    assert_int_equal(config_load(&d, NULL, 0, NULL, err, sizeof err), 0);
     assert_config_equal(&c, &d);
+    assert_string_equal(c.log.metrics, "runs/mnist/metrics.csv");
+}
+
+/* Load text (NULL: no file) with overrides; return log.metrics. */
+static const char *metrics_of(const char *text, int nov, char *const ov[])
+{
+    static Config c;
+    char path[sizeof TMP_TEMPLATE];
+    char err[CONFIG_ERR_MAX] = "";
+    int rc = text ? load_text(text, nov, ov, &c, err, path)
+                  : config_load(&c, NULL, nov, ov, err, sizeof err);
+    if (rc != 0)
+        fprintf(stderr, "%s\n", err);
+    assert_int_equal(rc, 0);
+    return c.log.metrics;
+}
+
+/* log.metrics, unless set, is checkpoint.dir + "/metrics.csv" once every override is in:
+ * moving the run directory moves the metrics with it. */
+static void test_metrics_default(void **state)
+{
+    (void)state;
+    assert_string_equal(metrics_of(NULL, 0, NULL), "runs/mnist/metrics.csv");
+    char *dir[] = {"checkpoint.dir=/tmp/x"};
+    assert_string_equal(metrics_of(NULL, 1, dir), "/tmp/x/metrics.csv");
+    char *slash[] = {"checkpoint.dir=/tmp/x/"};
+    assert_string_equal(metrics_of(NULL, 1, slash), "/tmp/x/metrics.csv");
+    assert_string_equal(metrics_of("[checkpoint]\ndir = out dir\n", 0, NULL),
+                        "out dir/metrics.csv");
+    assert_string_equal(metrics_of("[checkpoint]\ndir = out\n", 1, dir), "/tmp/x/metrics.csv");
+    /* Set explicitly, in the file or by --set, before or after the directory: kept. */
+    assert_string_equal(metrics_of("[log]\nmetrics = m.csv\n", 1, dir), "m.csv");
+    char *both[] = {"log.metrics=a/m.csv", "checkpoint.dir=/tmp/x"};
+    assert_string_equal(metrics_of(NULL, 2, both), "a/m.csv");
+    char *both2[] = {"checkpoint.dir=/tmp/x", "log.metrics=runs/mnist/metrics.csv"};
+    assert_string_equal(metrics_of(NULL, 2, both2), "runs/mnist/metrics.csv");
+
+    /* config_to_ini prints the resolved path, so the stored config names the file. */
+    Config c;
+    char err[CONFIG_ERR_MAX] = "";
+    assert_int_equal(config_load(&c, NULL, 1, dir, err, sizeof err), 0);
+    char *text = config_to_ini(&c);
+    assert_non_null(text);
+    assert_non_null(strstr(text, "\nmetrics = /tmp/x/metrics.csv\n"));
+    free(text);
+    assert_round_trip(&c);
+
+    /* A directory too long for the default path to fit an INI line: an error naming the
+     * key, not a path that config_to_ini could not write back. */
+    char arg[256], value[185];
+    memset(value, 'd', 184);
+    value[184] = '\0';
+    snprintf(arg, sizeof arg, "checkpoint.dir=%s", value);
+    char *ov[] = {arg};
+    assert_int_equal(config_load(&c, NULL, 1, ov, err, sizeof err), -1);
+    char want[CONFIG_ERR_MAX];
+    snprintf(want, sizeof want,
+             "[log] metrics = '%s/metrics.csv' (the default, from [checkpoint] dir): too long "
+             "(at most 184 characters); set log.metrics", value);
+    assert_string_equal(err, want);
+    char *ov2[] = {arg, "log.metrics=m.csv"};
+    assert_int_equal(config_load(&c, NULL, 2, ov2, err, sizeof err), 0);
+    assert_string_equal(c.log.metrics, "m.csv");
 }
 
 static void test_every_key(void **state)
@@ -174,6 +262,7 @@ static void test_every_key(void **state)
         "hidden = 1048576\n"
         "seed = 18446744073709551615\n"
         "init = xavier\n"
+        "classes = 256\n"
         "[train]\n"
         "epochs = 1000000\n"
         "batch = 1048576\n"
@@ -187,6 +276,7 @@ static void test_every_key(void **state)
         "every_steps = 2147483647\n"
         "keep = 1000000\n"
         "resume = auto\n"
+        "overwrite = true\n"
         "[log]\n"
         "metrics = m.csv\n"
         "progress = off\n";
@@ -206,6 +296,7 @@ static void test_every_key(void **state)
     assert_int_equal(c.model.hidden, 1048576);
     assert_true(c.model.seed == UINT64_MAX);
     assert_string_equal(c.model.init, "xavier");
+    assert_int_equal(c.model.classes, 256);
     assert_int_equal(c.train.epochs, 1000000);
     assert_int_equal(c.train.batch, 1048576);
     assert_true(c.train.lr == 1e-3);
@@ -217,6 +308,7 @@ static void test_every_key(void **state)
     assert_int_equal(c.checkpoint.every_steps, 2147483647L);
     assert_int_equal(c.checkpoint.keep, 1000000);
     assert_string_equal(c.checkpoint.resume, "auto");
+    assert_int_equal(c.checkpoint.overwrite, 1);
     assert_string_equal(c.log.metrics, "m.csv");
     assert_int_equal(c.log.progress, PROGRESS_OFF);
 }
@@ -231,6 +323,7 @@ static void test_low_bounds_and_layout(void **state)
         "[model]\r\n"
         "  hidden = 1\r\n"
         "  seed = 0\r\n"
+        "  classes = 2\r\n"
         "[train]\r\n"
         "epochs = 1\r\n"
         "    batch = 1\r\n"
@@ -241,6 +334,7 @@ static void test_low_bounds_and_layout(void **state)
         "  [checkpoint]\r\n"
         "keep = 0\r\n"
         "resume = runs/old/epoch-0003.h5\r\n"
+        "overwrite = false\r\n"
         "[log]\r\n"
         "progress = on\r\n"
         "[data]\r\n"
@@ -254,6 +348,7 @@ static void test_low_bounds_and_layout(void **state)
     assert_int_equal(rc, 0);
     assert_int_equal(c.model.hidden, 1);
     assert_true(c.model.seed == 0);
+    assert_int_equal(c.model.classes, 2);
     assert_int_equal(c.train.epochs, 1);
     assert_int_equal(c.train.batch, 1);
     assert_int_equal(c.train.chunk, 1);
@@ -262,11 +357,28 @@ static void test_low_bounds_and_layout(void **state)
     assert_int_equal(c.train.eval_every, 0);
     assert_int_equal(c.checkpoint.keep, 0);
     assert_string_equal(c.checkpoint.resume, "runs/old/epoch-0003.h5");
+    assert_int_equal(c.checkpoint.overwrite, 0);
     assert_int_equal(c.log.progress, PROGRESS_ON);
     assert_int_equal(c.data.train_limit, 0);
 }
 
 /* ---- errors: each names file:line, section, key and value ---- */
+
+/* The smallest learning rate accepted is the smallest normal float, as the error message
+ * spells it (9 digits, which read back as exactly FLT_MIN in float). */
+static void test_lr_low_bound(void **state)
+{
+    (void)state;
+    char path[sizeof TMP_TEMPLATE];
+    Config c;
+    char err[CONFIG_ERR_MAX] = "";
+    int rc = load_text("[train]\nlr = 1.17549435e-38\n", 0, NULL, &c, err, path);
+    if (rc != 0)
+        fprintf(stderr, "%s\n", err);
+    assert_int_equal(rc, 0);
+    assert_true((float)c.train.lr == FLT_MIN);
+    assert_round_trip(&c);
+}
 
 static void test_error_unknown_section(void **state)
 {
@@ -312,6 +424,8 @@ static void test_error_malformed_number(void **state)
         {"train", "epochs", "", "not an integer"},
         {"model", "seed", "x", "not an integer"},
         {"model", "hidden", "- 5", "not an integer"},
+        {"model", "classes", "ten", "not an integer"},
+        {"model", "classes", "", "not an integer"},
     };
     expect_bad_values(bad, sizeof bad / sizeof bad[0]);
 }
@@ -326,6 +440,7 @@ static void test_error_trailing_junk(void **state)
         {"train", "lr", "0.5x", "unexpected 'x' after the number"},
         {"train", "lr", "1e", "unexpected 'e' after the number"},
         {"model", "seed", "42 7", "unexpected ' 7' after the number"},
+        {"model", "classes", "10x", "unexpected 'x' after the number"},
     };
     expect_bad_values(bad, sizeof bad / sizeof bad[0]);
 }
@@ -335,12 +450,19 @@ static void test_error_out_of_range(void **state)
     (void)state;
 #define R31 "out of range (0..2147483647)"
 #define R1M "out of range (0..1000000)"
-#define LR "out of range (must be > 0 and <= 1e6)"
+#define CLS "out of range (0 = from the training labels, or 2..256)"
+#define LR "out of range (1.17549435e-38..1e6: at least the smallest normal float, FLT_MIN)"
     static const BadValue bad[] = {
         {"data", "train_limit", "-1", R31},
         {"data", "train_limit", "2147483648", R31},
         {"model", "hidden", "0", "out of range (1..1048576)"},
         {"model", "hidden", "1048577", "out of range (1..1048576)"},
+        /* K = 1 is no classifier; 256 is what the kernels take (KERNELS_MAX_CLASSES). */
+        {"model", "classes", "1", CLS},
+        {"model", "classes", "-1", CLS},
+        {"model", "classes", "257", CLS},
+        {"model", "classes", "99999999999999999999", CLS},
+        {"model", "classes", "-99999999999999999999", CLS},
         {"model", "seed", "-5", "out of range (0..18446744073709551615)"},
         {"model", "seed", "-0", "out of range (0..18446744073709551615)"},
         {"model", "seed", "18446744073709551616", "out of range (0..18446744073709551615)"},
@@ -357,6 +479,12 @@ static void test_error_out_of_range(void **state)
         {"train", "lr", "-0.1", LR},
         {"train", "lr", "1000000.5", LR},
         {"train", "lr", "1e400", LR},
+        /* Positive as a double but 0 or subnormal as the float the trainer uses. */
+        {"train", "lr", "1e-50", LR},
+        {"train", "lr", "1e-40", LR},
+        {"train", "lr", "1e-38", LR},
+        {"train", "lr", "1.1754942e-38", LR},   /* the largest subnormal float */
+        {"train", "lr", "1e-400", LR},
         {"train", "lr", "nan", "not a finite number"},
         {"train", "lr", "inf", "not a finite number"},
         {"train", "lr", "-Infinity", "not a finite number"},
@@ -369,6 +497,7 @@ static void test_error_out_of_range(void **state)
     };
 #undef R31
 #undef R1M
+#undef CLS
 #undef LR
     expect_bad_values(bad, sizeof bad / sizeof bad[0]);
 }
@@ -381,6 +510,10 @@ static void test_error_bad_enum(void **state)
         {"train", "reduce", "Exact", "must be exact or fast"},
         {"log", "progress", "yes", "must be auto, on or off"},
         {"model", "init", "he", "must be xavier"},
+        {"checkpoint", "overwrite", "yes", "must be true or false"},
+        {"checkpoint", "overwrite", "1", "must be true or false"},
+        {"checkpoint", "overwrite", "True", "must be true or false"},
+        {"checkpoint", "overwrite", "", "must be true or false"},
     };
     expect_bad_values(bad, sizeof bad / sizeof bad[0]);
 }
@@ -489,17 +622,80 @@ static void test_error_syntax(void **state)
                  ":2: [train] epochs = '0': out of range (1..1000000)");
 }
 
+/* A config is text: a NUL (which a C-string reader takes for the end of the line, so
+ * that "hidden = 16<NUL>garbage" read as 16 and a NUL hid a long line), any other control
+ * character but tab, and DEL are refused wherever they are, naming line and column. CR
+ * is fine just before the newline or the end of the file. */
+static void test_error_control_chars(void **state)
+{
+    (void)state;
+#define BYTES(lit) lit, sizeof lit - 1
+    expect_error_bytes(BYTES("[model]\nhidden = 16\0garbage\n"),
+                       ":2: control character 0x00 at column 12");
+    expect_error_bytes(BYTES("[model]\nhidden = 16\0\n"), ":2: control character 0x00 at column 12");
+    expect_error_bytes(BYTES("\0"), ":1: control character 0x00 at column 1");
+    /* A NUL early in a line of 300 characters: seen, and the line is not cut into two. */
+    char text[512] = "[checkpoint]\ndir = x\0";
+    size_t n = strlen(text) + 1;
+    memset(text + n, 'y', 300);
+    n += 300;
+    text[n++] = '\n';
+    expect_error_bytes(text, n, ":2: control character 0x00 at column 8");
+    /* In a comment, a section line, before the newline, as a line of its own. */
+    expect_error_bytes(BYTES("; a comment \x01\n[train]\n"), ":1: control character 0x01 at column 13");
+    expect_error_bytes(BYTES("[train\x1b]\n"), ":1: control character 0x1B at column 7");
+    expect_error_bytes(BYTES("[train]\nepochs = 3\v\n"), ":2: control character 0x0B at column 11");
+    expect_error_bytes(BYTES("[train]\nepochs = 3\n\f\n"), ":3: control character 0x0C at column 1");
+    expect_error_bytes(BYTES("[log]\nmetrics = m\x7f.csv\n"), ":2: control character 0x7F at column 12");
+    /* CR anywhere but at the end of a line. */
+    expect_error_bytes(BYTES("[train]\nepochs = 3\r4\n"), ":2: control character 0x0D at column 11");
+    expect_error_bytes(BYTES("[train]\r\r\nepochs = 3\n"), ":1: control character 0x0D at column 8");
+    /* An earlier error still wins. */
+    expect_error_bytes(BYTES("[train]\nepochs = 0\nx\0\n"),
+                       ":2: [train] epochs = '0': out of range (1..1000000)");
+#undef BYTES
+
+    /* Tab, CRLF and a CR that ends the file are fine; bytes >= 0x80 (UTF-8) too. */
+    char path[sizeof TMP_TEMPLATE];
+    Config c;
+    char err[CONFIG_ERR_MAX] = "";
+    int rc = load_text("[train]\t; tab\r\n\tepochs\t=\t3\t\r\n[log]\r\n"
+                       "metrics = r\xc3\xa9sultats.csv\r", 0, NULL, &c, err, path);
+    if (rc != 0)
+        fprintf(stderr, "%s\n", err);
+    assert_int_equal(rc, 0);
+    assert_int_equal(c.train.epochs, 3);
+    assert_string_equal(c.log.metrics, "r\xc3\xa9sultats.csv");
+
+    /* The same in --set arguments (which cannot hold a NUL), named by the argument; the
+     * message shows each control character as '?'. A trailing newline or CR used to be
+     * dropped as a blank. */
+    expect_override_error("train.epochs=3\n",
+                          "--set train.epochs=3?: control character 0x0A at column 15");
+    expect_override_error("train.reduce=fast\r",
+                          "--set train.reduce=fast?: control character 0x0D at column 18");
+    expect_override_error("train\x01.epochs=3",
+                          "--set train?.epochs=3: control character 0x01 at column 6");
+    expect_override_error("\vtrain.epochs=3",
+                          "--set ?train.epochs=3: control character 0x0B at column 1");
+    expect_override_error("log.metrics=a\x7f", "--set log.metrics=a?: control character 0x7F at column 14");
+    char *tab[] = {"\ttrain.epochs\t=\t4\t"};
+    assert_int_equal(config_load(&c, "configs/mnist.ini", 1, tab, err, sizeof err), 0);
+    assert_int_equal(c.train.epochs, 4);
+}
+
 /* ---- overrides ---- */
 
 static void test_overrides(void **state)
 {
     (void)state;
     char *ov[] = {"train.lr=0.25", " train.epochs = 7 ", "data.train_images=/x/y=z.idx",
-                  "model.seed=7", "model.seed=8", "log.progress=on"};
+                  "model.seed=7", "model.seed=8", "log.progress=on", "model.classes=10",
+                  "checkpoint.overwrite=true"};
     char path[sizeof TMP_TEMPLATE];
     Config c;
     char err[CONFIG_ERR_MAX] = "";
-    int rc = load_text("[train]\nlr = 0.1\nepochs = 3\nbatch = 32\n", 6, ov, &c, err, path);
+    int rc = load_text("[train]\nlr = 0.1\nepochs = 3\nbatch = 32\n", 8, ov, &c, err, path);
     if (rc != 0)
         fprintf(stderr, "%s\n", err);
     assert_int_equal(rc, 0);
@@ -509,6 +705,8 @@ static void test_overrides(void **state)
     assert_string_equal(c.data.train_images, "/x/y=z.idx");
     assert_true(c.model.seed == 8);       /* the last override wins */
     assert_int_equal(c.log.progress, PROGRESS_ON);
+    assert_int_equal(c.model.classes, 10);
+    assert_int_equal(c.checkpoint.overwrite, 1);
 
     /* No file: defaults plus overrides. */
     char *one[] = {"train.epochs=2"};
@@ -537,8 +735,7 @@ static void test_override_errors(void **state)
                           "which INI reads as the start of a comment");
     /* A newline would split the one-line message: it is shown as '?'. */
     expect_override_error("log.metrics=a\nb",
-                          "--set log.metrics=a?b: [log] metrics = 'a?b': "
-                          "contains a control character");
+                          "--set log.metrics=a?b: control character 0x0A at column 14");
 
     /* Paths are held to what fits on an INI line (184 characters). */
     char arg[256], want[CONFIG_ERR_MAX];
@@ -554,8 +751,9 @@ static void test_override_errors(void **state)
     snprintf(arg, sizeof arg, "checkpoint.dir=%s", value);
     Config c;
     char err[CONFIG_ERR_MAX] = "";
-    char *ov[] = {arg};
-    assert_int_equal(config_load(&c, "configs/mnist.ini", 1, ov, err, sizeof err), 0);
+    /* (log.metrics set: the default, DIR/metrics.csv, would not fit) */
+    char *ov[] = {arg, "log.metrics=m.csv"};
+    assert_int_equal(config_load(&c, "configs/mnist.ini", 2, ov, err, sizeof err), 0);
     assert_string_equal(c.checkpoint.dir, value);
 
     /* Longer than any buffer: refused, never truncated to fit. */
@@ -587,10 +785,10 @@ static void test_to_ini_layout(void **state)
         "\n[data]\n", "\ntrain_images = data/mnist/train-images-idx3-ubyte\n",
         "\ntrain_labels = ", "\ntest_images = ", "\ntest_labels = ", "\ntrain_limit = 0\n",
         "\n[model]\n", "\nhidden = 128\n", "\nseed = 42\n", "\ninit = xavier\n",
-        "\n[train]\n", "\nepochs = 30\n", "\nbatch = 32\n", "\nlr = 0.5\n", "\nchunk = 16\n",
+        "\nclasses = 0\n", "\n[train]\n", "\nepochs = 30\n", "\nbatch = 32\n", "\nlr = 0.5\n", "\nchunk = 16\n",
         "\nreduce = exact\n", "\neval_every = 1\n",
         "\n[checkpoint]\n", "\ndir = runs/mnist\n", "\nevery = 0\n", "\nevery_steps = 0\n",
-        "\nkeep = 3\n", "\nresume = none\n",
+        "\nkeep = 3\n", "\nresume = none\n", "\noverwrite = false\n",
         "\n[log]\n", "\nmetrics = runs/mnist/metrics.csv\n", "\nprogress = auto\n",
     };
     const char *at = text;
@@ -602,6 +800,8 @@ static void test_to_ini_layout(void **state)
         at = hit + 1;
     }
     free(text);
+    char err[CONFIG_ERR_MAX] = "";
+    assert_int_equal(config_load(&d, NULL, 0, NULL, err, sizeof err), 0);
     assert_round_trip(&d);
 }
 
@@ -620,6 +820,7 @@ static void test_to_ini_round_trip(void **state)
     c.data.train_limit = 12345;
     c.model.hidden = 1048576;
     c.model.seed = UINT64_MAX;
+    c.model.classes = 256;
     c.train.epochs = 7;
     c.train.batch = 1000;
     c.train.lr = 0.1;
@@ -631,15 +832,18 @@ static void test_to_ini_round_trip(void **state)
     c.checkpoint.every_steps = 2147483647L;
     c.checkpoint.keep = 0;
     put(c.checkpoint.resume, sizeof c.checkpoint.resume, "auto");
+    c.checkpoint.overwrite = 1;
     put(c.log.metrics, sizeof c.log.metrics, "m.csv");
     c.log.progress = PROGRESS_OFF;
     assert_round_trip(&c);
 
     c.log.progress = PROGRESS_ON;
+    c.model.classes = 2;
+    c.checkpoint.overwrite = 0;
     put(c.checkpoint.resume, sizeof c.checkpoint.resume, "runs/x/epoch-0002.h5");
     /* Learning rates whose shortest decimal needs 15, 16 or 17 digits. */
     const double lrs[] = {0.1, 1.0 / 3.0, nextafter(0.5, 1.0), 0.30000000000000004,
-                          1e-300, 1e6, 123456.789, 5e-7};
+                          FLT_MIN, 1e6, 123456.789, 5e-7};
     for (size_t i = 0; i < sizeof lrs / sizeof lrs[0]; i++) {
         c.train.lr = lrs[i];
         assert_round_trip(&c);
@@ -658,8 +862,10 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_mnist_ini_is_defaults),
+        cmocka_unit_test(test_metrics_default),
         cmocka_unit_test(test_every_key),
         cmocka_unit_test(test_low_bounds_and_layout),
+        cmocka_unit_test(test_lr_low_bound),
         cmocka_unit_test(test_error_unknown_section),
         cmocka_unit_test(test_error_unknown_key),
         cmocka_unit_test(test_error_malformed_number),
@@ -671,6 +877,7 @@ int main(void)
         cmocka_unit_test(test_error_long_line),
         cmocka_unit_test(test_error_missing_file),
         cmocka_unit_test(test_error_syntax),
+        cmocka_unit_test(test_error_control_chars),
         cmocka_unit_test(test_overrides),
         cmocka_unit_test(test_override_errors),
         cmocka_unit_test(test_to_ini_layout),
