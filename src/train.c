@@ -5,9 +5,11 @@
 #include "data.h"
 #include "kernels.h"
 #include "model.h"
+#include "rundir.h"
 
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -70,7 +72,11 @@ typedef struct {
     int64_t step;            /* global steps taken */
     Position pos;
     int64_t order_epoch;     /* the epoch `order` was made for; -1 = none */
-    char resumed_from[CONFIG_PATH_MAX + 16];
+    char resumed_from[CONFIG_PATH_MAX + 80];
+    char resume_note[MSG_MAX];   /* rank 0 prints it: why resume = auto took another file */
+    RunDir rundir;           /* rank 0: checkpoint.dir, locked for the whole run */
+    RunFiles prior;          /* rank 0: what a previous run left there */
+    int outputs_ready;       /* rank 0: prepare_outputs wrote into the run directory */
     char msg[MSG_MAX];       /* this rank's error, if any */
 } Run;
 
@@ -224,7 +230,8 @@ static int load_data(Run *run)
     const size_t train_bytes = run->train_shape.n * run->train_shape.d;
     const size_t test_bytes = run->test_shape.n * run->test_shape.d;
     char err[DATA_ERR_MAX];
-    if (data_load_into(&run->train, c->data.train_images, c->data.train_labels, 0,
+    if (data_load_into(&run->train, c->data.train_images, c->data.train_labels,
+                       (int)c->model.classes,
                        leader ? base : NULL, train_bytes, err, sizeof err) != 0 ||
         data_load_into(&run->test, c->data.test_images, c->data.test_labels, run->train.classes,
                        leader ? base + run->test_offset : NULL, test_bytes, err,
@@ -369,6 +376,8 @@ static void print_banner(const Run *run)
            run->params.d, run->params.h, run->params.k, run->params.count, c->train.batch,
            c->train.lr, config_reduce_name(c->train.reduce), c->train.chunk);
     printf("%s", run->config_text);
+    if (run->resume_note[0])
+        printf("%s\n", run->resume_note);
     if (run->resumed_from[0])
         printf("resuming from %s: %" PRId64 " epochs and %" PRId64 " steps done (global step %"
                PRId64 ")\n", run->resumed_from, run->pos.epoch, run->pos.epoch_step, run->step);
@@ -510,29 +519,78 @@ static int save_checkpoint(Run *run, char *path, size_t path_len)
     return 1;
 }
 
-/* Every rank: with checkpoint.resume = auto (and DIR/latest.h5 present) or a path, load
- * the checkpoint and continue from its position. Shapes, seed and batch must match the
- * run's, or the position would mean something else. */
+/* Every rank: the checkpoint resume = auto continues from. DIR/latest.h5 when it loads;
+ * when it is missing, dangling or damaged, the newest epoch or step file that loads (and
+ * rank 0 says which). 0 with path = "" when DIR holds no checkpoint at all (a fresh start);
+ * -1 when it holds some but none loads: starting over would hide them, so it is refused. */
+static int choose_auto(Run *run, CkptState *s, char *path, size_t len)
+{
+    const char *dir = run->cfg->checkpoint.dir;
+    char err[CKPT_ERR_MAX], first_err[CKPT_ERR_MAX] = "", target[256] = "";
+    CkptEntry *list = NULL;
+    size_t n = 0, tried = 0;
+    struct stat st;
+    path[0] = '\0';
+    snprintf(path, len, "%s/latest.h5", dir);
+    if (lstat(path, &st) == 0) {
+        tried++;
+        ssize_t t = readlink(path, target, sizeof target - 1);
+        target[t > 0 ? t : 0] = '\0';
+        if (ckpt_load(path, s, first_err, sizeof first_err) == 0)
+            return 0;
+    } else {
+        snprintf(first_err, sizeof first_err, "%s: missing", path);
+    }
+    if (ckpt_list(dir, &list, &n, err, sizeof err) != 0) {
+        set_msg(run, "resume: %s", err);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!strcmp(list[i].name, target))
+            continue;   /* latest.h5's own target: tried above */
+        tried++;
+        snprintf(path, len, "%s/%s", dir, list[i].name);
+        if (ckpt_load(path, s, err, sizeof err) == 0) {
+            snprintf(run->resume_note, sizeof run->resume_note, "resume: %s; resuming from %s, "
+                     "the newest checkpoint that loads", first_err, path);
+            free(list);
+            return 0;
+        }
+    }
+    free(list);
+    path[0] = '\0';
+    if (tried == 0 && n == 0)
+        return 0;
+    set_msg(run, "resume = auto: %s holds checkpoints but none of the %zu tried loads (%s); "
+            "refusing to start over on top of them: resume from a file with --set "
+            "checkpoint.resume=PATH, or start afresh with --set checkpoint.resume=none --set "
+            "checkpoint.overwrite=true", dir, tried, first_err);
+    return -1;
+}
+
+/* Every rank: with checkpoint.resume = auto (a checkpoint in DIR) or a path, load the
+ * checkpoint and continue from its position. Shapes, seed and batch must match the run's,
+ * or the position would mean something else. */
 static int resume(Run *run)
 {
     const Config *c = run->cfg;
     const char *mode = c->checkpoint.resume;
-    char path[CONFIG_PATH_MAX + 16];
+    char path[CONFIG_PATH_MAX + 80];
+    CkptState s;
+    char err[CKPT_ERR_MAX];
     if (!strcmp(mode, "none"))
         return 1;
     if (!strcmp(mode, "auto")) {
-        struct stat st;
-        snprintf(path, sizeof path, "%s/latest.h5", c->checkpoint.dir);
-        if (lstat(path, &st) != 0 && errno == ENOENT)
+        if (choose_auto(run, &s, path, sizeof path) != 0)
+            return 0;
+        if (!path[0])
             return 1;   /* nothing to resume: a fresh start */
     } else {
         snprintf(path, sizeof path, "%s", mode);
-    }
-    CkptState s;
-    char err[CKPT_ERR_MAX];
-    if (ckpt_load(path, &s, err, sizeof err) != 0) {
-        set_msg(run, "resume: %s", err);
-        return 0;
+        if (ckpt_load(path, &s, err, sizeof err) != 0) {
+            set_msg(run, "resume: %s", err);
+            return 0;
+        }
     }
     const Params *p = &run->params;
     const size_t steps = steps_per_epoch(run);
@@ -585,65 +643,97 @@ static int check_same_start(Run *run)
     return 0;
 }
 
-/* Rank 0, on resume: keep the metrics rows up to the checkpoint's epoch (a later row came
- * from a run that went on past its last checkpoint) so that the file continues without
- * duplicates. Written to a temporary file and renamed. */
-static int trim_metrics(Run *run, const char *path)
+#define METRICS_HEADER "epoch,train_loss,train_acc,test_acc,seconds,samples_per_s,param_hash"
+
+/* Whether `path` (a checkpoint to resume from) lies in directory dir. */
+static int in_dir(const char *path, const char *dir)
 {
-    char tmp[CONFIG_PATH_MAX + 16], line[4096];
-    FILE *in = fopen(path, "r");
-    if (!in)
-        return errno == ENOENT ? 1 : (set_msg(run, "%s: cannot read: %s", path, strerror(errno)), 0);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *out = fopen(tmp, "w");
-    if (!out) {
-        fclose(in);
-        set_msg(run, "%s: cannot write: %s", tmp, strerror(errno));
-        return 0;
-    }
-    while (fgets(line, sizeof line, in)) {
-        char *end;
-        long long e = strtoll(line, &end, 10);
-        if (end != line && *end == ',' && e > run->pos.epoch)
-            break;   /* rows are in epoch order */
-        fputs(line, out);
-    }
-    int ok = !ferror(in) && fflush(out) == 0 && !ferror(out), saved = errno;
-    fclose(in);
-    if (fclose(out) != 0 && ok)
-        ok = 0, saved = errno;
-    if (ok && rename(tmp, path) != 0)
-        ok = 0, saved = errno;
-    if (!ok) {
-        unlink(tmp);
-        set_msg(run, "%s: cannot rewrite for resume: %s", path, strerror(saved));
-    }
-    return ok;
+    char a[PATH_MAX], b[PATH_MAX], parent[CONFIG_PATH_MAX];
+    snprintf(parent, sizeof parent, "%s", path);
+    char *slash = strrchr(parent, '/');
+    if (!slash)
+        snprintf(parent, sizeof parent, ".");
+    else
+        *slash = '\0';
+    return realpath(parent, a) && realpath(dir, b) && !strcmp(a, b);
 }
 
-static int open_metrics(Run *run)
+/* Rank 0, before any data is read: the run directory is created (or refused), locked for
+ * the whole run and proven writable; the metrics path must be a regular file or new; and a
+ * fresh run is refused where another run's files are, unless checkpoint.overwrite says so. */
+static int open_run_dir(Run *run)
 {
-    const char *path = run->cfg->log.metrics;
-    struct stat st;
-    int resumed = run->resumed_from[0] != '\0';
+    const Config *c = run->cfg;
+    const char *mode = c->checkpoint.resume, *dir = c->checkpoint.dir;
+    char err[MSG_MAX], what[MSG_MAX];
+    const int automatic = !strcmp(mode, "auto");
+    if (c->checkpoint.overwrite && automatic) {
+        set_msg(run, "checkpoint.overwrite = true and checkpoint.resume = auto contradict each "
+                "other: overwrite is for a fresh run (checkpoint.resume = none)");
+        return 0;
+    }
+    if (rundir_open(&run->rundir, dir, err, sizeof err) != 0 ||
+        rundir_check_regular(c->log.metrics, "log.metrics", err, sizeof err) != 0 ||
+        rundir_scan(dir, c->log.metrics, &run->prior, err, sizeof err) != 0) {
+        set_msg(run, "%s", err);
+        return 0;
+    }
+    const int continues = automatic || (strcmp(mode, "none") != 0 && in_dir(mode, dir));
+    if (rundir_has_run(&run->prior) && !continues && !c->checkpoint.overwrite) {
+        rundir_describe(&run->prior, c->log.metrics, what, sizeof what);
+        set_msg(run, "checkpoint.dir = %s holds another run (%s); nothing was changed: continue "
+                "it with --set checkpoint.resume=auto, choose another --set checkpoint.dir=DIR, "
+                "or replace it with --set checkpoint.overwrite=true", dir, what);
+        return 0;
+    }
+    return 1;
+}
+
+/* Rank 0, once the start is agreed and there is something to train: the previous run's
+ * files replaced (checkpoint.overwrite) or its metrics continued (rows after the resume
+ * point set aside, never deleted), the metrics file opened, the resolved config saved. */
+static int prepare_outputs(Run *run)
+{
+    const Config *c = run->cfg;
+    const char *path = c->log.metrics;
+    char err[MSG_MAX], aside[CONFIG_PATH_MAX + 64] = "";
+    int removed = 0;
+    const int replace = !run->resumed_from[0] && c->checkpoint.overwrite &&
+                        rundir_has_run(&run->prior);
+    run->outputs_ready = 1;
     if (make_parent_dirs(path) != 0) {
         set_msg(run, "%s: cannot create its directory: %s", path, strerror(errno));
         return 0;
     }
-    if (resumed && !trim_metrics(run, path))
+    if (replace && rundir_clear(c->checkpoint.dir, &removed, err, sizeof err) != 0) {
+        set_msg(run, "%s", err);
         return 0;
-    int fresh = !resumed || stat(path, &st) != 0 || st.st_size == 0;
-    if (!(run->metrics = fopen(path, fresh ? "w" : "a"))) {
+    }
+    if (!replace && rundir_metrics_resume(path, METRICS_HEADER, run->pos.epoch, aside,
+                                          sizeof aside, err, sizeof err) != 0) {
+        set_msg(run, "%s", err);
+        return 0;
+    }
+    if (!(run->metrics = fopen(path, replace ? "w" : "a"))) {
         set_msg(run, "%s: cannot open metrics file: %s", path, strerror(errno));
         return 0;
     }
-    if (fresh)
-        fprintf(run->metrics, "epoch,train_loss,train_acc,test_acc,seconds,samples_per_s,"
-                              "param_hash\n");
+    if (fseek(run->metrics, 0, SEEK_END) == 0 && ftell(run->metrics) == 0)
+        fprintf(run->metrics, METRICS_HEADER "\n");
     if (fflush(run->metrics) != 0) {
         set_msg(run, "%s: cannot write: %s", path, strerror(errno));
         return 0;
     }
+    if (rundir_save_config(c->checkpoint.dir, run->config_text, err, sizeof err) != 0) {
+        set_msg(run, "%s", err);
+        return 0;
+    }
+    if (replace)
+        printf("checkpoint.overwrite: replaced the previous run in %s (%d file%s removed, "
+               "%s truncated)\n", c->checkpoint.dir, removed, removed == 1 ? "" : "s", path);
+    if (aside[0])
+        printf("metrics: rows after epoch %" PRId64 " (from a run that went on past its last "
+               "checkpoint) moved to %s\n", run->pos.epoch, aside);
     return 1;
 }
 
@@ -816,6 +906,7 @@ int train_run(const Config *cfg, const Dist *dist)
     run.cfg = cfg;
     run.dist = dist;
     run.order_epoch = -1;
+    run.rundir.lock_fd = -1;
     /* Pre-emption (SLURM's --signal, scancel, mpirun forwarding): stop at the next step
      * boundary on every rank, checkpoint, exit 0. Installed first, so that a signal during
      * start-up is not fatal: the first step's reduction carries it. */
@@ -831,6 +922,7 @@ int train_run(const Config *cfg, const Dist *dist)
      * files; then every rank's checksum is compared with rank 0's. */
     int ok = agree(&run, probe_data(&run));
     ok = ok && agree(&run, check_data_memory(&run));
+    ok = ok && agree(&run, dist->rank != 0 || open_run_dir(&run));
     ok = ok && agree(&run, share_data(&run));
     ok = ok && agree(&run, load_data(&run));
     ok = ok && agree(&run, check_same_data(&run));
@@ -844,7 +936,9 @@ int train_run(const Config *cfg, const Dist *dist)
             set_msg(&run, "out of memory");
         ok = agree(&run, run.config_text != NULL);
     }
-    ok = ok && agree(&run, dist->rank != 0 || open_metrics(&run));
+    /* "Nothing to train" changes no file; otherwise the outputs are ready before step 1. */
+    const int nothing = ok && run.pos.epoch >= cfg->train.epochs;
+    ok = ok && (nothing || agree(&run, dist->rank != 0 || prepare_outputs(&run)));
     if (ok && dist->rank == 0)
         print_banner(&run);
     ok = ok && train_loop(&run);
@@ -858,6 +952,8 @@ int train_run(const Config *cfg, const Dist *dist)
         fprintf(stderr, "mlp: [rank 0] error: writing to stdout failed\n");
         ok = 0;
     }
+    /* A run refused before it wrote anything leaves no directory behind it. */
+    rundir_close(&run.rundir, !run.outputs_ready);
     run_free(&run);
     return ok ? 0 : 1;
 }

@@ -1,6 +1,7 @@
 # Fault injection under mpirun -np 4: (a) SIGKILL of one rank mid-training ends the job
-# within 10 s with a non-zero status, and latest.h5 loads and resumes; (b) a full disk and
-# (c) a read-only checkpoint directory at checkpoint time are clear errors that leave the
+# within 10 s with a non-zero status, and latest.h5 loads and resumes; (b) a full disk (at
+# start-up: the probe file; at checkpoint time: the save) and
+# (c) a read-only checkpoint directory are clear errors that leave the
 # previous checkpoint intact; (d) one rank reading different data under the same path is
 # caught at start-up by the checksum agreement.
 source "$(dirname "$0")/../lib.sh"
@@ -42,13 +43,24 @@ if [ "$(id -u)" -eq 0 ] && mount -t tmpfs -o size=2m tmpfs $fs 2>/dev/null; then
     good=$(model_sha $fs/ck/latest.h5)
     dd if=/dev/zero of=$fs/filler bs=64k 2>/dev/null || true   # fill what is left
     rc=0
+    note "(b) a full disk is found at start-up, before any training (the probe file)"
     "$ROOT/scripts/mpirun-local" -np 4 "$MLP" "$cfg" --set train.epochs=2 --set checkpoint.resume=auto \
         --set checkpoint.dir=$fs/ck --set log.metrics=$T/b.csv > $T/b2.log 2> $T/b2.err || rc=$?
     cat $T/b2.err | grep mlp
     [ $rc -eq 1 ] || fail "(b) exit status $rc, expected 1"
     grep -q "^mlp: \[rank 0\] error: .*No space left on device" $T/b2.err || fail "(b) message"
+    ! grep -q "^epoch" $T/b2.log || fail "(b) trained before finding the disk full"
+    note "(b) room for the probe but not for a checkpoint: the save fails, nothing is left half-written"
+    truncate -s -16K $fs/filler
+    rc=0
+    "$ROOT/scripts/mpirun-local" -np 4 "$MLP" "$cfg" --set train.epochs=2 --set checkpoint.resume=auto \
+        --set checkpoint.dir=$fs/ck --set log.metrics=$T/b.csv > $T/b3.log 2> $T/b3.err || rc=$?
+    cat $T/b3.err | grep mlp
+    [ $rc -eq 1 ] || fail "(b) exit status $rc, expected 1"
+    grep -q "^epoch   2/2" $T/b3.log || fail "(b) the run did not get to its checkpoint"
+    grep -q "^mlp: \[rank 0\] error: .*No space left on device" $T/b3.err || fail "(b) message at save"
     [ "$(model_sha $fs/ck/latest.h5)" = "$good" ] || fail "(b) previous checkpoint changed"
-    [ -z "$(ls -A $fs/ck | grep -v '^epoch-0001.h5$\|^latest.h5$')" ] || fail "(b) leftovers: $(ls -A $fs/ck)"
+    [ -z "$(ls -A $fs/ck | grep -v '^epoch-0001.h5$\|^latest.h5$\|^config.ini$\|^.lock$')" ] || fail "(b) leftovers: $(ls -A $fs/ck)"
     rm -f $fs/filler
     note "(c) read-only checkpoint directory"
     mount -o remount,ro $fs

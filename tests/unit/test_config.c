@@ -178,8 +178,11 @@ static void test_mnist_ini_is_defaults(void **state)
         fprintf(stderr, "%s\n", err);
     assert_int_equal(rc, 0);
     assert_string_equal(c.source, "configs/mnist.ini");
-    /* The defaults as config_load resolves them (log.metrics from checkpoint.dir). */
-    assert_int_equal(config_load(&d, NULL, 0, NULL, err, sizeof err), 0);
+    /* The defaults as config_load resolves them (log.metrics from checkpoint.dir), but
+     * checkpoint.resume: auto there, so that a second run continues rather than starts over. */
+    assert_string_equal(c.checkpoint.resume, "auto");
+    char *const auto_resume[] = {"checkpoint.resume=auto"};
+    assert_int_equal(config_load(&d, NULL, 1, auto_resume, err, sizeof err), 0);
     assert_config_equal(&c, &d);
     assert_string_equal(c.log.metrics, "runs/mnist/metrics.csv");
 }

@@ -1,0 +1,484 @@
+/* rundir: see include/rundir.h. */
+#define _GNU_SOURCE   /* F_OFD_SETLK */
+#include "rundir.h"
+
+#include "checkpoint.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define RUNDIR_METRICS_MAX (256u << 20)   /* a metrics file larger than this is not ours */
+
+__attribute__((format(printf, 3, 4)))
+static int rundir_fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static int rundir_join(char *out, size_t len, const char *dir, const char *name, char *err,
+                       size_t errlen)
+{
+    if ((size_t)snprintf(out, len, "%s/%s", dir, name) >= len)
+        return rundir_fail(err, errlen, "%s/%s: path too long", dir, name);
+    return 0;
+}
+
+/* mkdir -p; *created says whether the last component was made here. */
+static int rundir_mkdir_p(const char *dir, int *created, char *err, size_t errlen)
+{
+    char buf[RUNDIR_PATH_MAX];
+    snprintf(buf, sizeof buf, "%s", dir);
+    *created = 0;
+    for (char *p = buf + 1;; p++) {
+        if (*p != '/' && *p != '\0')
+            continue;
+        const char c = *p;
+        *p = '\0';
+        if (mkdir(buf, 0777) == 0) {
+            *created = c == '\0';
+        } else if (errno != EEXIST) {
+            return rundir_fail(err, errlen, "checkpoint.dir = %s: cannot create %s: %s", dir, buf,
+                               strerror(errno));
+        }
+        *p = c;
+        if (c == '\0')
+            return 0;
+    }
+}
+
+/* Durable write of one small file: a probe (then removed) or a temporary. */
+static int rundir_write_fsync(const char *path, const void *buf, size_t len, char *err,
+                              size_t errlen)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd < 0)
+        return rundir_fail(err, errlen, "%s: cannot create: %s", path, strerror(errno));
+    const char *p = buf;
+    size_t left = len;
+    while (left > 0) {
+        ssize_t w = write(fd, p, left);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            int e = w < 0 ? errno : ENOSPC;
+            close(fd);
+            unlink(path);
+            return rundir_fail(err, errlen, "%s: cannot write: %s", path, strerror(e));
+        }
+        p += w;
+        left -= (size_t)w;
+    }
+    if (fsync(fd) != 0 || close(fd) != 0) {
+        int e = errno;
+        close(fd);
+        unlink(path);
+        return rundir_fail(err, errlen, "%s: cannot write to disk (fsync): %s", path,
+                           strerror(e));
+    }
+    return 0;
+}
+
+static int rundir_fsync_dir(const char *dir, char *err, size_t errlen)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 || fsync(fd) != 0) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        return rundir_fail(err, errlen, "%s: cannot sync directory: %s", dir, strerror(e));
+    }
+    close(fd);
+    return 0;
+}
+
+/* path <- buf, atomically: a temporary beside the target, fsync, rename, directory fsync. A
+ * symlink is written through: its target is replaced, the link stays. */
+static int rundir_write_atomic(const char *path, const void *buf, size_t len, char *err,
+                               size_t errlen)
+{
+    char target[RUNDIR_PATH_MAX], tmp[RUNDIR_PATH_MAX + 32], dir[RUNDIR_PATH_MAX];
+    struct stat st;
+    if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode)) {
+        if (!realpath(path, target))
+            return rundir_fail(err, errlen, "%s: cannot follow the symlink: %s", path,
+                               strerror(errno));
+    } else {
+        snprintf(target, sizeof target, "%s", path);
+    }
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%ld", target, (long)getpid()) >= sizeof tmp)
+        return rundir_fail(err, errlen, "%s: path too long", target);
+    unlink(tmp);   /* a leftover of a killed writer with our pid */
+    if (rundir_write_fsync(tmp, buf, len, err, errlen) != 0)
+        return -1;
+    if (rename(tmp, target) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return rundir_fail(err, errlen, "%s: cannot replace: %s", target, strerror(e));
+    }
+    snprintf(dir, sizeof dir, "%s", target);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == dir)
+        dir[1] = '\0';
+    else
+        *slash = '\0';
+    return rundir_fsync_dir(dir, err, errlen);
+}
+
+/* ------------------------------------------------------------------ lock and probe */
+
+static int rundir_lock(RunDir *r, char *err, size_t errlen)
+{
+    char path[RUNDIR_PATH_MAX], holder[256] = "";
+    if (rundir_join(path, sizeof path, r->dir, RUNDIR_LOCK, err, errlen) != 0)
+        return -1;
+    /* O_NONBLOCK: a FIFO planted under the name must not hang the open. */
+    int fd = open(path, O_RDWR | O_CREAT | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW, 0666);
+    if (fd < 0)
+        return rundir_fail(err, errlen, "%s: cannot open the run directory's lock file: %s",
+                           path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return rundir_fail(err, errlen, "%s: the lock file is not a regular file", path);
+    }
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
+    if (fcntl(fd, F_OFD_SETLK, &fl) != 0) {
+        int e = errno;
+        if (e == EAGAIN || e == EACCES) {
+            ssize_t n = pread(fd, holder, sizeof holder - 1, 0);
+            holder[n > 0 ? n : 0] = '\0';
+            for (char *c = holder; *c; c++)   /* one line, nothing a terminal would obey */
+                if ((unsigned char)*c < 0x20 || *c == 0x7f)
+                    *c = *c == '\n' && c[1] == '\0' ? '\0' : '?';
+            close(fd);
+            return rundir_fail(err, errlen, "checkpoint.dir = %s is in use by another run (%s; "
+                               "lock %s): wait for it to end, or choose another checkpoint.dir",
+                               r->dir, holder[0] ? holder : "holder unknown", path);
+        }
+        close(fd);
+        return rundir_fail(err, errlen, "%s: cannot lock: %s", path, strerror(e));
+    }
+    /* Who holds it, for the message a second run prints. */
+    char host[128] = "?", when[32] = "?";
+    gethostname(host, sizeof host);
+    host[sizeof host - 1] = '\0';
+    time_t now = time(NULL);
+    struct tm tm;
+    if (gmtime_r(&now, &tm))
+        strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    int n = snprintf(holder, sizeof holder, "pid %ld on %s since %s\n", (long)getpid(), host,
+                     when);
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, holder, (size_t)n, 0) != n) {
+        int e = errno;
+        close(fd);
+        return rundir_fail(err, errlen, "%s: cannot write: %s", path, strerror(e));
+    }
+    r->lock_fd = fd;
+    return 0;
+}
+
+/* Everything a run writes goes into DIR: prove now that it can, not after the last epoch. */
+static int rundir_probe(const RunDir *r, char *err, size_t errlen)
+{
+    char path[RUNDIR_PATH_MAX], name[64], block[4096];
+    snprintf(name, sizeof name, ".probe.%ld", (long)getpid());
+    if (rundir_join(path, sizeof path, r->dir, name, err, errlen) != 0)
+        return -1;
+    unlink(path);   /* a leftover of a killed run with our pid */
+    memset(block, 'm', sizeof block);
+    if (rundir_write_fsync(path, block, sizeof block, err, errlen) != 0)
+        return -1;
+    if (unlink(path) != 0)
+        return rundir_fail(err, errlen, "%s: cannot remove: %s", path, strerror(errno));
+    return 0;
+}
+
+int rundir_open(RunDir *r, const char *dir, char *err, size_t errlen)
+{
+    memset(r, 0, sizeof *r);
+    r->lock_fd = -1;
+    size_t n = strlen(dir);
+    if (n == 0)
+        return rundir_fail(err, errlen, "checkpoint.dir is empty");
+    if (n >= sizeof r->dir - 16)
+        return rundir_fail(err, errlen, "checkpoint.dir = %s: path too long", dir);
+    memcpy(r->dir, dir, n + 1);
+    while (n > 1 && r->dir[n - 1] == '/')
+        r->dir[--n] = '\0';
+    struct stat st;
+    if (stat(r->dir, &st) == 0 && !S_ISDIR(st.st_mode))
+        return rundir_fail(err, errlen, "checkpoint.dir = %s exists and is not a directory",
+                           r->dir);
+    if (rundir_mkdir_p(r->dir, &r->created, err, errlen) != 0)
+        return -1;
+    if (rundir_lock(r, err, errlen) != 0 || rundir_probe(r, err, errlen) != 0) {
+        rundir_close(r, 1);
+        return -1;
+    }
+    return 0;
+}
+
+void rundir_close(RunDir *r, int remove_if_unused)
+{
+    if (remove_if_unused && r->created && r->lock_fd >= 0) {
+        char path[RUNDIR_PATH_MAX];
+        if (rundir_join(path, sizeof path, r->dir, RUNDIR_LOCK, NULL, 0) == 0)
+            unlink(path);
+        rmdir(r->dir);   /* fails, as it should, when anything else is in it */
+    }
+    if (r->lock_fd >= 0)
+        close(r->lock_fd);
+    r->lock_fd = -1;
+}
+
+int rundir_check_regular(const char *path, const char *what, char *err, size_t errlen)
+{
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return errno == ENOENT ? 0 : rundir_fail(err, errlen, "%s = %s: %s", what, path,
+                                                 strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        return rundir_fail(err, errlen, "%s = %s: not a regular file (%s)", what, path,
+                           S_ISDIR(st.st_mode) ? "a directory" : S_ISFIFO(st.st_mode) ? "a FIFO"
+                           : "a device or socket");
+    return 0;
+}
+
+/* ------------------------------------------------------------------ what a run left */
+
+/* Lines after the first in a metrics file; -1 if it does not exist. */
+static long rundir_count_rows(const char *path, char *err, size_t errlen, int *fail)
+{
+    FILE *f = fopen(path, "r");
+    *fail = 0;
+    if (!f) {
+        if (errno != ENOENT)
+            *fail = rundir_fail(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+        return -1;
+    }
+    long lines = 0;
+    int c, last = '\n';
+    while ((c = getc(f)) != EOF) {
+        if (c == '\n')
+            lines++;
+        last = c;
+    }
+    if (last != '\n')
+        lines++;
+    fclose(f);
+    return lines > 0 ? lines - 1 : 0;
+}
+
+int rundir_scan(const char *dir, const char *metrics_path, RunFiles *f, char *err,
+                size_t errlen)
+{
+    char path[RUNDIR_PATH_MAX];
+    struct stat st;
+    CkptEntry *list = NULL;
+    size_t n = 0;
+    memset(f, 0, sizeof *f);
+    if (ckpt_list(dir, &list, &n, err, errlen) != 0)
+        return -1;
+    f->checkpoints = n;
+    if (n > 0)
+        snprintf(f->newest, sizeof f->newest, "%s", list[0].name);
+    free(list);
+    if (rundir_join(path, sizeof path, dir, "latest.h5", err, errlen) != 0)
+        return -1;
+    f->latest = lstat(path, &st) == 0;
+    if (rundir_join(path, sizeof path, dir, RUNDIR_CONFIG, err, errlen) != 0)
+        return -1;
+    f->config = lstat(path, &st) == 0;
+    int fail;
+    f->metrics_rows = rundir_count_rows(metrics_path, err, errlen, &fail);
+    return fail;
+}
+
+int rundir_has_run(const RunFiles *f)
+{
+    return f->checkpoints > 0 || f->latest || f->config || f->metrics_rows > 0;
+}
+
+void rundir_describe(const RunFiles *f, const char *metrics_path, char *buf, size_t len)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+#define RUNDIR_ADD(...)                                                                    \
+    do {                                                                                   \
+        if (used < len)                                                                    \
+            used += (size_t)snprintf(buf + used, len - used, "%s", used ? ", " : "");      \
+        if (used < len)                                                                    \
+            used += (size_t)snprintf(buf + used, len - used, __VA_ARGS__);                 \
+    } while (0)
+    if (f->checkpoints > 0)
+        RUNDIR_ADD("%zu checkpoint%s up to %s", f->checkpoints, f->checkpoints == 1 ? "" : "s",
+                   f->newest);
+    if (f->latest)
+        RUNDIR_ADD("latest.h5");
+    if (f->config)
+        RUNDIR_ADD("%s", RUNDIR_CONFIG);
+    if (f->metrics_rows > 0)
+        RUNDIR_ADD("%s with %ld row%s", metrics_path, f->metrics_rows,
+                   f->metrics_rows == 1 ? "" : "s");
+#undef RUNDIR_ADD
+}
+
+int rundir_clear(const char *dir, int *removed, char *err, size_t errlen)
+{
+    CkptEntry *list = NULL;
+    size_t n = 0;
+    char path[RUNDIR_PATH_MAX];
+    *removed = 0;
+    if (ckpt_list(dir, &list, &n, err, errlen) != 0)
+        return -1;
+    int rc = 0;
+    for (size_t i = 0; i <= n + 1 && rc == 0; i++) {
+        const char *name = i < n ? list[i].name : i == n ? "latest.h5" : RUNDIR_CONFIG;
+        if (rundir_join(path, sizeof path, dir, name, err, errlen) != 0)
+            rc = -1;
+        else if (unlink(path) == 0)
+            ++*removed;
+        else if (errno != ENOENT)
+            rc = rundir_fail(err, errlen, "%s: cannot remove (checkpoint.overwrite): %s", path,
+                             strerror(errno));
+    }
+    free(list);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ metrics on resume */
+
+static int rundir_read_all(const char *path, char **out, size_t *len, char *err, size_t errlen)
+{
+    *out = NULL;
+    *len = 0;
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : rundir_fail(err, errlen, "%s: cannot read: %s", path,
+                                                 strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size > RUNDIR_METRICS_MAX) {
+        close(fd);
+        return rundir_fail(err, errlen, "%s: not a regular file of at most %u MiB: not an mlp "
+                           "metrics file", path, RUNDIR_METRICS_MAX >> 20);
+    }
+    char *buf = malloc((size_t)st.st_size + 1);
+    size_t got = 0;
+    while (buf && got < (size_t)st.st_size) {
+        ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    close(fd);
+    if (!buf || got != (size_t)st.st_size) {
+        free(buf);
+        return rundir_fail(err, errlen, "%s: cannot read: %s", path,
+                           buf ? "short read" : "out of memory");
+    }
+    buf[got] = '\0';
+    *out = buf;
+    *len = got;
+    return 0;
+}
+
+/* A new file PATH.aside-STAMP[-N] holding text; its name into name. */
+static int rundir_write_aside(const char *path, const char *text, size_t len, char *name,
+                              size_t namelen, char *err, size_t errlen)
+{
+    char stamp[32] = "unknown";
+    time_t now = time(NULL);
+    struct tm tm;
+    if (gmtime_r(&now, &tm))
+        strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
+    for (int i = 0; i < 1000; i++) {
+        int n = i == 0 ? snprintf(name, namelen, "%s.aside-%s", path, stamp)
+                       : snprintf(name, namelen, "%s.aside-%s-%d", path, stamp, i);
+        if (n < 0 || (size_t)n >= namelen)
+            return rundir_fail(err, errlen, "%s: path too long for its side file", path);
+        struct stat st;
+        if (lstat(name, &st) == 0)
+            continue;
+        return rundir_write_fsync(name, text, len, err, errlen);
+    }
+    return rundir_fail(err, errlen, "%s: no free name for its side file", path);
+}
+
+int rundir_metrics_resume(const char *path, const char *header, int64_t epoch, char *aside,
+                          size_t asidelen, char *err, size_t errlen)
+{
+    char *text = NULL;
+    size_t len = 0;
+    aside[0] = '\0';
+    if (rundir_read_all(path, &text, &len, err, errlen) != 0)
+        return -1;
+    if (len == 0) {
+        free(text);
+        return 0;
+    }
+    const size_t hlen = strlen(header);
+    if (len < hlen + 1 || memcmp(text, header, hlen) != 0 || text[hlen] != '\n') {
+        free(text);
+        return rundir_fail(err, errlen, "%s: its first line is not mlp's metrics header; it "
+                           "is left as it is (choose another log.metrics)", path);
+    }
+    /* keep: the header and the rows up to `epoch`; moved: everything else, under a header. */
+    char *keep = malloc(len + 1), *moved = malloc(len + hlen + 2);
+    if (!keep || !moved) {
+        free(text), free(keep), free(moved);
+        return rundir_fail(err, errlen, "%s: out of memory", path);
+    }
+    size_t nkeep = hlen + 1, nmoved = hlen + 1;
+    memcpy(keep, text, nkeep);
+    memcpy(moved, text, nmoved);
+    for (size_t at = hlen + 1; at < len;) {
+        char *nl = memchr(text + at, '\n', len - at);
+        size_t end = nl ? (size_t)(nl - text) + 1 : len;
+        char *stop;
+        errno = 0;
+        long long e = strtoll(text + at, &stop, 10);
+        int ok = nl && stop != text + at && *stop == ',' && errno == 0 && e >= 1 && e <= epoch;
+        char *dst = ok ? keep + nkeep : moved + nmoved;
+        memcpy(dst, text + at, end - at);
+        *(ok ? &nkeep : &nmoved) += end - at;
+        if (!nl)   /* a last line cut short: moved, and given the newline it lacked */
+            moved[nmoved++] = '\n';
+        at = end;
+    }
+    int rc = 0;
+    if (nmoved > hlen + 1) {
+        rc = rundir_write_aside(path, moved, nmoved, aside, asidelen, err, errlen);
+        if (rc == 0)
+            rc = rundir_write_atomic(path, keep, nkeep, err, errlen);
+        if (rc != 0 && aside[0]) {
+            unlink(aside);   /* the metrics file was not rewritten: nothing was moved */
+            aside[0] = '\0';
+        }
+    }
+    free(text), free(keep), free(moved);
+    return rc;
+}
+
+int rundir_save_config(const char *dir, const char *text, char *err, size_t errlen)
+{
+    char path[RUNDIR_PATH_MAX];
+    if (rundir_join(path, sizeof path, dir, RUNDIR_CONFIG, err, errlen) != 0)
+        return -1;
+    return rundir_write_atomic(path, text, strlen(text), err, errlen);
+}
