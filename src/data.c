@@ -97,10 +97,10 @@ static const char *data_file_kind(const struct stat *st)
 }
 
 /* Open path for reading, only if it is a regular file, and fill *st. O_NONBLOCK so that
- * opening a FIFO cannot wait for a writer (and a trainer hang at start-up); fstat then
- * refuses it, a device (/dev/zero would never end) or a directory before anything is read.
- * The flag is cleared again: it means nothing to a regular file, and zlib should not see
- * EAGAIN in any case. Returns the descriptor, or -1 with the message written. */
+ * opening a FIFO cannot wait for a writer (and hang the trainer at start-up); fstat then
+ * refuses it, a device or a directory before anything is read. The flag is cleared again:
+ * it means nothing to a regular file, and zlib should not see EAGAIN in any case.
+ * Returns the descriptor, or -1 with the message written. */
 static int data_open_regular(const char *path, struct stat *st, char *err, size_t errlen)
 {
     int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
@@ -108,16 +108,19 @@ static int data_open_regular(const char *path, struct stat *st, char *err, size_
         data_fail(err, errlen, path, "cannot open: %s", strerror(errno));
         return -1;
     }
-    int flags;
-    if (fstat(fd, st) != 0 || (S_ISREG(st->st_mode) &&
-                               ((flags = fcntl(fd, F_GETFL)) < 0 ||
-                                fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0))) {
+    if (fstat(fd, st) != 0) {
         data_fail(err, errlen, path, "cannot read: %s", strerror(errno));
         close(fd);
         return -1;
     }
     if (!S_ISREG(st->st_mode)) {
         data_fail(err, errlen, path, "cannot read: %s, not a regular file", data_file_kind(st));
+        close(fd);
+        return -1;
+    }
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0) {
+        data_fail(err, errlen, path, "cannot read: %s", strerror(errno));
         close(fd);
         return -1;
     }
