@@ -6,6 +6,9 @@
  * Errors: config_load returns -1 and writes ONE line into err, naming `file:line`, the
  * key and the value (or `--set ARG` for an override), e.g.
  *   configs/x.ini:7: [train] lr = 'abc': not a number
+ * The file must be a regular file (a FIFO, a device or a directory is refused before
+ * anything is read) and text: a control character other than tab (CR only before the
+ * newline), DEL or NUL, in the file or in an override, is an error naming where it is.
  */
 #ifndef MLP_CONFIG_H
 #define MLP_CONFIG_H

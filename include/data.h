@@ -6,6 +6,8 @@
  * processes probes the sizes, allocates the buffer itself and calls data_load_into.
  * Every header field is checked against the file: magic, dimensions, counts, label range,
  * and the file length (a short file or trailing bytes are errors, never a silent short read).
+ * A path that is not a regular file (a FIFO, a device, a directory) is refused when opened,
+ * before anything is read, so that nothing can block.
  * Errors: -1 with one line in err naming the file and what is wrong.
  */
 #ifndef MLP_DATA_H

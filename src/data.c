@@ -18,7 +18,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #define DATA_MAGIC_IMAGES 0x00000803u /* type 0x08 = u8, 3 dimensions */
@@ -39,6 +41,8 @@ typedef struct {
     gzFile gz;
     const char *path;
     const char *what;  /* "pixel" or "label": used in messages */
+    char gzname[32];   /* the name zlib gives the descriptor ("<fd:N>") and puts in
+                        * front of its messages */
     uint32_t dims[3];  /* count, rows, cols (images) or count (labels) */
     size_t payload;    /* bytes after the header, from the dims, overflow-checked */
 } DataIdx;
@@ -64,15 +68,63 @@ static uint32_t data_be32(const unsigned char *p)
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
 }
 
-/* gzerror prefixes its text with the path given to gzopen; we print the path ourselves,
- * so strip it to keep the message to one mention of the file. */
-static const char *data_gz_text(gzFile gz, const char *path, int *errnum)
+/* gzerror prefixes its text with the name zlib knows the file by ("<fd:N>" after
+ * gzdopen); we print the path ourselves, so strip it to keep the message to one mention of
+ * the file. */
+static const char *data_gz_text(gzFile gz, const char *name, int *errnum)
 {
     const char *msg = gzerror(gz, errnum);
-    size_t plen = strlen(path);
-    if (msg != NULL && strncmp(msg, path, plen) == 0 && msg[plen] == ':' && msg[plen + 1] == ' ')
+    size_t plen = strlen(name);
+    if (msg != NULL && strncmp(msg, name, plen) == 0 && msg[plen] == ':' && msg[plen + 1] == ' ')
         msg += plen + 2;
     return msg != NULL ? msg : "unknown zlib error";
+}
+
+/* What st is, for a message, when it is not a regular file. */
+static const char *data_file_kind(const struct stat *st)
+{
+    if (S_ISDIR(st->st_mode))
+        return "a directory";
+    if (S_ISFIFO(st->st_mode))
+        return "a FIFO";
+    if (S_ISCHR(st->st_mode))
+        return "a character device";
+    if (S_ISBLK(st->st_mode))
+        return "a block device";
+    if (S_ISSOCK(st->st_mode))
+        return "a socket";
+    return "not a regular file";
+}
+
+/* Open path for reading, only if it is a regular file, and fill *st. O_NONBLOCK so that
+ * opening a FIFO cannot wait for a writer (and hang the trainer at start-up); fstat then
+ * refuses it, a device or a directory before anything is read. The flag is cleared again:
+ * it means nothing to a regular file, and zlib should not see EAGAIN in any case.
+ * Returns the descriptor, or -1 with the message written. */
+static int data_open_regular(const char *path, struct stat *st, char *err, size_t errlen)
+{
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        data_fail(err, errlen, path, "cannot open: %s", strerror(errno));
+        return -1;
+    }
+    if (fstat(fd, st) != 0) {
+        data_fail(err, errlen, path, "cannot read: %s", strerror(errno));
+        close(fd);
+        return -1;
+    }
+    if (!S_ISREG(st->st_mode)) {
+        data_fail(err, errlen, path, "cannot read: %s, not a regular file", data_file_kind(st));
+        close(fd);
+        return -1;
+    }
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0) {
+        data_fail(err, errlen, path, "cannot read: %s", strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
 }
 
 /* Read up to len bytes into buf, in chunks gzread can take. *got is what arrived.
@@ -93,7 +145,7 @@ static int data_gz_read(const DataIdx *f, void *buf, size_t len, size_t *got, in
         if (r > 0)
             *got += (size_t)r;
         int errnum = Z_OK;
-        const char *msg = data_gz_text(f->gz, f->path, &errnum);
+        const char *msg = data_gz_text(f->gz, f->gzname, &errnum);
         if (r < 0 || (errnum != Z_OK && errnum != Z_BUF_ERROR)) {
             if (errnum == Z_ERRNO) /* zlib's text is then strerror's, taken when it failed */
                 data_fail(err, errlen, f->path, "cannot read: %s", msg);
@@ -127,11 +179,16 @@ static int data_idx_open(DataIdx *f, const char *path, uint32_t magic, char *err
     f->path = path;
     f->what = ndims == 3 ? "pixel" : "label";
 
-    errno = 0;
-    f->gz = gzopen(path, "rb");
+    struct stat st;
+    const int fd = data_open_regular(path, &st, err, errlen);
+    if (fd < 0)
+        return -1;
+    snprintf(f->gzname, sizeof f->gzname, "<fd:%d>", fd);
+    f->gz = gzdopen(fd, "rb");
     if (f->gz == NULL) {
-        /* gzopen leaves errno at 0 only when it could not allocate its state */
-        data_fail(err, errlen, path, "cannot open: %s", errno ? strerror(errno) : "out of memory");
+        /* gzdopen fails only when it cannot allocate its state; the descriptor is ours */
+        data_fail(err, errlen, path, "cannot open: out of memory");
+        close(fd);
         return -1;
     }
     if (gzbuffer(f->gz, DATA_GZ_BUFFER) != 0) {
@@ -204,23 +261,20 @@ static int data_idx_open(DataIdx *f, const char *path, uint32_t magic, char *err
      * asked malloc for 6 TB and was reported as out of memory, not as truncated). Bound it
      * by what the file can hold: the bytes after the header if plain, and 1032 bytes per
      * byte if gzip (deflate's largest expansion). The exact length is checked on reading. */
-    struct stat st;
-    if (stat(path, &st) == 0 && S_ISREG(st.st_mode)) {
-        const size_t size = (size_t)st.st_size;
-        if (gzdirect(f->gz)) {
-            const size_t after = size > hdrlen ? size - hdrlen : 0;
-            if (payload > after) {
-                data_fail(err, errlen, path,
-                          "truncated: expected %zu bytes of %s data after the header, found %zu",
-                          payload, f->what, after);
-                goto fail;
-            }
-        } else if (payload / DATA_GZ_MAX_RATIO > size) {
+    const size_t size = (size_t)st.st_size; /* a regular file: data_open_regular */
+    if (gzdirect(f->gz)) {
+        const size_t after = size > hdrlen ? size - hdrlen : 0;
+        if (payload > after) {
             data_fail(err, errlen, path,
-                      "truncated: the header announces %zu bytes of %s data, more than a "
-                      "%zu-byte gzip file can hold", payload, f->what, size);
+                      "truncated: expected %zu bytes of %s data after the header, found %zu",
+                      payload, f->what, after);
             goto fail;
         }
+    } else if (payload / DATA_GZ_MAX_RATIO > size) {
+        data_fail(err, errlen, path,
+                  "truncated: the header announces %zu bytes of %s data, more than a "
+                  "%zu-byte gzip file can hold", payload, f->what, size);
+        goto fail;
     }
     f->payload = payload;
     return 0;

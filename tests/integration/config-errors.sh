@@ -31,10 +31,23 @@ bad trailing-junk "epochs = 3x"      train ":11: [train] epochs = '3x'"
 bad out-of-range  "hidden = 0"       model ":8: [model] hidden = '0'"
 bad bad-enum      "reduce = sloppy"  train ":11: [train] reduce = 'sloppy'"
 bad duplicate     "epochs = 4"       train ":12: [train] epochs"
+bad lr-subnormal  "lr = 1e-40"       train ":11: [train] lr = '1e-40': out of range (1.17549435e-38..1e6"
+bad classes       "classes = 1"      model ":8: [model] classes = '1': out of range (0 = from the training labels, or 2..256)"
+bad bad-bool      "overwrite = yes"  checkpoint ":16: [checkpoint] overwrite = 'yes': must be true or false"
+# A NUL used to end the line unseen: this trained with hidden = 16.
+{ head -n 7 "$T/good.ini"; printf 'hidden = 16\0garbage\n'; tail -n +8 "$T/good.ini"; } > "$T/nul.ini"
+expect nul "$T/nul.ini:8: control character 0x00 at column 12" "$T/nul.ini"
 printf '[bogus]\nx = 1\n' | cat "$T/good.ini" - > "$T/section.ini"
 expect unknown-section "$T/section.ini:21: unknown section [bogus]" "$T/section.ini"
 expect missing-file "$T/nope.ini" "$T/nope.ini"
+# Not a regular file: refused at once (a FIFO with no writer used to hang the start-up).
+mkfifo "$T/fifo.ini"
+expect fifo "$T/fifo.ini: cannot read config: a FIFO, not a regular file" "$T/fifo.ini"
+expect directory "$T/cfg: cannot read config: a directory, not a regular file" "$T/cfg"
 expect set-malformed "--set train.lr=-1" "$T/good.ini" --set train.lr=-1
 expect set-shape "--set trainlr" "$T/good.ini" --set trainlr
+expect set-control "--set train.epochs=3?: control character 0x0A at column 15" "$T/good.ini" \
+    --set "train.epochs=3
+"
 [ "$(cat "$ck/latest.h5")" = precious ] || fail "a bad config touched the checkpoint directory"
 [ "$(ls "$ck")" = latest.h5 ] || fail "a bad config wrote into the checkpoint directory"

@@ -4,7 +4,9 @@ cfg=$(small_config data)
 img=$ROOT/data/mnist/t10k-images-idx3-ubyte
 head -c 1000000 "$img" > "$T/trunc"
 { printf '\x00\x00\x08\x01'; tail -c +5 "$img"; } > "$T/magic"
-for case in trunc:truncated magic:magic; do
+# A FIFO with no writer used to hang every rank at start-up; now refused at once.
+mkfifo "$T/fifo"
+for case in trunc:truncated magic:magic fifo:FIFO; do
     f=${case%%:*} want=${case#*:} rc=0
     timeout 60 "$ROOT/scripts/mpirun-local" -np 2 "$MLP" "$cfg" --set data.test_images=$T/$f \
         > "$T/out" 2> "$T/err" || rc=$?

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -596,7 +597,7 @@ static void test_error_missing_file(void **state)
                         "/tmp/mlp-test-config-absent/x.ini: cannot open config: "
                         "No such file or directory");
     assert_int_equal(config_load(&c, "/tmp", 0, NULL, err, sizeof err), -1);
-    assert_string_equal(err, "/tmp: cannot read config: Is a directory");
+    assert_string_equal(err, "/tmp: cannot read config: a directory, not a regular file");
 
     char longpath[CONFIG_PATH_MAX + 10];
     memset(longpath, 'a', sizeof longpath - 1);
@@ -605,6 +606,40 @@ static void test_error_missing_file(void **state)
     const char *tail = ": config path too long (at most 1023 characters)";
     assert_true(strlen(err) > strlen(tail));
     assert_string_equal(err + strlen(err) - strlen(tail), tail);
+}
+
+/* A FIFO (which would block the open, or the first read, until a writer came) or a
+ * device is refused at once, without reading from it. */
+static void test_error_not_regular(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/mlp-test-config-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char fifo[sizeof dir + 8];
+    snprintf(fifo, sizeof fifo, "%s/fifo", dir);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    Config c;
+    char err[CONFIG_ERR_MAX] = "";
+    int rc = config_load(&c, fifo, 0, NULL, err, sizeof err);
+    unlink(fifo);
+    rmdir(dir);
+    assert_int_equal(rc, -1);
+    char want[CONFIG_ERR_MAX];
+    snprintf(want, sizeof want, "%s: cannot read config: a FIFO, not a regular file", fifo);
+    assert_string_equal(err, want);
+
+    assert_int_equal(config_load(&c, "/dev/null", 0, NULL, err, sizeof err), -1);
+    assert_string_equal(err, "/dev/null: cannot read config: a character device, not a regular file");
+    /* A symbolic link to a regular file is a regular file. */
+    char link[sizeof TMP_TEMPLATE + 8], path[sizeof TMP_TEMPLATE];
+    tmp_write(path, "[train]\nepochs = 5\n");
+    snprintf(link, sizeof link, "%s.link", path);
+    assert_int_equal(symlink(path, link), 0);
+    rc = config_load(&c, link, 0, NULL, err, sizeof err);
+    unlink(link);
+    unlink(path);
+    assert_int_equal(rc, 0);
+    assert_int_equal(c.train.epochs, 5);
 }
 
 static void test_error_syntax(void **state)
@@ -879,6 +914,7 @@ int main(void)
         cmocka_unit_test(test_error_duplicate_key),
         cmocka_unit_test(test_error_long_line),
         cmocka_unit_test(test_error_missing_file),
+        cmocka_unit_test(test_error_not_regular),
         cmocka_unit_test(test_error_syntax),
         cmocka_unit_test(test_error_control_chars),
         cmocka_unit_test(test_overrides),

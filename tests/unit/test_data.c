@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -376,6 +377,7 @@ static void test_corrupt_gzip(void **state)
     /* zlib's own words follow, once, without a second copy of the path */
     assert_contains(msg, "invalid block type");
     assert_null(strstr(msg + strlen(img) + 1, img));
+    assert_null(strstr(msg, "<fd:"));  /* nor zlib's name for the descriptor */
 
     /* a stream that inflates to exactly the right bytes but whose CRC-32 trailer is wrong:
      * the data are damaged somewhere, so they must be refused, not trained on */
@@ -402,6 +404,36 @@ static void test_missing_file(void **state)
     assert_contains(msg, "cannot open: No such file or directory");
     msg = load_fails(good_images_file(), gone, 0, gone);
     assert_contains(msg, "cannot open");
+}
+
+/* A FIFO (no writer: opening it, or the first read, would wait forever), a device or a
+ * directory, as either file of the pair: refused at once, before anything is read, by
+ * data_load, data_load_into and data_probe alike (load_fails tries all of them). */
+static void test_not_regular(void **state)
+{
+    (void)state;
+    const char *fifo = tmp_path("fifo");
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    const char *msg = load_fails(fifo, good_labels_file(), 0, fifo);
+    assert_contains(msg, ": cannot read: a FIFO, not a regular file");
+    msg = load_fails(good_images_file(), fifo, 0, fifo);
+    assert_contains(msg, ": cannot read: a FIFO, not a regular file");
+    assert_int_equal(unlink(fifo), 0);
+
+    msg = load_fails("/dev/zero", good_labels_file(), 0, "/dev/zero");
+    assert_string_equal(msg, "/dev/zero: cannot read: a character device, not a regular file");
+    msg = load_fails(good_images_file(), tmpdir, 0, tmpdir);
+    assert_contains(msg, ": cannot read: a directory, not a regular file");
+
+    /* A symbolic link to a regular file is a regular file. */
+    const char *link = tmp_path("link-images");
+    assert_int_equal(symlink(good_images_file(), link), 0);
+    char err[DATA_ERR_MAX] = "";
+    Dataset ds;
+    assert_int_equal(data_load(&ds, link, good_labels_file(), 0, err, sizeof err), 0);
+    assert_good_set(&ds, 5);
+    data_free(&ds);
+    assert_int_equal(unlink(link), 0);
 }
 
 static void test_short_header(void **state)
@@ -786,6 +818,7 @@ int main(void)
         cmocka_unit_test(test_size_overflow),
         cmocka_unit_test(test_corrupt_gzip),
         cmocka_unit_test(test_missing_file),
+        cmocka_unit_test(test_not_regular),
         cmocka_unit_test(test_short_header),
         cmocka_unit_test(test_small_err_buffer),
         cmocka_unit_test(test_probe),
