@@ -58,6 +58,8 @@ typedef struct {
         char metrics[CONFIG_PATH_MAX];     /* CSV path; unset (""), config_load makes it
                                             * checkpoint.dir + "/metrics.csv" */
         ProgressMode progress;
+        long progress_seconds;             /* between plain progress lines (not a terminal);
+                                            * 0 = after every step */
     } log;
 } Config;
 

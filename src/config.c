@@ -100,6 +100,7 @@ static const ConfigKey config_keys[] = {
     CONFIG_KEY(checkpoint, overwrite, CONFIG_BOOL, 0, 0),
     CONFIG_KEY(log, metrics, CONFIG_PATH, 0, 0),
     CONFIG_KEY(log, progress, CONFIG_PROGRESS, 0, 0),
+    CONFIG_KEY(log, progress_seconds, CONFIG_LONG, 0, 86400),
 };
 #define CONFIG_NKEYS (sizeof config_keys / sizeof config_keys[0])
 
@@ -182,6 +183,7 @@ void config_defaults(Config *c)
     /* log.metrics stays "" (unset): config_load makes it checkpoint.dir/metrics.csv once
      * every override is in, so that --set checkpoint.dir=X moves the metrics too. */
     c->log.progress = PROGRESS_AUTO;
+    c->log.progress_seconds = 30;
 }
 
 /* The default log.metrics, checkpoint.dir + "/metrics.csv" (no second '/' after a dir

@@ -102,6 +102,18 @@ static double now_seconds(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* Where training stands, numbered as the progress and epoch lines number it: "after epoch
+ * 3" at an epoch boundary, "at epoch 4 step 89/1875" within one (epochs from 1). */
+static void describe_position(char *buf, size_t len, const Run *run)
+{
+    const Position *pos = &run->pos;
+    if (pos->epoch_step == 0)
+        snprintf(buf, len, "after epoch %" PRId64, pos->epoch);
+    else
+        snprintf(buf, len, "at epoch %" PRId64 " step %" PRId64 "/%zu", pos->epoch + 1,
+                 pos->epoch_step, steps_per_epoch(run));
+}
+
 static void set_msg(Run *run, const char *fmt, ...)
 {
     va_list ap;
@@ -378,10 +390,77 @@ static void print_banner(const Run *run)
     printf("%s", run->config_text);
     if (run->resume_note[0])
         printf("%s\n", run->resume_note);
-    if (run->resumed_from[0])
-        printf("resuming from %s: %" PRId64 " epochs and %" PRId64 " steps done (global step %"
-               PRId64 ")\n", run->resumed_from, run->pos.epoch, run->pos.epoch_step, run->step);
+    if (run->resumed_from[0]) {
+        char where[96];
+        describe_position(where, sizeof where, run);
+        printf("resuming from %s: %s (global step %" PRId64 ")\n", run->resumed_from, where,
+               run->step);
+    }
     fflush(stdout);
+}
+
+/* "1:02:03" or "2:03": a duration for an ETA. */
+static void format_duration(char *buf, size_t len, double seconds)
+{
+    if (!(seconds >= 0) || seconds > 1e8) {
+        snprintf(buf, len, "?");
+        return;
+    }
+    long t = (long)(seconds + 0.5);
+    if (t >= 3600)
+        snprintf(buf, len, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+    else
+        snprintf(buf, len, "%ld:%02ld", t / 60, t % 60);
+}
+
+/* Rank 0's progress within an epoch, so that no long epoch is silent: on a terminal one
+ * line rewritten in place twice a second; elsewhere (mpirun, SLURM logs: a pipe or a file)
+ * a plain line every log.progress_seconds. Step, samples/s since this call began, the
+ * epoch's running loss, and the ETA of the epoch and of the run (training steps only). */
+typedef struct {
+    int on, tty;
+    double every, t0, last;
+    size_t step0;     /* epoch_step when the steps began */
+} Progress;
+
+static void progress_init(Progress *pr, const Run *run, double t0)
+{
+    const Config *c = run->cfg;
+    pr->tty = isatty(STDERR_FILENO);
+    pr->on = run->dist->rank == 0 && c->log.progress != PROGRESS_OFF;
+    pr->every = pr->tty ? 0.5 : (double)c->log.progress_seconds;
+    pr->t0 = pr->last = t0;
+    pr->step0 = (size_t)run->pos.epoch_step;
+}
+
+static void progress_report(Progress *pr, const Run *run, size_t done, size_t steps)
+{
+    const double now = now_seconds();
+    if (!pr->on || now - pr->last < pr->every)
+        return;
+    pr->last = now;
+    const size_t n = run->train.n, B = (size_t)run->cfg->train.batch;
+    const size_t seen = done * B < n ? done * B : n, seen0 = pr->step0 * B;
+    const double rate = now > pr->t0 ? (double)(seen - seen0) / (now - pr->t0) : 0;
+    const int64_t epoch = run->pos.epoch + 1, epochs = run->cfg->train.epochs;
+    char eta[32], eta_run[32];
+    format_duration(eta, sizeof eta, rate > 0 ? (double)(n - seen) / rate : -1);
+    format_duration(eta_run, sizeof eta_run,
+                    rate > 0 ? ((double)(n - seen) + (double)(epochs - epoch) * (double)n) / rate
+                             : -1);
+    fprintf(stderr, "%sepoch %" PRId64 "/%" PRId64 "  step %zu/%zu (%.0f%%)  %.0f samples/s  "
+            "loss %.4f  ETA %s (run %s)%s", pr->tty ? "\r" : "progress: ", epoch, epochs, done,
+            steps, 100.0 * (double)done / (double)steps, rate, run->pos.loss_sum / (double)seen,
+            eta, eta_run, pr->tty ? "\033[K" : "\n");
+    fflush(stderr);
+}
+
+static void progress_end(const Progress *pr)
+{
+    if (pr->on && pr->tty && pr->last > pr->t0) {
+        fprintf(stderr, "\r\033[K");
+        fflush(stderr);
+    }
 }
 
 typedef enum { STEPS_EPOCH_DONE, STEPS_SIGNAL, STEPS_CHECKPOINT, STEPS_DIVERGED } StepsEnd;
@@ -398,9 +477,9 @@ static StepsEnd run_steps(Run *run, int64_t *bad_out)
     const size_t n = run->train.n, B = (size_t)c->train.batch, chunk = (size_t)c->train.chunk;
     const size_t steps = steps_per_epoch(run), count = p->count;
     const int exact = c->train.reduce == REDUCE_EXACT;
-    const int progress = c->log.progress == PROGRESS_ON ||
-                         (c->log.progress == PROGRESS_AUTO && isatty(STDERR_FILENO));
-    double t0 = now_seconds(), t_progress = t0;
+    const double t0 = now_seconds();
+    Progress progress;
+    progress_init(&progress, run, t0);
     StepsEnd end = STEPS_EPOCH_DONE;
 
     if (run->order_epoch != pos->epoch) {
@@ -457,6 +536,7 @@ static StepsEnd run_steps(Run *run, int64_t *bad_out)
         }
         run->step++;
         pos->epoch_step = (int64_t)s + 1;
+        progress_report(&progress, run, s + 1, steps);
         if (stop) {
             end = STEPS_SIGNAL;
             break;
@@ -466,14 +546,8 @@ static StepsEnd run_steps(Run *run, int64_t *bad_out)
             end = STEPS_CHECKPOINT;
             break;
         }
-        if (progress && d->rank == 0 && now_seconds() - t_progress > 0.5) {
-            fprintf(stderr, "\repoch %" PRId64 ": step %zu/%zu", pos->epoch + 1, s + 1, steps);
-            fflush(stderr);
-            t_progress = now_seconds();
-        }
     }
-    if (progress && d->rank == 0)
-        fprintf(stderr, "\r%40s\r", "");
+    progress_end(&progress);
     pos->seconds += now_seconds() - t0;
     return end;
 }
@@ -866,19 +940,21 @@ static int train_loop(Run *run)
         }
         if (stopped) {
             if (d->rank == 0) {
-                printf("mlp: stopped by signal after epoch %" PRId64 " step %" PRId64
-                       " (global step %" PRId64 "); checkpoint %s; resume with --set "
-                       "checkpoint.resume=auto\n", run->pos.epoch, run->pos.epoch_step,
-                       run->step, ckpt_path);
+                char where[96];
+                describe_position(where, sizeof where, run);
+                printf("mlp: stopped by signal %s (global step %" PRId64 "); checkpoint %s; "
+                       "resume with --set checkpoint.resume=auto\n", where, run->step,
+                       ckpt_path);
                 fflush(stdout);
             }
             return 1;
         }
     }
     if (d->rank == 0) {
-        printf("done: test accuracy %.4f (%.2f%%) after %" PRId64 " epochs; checkpoint %s; "
+        printf("done: test accuracy %.4f (%.2f%%) after %" PRId64 " epoch%s; checkpoint %s; "
                "metrics %s\n",
-               test_acc, 100 * test_acc, epochs, ckpt_path, c->log.metrics);
+               test_acc, 100 * test_acc, epochs, epochs == 1 ? "" : "s", ckpt_path,
+               c->log.metrics);
         fflush(stdout);
     }
     report_memory(run);

@@ -109,6 +109,7 @@ static void assert_config_equal(const Config *a, const Config *b)
     assert_int_equal(a->checkpoint.overwrite, b->checkpoint.overwrite);
     assert_string_equal(a->log.metrics, b->log.metrics);
     assert_int_equal(a->log.progress, b->log.progress);
+    assert_int_equal(a->log.progress_seconds, b->log.progress_seconds);
 }
 
 static void put(char *dst, size_t cap, const char *s)
@@ -167,6 +168,7 @@ static void test_defaults(void **state)
     assert_int_equal(c.checkpoint.overwrite, 0);
     assert_string_equal(c.log.metrics, "");  /* config_load: checkpoint.dir/metrics.csv */
     assert_int_equal(c.log.progress, PROGRESS_AUTO);
+    assert_int_equal(c.log.progress_seconds, 30);
 }
 
 static void test_mnist_ini_is_defaults(void **state)
@@ -283,7 +285,8 @@ static void test_every_key(void **state)
         "overwrite = true\n"
         "[log]\n"
         "metrics = m.csv\n"
-        "progress = off\n";
+        "progress = off\n"
+        "progress_seconds = 86400\n";
     char path[sizeof TMP_TEMPLATE];
     Config c;
     char err[CONFIG_ERR_MAX] = "";
@@ -315,6 +318,7 @@ static void test_every_key(void **state)
     assert_int_equal(c.checkpoint.overwrite, 1);
     assert_string_equal(c.log.metrics, "m.csv");
     assert_int_equal(c.log.progress, PROGRESS_OFF);
+    assert_int_equal(c.log.progress_seconds, 86400);
 }
 
 /* The low ends of the ranges, the other enum values, a resume path, and layout that
@@ -492,6 +496,8 @@ static void test_error_out_of_range(void **state)
         {"train", "lr", "nan", "not a finite number"},
         {"train", "lr", "inf", "not a finite number"},
         {"train", "lr", "-Infinity", "not a finite number"},
+        {"log", "progress_seconds", "-1", "out of range (0..86400)"},
+        {"log", "progress_seconds", "86401", "out of range (0..86400)"},
         {"checkpoint", "every", "-1", R1M},
         {"checkpoint", "every", "1000001", R1M},
         {"checkpoint", "every_steps", "-1", R31},
@@ -828,6 +834,7 @@ static void test_to_ini_layout(void **state)
         "\n[checkpoint]\n", "\ndir = runs/mnist\n", "\nevery = 0\n", "\nevery_steps = 0\n",
         "\nkeep = 3\n", "\nresume = none\n", "\noverwrite = false\n",
         "\n[log]\n", "\nmetrics = runs/mnist/metrics.csv\n", "\nprogress = auto\n",
+        "\nprogress_seconds = 30\n",
     };
     const char *at = text;
     for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
