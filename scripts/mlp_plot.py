@@ -184,7 +184,7 @@ def plot_curves(runs, title, throughput=False):
                 drawn[axes[0][2]] += 1
     ax_loss.set_yscale("log")
     ax_loss.yaxis.set_major_formatter(PlainLogFormatter())
-    ax_loss.yaxis.set_minor_formatter(PlainLogFormatter(minor_thresholds=(2, 0.5)))
+    ax_loss.yaxis.set_minor_formatter(PlainLogFormatter(minor_thresholds=(2, 1)))
     ax_loss.set_ylabel("mean cross-entropy (log scale)")
     ax_loss.set_title("loss")
     ax_acc.yaxis.set_major_formatter(PercentFormatter(1.0))
