@@ -73,9 +73,10 @@ deps:
 data: deps
 	scripts/fetch-mnist
 
+# ARGS: more mlp arguments, e.g. make run ARGS='--set train.epochs=1'
 run: data
 	$(MAKE) $(BIN)
-	scripts/mpirun-local -np $(NP) ./$(BIN) $(CONFIG)
+	scripts/mpirun-local -np $(NP) ./$(BIN) $(CONFIG) $(ARGS)
 
 test: data
 	$(MAKE) $(BIN) $(UNIT)
