@@ -1,6 +1,7 @@
 # mlp: data-parallel two-layer perceptron trainer (MPI + OpenMP, HDF5 checkpoints).
 #
 #   make run     install missing Debian packages, fetch MNIST, build, train configs/mnist.ini
+#                (ARGS='--set train.epochs=1' adds mlp arguments)
 #   make test    the same set-up, then every test (unit + integration)
 #   make         build ./mlp only
 #
