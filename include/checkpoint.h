@@ -63,6 +63,19 @@ typedef struct {
 int ckpt_save(const char *dir, CkptState *s, long keep, char *path_out, size_t path_len,
               char *err, size_t errlen);
 
+/* One checkpoint file of a directory: its place in training and its name. */
+typedef struct {
+    int64_t epoch, epoch_step;  /* completed epochs; steps into the next (0 at a boundary) */
+    char name[64];              /* "epoch-NNNN.h5" or "epoch-NNNN-SSSSSS.h5" */
+} CkptEntry;
+
+/* The checkpoint files in dir, exactly as ckpt_save names them (epoch-NNNN.h5,
+ * epoch-NNNN-SSSSSS.h5; not latest.h5, temporaries or look-alikes such as epoch-1.h5 or
+ * epoch-0001.h5.bak), newest (epoch, epoch_step) first. *out is malloc'd (the caller frees
+ * it; NULL when *n is 0), *n their count. A missing dir gives 0 entries. Returns 0, or -1
+ * with a message in err (dir unreadable, not a directory, out of memory). */
+int ckpt_list(const char *dir, CkptEntry **out, size_t *n, char *err, size_t errlen);
+
 /* Read and validate a checkpoint (format, version, every dataset present with the shape the
  * attributes state). Returns 0 or -1 with a message; on error s holds nothing to free. */
 int ckpt_load(const char *path, CkptState *s, char *err, size_t errlen);

@@ -376,25 +376,31 @@ static bool ckpt_parse_epoch_name(const char *name, int64_t *key)
     return true;
 }
 
-static int ckpt_cmp_desc(const void *a, const void *b)
+static int ckpt_entry_cmp_desc(const void *a, const void *b)
 {
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return (x < y) - (x > y);
+    const CkptEntry *x = a, *y = b;
+    int64_t kx = ckpt_key(x->epoch, x->epoch_step), ky = ckpt_key(y->epoch, y->epoch_step);
+    return (kx < ky) - (kx > ky);
 }
 
-/* Delete the oldest checkpoint files so that at most `keep` remain at or before `current`
- * (a ckpt_key), the file just written always among them. Files of a LATER place can only
- * come from an earlier run in the same directory; they are left alone (the new run
- * overwrites them as it reaches those places) rather than deleting work we did not write. */
-static int ckpt_prune(const char *dir, int64_t current, long keep, const char *written,
-                      char *err, size_t errlen)
+int ckpt_list(const char *dir, CkptEntry **out, size_t *n, char *err, size_t errlen)
 {
-    int64_t *older = NULL;
-    size_t n = 0, cap = 0;
+    CkptEntry *list = NULL;
+    size_t len = 0, cap = 0;
     int rc = -1;
+    if (out)
+        *out = NULL;
+    if (n)
+        *n = 0;
+    if (!dir || !out || !n) {
+        ckpt_err(err, errlen, "checkpoint: ckpt_list needs a directory and two outputs");
+        return -1;
+    }
     DIR *dp = opendir(dir);
     if (!dp) {
-        ckpt_err(err, errlen, "%s: cannot list directory to remove old checkpoints: %s", dir,
+        if (errno == ENOENT)
+            return 0;                   /* no checkpoint written yet */
+        ckpt_err(err, errlen, "%s: cannot list checkpoint directory: %s", dir,
                  strerror(errno));
         return -1;
     }
@@ -408,42 +414,70 @@ static int ckpt_prune(const char *dir, int64_t current, long keep, const char *w
             }
             break;
         }
-        int64_t e;
-        if (!ckpt_parse_epoch_name(de->d_name, &e) || e >= current)
+        int64_t key;
+        size_t nlen = strlen(de->d_name);
+        /* the parser accepts only canonical names, which are shorter than 64 bytes */
+        if (nlen >= sizeof list->name || !ckpt_parse_epoch_name(de->d_name, &key))
             continue;
-        if (n == cap) {
+        if (len == cap) {
             size_t nc = cap ? cap * 2 : 64;
-            int64_t *p = realloc(older, nc * sizeof *p);
+            CkptEntry *p = nc > SIZE_MAX / sizeof *p ? NULL : realloc(list, nc * sizeof *p);
             if (!p) {
-                ckpt_err(err, errlen, "%s: out of memory listing checkpoints (%zu bytes)", dir,
-                         nc * sizeof *p);
+                ckpt_err(err, errlen, "%s: out of memory listing checkpoints (%zu entries)",
+                         dir, nc);
                 goto done;
             }
-            older = p;
+            list = p;
             cap = nc;
         }
-        older[n++] = e;
+        CkptEntry *e = &list[len++];
+        e->epoch = key >> 32;
+        e->epoch_step = key & 0xffffffff;
+        memcpy(e->name, de->d_name, nlen + 1);
     }
-    if (n > 1)
-        qsort(older, n, sizeof *older, ckpt_cmp_desc);
-    /* older[0..keep-1) stay next to the new file; the rest go. */
-    for (size_t i = (size_t)keep - 1; i < n; i++) {
-        char name[64], path[CKPT_PATH_MAX];
-        ckpt_name(name, sizeof name, older[i]);
-        if (ckpt_join(path, sizeof path, dir, name, err, errlen) != 0)
-            goto done;
+    if (len > 1)
+        qsort(list, len, sizeof *list, ckpt_entry_cmp_desc);
+    *out = list;
+    *n = len;
+    list = NULL;
+    rc = 0;
+done:
+    free(list);
+    closedir(dp);
+    return rc;
+}
+
+/* Delete the oldest checkpoint files so that at most `keep` remain at or before `current`
+ * (a ckpt_key), the file just written always among them. Files of a LATER place can only
+ * come from an earlier run in the same directory; they are left alone (the new run
+ * overwrites them as it reaches those places) rather than deleting work we did not write. */
+static int ckpt_prune(const char *dir, int64_t current, long keep, const char *written,
+                      char *err, size_t errlen)
+{
+    CkptEntry *all = NULL;
+    size_t n = 0;
+    if (ckpt_list(dir, &all, &n, err, errlen) != 0)
+        return -1;
+    /* Newest first: skip the later places, keep `keep` at or before current. */
+    size_t kept = 0;
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        if (ckpt_key(all[i].epoch, all[i].epoch_step) > current || ++kept <= (size_t)keep)
+            continue;
+        char path[CKPT_PATH_MAX];
+        if (ckpt_join(path, sizeof path, dir, all[i].name, err, errlen) != 0) {
+            rc = -1;
+            break;
+        }
         /* Gone already (another cleaner) is what we wanted anyway. */
         if (unlink(path) != 0 && errno != ENOENT) {
             ckpt_err(err, errlen, "%s: cannot remove old checkpoint: %s (new checkpoint %s was "
                      "written)", path, strerror(errno), written);
-            goto done;
+            rc = -1;
         }
     }
     /* Deletions are not fsync'd: if a crash forgets one, the next save removes it. */
-    rc = 0;
-done:
-    free(older);
-    closedir(dp);
+    free(all);
     return rc;
 }
 

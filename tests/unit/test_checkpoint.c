@@ -464,6 +464,78 @@ static void test_keep_spares_foreign_files(void **state)
     rm_rf(dir);
 }
 
+/* ckpt_list: only names exactly as ckpt_save writes them, newest (epoch, step) first. */
+static void touch(const char *dir, const char *name)
+{
+    char p[4096];
+    join(p, sizeof p, dir, name);
+    FILE *f = fopen(p, "w");
+    assert_non_null(f);
+    assert_int_equal(fclose(f), 0);
+}
+
+static void test_list(void **state)
+{
+    (void)state;
+    char dir[64], sub[4096], err[CKPT_ERR_MAX] = "";
+    CkptEntry *e = (CkptEntry *)&e;         /* garbage in: must be reset */
+    size_t n = 99;
+    make_tmpdir(dir, sizeof dir);
+
+    /* missing directory: no entries, no error */
+    join(sub, sizeof sub, dir, "none");
+    assert_int_equal(ckpt_list(sub, &e, &n, err, sizeof err), 0);
+    assert_int_equal(n, 0);
+    assert_null(e);
+    /* empty directory */
+    assert_int_equal(ckpt_list(dir, &e, &n, err, sizeof err), 0);
+    assert_int_equal(n, 0);
+
+    const char *good[] = {"epoch-0002.h5", "epoch-0010.h5", "epoch-0002-000300.h5",
+                          "epoch-0000-000007.h5", "epoch-12345.h5", "epoch-0002-1000000.h5"};
+    const char *bad[] = {
+        "latest.h5", ".epoch-0003.h5.tmp.123", ".latest.h5.tmp.9", "epoch-1.h5",
+        "epoch-0001.h5x", "epoch-0001.h5.bak", "epoch-0001.H5", "epoch-0001-000000.h5",
+        "epoch-0001-12.h5", "epoch-00001.h5", "epoch--001.h5", "epoch-0001-.h5",
+        "epoch-0001", "Epoch-0004.h5", "epoch-+001.h5", "xepoch-0004.h5", "epoch-0004.h5 ",
+        "epoch-99999999999.h5", "notes.txt",
+    };
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++)
+        touch(dir, good[i]);
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        touch(dir, bad[i]);
+    join(sub, sizeof sub, dir, "epoch-0099.h5.d");
+    assert_int_equal(mkdir(sub, 0700), 0);
+
+    if (ckpt_list(dir, &e, &n, err, sizeof err) != 0)
+        fail_msg("list: %s", err);
+    const struct {
+        int64_t epoch, step;
+        const char *name;
+    } want[] = {
+        {12345, 0, "epoch-12345.h5"},
+        {10, 0, "epoch-0010.h5"},
+        {2, 1000000, "epoch-0002-1000000.h5"},
+        {2, 300, "epoch-0002-000300.h5"},
+        {2, 0, "epoch-0002.h5"},
+        {0, 7, "epoch-0000-000007.h5"},
+    };
+    assert_int_equal(n, sizeof want / sizeof *want);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(e[i].epoch, want[i].epoch);
+        assert_int_equal(e[i].epoch_step, want[i].step);
+        assert_string_equal(e[i].name, want[i].name);
+    }
+    free(e);
+
+    /* not a directory: an error naming it */
+    join(sub, sizeof sub, dir, "notes.txt");
+    assert_int_equal(ckpt_list(sub, &e, &n, err, sizeof err), -1);
+    assert_contains(err, sub);
+    assert_int_equal(n, 0);
+    rm_rf(dir);
+}
+
 /* ------------------------------------------------------------------ external readers */
 
 static void test_h5dump_and_h5py(void **state)
@@ -837,6 +909,7 @@ int main(void)
         cmocka_unit_test(test_null_config_saves_empty),
         cmocka_unit_test(test_latest_and_keep),
         cmocka_unit_test(test_keep_spares_foreign_files),
+        cmocka_unit_test(test_list),
         cmocka_unit_test(test_h5dump_and_h5py),
         cmocka_unit_test(test_load_accepts_fixed_strings),
         cmocka_unit_test(test_load_missing),
