@@ -1,14 +1,19 @@
-/* checkpoint: HDF5 files holding the model and its training history (DESIGN.md section 7).
+/* checkpoint: the HDF5 schema of mlp checkpoints (what is written, read and accepted), and
+ * the naming, listing and pruning of checkpoint files in a directory. How bytes reach the
+ * disk safely (atomic replace, symlink swap, fsyncs, the CRC seal) is fsafe's (fsafe.h).
  *
  * Layout: /model/W1 (d,h) /model/b1 (h) /model/W2 (h,K) /model/b2 (K), float32;
  * /history/{epoch (int64), train_loss, train_acc, test_acc, seconds (float64)}, 1-D;
- * root attributes format, format_version, d, hidden, classes, epoch, step, seed, batch, lr,
- * reduce, ranks, threads_per_rank, config, created, mlp_version.
+ * root attributes format, format_version, d, hidden, classes, epoch, step, epoch_step,
+ * epoch_loss, epoch_correct, epoch_seconds, seed, batch, lr, reduce, ranks,
+ * threads_per_rank, config, created, mlp_version. The first 512 bytes are an HDF5 user
+ * block holding the seal line "mlp-checkpoint crc32 XXXXXXXX size N".
  *
- * Writing is for rank 0 only and atomic: a temporary file in the same directory is
- * written, flushed, fsync'd, renamed to DIR/epoch-NNNN.h5, the directory fsync'd, and
- * DIR/latest.h5 (a symlink) is switched to it by the same rename dance. A crash at any
- * instant leaves the previous checkpoint and latest.h5 loadable.
+ * Writing is for rank 0 only and atomic: the file is built in memory, written to a
+ * temporary in DIR, fsync'd, renamed to DIR/epoch-NNNN.h5, the directory fsync'd, and
+ * DIR/latest.h5 (a relative symlink) switched to it by the same rename dance. A crash at
+ * any instant leaves the previous checkpoint and latest.h5 loadable.
+ * Memory: CkptState arrays are borrowed on save, owned after ckpt_load (ckpt_state_free).
  * Errors: -1 with one line in err naming the path and what failed. No MPI here.
  */
 #ifndef MLP_CHECKPOINT_H

@@ -1,4 +1,4 @@
-/* cli: the checkpoint subcommands of the command line (DESIGN.md section 5).
+/* cli: the checkpoint subcommands of the command line (see README.md).
  *
  *   mlp inspect CHECKPOINT.h5            shapes, root attributes, history, weight statistics
  *   mlp eval CHECKPOINT.h5 [CONFIG.ini]  test loss, accuracy and confusion matrix

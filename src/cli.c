@@ -300,7 +300,7 @@ int cli_inspect(int argc, char **argv)
     printf("  W2  [%" PRIu64 ",%" PRIu64 "]\n", h, k);
     printf("  b2  [%" PRIu64 "]\n", k);
 
-    /* Root attributes in the order of DESIGN.md section 7 (format and format_version are
+    /* Root attributes in the order of include/checkpoint.h (format and format_version are
      * the values ckpt_load has just checked), the mid-epoch position after `step`. */
     printf("attributes:\n");
     printf("  %-16s = %s\n", "format", CKPT_FORMAT);
