@@ -63,8 +63,16 @@ typedef struct {
 
 /* Write s atomically as DIR/epoch-NNNN.h5 (NNNN = s->epoch), or DIR/epoch-NNNN-SSSSSS.h5
  * mid-epoch (SSSSSS = s->epoch_step), and point DIR/latest.h5 at it; then delete the
- * oldest checkpoint files beyond `keep` (0 = keep all). Creates DIR if needed.
- * path_out (may be NULL) receives the file written. */
+ * oldest checkpoint files beyond `keep` (0 = keep all). Creates DIR if needed. s is
+ * checked first with the same rules as ckpt_load (ranges of every attribute, history).
+ * path_out (may be NULL) receives the file written. Returns 0 once the checkpoint and
+ * latest.h5 are durable; a failure to delete an old file does not fail the save: it is
+ * one line in warn (may be NULL; empty when there is nothing to warn about) for the
+ * caller to print. -1 with err on any real failure. */
+int ckpt_save_warn(const char *dir, CkptState *s, long keep, char *path_out, size_t path_len,
+                   char *warn, size_t warnlen, char *err, size_t errlen);
+
+/* ckpt_save_warn without the warning: a pruning failure is silently ignored. */
 int ckpt_save(const char *dir, CkptState *s, long keep, char *path_out, size_t path_len,
               char *err, size_t errlen);
 
@@ -85,6 +93,19 @@ int ckpt_list(const char *dir, CkptEntry **out, size_t *n, char *err, size_t err
  * attributes state). Returns 0 or -1 with a message; on error s holds nothing to free. */
 int ckpt_load(const char *path, CkptState *s, char *err, size_t errlen);
 
+/* After a deliberate edit of a checkpoint (h5py), which leaves its seal stale: check the
+ * file exactly as ckpt_load does (from memory, ignoring the seal), and only if it passes
+ * rewrite it atomically with a fresh seal (mlp reseal FILE). The file must keep the
+ * 512-byte block mlp wrote (h5py keeps it). 0, or -1 with a message, the file unchanged. */
+int ckpt_reseal(const char *path, char *err, size_t errlen);
+
 void ckpt_state_free(CkptState *s);
+
+/* Copy the NUL-terminated `in` to out (outlen > 0 bytes, always terminated) with every
+ * byte that is not printable escaped: \n \r \t, other controls and bytes of invalid UTF-8
+ * (C1 controls included) as \xHH; printable ASCII and valid printable UTF-8 are kept.
+ * Truncates at a character boundary. Returns the length written. For any text of a file
+ * shown on a terminal (mlp inspect, error messages): a file cannot send escape sequences. */
+size_t ckpt_escape(char *out, size_t outlen, const char *in);
 
 #endif

@@ -86,10 +86,17 @@ typedef struct {
 FsafeSealStatus fsafe_seal_check(int fd, const char *path, const char *tag,
                                  FsafeSealInfo *info, char *err, size_t errlen);
 
-/* Reseal the file at path in place after a deliberate edit: recompute its seal for tag
- * (the block must already be there, e.g. preserved as an HDF5 user block) and replace the
- * file atomically with fsafe_write_atomic. Refuses a file shorter than the block or whose
- * block holds anything but a seal line for tag or zeros. */
+/* Reseal an image after a deliberate edit: recompute its seal for tag. Refuses an image
+ * shorter than the block or whose block holds anything but a seal line of tag (intact or
+ * stale) or zeros. path only labels messages. */
+int fsafe_reseal_image(void *image, size_t len, const char *tag, const char *path, char *err,
+                       size_t errlen);
+
+/* The whole regular file at path, malloc'd (the caller frees), *len bytes; NULL + err.
+ * Opened without blocking: a FIFO or device is refused, never waited on. */
+void *fsafe_read_file(const char *path, size_t *len, char *err, size_t errlen);
+
+/* fsafe_reseal_image on the file at path, then replace it with fsafe_write_atomic. */
 int fsafe_reseal_file(const char *path, const char *tag, char *err, size_t errlen);
 
 #endif

@@ -23,6 +23,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -42,23 +43,76 @@
 
 #define CKPT_PATH_MAX FSAFE_PATH_MAX
 #define CKPT_H5_DETAIL 512             /* bytes of HDF5's own message kept */
-#define CKPT_MAX_EXPANSION 1032u       /* deflate's largest ratio: data bytes per file byte */
 /* ------------------------------------------------------------------ errors */
+
+/* Length of the valid UTF-8 sequence of a printable character (U+00A0 and up) at p, or 0
+ * (ASCII, a C1 control U+0080..U+009F, an overlong form, a surrogate, a stray byte). */
+static size_t ckpt_utf8_len(const unsigned char *p)
+{
+    size_t n;
+    uint32_t cp;
+    if (p[0] >= 0xc2 && p[0] <= 0xdf)
+        n = 2, cp = p[0] & 0x1fu;
+    else if (p[0] >= 0xe0 && p[0] <= 0xef)
+        n = 3, cp = p[0] & 0x0fu;
+    else if (p[0] >= 0xf0 && p[0] <= 0xf4)
+        n = 4, cp = p[0] & 0x07u;
+    else
+        return 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;                   /* also stops at the terminating NUL */
+        cp = cp << 6 | (p[i] & 0x3fu);
+    }
+    if (cp < 0xa0 || (n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+        (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return n;
+}
+
+size_t ckpt_escape(char *out, size_t outlen, const char *in)
+{
+    size_t o = 0;
+    if (outlen == 0)
+        return 0;
+    for (const unsigned char *p = (const unsigned char *)in; *p;) {
+        char buf[8];
+        size_t n = ckpt_utf8_len(p), k;
+        if (*p >= 0x20 && *p < 0x7f) {
+            buf[0] = (char)*p, k = 1;
+        } else if (n > 0) {
+            memcpy(buf, p, n), k = n;
+        } else {
+            const char *name = *p == '\n' ? "\\n" : *p == '\r' ? "\\r" : *p == '\t' ? "\\t" : NULL;
+            if (name)
+                k = (size_t)snprintf(buf, sizeof buf, "%s", name);
+            else
+                k = (size_t)snprintf(buf, sizeof buf, "\\x%02x", *p);
+        }
+        if (o + k >= outlen)
+            break;                      /* never half an escape or half a character */
+        memcpy(out + o, buf, k);
+        o += k;
+        p += n > 0 ? n : 1;
+    }
+    out[o] = '\0';
+    return o;
+}
 
 __attribute__((format(printf, 3, 4)))
 static void ckpt_err(char *err, size_t errlen, const char *fmt, ...)
 {
     if (!err || errlen == 0)
         return;
+    char raw[2 * CKPT_ERR_MAX];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
+    vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
-    /* Messages quote text from the file (a foreign 'format'): keep them one line, so that
-     * a forged newline cannot add a line of its own to the log (fuzz/regressions). */
-    for (char *c = err; *c; c++)
-        if (*c == '\n' || *c == '\r')
-            *c = '?';
+    /* Messages quote text from the file (a foreign 'format', a path): keep them one line
+     * of printable text, so that a forged newline cannot add a line of its own to the log
+     * and an escape sequence cannot reach the terminal (fuzz/regressions). */
+    ckpt_escape(err, errlen, raw);
 }
 
 static herr_t ckpt_h5_walk(unsigned n, const H5E_error2_t *e, void *data)
@@ -387,35 +441,44 @@ done:
 /* Delete the oldest checkpoint files so that at most `keep` remain at or before `current`
  * (a ckpt_key), the file just written always among them. Files of a LATER place can only
  * come from an earlier run in the same directory; they are left alone (the new run
- * overwrites them as it reaches those places) rather than deleting work we did not write. */
-static int ckpt_prune(const char *dir, int64_t current, long keep, const char *written,
-                      char *err, size_t errlen)
+ * overwrites them as it reaches those places) rather than deleting work we did not write.
+ * A failure costs disk space, never a checkpoint: it is a warning in warn (the first one,
+ * with the count of further ones), never an error. */
+static void ckpt_prune(const char *dir, int64_t current, long keep, const char *written,
+                       char *warn, size_t warnlen)
 {
     CkptEntry *all = NULL;
-    size_t n = 0;
-    if (ckpt_list(dir, &all, &n, err, errlen) != 0)
-        return -1;
+    size_t n = 0, kept = 0, failed = 0;
+    char first[CKPT_ERR_MAX] = "";
+    if (ckpt_list(dir, &all, &n, first, sizeof first) != 0)
+        failed++;
     /* Newest first: skip the later places, keep `keep` at or before current. */
-    size_t kept = 0;
-    int rc = 0;
-    for (size_t i = 0; i < n && rc == 0; i++) {
+    for (size_t i = 0; i < n; i++) {
         if (ckpt_key(all[i].epoch, all[i].epoch_step) > current || ++kept <= (size_t)keep)
             continue;
-        char path[CKPT_PATH_MAX];
-        if (ckpt_join(path, sizeof path, dir, all[i].name, err, errlen) != 0) {
-            rc = -1;
-            break;
+        char path[CKPT_PATH_MAX], msg[CKPT_ERR_MAX];
+        if (ckpt_join(path, sizeof path, dir, all[i].name, msg, sizeof msg) != 0) {
+            failed++;
+        } else if (unlink(path) != 0 && errno != ENOENT) {
+            /* Gone already (another cleaner) is what we wanted anyway. */
+            ckpt_err(msg, sizeof msg, "%s: cannot remove old checkpoint: %s", path,
+                     strerror(errno));
+            failed++;
+        } else {
+            continue;
         }
-        /* Gone already (another cleaner) is what we wanted anyway. */
-        if (unlink(path) != 0 && errno != ENOENT) {
-            ckpt_err(err, errlen, "%s: cannot remove old checkpoint: %s (new checkpoint %s was "
-                     "written)", path, strerror(errno), written);
-            rc = -1;
-        }
+        if (failed == 1)
+            snprintf(first, sizeof first, "%s", msg);
     }
     /* Deletions are not fsync'd: if a crash forgets one, the next save removes it. */
     free(all);
-    return rc;
+    if (failed > 0 && warn && warnlen > 0) {
+        if (failed == 1)
+            ckpt_err(warn, warnlen, "%s (new checkpoint %s was written)", first, written);
+        else
+            ckpt_err(warn, warnlen, "%s, and %zu more old checkpoints not removed (new "
+                     "checkpoint %s was written)", first, failed - 1, written);
+    }
 }
 
 /* The names ckpt_save gives its temporaries: ".NAME.tmp.PID" for a checkpoint name or
@@ -467,41 +530,50 @@ static const CkptDsetSpec ckpt_dsets[] = {
 
 /* Root attributes, scalar, in file order. A constant (format, format_version) is written
  * from `constant` and checked against it on load; the rest live in CkptState at `off`,
- * strings either in a char array of `cap` bytes or, when cap is 0, as a char *. */
+ * strings either in a char array of `cap` bytes or, when cap is 0, as a char *. A number
+ * must lie in [lo, hi] (in (lo, hi] when `above`), floating-point ones also be finite;
+ * ckpt_check_values applies this on save and on load alike. */
 typedef struct {
     const char *name;
     CkptType type;
     const void *constant;
     size_t off;
     size_t cap;
+    double lo, hi;
+    bool above;
 } CkptAttrSpec;
 
 static const char *const ckpt_format = CKPT_FORMAT;
 static const int64_t ckpt_format_version = CKPT_FORMAT_VERSION;
 
 #define CKPT_FIELD(f) offsetof(CkptState, f)
+#define CKPT_CAP(f) sizeof ((CkptState *)0)->f
+#define CKPT_MAX_I32 2147483647.0           /* INT32_MAX */
+#define CKPT_MAX_U32 4294967295.0           /* UINT32_MAX: steps of an epoch in a name's key */
+#define CKPT_MAX_I64 9223372036854775807.0  /* INT64_MAX, as a double */
+#define CKPT_MAX_U64 18446744073709551615.0
 static const CkptAttrSpec ckpt_attrs[] = {
-    {"format", CKPT_STR, &ckpt_format, 0, 0},
-    {"format_version", CKPT_I64, &ckpt_format_version, 0, 0},
-    {"d", CKPT_U64, NULL, CKPT_FIELD(d), 0},
-    {"hidden", CKPT_U64, NULL, CKPT_FIELD(hidden), 0},
-    {"classes", CKPT_U64, NULL, CKPT_FIELD(classes), 0},
-    {"epoch", CKPT_I64, NULL, CKPT_FIELD(epoch), 0},
-    {"step", CKPT_I64, NULL, CKPT_FIELD(step), 0},
-    {"epoch_step", CKPT_I64, NULL, CKPT_FIELD(epoch_step), 0},
-    {"epoch_loss", CKPT_F64, NULL, CKPT_FIELD(epoch_loss), 0},
-    {"epoch_correct", CKPT_I64, NULL, CKPT_FIELD(epoch_correct), 0},
-    {"epoch_seconds", CKPT_F64, NULL, CKPT_FIELD(epoch_seconds), 0},
-    {"seed", CKPT_U64, NULL, CKPT_FIELD(seed), 0},
-    {"batch", CKPT_I64, NULL, CKPT_FIELD(batch), 0},
-    {"lr", CKPT_F64, NULL, CKPT_FIELD(lr), 0},
-    {"reduce", CKPT_STR, NULL, CKPT_FIELD(reduce), sizeof ((CkptState *)0)->reduce},
-    {"ranks", CKPT_I64, NULL, CKPT_FIELD(ranks), 0},
-    {"threads_per_rank", CKPT_I64, NULL, CKPT_FIELD(threads_per_rank), 0},
-    {"config", CKPT_STR, NULL, CKPT_FIELD(config), 0},
-    {"created", CKPT_STR, NULL, CKPT_FIELD(created), sizeof ((CkptState *)0)->created},
-    {"mlp_version", CKPT_STR, NULL, CKPT_FIELD(mlp_version),
-     sizeof ((CkptState *)0)->mlp_version},
+    {"format", CKPT_STR, &ckpt_format, 0, 0, 0, 0, false},
+    {"format_version", CKPT_I64, &ckpt_format_version, 0, 0, 0, 0, false},
+    {"d", CKPT_U64, NULL, CKPT_FIELD(d), 0, 1, CKPT_MAX_U64, false},
+    {"hidden", CKPT_U64, NULL, CKPT_FIELD(hidden), 0, 1, CKPT_MAX_U64, false},
+    {"classes", CKPT_U64, NULL, CKPT_FIELD(classes), 0, 1, CKPT_MAX_U64, false},
+    {"epoch", CKPT_I64, NULL, CKPT_FIELD(epoch), 0, 0, CKPT_MAX_I32, false},
+    {"step", CKPT_I64, NULL, CKPT_FIELD(step), 0, 0, CKPT_MAX_I64, false},
+    {"epoch_step", CKPT_I64, NULL, CKPT_FIELD(epoch_step), 0, 0, CKPT_MAX_U32, false},
+    {"epoch_loss", CKPT_F64, NULL, CKPT_FIELD(epoch_loss), 0, 0, HUGE_VAL, false},
+    {"epoch_correct", CKPT_I64, NULL, CKPT_FIELD(epoch_correct), 0, 0, CKPT_MAX_I64, false},
+    {"epoch_seconds", CKPT_F64, NULL, CKPT_FIELD(epoch_seconds), 0, 0, HUGE_VAL, false},
+    {"seed", CKPT_U64, NULL, CKPT_FIELD(seed), 0, 0, CKPT_MAX_U64, false},
+    {"batch", CKPT_I64, NULL, CKPT_FIELD(batch), 0, 1, CKPT_MAX_I32, false},
+    {"lr", CKPT_F64, NULL, CKPT_FIELD(lr), 0, 0, HUGE_VAL, true},
+    {"reduce", CKPT_STR, NULL, CKPT_FIELD(reduce), CKPT_CAP(reduce), 0, 0, false},
+    {"ranks", CKPT_I64, NULL, CKPT_FIELD(ranks), 0, 1, CKPT_MAX_I32, false},
+    {"threads_per_rank", CKPT_I64, NULL, CKPT_FIELD(threads_per_rank), 0, 1, CKPT_MAX_I32, false},
+    {"config", CKPT_STR, NULL, CKPT_FIELD(config), 0, 0, 0, false},
+    {"created", CKPT_STR, NULL, CKPT_FIELD(created), CKPT_CAP(created), 0, 0, false},
+    {"mlp_version", CKPT_STR, NULL, CKPT_FIELD(mlp_version), CKPT_CAP(mlp_version), 0, 0,
+     false},
 };
 #define CKPT_NATTRS (sizeof ckpt_attrs / sizeof ckpt_attrs[0])
 
@@ -832,19 +904,104 @@ static bool ckpt_terminated(const char *s, size_t cap)
     return memchr(s, '\0', cap) != NULL;
 }
 
-static int ckpt_check_state(const CkptState *s, long keep, char *err, size_t errlen)
+/* One numeric attribute against its range in the table. */
+static int ckpt_check_number(const CkptState *s, const CkptAttrSpec *a, const char *who,
+                             char *err, size_t errlen)
+{
+    const char *field = (const char *)s + a->off;
+    char shown[64];
+    double v;
+    if (a->type == CKPT_I64) {
+        int64_t x;
+        memcpy(&x, field, sizeof x);
+        v = (double)x;
+        snprintf(shown, sizeof shown, "%" PRId64, x);
+    } else if (a->type == CKPT_U64) {
+        uint64_t x;
+        memcpy(&x, field, sizeof x);
+        v = (double)x;
+        snprintf(shown, sizeof shown, "%" PRIu64, x);
+    } else {
+        memcpy(&v, field, sizeof v);
+        snprintf(shown, sizeof shown, "%.17g", v);
+    }
+    /* (double) of a 64-bit integer rounds, but never across a bound below 2^53 */
+    if (isfinite(v) && v >= a->lo && v <= a->hi && !(a->above && v == a->lo))
+        return 0;
+    char range[96];
+    if (a->type == CKPT_F64)
+        snprintf(range, sizeof range, "finite and %s %g", a->above ? ">" : ">=", a->lo);
+    else
+        snprintf(range, sizeof range, "%.0f to %.0f", a->lo, a->hi);
+    ckpt_err(err, errlen, "%s: attribute '%s' = %s out of range (%s)", who, a->name, shown,
+             range);
+    return -1;
+}
+
+/* The values of a checkpoint, the same on save and on load (who: "checkpoint" or the
+ * path): shapes, every numeric attribute's range, the mid-epoch position's consistency,
+ * reduce, and a history of at most `epoch` rising epochs. Arrays must be present. */
+static int ckpt_check_values(const CkptState *s, const char *who, char *err, size_t errlen)
 {
     if (s->d == 0 || s->hidden == 0 || s->classes == 0) {
-        ckpt_err(err, errlen, "checkpoint: bad shape d=%" PRIu64 " hidden=%" PRIu64
-                 " classes=%" PRIu64 " (all must be positive)", s->d, s->hidden, s->classes);
+        ckpt_err(err, errlen, "%s: bad shape d=%" PRIu64 " hidden=%" PRIu64
+                 " classes=%" PRIu64 " (all must be positive)", who, s->d, s->hidden,
+                 s->classes);
         return -1;
     }
     if (s->d > SIZE_MAX / sizeof(float) / s->hidden ||
         s->classes > SIZE_MAX / sizeof(float) / s->hidden) {
-        ckpt_err(err, errlen, "checkpoint: shape d=%" PRIu64 " hidden=%" PRIu64 " classes=%"
-                 PRIu64 " too large", s->d, s->hidden, s->classes);
+        ckpt_err(err, errlen, "%s: shape d=%" PRIu64 " hidden=%" PRIu64 " classes=%"
+                 PRIu64 " too large", who, s->d, s->hidden, s->classes);
         return -1;
     }
+    for (size_t i = 0; i < CKPT_NATTRS; i++)
+        if (!ckpt_attrs[i].constant && ckpt_attrs[i].type != CKPT_STR &&
+            ckpt_check_number(s, &ckpt_attrs[i], who, err, errlen) != 0)
+            return -1;
+    if (s->epoch_step > s->step) {
+        ckpt_err(err, errlen, "%s: attribute 'epoch_step' = %" PRId64 " exceeds 'step' = %"
+                 PRId64, who, s->epoch_step, s->step);
+        return -1;
+    }
+    /* each step of the partial epoch saw one global batch: epoch_step <= 2^32, batch < 2^31 */
+    if (s->epoch_correct > s->epoch_step * s->batch) {
+        ckpt_err(err, errlen, "%s: attribute 'epoch_correct' = %" PRId64 " out of range (at "
+                 "most epoch_step %" PRId64 " x batch %" PRId64 " samples were seen)", who,
+                 s->epoch_correct, s->epoch_step, s->batch);
+        return -1;
+    }
+    if (!ckpt_terminated(s->reduce, sizeof s->reduce) ||
+        !ckpt_terminated(s->mlp_version, sizeof s->mlp_version) ||
+        !ckpt_terminated(s->created, sizeof s->created)) {
+        ckpt_err(err, errlen, "%s: reduce, created or mlp_version string not terminated", who);
+        return -1;
+    }
+    if (strcmp(s->reduce, "exact") != 0 && strcmp(s->reduce, "fast") != 0) {
+        ckpt_err(err, errlen, "%s: attribute 'reduce' = '%s' (exact or fast)", who, s->reduce);
+        return -1;
+    }
+    const CkptHistory *h = &s->history;
+    if (h->len > (uint64_t)s->epoch) {
+        ckpt_err(err, errlen, "%s: the history has %zu epoch%s, more than attribute 'epoch' = %"
+                 PRId64, who, h->len, h->len == 1 ? "" : "s", s->epoch);
+        return -1;
+    }
+    for (size_t i = 0; i < h->len; i++) {
+        int64_t lo = i ? h->epoch[i - 1] + 1 : 1;
+        if (h->epoch[i] < lo || h->epoch[i] > s->epoch) {
+            ckpt_err(err, errlen, "%s: /history/epoch[%zu] = %" PRId64 " out of range (%" PRId64
+                     " to %" PRId64 ": epochs rise and are at most 'epoch')", who, i,
+                     h->epoch[i], lo, s->epoch);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The state handed to ckpt_save: arrays present, then the values ckpt_load checks too. */
+static int ckpt_check_state(const CkptState *s, long keep, char *err, size_t errlen)
+{
     if (!s->W1 || !s->b1 || !s->W2 || !s->b2) {
         ckpt_err(err, errlen, "checkpoint: model arrays missing (W1, b1, W2, b2 must be set)");
         return -1;
@@ -855,29 +1012,21 @@ static int ckpt_check_state(const CkptState *s, long keep, char *err, size_t err
         ckpt_err(err, errlen, "checkpoint: history has %zu entries but no arrays", h->len);
         return -1;
     }
-    if (s->epoch < 0) {
-        ckpt_err(err, errlen, "checkpoint: epoch %" PRId64 " is negative", s->epoch);
-        return -1;
-    }
-    if (s->epoch > INT32_MAX || s->epoch_step < 0 || s->epoch_step > UINT32_MAX) {
-        ckpt_err(err, errlen, "checkpoint: position epoch %" PRId64 " step %" PRId64
-                 " out of range", s->epoch, s->epoch_step);
-        return -1;
-    }
     if (keep < 0) {
         ckpt_err(err, errlen, "checkpoint: keep %ld is negative (0 = keep all)", keep);
         return -1;
     }
-    if (!ckpt_terminated(s->reduce, sizeof s->reduce) ||
-        !ckpt_terminated(s->mlp_version, sizeof s->mlp_version)) {
-        ckpt_err(err, errlen, "checkpoint: reduce or mlp_version string not terminated");
-        return -1;
-    }
-    return 0;
+    return ckpt_check_values(s, "checkpoint", err, errlen);
 }
 
 int ckpt_save(const char *dir, CkptState *s, long keep, char *path_out, size_t path_len,
               char *err, size_t errlen)
+{
+    return ckpt_save_warn(dir, s, keep, path_out, path_len, NULL, 0, err, errlen);
+}
+
+int ckpt_save_warn(const char *dir, CkptState *s, long keep, char *path_out, size_t path_len,
+                   char *warn, size_t warnlen, char *err, size_t errlen)
 {
     char d[CKPT_PATH_MAX], name[64], final[CKPT_PATH_MAX], tmp[CKPT_PATH_MAX];
     void *image = NULL;
@@ -885,6 +1034,8 @@ int ckpt_save(const char *dir, CkptState *s, long keep, char *path_out, size_t p
     int rc = -1;
     CkptH5Quiet quiet;
     ckpt_h5_quiet(&quiet);
+    if (warn && warnlen > 0)
+        warn[0] = '\0';
 
     if (!dir || !s) {
         ckpt_err(err, errlen, "checkpoint: no directory or state given");
@@ -940,9 +1091,8 @@ int ckpt_save(const char *dir, CkptState *s, long keep, char *path_out, size_t p
     if (fsafe_symlink_swap(d, "latest.h5", name, err, errlen) != 0)
         goto done;
 
-    if (keep > 0 &&
-        ckpt_prune(d, ckpt_key(s->epoch, s->epoch_step), keep, final, err, errlen) != 0)
-        goto done;
+    if (keep > 0)
+        ckpt_prune(d, ckpt_key(s->epoch, s->epoch_step), keep, final, warn, warnlen);
 
     if (path_out)
         snprintf(path_out, path_len, "%s", final);
@@ -1215,21 +1365,73 @@ static int ckpt_dset_info(hid_t file, const char *path, const char *group, const
 }
 
 /* A dataset of `count` values of `elem` bytes is about to be allocated and read. HDF5
- * lets a dataset's shape exceed what is stored (unwritten chunks read as the fill value),
- * so a 13 KB file could make us allocate and fill gigabytes (fuzz/regressions). Refuse
- * more data than the file could hold even if deflate-compressed (at most 1032 bytes per
- * stored byte); ckpt_save stores everything uncompressed. */
+ * lets a dataset's shape exceed what is stored (unwritten chunks read as the fill value,
+ * compressed chunks expand up to 1032-fold), so a 13 KB file could make us allocate and
+ * fill gigabytes (fuzz/regressions). mlp stores every dataset contiguous and unfiltered
+ * (ckpt_check_layout), so its bytes are in the file: refuse more than the file holds. */
 static int ckpt_check_size(const char *path, const char *name, hsize_t count, size_t elem,
                            uint64_t file_size, char *err, size_t errlen)
 {
-    const uint64_t most = file_size > UINT64_MAX / CKPT_MAX_EXPANSION
-                              ? UINT64_MAX : file_size * CKPT_MAX_EXPANSION;
-    if (count > most / elem || count > SIZE_MAX / elem) {
+    if (count > file_size / elem || count > SIZE_MAX / elem) {
         ckpt_err(err, errlen, "%s: %s has %llu entries, more than this %" PRIu64 "-byte file "
                  "can hold (corrupt?)", path, name, (unsigned long long)count, file_size);
         return -1;
     }
     return 0;
+}
+
+/* Dataset `name` has mlp's own layout: contiguous, no filters (compression), no external
+ * files, and all `bytes` of it stored; anything else is refused before a byte is read. */
+static int ckpt_check_layout(hid_t file, const char *path, const char *name, uint64_t bytes,
+                             char *err, size_t errlen)
+{
+    hid_t dset = H5I_INVALID_HID, dcpl = H5I_INVALID_HID;
+    int rc = -1;
+    dset = H5Dopen2(file, name, H5P_DEFAULT);
+    if (dset < 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot open %s", name);
+        goto done;
+    }
+    dcpl = H5Dget_create_plist(dset);
+    if (dcpl < 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot read the storage properties of %s", name);
+        goto done;
+    }
+    H5D_layout_t layout = H5Pget_layout(dcpl);
+    int nfilters = H5Pget_nfilters(dcpl), nexternal = H5Pget_external_count(dcpl);
+    if (layout < 0 || nfilters < 0 || nexternal < 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot read the storage properties of %s", name);
+        goto done;
+    }
+    if (layout != H5D_CONTIGUOUS) {
+        ckpt_err(err, errlen, "%s: %s is stored %s; mlp writes contiguous datasets only "
+                 "(rewrite it without chunking or compression)", path, name,
+                 layout == H5D_CHUNKED ? "chunked" : layout == H5D_COMPACT ? "compact"
+                 : "in a non-contiguous layout");
+        goto done;
+    }
+    if (nfilters > 0 || nexternal > 0) {
+        ckpt_err(err, errlen, "%s: %s uses %s; mlp writes plain contiguous datasets only",
+                 path, name, nfilters > 0 ? "filters (compression)" : "external files");
+        goto done;
+    }
+    /* Unwritten contiguous data has no storage and reads as the fill value. */
+    if (bytes > 0 && H5Dget_storage_size(dset) != bytes) {
+        ckpt_err(err, errlen, "%s: %s is not stored in full (%llu of %" PRIu64 " bytes)", path,
+                 name, (unsigned long long)H5Dget_storage_size(dset), bytes);
+        goto done;
+    }
+    rc = 0;
+done:
+    if (dcpl >= 0 && H5Pclose(dcpl) < 0 && rc == 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot close the storage properties of %s", name);
+        rc = -1;
+    }
+    if (dset >= 0 && H5Dclose(dset) < 0 && rc == 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot close %s", name);
+        rc = -1;
+    }
+    return rc;
 }
 
 static bool ckpt_dset_in_history(const CkptDsetSpec *d)
@@ -1317,7 +1519,8 @@ static int ckpt_check_dset(hid_t file, const char *path, uint64_t file_size,
             n *= dims[j];
     }
     if (ckpt_check_size(path, d->name, n, ckpt_type_size(d->type), file_size, err,
-                        errlen) != 0)
+                        errlen) != 0 ||
+        ckpt_check_layout(file, path, d->name, n * ckpt_type_size(d->type), err, errlen) != 0)
         return -1;
     *count = n;
     return 0;
@@ -1437,6 +1640,8 @@ static int ckpt_read_all(hid_t file, const char *path, uint64_t file_size, CkptS
 {
     if (ckpt_read_attrs(file, path, t, err, errlen) != 0)
         return -1;
+    /* The shapes bound the datasets about to be read: checked before reading them, and
+     * everything again (the history too) with the same rules as ckpt_save. */
     if (t->d == 0 || t->hidden == 0 || t->classes == 0 ||
         t->d > SIZE_MAX / sizeof(float) / t->hidden ||
         t->classes > SIZE_MAX / sizeof(float) / t->hidden) {
@@ -1444,29 +1649,83 @@ static int ckpt_read_all(hid_t file, const char *path, uint64_t file_size, CkptS
                  " classes=%" PRIu64, path, t->d, t->hidden, t->classes);
         return -1;
     }
-    return ckpt_read_dsets(file, path, file_size, t, err, errlen);
+    if (ckpt_read_dsets(file, path, file_size, t, err, errlen) != 0)
+        return -1;
+    return ckpt_check_values(t, path, err, errlen);
 }
 
-/* The seal's size and CRC-32 against the file (see CKPT_SEAL_TAG). A file without the
- * seal line (not written by ckpt_save) is left to HDF5's own checks. */
+/* Does the file carry HDF5's signature where HDF5 looks first (offset 0, or after a
+ * 512-byte user block)? Only to word the refusal of a file without our header. */
+static bool ckpt_has_hdf5_signature(int fd)
+{
+    static const char sig[8] = {'\x89', 'H', 'D', 'F', '\r', '\n', '\x1a', '\n'};
+    char buf[8];
+    for (off_t off = 0; off <= FSAFE_SEAL_BYTES; off += FSAFE_SEAL_BYTES)
+        if (pread(fd, buf, sizeof buf, off) == (ssize_t)sizeof buf && !memcmp(buf, sig, 8))
+            return true;
+    return false;
+}
+
+/* The seal's size and CRC-32 against the file (see CKPT_SEAL_TAG). mlp writes the seal on
+ * every checkpoint, so a file without a valid seal line is refused: not written by mlp, or
+ * its header damaged. A mismatch says how to proceed after a deliberate edit. */
 static int ckpt_check_seal(int fd, const char *path, char *err, size_t errlen)
 {
     FsafeSealInfo in;
     switch (fsafe_seal_check(fd, path, CKPT_SEAL_TAG, &in, err, errlen)) {
     case FSAFE_SEAL_OK:
-    case FSAFE_SEAL_MISSING:
         return 0;
+    case FSAFE_SEAL_MISSING:
+        if (!ckpt_has_hdf5_signature(fd))
+            ckpt_err(err, errlen, "%s: not an HDF5 file", path);
+        else
+            ckpt_err(err, errlen, "%s: no valid " CKPT_SEAL_TAG " header in its first %d "
+                     "bytes (not written by mlp, or the header is damaged): refusing to load "
+                     "it", path, FSAFE_SEAL_BYTES);
+        return -1;
     case FSAFE_SEAL_SIZE:
-        ckpt_err(err, errlen, "%s: truncated or corrupt HDF5 file (%" PRIu64 " bytes; its "
-                 "header says %" PRIu64 ")", path, in.size_file, in.size_sealed);
+        ckpt_err(err, errlen, "%s: truncated or corrupt HDF5 file, or changed since mlp wrote "
+                 "it: %" PRIu64 " bytes, its sealed header says %" PRIu64 " (size and CRC-32 "
+                 "of the sealed image differ); after a deliberate edit (h5py) run 'mlp reseal "
+                 "%s'", path, in.size_file, in.size_sealed, path);
         return -1;
     case FSAFE_SEAL_CRC:
-        ckpt_err(err, errlen, "%s: truncated or corrupt HDF5 file (CRC-32 %08" PRIx32 "; its "
-                 "header says %08" PRIx32 ")", path, in.crc_file, in.crc_sealed);
+        ckpt_err(err, errlen, "%s: truncated or corrupt HDF5 file, or changed since mlp wrote "
+                 "it: CRC-32 %08" PRIx32 ", its sealed header says %08" PRIx32 "; after a "
+                 "deliberate edit (h5py) run 'mlp reseal %s'", path, in.crc_file,
+                 in.crc_sealed, path);
         return -1;
     default:
         return -1;                      /* FSAFE_SEAL_IO: err is set */
     }
+}
+
+/* Open path for reading without blocking (a FIFO would block a plain open until a writer
+ * comes) and require a regular file. Returns the descriptor or -1 with a message. */
+static int ckpt_open_regular(const char *path, char *err, size_t errlen)
+{
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
+        ckpt_err(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        ckpt_err(err, errlen, "%s: cannot stat: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    if (S_ISREG(st.st_mode))
+        return fd;
+    if (S_ISDIR(st.st_mode))
+        ckpt_err(err, errlen, "%s: is a directory, not a checkpoint file", path);
+    else
+        ckpt_err(err, errlen, "%s: not a regular file (%s), not a checkpoint file", path,
+                 S_ISFIFO(st.st_mode) ? "a FIFO" : S_ISCHR(st.st_mode) ? "a character device"
+                 : S_ISBLK(st.st_mode) ? "a block device" : S_ISSOCK(st.st_mode) ? "a socket"
+                 : "a special file");
+    close(fd);
+    return -1;
 }
 
 int ckpt_load(const char *path, CkptState *s, char *err, size_t errlen)
@@ -1484,19 +1743,15 @@ int ckpt_load(const char *path, CkptState *s, char *err, size_t errlen)
         ckpt_err(err, errlen, "checkpoint: no path or state given");
         goto done;
     }
-    /* Plain checks first: HDF5's messages for these cases are long and indirect. */
+    /* Plain checks first: HDF5's messages for these cases are long and indirect, and HDF5
+     * must never parse a byte the seal does not vouch for. */
+    int fd = ckpt_open_regular(path, err, errlen);
+    if (fd < 0)
+        goto done;
     struct stat st;
-    if (stat(path, &st) != 0) {
-        ckpt_err(err, errlen, "%s: %s", path, strerror(errno));
-        goto done;
-    }
-    if (S_ISDIR(st.st_mode)) {
-        ckpt_err(err, errlen, "%s: is a directory, not a checkpoint file", path);
-        goto done;
-    }
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        ckpt_err(err, errlen, "%s: %s", path, strerror(errno));
+    if (fstat(fd, &st) != 0) {
+        ckpt_err(err, errlen, "%s: cannot stat: %s", path, strerror(errno));
+        close(fd);
         goto done;
     }
     int sealed = ckpt_check_seal(fd, path, err, errlen);
@@ -1541,5 +1796,54 @@ done:
         *s = t;
     else
         ckpt_state_free(&t);
+    return rc;
+}
+
+int ckpt_reseal(const char *path, char *err, size_t errlen)
+{
+    hid_t file = H5I_INVALID_HID;
+    CkptState t;
+    int rc = -1;
+    size_t len = 0;
+    CkptH5Quiet quiet;
+    memset(&t, 0, sizeof t);
+    ckpt_h5_quiet(&quiet);
+    void *image = fsafe_read_file(path, &len, err, errlen);
+    if (!image)
+        goto done;
+    if (fsafe_reseal_image(image, len, CKPT_SEAL_TAG, path, err, errlen) != 0) {
+        /* fsafe's wording names no checkpoint: say what the file is not */
+        char why[CKPT_ERR_MAX];
+        snprintf(why, sizeof why, "%s", err ? err : "");
+        ckpt_err(err, errlen, "%s (not a checkpoint written by mlp)", why);
+        goto done;
+    }
+    /* Validate the edited file exactly as ckpt_load would, from memory, before anything
+     * on disk changes: a reseal must never bless a file mlp would not have written. */
+    file = H5LTopen_file_image(image, len, H5LT_FILE_IMAGE_DONT_COPY |
+                                               H5LT_FILE_IMAGE_DONT_RELEASE);
+    if (file < 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot open: truncated or corrupt HDF5 file");
+        goto done;
+    }
+    if (ckpt_read_all(file, path, (uint64_t)len, &t, err, errlen) != 0)
+        goto done;
+    if (H5Fclose(file) < 0) {
+        file = H5I_INVALID_HID;
+        ckpt_h5_fail(err, errlen, path, "cannot close file");
+        goto done;
+    }
+    file = H5I_INVALID_HID;
+    if (fsafe_write_atomic(path, image, len, err, errlen) != 0)
+        goto done;
+    rc = 0;
+done:
+    if (file >= 0 && H5Fclose(file) < 0 && rc == 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot close file");
+        rc = -1;
+    }
+    ckpt_state_free(&t);
+    free(image);
+    ckpt_h5_restore(&quiet);
     return rc;
 }

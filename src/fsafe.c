@@ -483,14 +483,43 @@ FsafeSealStatus fsafe_seal_check(int fd, const char *path, const char *tag,
     return crc == info->crc_sealed ? FSAFE_SEAL_OK : FSAFE_SEAL_CRC;
 }
 
-int fsafe_reseal_file(const char *path, const char *tag, char *err, size_t errlen)
+int fsafe_reseal_image(void *image, size_t len, const char *tag, const char *path, char *err,
+                       size_t errlen)
 {
-    int rc = -1;
+    const unsigned char *buf = image;
+    if (len < FSAFE_SEAL_BYTES) {
+        fsafe_err(err, errlen, "%s: %zu bytes, too short to hold a %d-byte seal block", path,
+                  len, FSAFE_SEAL_BYTES);
+        return -1;
+    }
+    /* Only a block that is ours (a seal line of tag, intact or stale) or blank may be
+     * overwritten: anything else may be the start of the file's own data (an HDF5 file
+     * without a user block has its superblock there). */
+    size_t t = strlen(tag);
+    bool blank = true;
+    for (size_t i = 0; i < FSAFE_SEAL_BYTES && blank; i++)
+        blank = buf[i] == 0;
+    if (!blank && (t + 7 > FSAFE_SEAL_BYTES || memcmp(buf, tag, t) != 0 ||
+                   memcmp(buf + t, " crc32 ", 7) != 0)) {
+        fsafe_err(err, errlen, "%s: the first %d bytes are not a '%s' seal block; not "
+                  "resealing a file of another kind", path, FSAFE_SEAL_BYTES, tag);
+        return -1;
+    }
+    if (fsafe_seal(image, len, tag) != 0) {
+        fsafe_err(err, errlen, "%s: cannot build the seal line", path);
+        return -1;
+    }
+    return 0;
+}
+
+void *fsafe_read_file(const char *path, size_t *len, char *err, size_t errlen)
+{
     unsigned char *buf = NULL;
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    *len = 0;
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
     if (fd < 0) {
         fsafe_err(err, errlen, "%s: %s", path, strerror(errno));
-        return -1;
+        return NULL;
     }
     struct stat st;
     if (fstat(fd, &st) != 0) {
@@ -501,42 +530,34 @@ int fsafe_reseal_file(const char *path, const char *tag, char *err, size_t errle
         fsafe_err(err, errlen, "%s: not a regular file", path);
         goto done;
     }
-    size_t len = (size_t)st.st_size;
-    if ((off_t)len != st.st_size || len < FSAFE_SEAL_BYTES) {
-        fsafe_err(err, errlen, "%s: %lld bytes, too short to hold a %d-byte seal block", path,
-                  (long long)st.st_size, FSAFE_SEAL_BYTES);
+    size_t n = (size_t)st.st_size;
+    if ((off_t)n != st.st_size || !(buf = malloc(n ? n : 1))) {
+        fsafe_err(err, errlen, "%s: out of memory for its %lld bytes", path,
+                  (long long)st.st_size);
         goto done;
     }
-    buf = malloc(len);
-    if (!buf) {
-        fsafe_err(err, errlen, "%s: out of memory (%zu bytes)", path, len);
-        goto done;
-    }
-    ssize_t got = fsafe_pread_full(fd, buf, len, 0);
-    if (got < 0 || (size_t)got != len) {
+    ssize_t got = fsafe_pread_full(fd, buf, n, 0);
+    if (got < 0 || (size_t)got != n) {
         fsafe_err(err, errlen, "%s: cannot read: %s", path,
-                  got < 0 ? strerror(errno) : "file changed size while read");
+                  got < 0 ? strerror(errno) : "the file changed size while read");
+        free(buf);
+        buf = NULL;
         goto done;
     }
-    /* Only a block that is ours (a seal line of tag, intact or stale) or blank may be
-     * overwritten: anything else may be the start of the file's own data (an HDF5 file
-     * without a user block has its superblock there). */
-    size_t t = strlen(tag);
-    bool blank = true;
-    for (size_t i = 0; i < FSAFE_SEAL_BYTES && blank; i++)
-        blank = buf[i] == 0;
-    if (!blank && (memcmp(buf, tag, t) != 0 || memcmp(buf + t, " crc32 ", 7) != 0)) {
-        fsafe_err(err, errlen, "%s: the first %d bytes are not a '%s' seal block; not "
-                  "resealing a file of another kind", path, FSAFE_SEAL_BYTES, tag);
-        goto done;
-    }
-    if (fsafe_seal(buf, len, tag) != 0) {
-        fsafe_err(err, errlen, "%s: cannot build the seal line", path);
-        goto done;
-    }
-    rc = fsafe_write_atomic(path, buf, len, err, errlen);
+    *len = n;
 done:
-    free(buf);
     close(fd);
+    return buf;
+}
+
+int fsafe_reseal_file(const char *path, const char *tag, char *err, size_t errlen)
+{
+    size_t len;
+    void *buf = fsafe_read_file(path, &len, err, errlen);
+    if (!buf)
+        return -1;
+    int rc = fsafe_reseal_image(buf, len, tag, path, err, errlen) == 0
+                 ? fsafe_write_atomic(path, buf, len, err, errlen) : -1;
+    free(buf);
     return rc;
 }
