@@ -67,7 +67,6 @@ int fsafe_seal(void *image, size_t len, const char *tag);
 
 typedef enum {
     FSAFE_SEAL_OK = 0,
-    FSAFE_SEAL_IO = -1,                 /* could not read: err holds the message */
     FSAFE_SEAL_MISSING = 1,             /* no valid seal line (absent, damaged, or not ours) */
     FSAFE_SEAL_SIZE = 2,                /* file size differs from the sealed size */
     FSAFE_SEAL_CRC = 3,                 /* CRC-32 differs from the sealed one */
@@ -79,12 +78,12 @@ typedef struct {
     uint32_t crc_sealed, crc_file;
 } FsafeSealInfo;
 
-/* Check the seal of the open regular file fd (read from offset 0 with pread; the file
- * position is not used). The seal line must be exactly what fsafe_seal writes for tag:
- * any other byte in the block (a damaged digit, a stray character) is FSAFE_SEAL_MISSING
- * or a mismatch, never "no seal, trust the file". path only labels messages. */
-FsafeSealStatus fsafe_seal_check(int fd, const char *path, const char *tag,
-                                 FsafeSealInfo *info, char *err, size_t errlen);
+/* Check the seal of a whole file's bytes (image, len; read with fsafe_read_file, so that
+ * what is checked is exactly what is parsed next). The seal line must be exactly what
+ * fsafe_seal writes for tag: any other byte in the block (a damaged digit, a stray
+ * character) is FSAFE_SEAL_MISSING or a mismatch, never "no seal, trust the file". */
+FsafeSealStatus fsafe_seal_check(const void *image, size_t len, const char *tag,
+                                 FsafeSealInfo *info);
 
 /* Reseal an image after a deliberate edit: recompute its seal for tag. Refuses an image
  * shorter than the block or whose block holds anything but a seal line of tag (intact or
@@ -93,7 +92,8 @@ int fsafe_reseal_image(void *image, size_t len, const char *tag, const char *pat
                        size_t errlen);
 
 /* The whole regular file at path, malloc'd (the caller frees), *len bytes; NULL + err.
- * Opened without blocking: a FIFO or device is refused, never waited on. */
+ * Opened without blocking: a FIFO, device or socket is refused ("not a regular file (a
+ * FIFO)"), never waited on; a directory is "is a directory". */
 void *fsafe_read_file(const char *path, size_t *len, char *err, size_t errlen);
 
 /* fsafe_reseal_image on the file at path, then replace it with fsafe_write_atomic. */

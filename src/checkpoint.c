@@ -83,7 +83,9 @@ size_t ckpt_escape(char *out, size_t outlen, const char *in)
         } else if (n > 0) {
             memcpy(buf, p, n), k = n;
         } else {
-            const char *name = *p == '\n' ? "\\n" : *p == '\r' ? "\\r" : *p == '\t' ? "\\t" : NULL;
+            const char *name = *p == '\n' ? "\\n"
+                               : *p == '\r' ? "\\r"
+                               : *p == '\t' ? "\\t" : NULL;
             if (name)
                 k = (size_t)snprintf(buf, sizeof buf, "%s", name);
             else
@@ -182,7 +184,7 @@ static void ckpt_h5_restore(const CkptH5Quiet *q)
         (void)H5Eset_auto2(H5E_DEFAULT, q->func, q->data);
 }
 
-/* File access properties shared by save and load. */
+/* File access properties of the in-memory file ckpt_save builds. */
 static hid_t ckpt_fapl(const char *path, char *err, size_t errlen)
 {
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
@@ -1656,27 +1658,27 @@ static int ckpt_read_all(hid_t file, const char *path, uint64_t file_size, CkptS
 
 /* Does the file carry HDF5's signature where HDF5 looks first (offset 0, or after a
  * 512-byte user block)? Only to word the refusal of a file without our header. */
-static bool ckpt_has_hdf5_signature(int fd)
+static bool ckpt_has_hdf5_signature(const unsigned char *image, size_t len)
 {
-    static const char sig[8] = {'\x89', 'H', 'D', 'F', '\r', '\n', '\x1a', '\n'};
-    char buf[8];
-    for (off_t off = 0; off <= FSAFE_SEAL_BYTES; off += FSAFE_SEAL_BYTES)
-        if (pread(fd, buf, sizeof buf, off) == (ssize_t)sizeof buf && !memcmp(buf, sig, 8))
+    static const unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    for (size_t off = 0; off <= FSAFE_SEAL_BYTES; off += FSAFE_SEAL_BYTES)
+        if (len >= off + sizeof sig && !memcmp(image + off, sig, sizeof sig))
             return true;
     return false;
 }
 
-/* The seal's size and CRC-32 against the file (see CKPT_SEAL_TAG). mlp writes the seal on
- * every checkpoint, so a file without a valid seal line is refused: not written by mlp, or
- * its header damaged. A mismatch says how to proceed after a deliberate edit. */
-static int ckpt_check_seal(int fd, const char *path, char *err, size_t errlen)
+/* The seal's size and CRC-32 against the file's bytes (see CKPT_SEAL_TAG). mlp writes the
+ * seal on every checkpoint, so a file without a valid seal line is refused: not written by
+ * mlp, or its header damaged. A mismatch says how to proceed after a deliberate edit. */
+static int ckpt_check_seal(const void *image, size_t len, const char *path, char *err,
+                           size_t errlen)
 {
     FsafeSealInfo in;
-    switch (fsafe_seal_check(fd, path, CKPT_SEAL_TAG, &in, err, errlen)) {
+    switch (fsafe_seal_check(image, len, CKPT_SEAL_TAG, &in)) {
     case FSAFE_SEAL_OK:
         return 0;
     case FSAFE_SEAL_MISSING:
-        if (!ckpt_has_hdf5_signature(fd))
+        if (!ckpt_has_hdf5_signature(image, len))
             ckpt_err(err, errlen, "%s: not an HDF5 file", path);
         else
             ckpt_err(err, errlen, "%s: no valid " CKPT_SEAL_TAG " header in its first %d "
@@ -1689,49 +1691,33 @@ static int ckpt_check_seal(int fd, const char *path, char *err, size_t errlen)
                  "of the sealed image differ); after a deliberate edit (h5py) run 'mlp reseal "
                  "%s'", path, in.size_file, in.size_sealed, path);
         return -1;
-    case FSAFE_SEAL_CRC:
+    default:
         ckpt_err(err, errlen, "%s: truncated or corrupt HDF5 file, or changed since mlp wrote "
                  "it: CRC-32 %08" PRIx32 ", its sealed header says %08" PRIx32 "; after a "
                  "deliberate edit (h5py) run 'mlp reseal %s'", path, in.crc_file,
                  in.crc_sealed, path);
         return -1;
-    default:
-        return -1;                      /* FSAFE_SEAL_IO: err is set */
     }
 }
 
-/* Open path for reading without blocking (a FIFO would block a plain open until a writer
- * comes) and require a regular file. Returns the descriptor or -1 with a message. */
-static int ckpt_open_regular(const char *path, char *err, size_t errlen)
+/* HDF5 on the bytes in memory (read-only, no copy): the bytes the seal vouched for are
+ * exactly the bytes parsed, even if the file is replaced meanwhile. */
+static hid_t ckpt_open_image(void *image, size_t len, const char *path, char *err,
+                             size_t errlen)
 {
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0) {
-        ckpt_err(err, errlen, "%s: %s", path, strerror(errno));
-        return -1;
-    }
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        ckpt_err(err, errlen, "%s: cannot stat: %s", path, strerror(errno));
-        close(fd);
-        return -1;
-    }
-    if (S_ISREG(st.st_mode))
-        return fd;
-    if (S_ISDIR(st.st_mode))
-        ckpt_err(err, errlen, "%s: is a directory, not a checkpoint file", path);
-    else
-        ckpt_err(err, errlen, "%s: not a regular file (%s), not a checkpoint file", path,
-                 S_ISFIFO(st.st_mode) ? "a FIFO" : S_ISCHR(st.st_mode) ? "a character device"
-                 : S_ISBLK(st.st_mode) ? "a block device" : S_ISSOCK(st.st_mode) ? "a socket"
-                 : "a special file");
-    close(fd);
-    return -1;
+    hid_t file = H5LTopen_file_image(image, len, H5LT_FILE_IMAGE_DONT_COPY |
+                                                     H5LT_FILE_IMAGE_DONT_RELEASE);
+    if (file < 0)
+        ckpt_h5_fail(err, errlen, path, "cannot open: truncated or corrupt HDF5 file");
+    return file;
 }
 
 int ckpt_load(const char *path, CkptState *s, char *err, size_t errlen)
 {
-    hid_t fapl = H5I_INVALID_HID, file = H5I_INVALID_HID;
+    hid_t file = H5I_INVALID_HID;
     CkptState t;
+    void *image = NULL;
+    size_t len = 0;
     int rc = -1;
     CkptH5Quiet quiet;
     memset(&t, 0, sizeof t);
@@ -1744,42 +1730,17 @@ int ckpt_load(const char *path, CkptState *s, char *err, size_t errlen)
         goto done;
     }
     /* Plain checks first: HDF5's messages for these cases are long and indirect, and HDF5
-     * must never parse a byte the seal does not vouch for. */
-    int fd = ckpt_open_regular(path, err, errlen);
-    if (fd < 0)
+     * never parses a byte the seal does not vouch for. The whole file is read once (a FIFO
+     * or device refused without blocking), checked, and parsed from memory. */
+    image = fsafe_read_file(path, &len, err, errlen);
+    if (!image)
         goto done;
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        ckpt_err(err, errlen, "%s: cannot stat: %s", path, strerror(errno));
-        close(fd);
+    if (ckpt_check_seal(image, len, path, err, errlen) != 0)
         goto done;
-    }
-    int sealed = ckpt_check_seal(fd, path, err, errlen);
-    close(fd);
-    if (sealed != 0)
+    file = ckpt_open_image(image, len, path, err, errlen);
+    if (file < 0)
         goto done;
-    fapl = ckpt_fapl(path, err, errlen);
-    if (fapl < 0)
-        goto done;
-#if H5_VERSION_GE(1, 12, 0)
-    htri_t ok = H5Fis_accessible(path, fapl);
-#else
-    htri_t ok = H5Fis_hdf5(path);          /* H5Fis_accessible arrived in 1.12 */
-#endif
-    if (ok < 0) {
-        ckpt_h5_fail(err, errlen, path, "cannot check whether this is an HDF5 file");
-        goto done;
-    }
-    if (ok == 0) {
-        ckpt_err(err, errlen, "%s: not an HDF5 file", path);
-        goto done;
-    }
-    file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
-    if (file < 0) {
-        ckpt_h5_fail(err, errlen, path, "cannot open: truncated or corrupt HDF5 file");
-        goto done;
-    }
-    if (ckpt_read_all(file, path, (uint64_t)st.st_size, &t, err, errlen) != 0)
+    if (ckpt_read_all(file, path, (uint64_t)len, &t, err, errlen) != 0)
         goto done;
     rc = 0;
 done:
@@ -1787,10 +1748,7 @@ done:
         ckpt_h5_fail(err, errlen, path, "cannot close file");
         rc = -1;
     }
-    if (fapl >= 0 && H5Pclose(fapl) < 0 && rc == 0) {
-        ckpt_h5_fail(err, errlen, path, "cannot close file access properties");
-        rc = -1;
-    }
+    free(image);
     ckpt_h5_restore(&quiet);
     if (rc == 0)
         *s = t;
@@ -1820,12 +1778,9 @@ int ckpt_reseal(const char *path, char *err, size_t errlen)
     }
     /* Validate the edited file exactly as ckpt_load would, from memory, before anything
      * on disk changes: a reseal must never bless a file mlp would not have written. */
-    file = H5LTopen_file_image(image, len, H5LT_FILE_IMAGE_DONT_COPY |
-                                               H5LT_FILE_IMAGE_DONT_RELEASE);
-    if (file < 0) {
-        ckpt_h5_fail(err, errlen, path, "cannot open: truncated or corrupt HDF5 file");
+    file = ckpt_open_image(image, len, path, err, errlen);
+    if (file < 0)
         goto done;
-    }
     if (ckpt_read_all(file, path, (uint64_t)len, &t, err, errlen) != 0)
         goto done;
     if (H5Fclose(file) < 0) {

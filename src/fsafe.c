@@ -443,44 +443,20 @@ static ssize_t fsafe_pread_full(int fd, void *buf, size_t n, off_t off)
     return (ssize_t)got;
 }
 
-FsafeSealStatus fsafe_seal_check(int fd, const char *path, const char *tag,
-                                 FsafeSealInfo *info, char *err, size_t errlen)
+FsafeSealStatus fsafe_seal_check(const void *image, size_t len, const char *tag,
+                                 FsafeSealInfo *info)
 {
-    FsafeSealInfo z = {0, 0, 0, 0};
+    const unsigned char *p = image;
+    FsafeSealInfo z = {0, (uint64_t)len, 0, 0};
     *info = z;
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        fsafe_err(err, errlen, "%s: cannot stat: %s", path, strerror(errno));
-        return FSAFE_SEAL_IO;
-    }
-    info->size_file = (uint64_t)st.st_size;
-    char block[FSAFE_SEAL_BYTES];
-    ssize_t got = fsafe_pread_full(fd, block, sizeof block, 0);
-    if (got < 0) {
-        fsafe_err(err, errlen, "%s: cannot read: %s", path, strerror(errno));
-        return FSAFE_SEAL_IO;
-    }
-    if (got < FSAFE_SEAL_BYTES ||
-        fsafe_seal_parse(block, tag, &info->crc_sealed, &info->size_sealed) != 0)
+    if (len < FSAFE_SEAL_BYTES ||
+        fsafe_seal_parse(image, tag, &info->crc_sealed, &info->size_sealed) != 0)
         return FSAFE_SEAL_MISSING;
     if (info->size_sealed != info->size_file)
         return FSAFE_SEAL_SIZE;
-    static unsigned char buf[1 << 16];
-    uint32_t crc = (uint32_t)crc32(0L, Z_NULL, 0);
-    off_t off = FSAFE_SEAL_BYTES;
-    for (;;) {
-        ssize_t k = fsafe_pread_full(fd, buf, sizeof buf, off);
-        if (k < 0) {
-            fsafe_err(err, errlen, "%s: cannot read: %s", path, strerror(errno));
-            return FSAFE_SEAL_IO;
-        }
-        if (k == 0)
-            break;
-        crc = fsafe_crc(crc, buf, (size_t)k);
-        off += k;
-    }
-    info->crc_file = crc;
-    return crc == info->crc_sealed ? FSAFE_SEAL_OK : FSAFE_SEAL_CRC;
+    info->crc_file = fsafe_crc((uint32_t)crc32(0L, Z_NULL, 0), p + FSAFE_SEAL_BYTES,
+                               len - FSAFE_SEAL_BYTES);
+    return info->crc_file == info->crc_sealed ? FSAFE_SEAL_OK : FSAFE_SEAL_CRC;
 }
 
 int fsafe_reseal_image(void *image, size_t len, const char *tag, const char *path, char *err,
@@ -516,6 +492,7 @@ void *fsafe_read_file(const char *path, size_t *len, char *err, size_t errlen)
 {
     unsigned char *buf = NULL;
     *len = 0;
+    /* O_NONBLOCK: opening a FIFO would otherwise wait for a writer; fstat then refuses it. */
     int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
     if (fd < 0) {
         fsafe_err(err, errlen, "%s: %s", path, strerror(errno));
@@ -526,8 +503,15 @@ void *fsafe_read_file(const char *path, size_t *len, char *err, size_t errlen)
         fsafe_err(err, errlen, "%s: cannot stat: %s", path, strerror(errno));
         goto done;
     }
+    if (S_ISDIR(st.st_mode)) {
+        fsafe_err(err, errlen, "%s: is a directory, not a regular file", path);
+        goto done;
+    }
     if (!S_ISREG(st.st_mode)) {
-        fsafe_err(err, errlen, "%s: not a regular file", path);
+        fsafe_err(err, errlen, "%s: not a regular file (%s)", path,
+                  S_ISFIFO(st.st_mode) ? "a FIFO" : S_ISCHR(st.st_mode) ? "a character device"
+                  : S_ISBLK(st.st_mode) ? "a block device" : S_ISSOCK(st.st_mode) ? "a socket"
+                  : "a special file");
         goto done;
     }
     size_t n = (size_t)st.st_size;

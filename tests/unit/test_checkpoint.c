@@ -1033,7 +1033,8 @@ static void test_escape(void **state)
     char out[64];
     ckpt_escape(out, sizeof out, "a\x1b[2J\x07\n\r\t\x7f b");
     assert_string_equal(out, "a\\x1b[2J\\x07\\n\\r\\t\\x7f b");
-    ckpt_escape(out, sizeof out, "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");   /* e-acute, euro, emoji */
+    /* e-acute, euro sign, an emoji */
+    ckpt_escape(out, sizeof out, "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
     assert_string_equal(out, "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
     /* C1 CSI as UTF-8 (U+009B), a raw 0x9b, overlong '/', a lone continuation, a cut
      * sequence at the end */

@@ -235,11 +235,39 @@ static void test_remove_dead_temps(void **state)
 static FsafeSealStatus check(const char *path, FsafeSealInfo *in)
 {
     char err[512] = "";
-    int fd = open(path, O_RDONLY);
-    assert_true(fd >= 0);
-    FsafeSealStatus st = fsafe_seal_check(fd, path, TAG, in, err, sizeof err);
-    close(fd);
+    size_t len;
+    void *buf = fsafe_read_file(path, &len, err, sizeof err);
+    if (!buf)
+        fail_msg("read: %s", err);
+    FsafeSealStatus st = fsafe_seal_check(buf, len, TAG, in);
+    free(buf);
     return st;
+}
+
+/* fsafe_read_file: a FIFO is refused at once, never waited on; so are devices and
+ * directories, each named. */
+static void test_read_file(void **state)
+{
+    (void)state;
+    char dir[64], p[4096], err[512] = "";
+    size_t len = 99;
+    make_tmpdir(dir, sizeof dir);
+    join(p, sizeof p, dir, "fifo");
+    assert_int_equal(mkfifo(p, 0600), 0);
+    assert_null(fsafe_read_file(p, &len, err, sizeof err));   /* no writer: would block */
+    assert_contains(err, "not a regular file (a FIFO)");
+    assert_int_equal(len, 0);
+    assert_null(fsafe_read_file("/dev/null", &len, err, sizeof err));
+    assert_contains(err, "not a regular file (a character device)");
+    assert_null(fsafe_read_file(dir, &len, err, sizeof err));
+    assert_contains(err, "is a directory");
+    join(p, sizeof p, dir, "empty");
+    put(p, "", 0);
+    void *buf = fsafe_read_file(p, &len, err, sizeof err);
+    assert_non_null(buf);
+    assert_int_equal(len, 0);
+    free(buf);
+    rm_rf(dir);
 }
 
 static void test_seal(void **state)
@@ -312,6 +340,7 @@ int main(void)
         cmocka_unit_test(test_mkdir_p_and_fsync_dir),
         cmocka_unit_test(test_symlink_swap),
         cmocka_unit_test(test_remove_dead_temps),
+        cmocka_unit_test(test_read_file),
         cmocka_unit_test(test_seal),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
