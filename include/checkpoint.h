@@ -89,8 +89,15 @@ typedef struct {
  * with a message in err (dir unreadable, not a directory, out of memory). */
 int ckpt_list(const char *dir, CkptEntry **out, size_t *n, char *err, size_t errlen);
 
-/* Read and validate a checkpoint (format, version, every dataset present with the shape the
- * attributes state). Returns 0 or -1 with a message; on error s holds nothing to free. */
+/* Read and validate a checkpoint, trusting nothing in it: path must be a regular file (a
+ * FIFO or device is refused without blocking); its seal line must be intact and match the
+ * size and CRC-32 of the rest (else refused, naming `mlp reseal` for a deliberate edit);
+ * then format, version, every attribute in the range ckpt_save enforces, every dataset
+ * present with the shape the attributes state, stored contiguous and unfiltered within
+ * the file, and the history. The file is read once into memory and HDF5 parses those
+ * bytes, so memory use is bounded by the file's size plus the model. NaN/Inf weights
+ * load (a diverged run stays inspectable). Returns 0 or -1 with a message (control
+ * characters escaped); on error s holds nothing to free. */
 int ckpt_load(const char *path, CkptState *s, char *err, size_t errlen);
 
 /* After a deliberate edit of a checkpoint (h5py), which leaves its seal stale: check the
