@@ -95,7 +95,8 @@ int ckpt_list(const char *dir, CkptEntry **out, size_t *n, char *err, size_t err
  * then format, version, every attribute in the range ckpt_save enforces, every dataset
  * present with the shape the attributes state, stored contiguous and unfiltered within
  * the file, and the history. The file is read once into memory and HDF5 parses those
- * bytes, so memory use is bounded by the file's size plus the model. NaN/Inf weights
+ * bytes, so memory use is bounded by a few times the file's size (transient copies) plus
+ * the model. NaN/Inf weights
  * load (a diverged run stays inspectable). Returns 0 or -1 with a message (control
  * characters escaped); on error s holds nothing to free. */
 int ckpt_load(const char *path, CkptState *s, char *err, size_t errlen);

@@ -1700,15 +1700,29 @@ static int ckpt_check_seal(const void *image, size_t len, const char *path, char
     }
 }
 
-/* HDF5 on the bytes in memory (read-only, no copy): the bytes the seal vouched for are
- * exactly the bytes parsed, even if the file is replaced meanwhile. */
-static hid_t ckpt_open_image(void *image, size_t len, const char *path, char *err,
+/* HDF5 on the bytes in memory (the core driver on a copy of the image, read-only): the
+ * bytes the seal vouched for are exactly the bytes parsed, even if the file is replaced
+ * meanwhile. (H5LTopen_file_image without a copy leaks its bookkeeping in HDF5 1.10.) */
+static hid_t ckpt_open_image(const void *image, size_t len, const char *path, char *err,
                              size_t errlen)
 {
-    hid_t file = H5LTopen_file_image(image, len, H5LT_FILE_IMAGE_DONT_COPY |
-                                                     H5LT_FILE_IMAGE_DONT_RELEASE);
+    static unsigned long opened;            /* distinct names: HDF5 tracks open files */
+    char name[64];
+    hid_t fapl = H5I_INVALID_HID, file = H5I_INVALID_HID;
+    fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl < 0 || H5Pset_fapl_core(fapl, (size_t)64 << 10, false) < 0 ||
+        H5Pset_file_image(fapl, (void *)image, len) < 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot hand the file's bytes to HDF5");
+        goto done;
+    }
+    snprintf(name, sizeof name, "mlp-checkpoint-image-%lu", ++opened);
+    file = H5Fopen(name, H5F_ACC_RDONLY, fapl);
     if (file < 0)
         ckpt_h5_fail(err, errlen, path, "cannot open: truncated or corrupt HDF5 file");
+done:
+    /* The failure above is the one to report; a failed close could add nothing. */
+    if (fapl >= 0)
+        (void)H5Pclose(fapl);
     return file;
 }
 
@@ -1738,6 +1752,8 @@ int ckpt_load(const char *path, CkptState *s, char *err, size_t errlen)
     if (ckpt_check_seal(image, len, path, err, errlen) != 0)
         goto done;
     file = ckpt_open_image(image, len, path, err, errlen);
+    free(image);                        /* HDF5 holds its own copy */
+    image = NULL;
     if (file < 0)
         goto done;
     if (ckpt_read_all(file, path, (uint64_t)len, &t, err, errlen) != 0)
