@@ -44,14 +44,15 @@ $(FB)/lf/%.o: %.c
 # Each fuzzer links the module it fuzzes (listed here) and the shared helpers.
 $(FB)/fuzz_config: $(FB)/lf/src/config.o
 $(FB)/fuzz_idx: $(FB)/lf/src/data.o
-$(FB)/fuzz_checkpoint: $(FB)/lf/src/checkpoint.o
+$(FB)/fuzz_checkpoint: $(FB)/lf/src/checkpoint.o $(FB)/lf/src/fsafe.o
 $(FB)/fuzz_%: $(FB)/lf/fuzz/fuzz_%.o $(FB)/lf/fuzz/fuzz_common.o
 	$(FUZZ_CC) -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $^ $(FUZZ_LIBS)
 
 # The replay driver and the seed generator: normal compiler and flags (SAN=1 applies).
 FUZZ_REPLAY_OBJ := $(B)/fuzz/replay.o $(B)/fuzz/fuzz_common.o $(B)/fuzz/fuzz_config.o \
                    $(B)/fuzz/fuzz_idx.o $(B)/fuzz/fuzz_checkpoint.o \
-                   $(B)/src/config.o $(B)/src/data.o $(B)/src/checkpoint.o
+                   $(B)/src/config.o $(B)/src/data.o $(B)/src/checkpoint.o \
+                   $(B)/src/fsafe.o
 $(B)/fuzz/%.o: CFLAGS += -DFUZZ_REPLAY -Ifuzz
 
 $(B)/fuzz/replay: $(FUZZ_REPLAY_OBJ)
@@ -61,7 +62,7 @@ $(B)/fuzz/replay: $(FUZZ_REPLAY_OBJ)
 fuzz-replay: $(B)/fuzz/replay
 	@echo $(B)/fuzz/replay
 
-$(B)/fuzz/make-seeds: $(B)/fuzz/make-seeds.o $(B)/src/config.o $(B)/src/checkpoint.o
+$(B)/fuzz/make-seeds: $(B)/fuzz/make-seeds.o $(B)/src/config.o $(B)/src/checkpoint.o $(B)/src/fsafe.o
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 fuzz-seeds: $(B)/fuzz/make-seeds

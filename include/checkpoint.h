@@ -1,14 +1,19 @@
-/* checkpoint: HDF5 files holding the model and its training history (DESIGN.md section 7).
+/* checkpoint: the HDF5 schema of mlp checkpoints (what is written, read and accepted), and
+ * the naming, listing and pruning of checkpoint files in a directory. How bytes reach the
+ * disk safely (atomic replace, symlink swap, fsyncs, the CRC seal) is fsafe's (fsafe.h).
  *
  * Layout: /model/W1 (d,h) /model/b1 (h) /model/W2 (h,K) /model/b2 (K), float32;
  * /history/{epoch (int64), train_loss, train_acc, test_acc, seconds (float64)}, 1-D;
- * root attributes format, format_version, d, hidden, classes, epoch, step, seed, batch, lr,
- * reduce, ranks, threads_per_rank, config, created, mlp_version.
+ * root attributes format, format_version, d, hidden, classes, epoch, step, epoch_step,
+ * epoch_loss, epoch_correct, epoch_seconds, seed, batch, lr, reduce, ranks,
+ * threads_per_rank, config, created, mlp_version. The first 512 bytes are an HDF5 user
+ * block holding the seal line "mlp-checkpoint crc32 XXXXXXXX size N".
  *
- * Writing is for rank 0 only and atomic: a temporary file in the same directory is
- * written, flushed, fsync'd, renamed to DIR/epoch-NNNN.h5, the directory fsync'd, and
- * DIR/latest.h5 (a symlink) is switched to it by the same rename dance. A crash at any
- * instant leaves the previous checkpoint and latest.h5 loadable.
+ * Writing is for rank 0 only and atomic: the file is built in memory, written to a
+ * temporary in DIR, fsync'd, renamed to DIR/epoch-NNNN.h5, the directory fsync'd, and
+ * DIR/latest.h5 (a relative symlink) switched to it by the same rename dance. A crash at
+ * any instant leaves the previous checkpoint and latest.h5 loadable.
+ * Memory: CkptState arrays are borrowed on save, owned after ckpt_load (ckpt_state_free).
  * Errors: -1 with one line in err naming the path and what failed. No MPI here.
  */
 #ifndef MLP_CHECKPOINT_H
@@ -58,8 +63,16 @@ typedef struct {
 
 /* Write s atomically as DIR/epoch-NNNN.h5 (NNNN = s->epoch), or DIR/epoch-NNNN-SSSSSS.h5
  * mid-epoch (SSSSSS = s->epoch_step), and point DIR/latest.h5 at it; then delete the
- * oldest checkpoint files beyond `keep` (0 = keep all). Creates DIR if needed.
- * path_out (may be NULL) receives the file written. */
+ * oldest checkpoint files beyond `keep` (0 = keep all). Creates DIR if needed. s is
+ * checked first with the same rules as ckpt_load (ranges of every attribute, history).
+ * path_out (may be NULL) receives the file written. Returns 0 once the checkpoint and
+ * latest.h5 are durable; a failure to delete an old file does not fail the save: it is
+ * one line in warn (may be NULL; empty when there is nothing to warn about) for the
+ * caller to print. -1 with err on any real failure. */
+int ckpt_save_warn(const char *dir, CkptState *s, long keep, char *path_out, size_t path_len,
+                   char *warn, size_t warnlen, char *err, size_t errlen);
+
+/* ckpt_save_warn without the warning: a pruning failure is silently ignored. */
 int ckpt_save(const char *dir, CkptState *s, long keep, char *path_out, size_t path_len,
               char *err, size_t errlen);
 
@@ -76,10 +89,31 @@ typedef struct {
  * with a message in err (dir unreadable, not a directory, out of memory). */
 int ckpt_list(const char *dir, CkptEntry **out, size_t *n, char *err, size_t errlen);
 
-/* Read and validate a checkpoint (format, version, every dataset present with the shape the
- * attributes state). Returns 0 or -1 with a message; on error s holds nothing to free. */
+/* Read and validate a checkpoint, trusting nothing in it: path must be a regular file (a
+ * FIFO or device is refused without blocking); its seal line must be intact and match the
+ * size and CRC-32 of the rest (else refused, naming `mlp reseal` for a deliberate edit);
+ * then format, version, every attribute in the range ckpt_save enforces, every dataset
+ * present with the shape the attributes state, stored contiguous and unfiltered within
+ * the file, and the history. The file is read once into memory and HDF5 parses those
+ * bytes, so memory use is bounded by a few times the file's size (transient copies) plus
+ * the model. NaN/Inf weights
+ * load (a diverged run stays inspectable). Returns 0 or -1 with a message (control
+ * characters escaped); on error s holds nothing to free. */
 int ckpt_load(const char *path, CkptState *s, char *err, size_t errlen);
 
+/* After a deliberate edit of a checkpoint (h5py), which leaves its seal stale: check the
+ * file exactly as ckpt_load does (from memory, ignoring the seal), and only if it passes
+ * rewrite it atomically with a fresh seal (mlp reseal FILE). The file must keep the
+ * 512-byte block mlp wrote (h5py keeps it). 0, or -1 with a message, the file unchanged. */
+int ckpt_reseal(const char *path, char *err, size_t errlen);
+
 void ckpt_state_free(CkptState *s);
+
+/* Copy the NUL-terminated `in` to out (outlen > 0 bytes, always terminated) with every
+ * byte that is not printable escaped: \n \r \t, other controls and bytes of invalid UTF-8
+ * (C1 controls included) as \xHH; printable ASCII and valid printable UTF-8 are kept.
+ * Truncates at a character boundary. Returns the length written. For any text of a file
+ * shown on a terminal (mlp inspect, error messages): a file cannot send escape sequences. */
+size_t ckpt_escape(char *out, size_t outlen, const char *in);
 
 #endif

@@ -1,12 +1,16 @@
-/* cli: the checkpoint subcommands of the command line (DESIGN.md section 5).
+/* cli: the checkpoint subcommands of the command line (see README.md).
  *
  *   mlp inspect CHECKPOINT.h5            shapes, root attributes, history, weight statistics
  *   mlp eval CHECKPOINT.h5 [CONFIG.ini]  test loss, accuracy and confusion matrix
+ *   mlp reseal CHECKPOINT.h5             after a deliberate edit (h5py): validate as a load
+ *                                        would, then rewrite the sealed header
  *
- * Both run as one plain process: no MPI (main dispatches to them before dist_init, so
+ * All run as one plain process: no MPI (main dispatches to them before dist_init, so
  * they work without mpirun). Normal output goes to stdout; an error is ONE line
- * `mlp: error: MESSAGE` on stderr. Each returns the process exit status: 0 success,
- * 1 user error (missing or corrupt checkpoint, unreadable data, mismatched shapes),
+ * `mlp: error: MESSAGE` on stderr. Text from a file (paths, attributes, config lines) is
+ * printed with control characters escaped (ckpt_escape). Each returns the process exit
+ * status: 0 success, 1 user error (missing or corrupt checkpoint, unreadable data,
+ * mismatched shapes; eval: non-finite weights, after one line `mlp: warning: ...`),
  * 2 usage error. argv[0] is the subcommand's name, argv[1..argc) its arguments.
  */
 #ifndef MLP_CLI_H
@@ -14,5 +18,6 @@
 
 int cli_inspect(int argc, char **argv);
 int cli_eval(int argc, char **argv);
+int cli_reseal(int argc, char **argv);
 
 #endif

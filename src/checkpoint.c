@@ -1,5 +1,11 @@
-/* checkpoint: HDF5 write (atomic), read and validation of mlp checkpoints.
- * Contract and layout: include/checkpoint.h and DESIGN.md section 7.
+/* checkpoint: the HDF5 schema of mlp checkpoints (one table of datasets and one of root
+ * attributes, walked by both the writer and the reader), their validation, and the naming,
+ * listing and pruning of checkpoint files in a directory. Contract and layout:
+ * include/checkpoint.h.
+ *
+ * The file-safety layer (atomic replace, latest.h5 symlink swap, directory fsync, dead
+ * writers' temporaries, the CRC seal) is fsafe's; this file decides WHAT is written and
+ * accepted, fsafe HOW it reaches the disk.
  *
  * Every HDF5 identifier starts as H5I_INVALID_HID and is released at one cleanup label
  * per function; every HDF5 call is checked. HDF5's own error-stack printing is switched
@@ -8,52 +14,105 @@
  */
 #include "checkpoint.h"
 
+#include "fsafe.h"
+
 #include <hdf5.h>
 #include <hdf5_hl.h>
 
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <signal.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-#include <zlib.h>
 
-/* The first CKPT_HEADER bytes of a checkpoint are an HDF5 user block (HDF5 and its tools
- * skip it) holding one text line: "mlp-checkpoint crc32 XXXXXXXX size N". ckpt_load checks
- * the size and the CRC-32 of everything after the block before HDF5 parses a byte, so a
- * truncated or damaged file is one clear error, never a crash inside libhdf5 (which
- * fuzzing showed can crash or hang on damaged metadata). */
-#define CKPT_HEADER 512
-#define CKPT_HEADER_TAG "mlp-checkpoint crc32 "
+/* The first FSAFE_SEAL_BYTES bytes of a checkpoint are an HDF5 user block (HDF5 and its
+ * tools skip it) holding fsafe's seal line: "mlp-checkpoint crc32 XXXXXXXX size N".
+ * ckpt_load checks the size and the CRC-32 of everything after the block before HDF5
+ * parses a byte, so a truncated or damaged file is one clear error, never a crash inside
+ * libhdf5 (which fuzzing showed can crash or hang on damaged metadata). */
+#define CKPT_SEAL_TAG CKPT_FORMAT
 
-#define CKPT_PATH_MAX 4096
+#define CKPT_PATH_MAX FSAFE_PATH_MAX
 #define CKPT_H5_DETAIL 512             /* bytes of HDF5's own message kept */
-#define CKPT_MAX_EXPANSION 1032u       /* deflate's largest ratio: data bytes per file byte */
-
 /* ------------------------------------------------------------------ errors */
+
+/* Length of the valid UTF-8 sequence of a printable character (U+00A0 and up) at p, or 0
+ * (ASCII, a C1 control U+0080..U+009F, an overlong form, a surrogate, a stray byte). */
+static size_t ckpt_utf8_len(const unsigned char *p)
+{
+    size_t n;
+    uint32_t cp;
+    if (p[0] >= 0xc2 && p[0] <= 0xdf)
+        n = 2, cp = p[0] & 0x1fu;
+    else if (p[0] >= 0xe0 && p[0] <= 0xef)
+        n = 3, cp = p[0] & 0x0fu;
+    else if (p[0] >= 0xf0 && p[0] <= 0xf4)
+        n = 4, cp = p[0] & 0x07u;
+    else
+        return 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;                   /* also stops at the terminating NUL */
+        cp = cp << 6 | (p[i] & 0x3fu);
+    }
+    if (cp < 0xa0 || (n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+        (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return n;
+}
+
+size_t ckpt_escape(char *out, size_t outlen, const char *in)
+{
+    size_t o = 0;
+    if (outlen == 0)
+        return 0;
+    for (const unsigned char *p = (const unsigned char *)in; *p;) {
+        char buf[8];
+        size_t n = ckpt_utf8_len(p), k;
+        if (*p >= 0x20 && *p < 0x7f) {
+            buf[0] = (char)*p, k = 1;
+        } else if (n > 0) {
+            memcpy(buf, p, n), k = n;
+        } else {
+            const char *name = *p == '\n' ? "\\n"
+                               : *p == '\r' ? "\\r"
+                               : *p == '\t' ? "\\t" : NULL;
+            if (name)
+                k = (size_t)snprintf(buf, sizeof buf, "%s", name);
+            else
+                k = (size_t)snprintf(buf, sizeof buf, "\\x%02x", *p);
+        }
+        if (o + k >= outlen)
+            break;                      /* never half an escape or half a character */
+        memcpy(out + o, buf, k);
+        o += k;
+        p += n > 0 ? n : 1;
+    }
+    out[o] = '\0';
+    return o;
+}
 
 __attribute__((format(printf, 3, 4)))
 static void ckpt_err(char *err, size_t errlen, const char *fmt, ...)
 {
     if (!err || errlen == 0)
         return;
+    char raw[2 * CKPT_ERR_MAX];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
+    vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
-    /* Messages quote text from the file (a foreign 'format'): keep them one line, so that
-     * a forged newline cannot add a line of its own to the log (fuzz/regressions). */
-    for (char *c = err; *c; c++)
-        if (*c == '\n' || *c == '\r')
-            *c = '?';
+    /* Messages quote text from the file (a foreign 'format', a path): keep them one line
+     * of printable text, so that a forged newline cannot add a line of its own to the log
+     * and an escape sequence cannot reach the terminal (fuzz/regressions). */
+    ckpt_escape(err, errlen, raw);
 }
 
 static herr_t ckpt_h5_walk(unsigned n, const H5E_error2_t *e, void *data)
@@ -123,7 +182,7 @@ static void ckpt_h5_restore(const CkptH5Quiet *q)
         (void)H5Eset_auto2(H5E_DEFAULT, q->func, q->data);
 }
 
-/* File access properties shared by save and load. */
+/* File access properties of the in-memory file ckpt_save builds. */
 static hid_t ckpt_fapl(const char *path, char *err, size_t errlen)
 {
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
@@ -253,74 +312,6 @@ static int ckpt_join(char *out, size_t outlen, const char *dir, const char *name
     return 0;
 }
 
-static int ckpt_mkdir_one(const char *p, const char *dir, char *err, size_t errlen)
-{
-    struct stat st;
-    if (stat(p, &st) == 0) {
-        if (S_ISDIR(st.st_mode))
-            return 0;
-        ckpt_err(err, errlen, "%s: exists and is not a directory (checkpoint dir %s)", p, dir);
-        return -1;
-    }
-    if (errno != ENOENT) {
-        ckpt_err(err, errlen, "%s: %s (checkpoint dir %s)", p, strerror(errno), dir);
-        return -1;
-    }
-    if (mkdir(p, 0777) == 0)
-        return 0;
-    /* Another process may have created it between stat and mkdir. */
-    if (errno == EEXIST && stat(p, &st) == 0 && S_ISDIR(st.st_mode))
-        return 0;
-    ckpt_err(err, errlen, "%s: cannot create directory: %s", p, strerror(errno));
-    return -1;
-}
-
-/* mkdir -p */
-static int ckpt_mkdir_p(const char *dir, char *err, size_t errlen)
-{
-    char buf[CKPT_PATH_MAX];
-    size_t n = strlen(dir);
-    if (n >= sizeof buf) {
-        ckpt_err(err, errlen, "%s: path too long (limit %zu bytes)", dir, sizeof buf - 1);
-        return -1;
-    }
-    memcpy(buf, dir, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (buf[i] != '/' && buf[i] != '\0')
-            continue;
-        if (buf[i - 1] == '/')
-            continue;                       /* "a//b" */
-        char c = buf[i];
-        buf[i] = '\0';
-        if (ckpt_mkdir_one(buf, dir, err, errlen) != 0)
-            return -1;
-        buf[i] = c;
-    }
-    return 0;
-}
-
-/* fsync a directory, making the entries created, renamed or replaced in it durable. */
-static int ckpt_fsync_dir(const char *dir, char *err, size_t errlen)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) {
-        ckpt_err(err, errlen, "%s: cannot open directory for fsync: %s", dir, strerror(errno));
-        return -1;
-    }
-    /* Some file systems cannot sync a directory and say EINVAL; there is nothing more we
-     * can do for durability there, and the rename itself is still atomic. */
-    if (fsync(fd) != 0 && errno != EINVAL) {
-        int e = errno;
-        close(fd);
-        ckpt_err(err, errlen, "%s: fsync of directory failed: %s", dir, strerror(e));
-        return -1;
-    }
-    if (close(fd) != 0) {
-        ckpt_err(err, errlen, "%s: close failed: %s", dir, strerror(errno));
-        return -1;
-    }
-    return 0;
-}
 
 /* A checkpoint's place in training as one sortable number: completed epochs in the high
  * 32 bits, steps into the next epoch in the low 32 bits. */
@@ -450,85 +441,189 @@ done:
 /* Delete the oldest checkpoint files so that at most `keep` remain at or before `current`
  * (a ckpt_key), the file just written always among them. Files of a LATER place can only
  * come from an earlier run in the same directory; they are left alone (the new run
- * overwrites them as it reaches those places) rather than deleting work we did not write. */
-static int ckpt_prune(const char *dir, int64_t current, long keep, const char *written,
-                      char *err, size_t errlen)
+ * overwrites them as it reaches those places) rather than deleting work we did not write.
+ * A failure costs disk space, never a checkpoint: it is a warning in warn (the first one,
+ * with the count of further ones), never an error. */
+static void ckpt_prune(const char *dir, int64_t current, long keep, const char *written,
+                       char *warn, size_t warnlen)
 {
     CkptEntry *all = NULL;
-    size_t n = 0;
-    if (ckpt_list(dir, &all, &n, err, errlen) != 0)
-        return -1;
+    size_t n = 0, kept = 0, failed = 0;
+    char first[CKPT_ERR_MAX] = "";
+    if (ckpt_list(dir, &all, &n, first, sizeof first) != 0)
+        failed++;
     /* Newest first: skip the later places, keep `keep` at or before current. */
-    size_t kept = 0;
-    int rc = 0;
-    for (size_t i = 0; i < n && rc == 0; i++) {
+    for (size_t i = 0; i < n; i++) {
         if (ckpt_key(all[i].epoch, all[i].epoch_step) > current || ++kept <= (size_t)keep)
             continue;
-        char path[CKPT_PATH_MAX];
-        if (ckpt_join(path, sizeof path, dir, all[i].name, err, errlen) != 0) {
-            rc = -1;
-            break;
+        char path[CKPT_PATH_MAX], msg[CKPT_ERR_MAX];
+        if (ckpt_join(path, sizeof path, dir, all[i].name, msg, sizeof msg) != 0) {
+            failed++;
+        } else if (unlink(path) != 0 && errno != ENOENT) {
+            /* Gone already (another cleaner) is what we wanted anyway. */
+            ckpt_err(msg, sizeof msg, "%s: cannot remove old checkpoint: %s", path,
+                     strerror(errno));
+            failed++;
+        } else {
+            continue;
         }
-        /* Gone already (another cleaner) is what we wanted anyway. */
-        if (unlink(path) != 0 && errno != ENOENT) {
-            ckpt_err(err, errlen, "%s: cannot remove old checkpoint: %s (new checkpoint %s was "
-                     "written)", path, strerror(errno), written);
-            rc = -1;
-        }
+        if (failed == 1)
+            snprintf(first, sizeof first, "%s", msg);
     }
     /* Deletions are not fsync'd: if a crash forgets one, the next save removes it. */
     free(all);
-    return rc;
-}
-
-/* The pid in a name ckpt_save gives its temporaries, ".epoch-NNNN[-SSSSSS].h5.tmp.PID" or
- * ".latest.h5.tmp.PID"; 0 for any other name (a user's file is never touched). */
-static pid_t ckpt_parse_temp_name(const char *name)
-{
-    if (name[0] != '.')
-        return 0;
-    const char *tmp = strstr(name + 1, ".tmp.");
-    if (!tmp)
-        return 0;
-    char base[64];
-    size_t n = (size_t)(tmp - (name + 1));
-    if (n == 0 || n >= sizeof base)
-        return 0;
-    memcpy(base, name + 1, n);
-    base[n] = '\0';
-    int64_t key, pid;
-    if (strcmp(base, "latest.h5") != 0 && !ckpt_parse_epoch_name(base, &key))
-        return 0;
-    const char *p = tmp + 5;
-    if (!ckpt_parse_num(&p, INT32_MAX, &pid) || *p != '\0' || pid <= 0)
-        return 0;
-    return (pid_t)pid;
-}
-
-/* A writer killed mid-save (SIGKILL, OOM killer, job time limit) leaves its temporary, as
- * large as a checkpoint, under a name no later run reuses: without this they pile up with
- * every pre-emption. Remove those whose process is gone. Our own pid counts as gone:
- * ckpt_save never runs twice at once in one process, so a temporary with our pid was left
- * by an earlier process that had it (pids repeat across containers). kill(pid, 0) only
- * speaks for this host; two hosts writing one directory at once is not supported anyway
- * (each would prune the other's files). Best effort: a failure here costs disk space,
- * never the checkpoint, so it is not reported. */
-static void ckpt_remove_stale_temps(const char *dir)
-{
-    DIR *dp = opendir(dir);
-    if (!dp)
-        return;                         /* the write that follows reports a real problem */
-    const pid_t self = getpid();
-    struct dirent *de;
-    while ((de = readdir(dp))) {
-        pid_t pid = ckpt_parse_temp_name(de->d_name);
-        if (pid == 0 || (pid != self && (kill(pid, 0) == 0 || errno != ESRCH)))
-            continue;                   /* not ours, or its writer may still be running */
-        char path[CKPT_PATH_MAX];
-        if (ckpt_join(path, sizeof path, dir, de->d_name, NULL, 0) == 0)
-            (void)unlink(path);         /* ENOENT: another cleaner was faster */
+    if (failed > 0 && warn && warnlen > 0) {
+        if (failed == 1)
+            ckpt_err(warn, warnlen, "%s (new checkpoint %s was written)", first, written);
+        else
+            ckpt_err(warn, warnlen, "%s, and %zu more old checkpoints not removed (new "
+                     "checkpoint %s was written)", first, failed - 1, written);
     }
-    closedir(dp);
+}
+
+/* The names ckpt_save gives its temporaries: ".NAME.tmp.PID" for a checkpoint name or
+ * latest.h5 (fsafe removes the dead writers' ones). */
+static bool ckpt_is_temp_base(const char *name)
+{
+    int64_t key;
+    return strcmp(name, "latest.h5") == 0 || ckpt_parse_epoch_name(name, &key);
+}
+
+/* ------------------------------------------------------------------ the schema */
+
+/* Every value of a checkpoint has one of these types: the file type is fixed
+ * little-endian whatever the host, the memory type native. */
+typedef enum { CKPT_F32, CKPT_F64, CKPT_I64, CKPT_U64, CKPT_STR } CkptType;
+
+/* Dimensions a dataset's shape is made of: the model's, or the history's length. */
+typedef enum { CKPT_DIM_D, CKPT_DIM_H, CKPT_DIM_K, CKPT_DIM_HIST, CKPT_NDIMS } CkptDim;
+
+typedef struct {
+    const char *name;           /* full path: "/model/W1" */
+    const char *group;
+    CkptType type;              /* CKPT_F32, CKPT_F64 or CKPT_I64 */
+    int rank;
+    CkptDim dims[2];            /* (rank) */
+    size_t off;                 /* offset in CkptState of the array's pointer */
+} CkptDsetSpec;
+
+static const char *const ckpt_groups[] = {"/model", "/history"};
+
+/* In file order. The history columns share one length, set by the first of them. */
+static const CkptDsetSpec ckpt_dsets[] = {
+    {"/model/W1", "/model", CKPT_F32, 2, {CKPT_DIM_D, CKPT_DIM_H}, offsetof(CkptState, W1)},
+    {"/model/b1", "/model", CKPT_F32, 1, {CKPT_DIM_H}, offsetof(CkptState, b1)},
+    {"/model/W2", "/model", CKPT_F32, 2, {CKPT_DIM_H, CKPT_DIM_K}, offsetof(CkptState, W2)},
+    {"/model/b2", "/model", CKPT_F32, 1, {CKPT_DIM_K}, offsetof(CkptState, b2)},
+    {"/history/epoch", "/history", CKPT_I64, 1, {CKPT_DIM_HIST},
+     offsetof(CkptState, history.epoch)},
+    {"/history/train_loss", "/history", CKPT_F64, 1, {CKPT_DIM_HIST},
+     offsetof(CkptState, history.train_loss)},
+    {"/history/train_acc", "/history", CKPT_F64, 1, {CKPT_DIM_HIST},
+     offsetof(CkptState, history.train_acc)},
+    {"/history/test_acc", "/history", CKPT_F64, 1, {CKPT_DIM_HIST},
+     offsetof(CkptState, history.test_acc)},
+    {"/history/seconds", "/history", CKPT_F64, 1, {CKPT_DIM_HIST},
+     offsetof(CkptState, history.seconds)},
+};
+#define CKPT_NDSETS (sizeof ckpt_dsets / sizeof ckpt_dsets[0])
+
+/* Root attributes, scalar, in file order. A constant (format, format_version) is written
+ * from `constant` and checked against it on load; the rest live in CkptState at `off`,
+ * strings either in a char array of `cap` bytes or, when cap is 0, as a char *. A number
+ * must lie in [lo, hi] (in (lo, hi] when `above`), floating-point ones also be finite;
+ * ckpt_check_values applies this on save and on load alike. */
+typedef struct {
+    const char *name;
+    CkptType type;
+    const void *constant;
+    size_t off;
+    size_t cap;
+    double lo, hi;
+    bool above;
+} CkptAttrSpec;
+
+static const char *const ckpt_format = CKPT_FORMAT;
+static const int64_t ckpt_format_version = CKPT_FORMAT_VERSION;
+
+#define CKPT_FIELD(f) offsetof(CkptState, f)
+#define CKPT_CAP(f) sizeof ((CkptState *)0)->f
+#define CKPT_MAX_I32 2147483647.0           /* INT32_MAX */
+#define CKPT_MAX_U32 4294967295.0           /* UINT32_MAX: steps of an epoch in a name's key */
+#define CKPT_MAX_I64 9223372036854775807.0  /* INT64_MAX, as a double */
+#define CKPT_MAX_U64 18446744073709551615.0
+static const CkptAttrSpec ckpt_attrs[] = {
+    {"format", CKPT_STR, &ckpt_format, 0, 0, 0, 0, false},
+    {"format_version", CKPT_I64, &ckpt_format_version, 0, 0, 0, 0, false},
+    {"d", CKPT_U64, NULL, CKPT_FIELD(d), 0, 1, CKPT_MAX_U64, false},
+    {"hidden", CKPT_U64, NULL, CKPT_FIELD(hidden), 0, 1, CKPT_MAX_U64, false},
+    {"classes", CKPT_U64, NULL, CKPT_FIELD(classes), 0, 1, CKPT_MAX_U64, false},
+    {"epoch", CKPT_I64, NULL, CKPT_FIELD(epoch), 0, 0, CKPT_MAX_I32, false},
+    {"step", CKPT_I64, NULL, CKPT_FIELD(step), 0, 0, CKPT_MAX_I64, false},
+    {"epoch_step", CKPT_I64, NULL, CKPT_FIELD(epoch_step), 0, 0, CKPT_MAX_U32, false},
+    {"epoch_loss", CKPT_F64, NULL, CKPT_FIELD(epoch_loss), 0, 0, HUGE_VAL, false},
+    {"epoch_correct", CKPT_I64, NULL, CKPT_FIELD(epoch_correct), 0, 0, CKPT_MAX_I64, false},
+    {"epoch_seconds", CKPT_F64, NULL, CKPT_FIELD(epoch_seconds), 0, 0, HUGE_VAL, false},
+    {"seed", CKPT_U64, NULL, CKPT_FIELD(seed), 0, 0, CKPT_MAX_U64, false},
+    {"batch", CKPT_I64, NULL, CKPT_FIELD(batch), 0, 1, CKPT_MAX_I32, false},
+    {"lr", CKPT_F64, NULL, CKPT_FIELD(lr), 0, 0, HUGE_VAL, true},
+    {"reduce", CKPT_STR, NULL, CKPT_FIELD(reduce), CKPT_CAP(reduce), 0, 0, false},
+    {"ranks", CKPT_I64, NULL, CKPT_FIELD(ranks), 0, 1, CKPT_MAX_I32, false},
+    {"threads_per_rank", CKPT_I64, NULL, CKPT_FIELD(threads_per_rank), 0, 1, CKPT_MAX_I32, false},
+    {"config", CKPT_STR, NULL, CKPT_FIELD(config), 0, 0, 0, false},
+    {"created", CKPT_STR, NULL, CKPT_FIELD(created), CKPT_CAP(created), 0, 0, false},
+    {"mlp_version", CKPT_STR, NULL, CKPT_FIELD(mlp_version), CKPT_CAP(mlp_version), 0, 0,
+     false},
+};
+#define CKPT_NATTRS (sizeof ckpt_attrs / sizeof ckpt_attrs[0])
+
+/* HDF5's type identifiers are run-time values (H5open), hence functions, not a table.
+ * The string type is the caller's (it must be built and closed). */
+static hid_t ckpt_ftype(CkptType t, hid_t strtype)
+{
+    switch (t) {
+    case CKPT_F32: return H5T_IEEE_F32LE;
+    case CKPT_F64: return H5T_IEEE_F64LE;
+    case CKPT_I64: return H5T_STD_I64LE;
+    case CKPT_U64: return H5T_STD_U64LE;
+    default: return strtype;
+    }
+}
+
+static hid_t ckpt_mtype(CkptType t, hid_t strtype)
+{
+    switch (t) {
+    case CKPT_F32: return H5T_NATIVE_FLOAT;
+    case CKPT_F64: return H5T_NATIVE_DOUBLE;
+    case CKPT_I64: return H5T_NATIVE_INT64;
+    case CKPT_U64: return H5T_NATIVE_UINT64;
+    default: return strtype;
+    }
+}
+
+static size_t ckpt_type_size(CkptType t)
+{
+    return t == CKPT_F32 ? sizeof(float) : 8;
+}
+
+/* The array of dataset spec `d` in s (NULL when not allocated). */
+static void *ckpt_dset_array(const CkptState *s, const CkptDsetSpec *d)
+{
+    const char *p = (const char *)s + d->off;
+    switch (d->type) {
+    case CKPT_F32: return *(float *const *)p;
+    case CKPT_I64: return *(int64_t *const *)p;
+    default: return *(double *const *)p;
+    }
+}
+
+/* The value of each dimension in s (the history's length included). */
+static void ckpt_dims_of(const CkptState *s, hsize_t dim[CKPT_NDIMS])
+{
+    dim[CKPT_DIM_D] = s->d;
+    dim[CKPT_DIM_H] = s->hidden;
+    dim[CKPT_DIM_K] = s->classes;
+    dim[CKPT_DIM_HIST] = s->history.len;
 }
 
 /* ------------------------------------------------------------------ writing */
@@ -609,9 +704,137 @@ static size_t ckpt_add_sat(size_t a, size_t b)
     return a > SIZE_MAX - b ? SIZE_MAX : a + b;
 }
 
+
+/* Room for the in-memory file in one step if we can: the data plus room for metadata. */
+static size_t ckpt_image_grow(const CkptState *s)
+{
+    size_t grow = (size_t)64 << 10;
+    /* ckpt_check_state bounded each product times sizeof(float) by SIZE_MAX */
+    grow = ckpt_add_sat(grow, s->d * s->hidden * sizeof(float));
+    grow = ckpt_add_sat(grow, s->hidden * s->classes * sizeof(float));
+    grow = ckpt_add_sat(grow, (s->hidden + s->classes) * sizeof(float));
+    grow = ckpt_add_sat(grow, s->history.len > SIZE_MAX / 40 ? SIZE_MAX : s->history.len * 40);
+    grow = ckpt_add_sat(grow, s->config ? strlen(s->config) : 0);
+    return grow > ((size_t)256 << 20) ? (size_t)256 << 20 : grow;
+}
+
+/* An empty HDF5 file in memory (core driver, no backing store) with room for the seal
+ * block in front. *fapl and *fcpl are the caller's to close, whatever happens. */
+static hid_t ckpt_image_create(const char *path, const CkptState *s, hid_t *fapl,
+                               hid_t *fcpl, char *err, size_t errlen)
+{
+    *fapl = ckpt_fapl(path, err, errlen);
+    if (*fapl < 0)
+        return H5I_INVALID_HID;
+    if (H5Pset_fapl_core(*fapl, ckpt_image_grow(s), false) < 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot select the in-memory file driver");
+        return H5I_INVALID_HID;
+    }
+    *fcpl = H5Pcreate(H5P_FILE_CREATE);
+    if (*fcpl < 0 || H5Pset_userblock(*fcpl, FSAFE_SEAL_BYTES) < 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot reserve the header block");
+        return H5I_INVALID_HID;
+    }
+    hid_t file = H5Fcreate(path, H5F_ACC_TRUNC, *fcpl, *fapl);
+    if (file < 0)
+        ckpt_h5_fail(err, errlen, path, "cannot create HDF5 file in memory");
+    return file;
+}
+
+/* The groups of the schema, left open in groups[] (the caller closes them). */
+static int ckpt_write_groups(hid_t file, const char *path, hid_t *groups, char *err,
+                             size_t errlen)
+{
+    for (size_t i = 0; i < sizeof ckpt_groups / sizeof ckpt_groups[0]; i++) {
+        groups[i] = H5Gcreate2(file, ckpt_groups[i], H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        if (groups[i] < 0) {
+            ckpt_h5_fail(err, errlen, path, "cannot create group %s", ckpt_groups[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Every dataset of the schema, native values in memory, little-endian on disk. */
+static int ckpt_write_dsets(hid_t file, const char *path, const CkptState *s, char *err,
+                            size_t errlen)
+{
+    hsize_t dim[CKPT_NDIMS];
+    ckpt_dims_of(s, dim);
+    for (size_t i = 0; i < CKPT_NDSETS; i++) {
+        const CkptDsetSpec *d = &ckpt_dsets[i];
+        hsize_t dims[2];
+        for (int j = 0; j < d->rank; j++)
+            dims[j] = dim[d->dims[j]];
+        if (ckpt_write_dset(file, path, d->name, ckpt_ftype(d->type, H5I_INVALID_HID),
+                            ckpt_mtype(d->type, H5I_INVALID_HID), d->rank, dims,
+                            ckpt_dset_array(s, d), err, errlen) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Every root attribute of the schema. strtype: the variable-length UTF-8 string type. */
+static int ckpt_write_attrs(hid_t file, const char *path, const CkptState *s, hid_t strtype,
+                            char *err, size_t errlen)
+{
+    for (size_t i = 0; i < CKPT_NATTRS; i++) {
+        const CkptAttrSpec *a = &ckpt_attrs[i];
+        const char *field = (const char *)s + a->off;
+        const void *buf = a->constant ? a->constant : field;
+        const char *str = NULL;
+        if (a->type == CKPT_STR && !a->constant) {
+            /* HDF5 takes a variable-length string as a pointer to its pointer. */
+            str = a->cap ? field : *(char *const *)field;
+            if (!str)
+                str = "";               /* no config text: an empty string */
+            buf = &str;
+        }
+        if (ckpt_write_attr(file, path, a->name, ckpt_ftype(a->type, strtype),
+                            ckpt_mtype(a->type, strtype), buf, err, errlen) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* The flushed in-memory file as one malloc'd image, the seal block in front and sealed. */
+static int ckpt_image_take(hid_t file, const char *path, void **image, size_t *len,
+                           char *err, size_t errlen)
+{
+    if (H5Fflush(file, H5F_SCOPE_LOCAL) < 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot flush file");
+        return -1;
+    }
+    ssize_t n = H5Fget_file_image(file, NULL, 0);
+    if (n <= 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot size the file image");
+        return -1;
+    }
+    /* The image HDF5 hands back starts at the superblock: the seal block goes first. */
+    char *buf = NULL;
+    if ((size_t)n > SIZE_MAX - FSAFE_SEAL_BYTES ||
+        !(buf = calloc((size_t)n + FSAFE_SEAL_BYTES, 1))) {
+        ckpt_err(err, errlen, "%s: out of memory for the file image (%zd bytes)", path, n);
+        return -1;
+    }
+    if (H5Fget_file_image(file, buf + FSAFE_SEAL_BYTES, (size_t)n) != n) {
+        ckpt_h5_fail(err, errlen, path, "cannot copy the file image");
+        free(buf);
+        return -1;
+    }
+    if (fsafe_seal(buf, (size_t)n + FSAFE_SEAL_BYTES, CKPT_SEAL_TAG) != 0) {
+        ckpt_err(err, errlen, "%s: cannot seal the file image", path);
+        free(buf);
+        return -1;
+    }
+    *image = buf;
+    *len = (size_t)n + FSAFE_SEAL_BYTES;
+    return 0;
+}
+
 /* Build the whole checkpoint as an HDF5 file image in memory (the core driver, no backing
  * store); `path` (the temporary name) only labels messages. On success *image (malloc'd)
- * holds *len bytes for ckpt_write_image.
+ * holds *len bytes, sealed, for fsafe_write_atomic.
  *
  * Why not let HDF5 write the file: when a write fails (disk full, quota, EFBIG), HDF5 1.10
  * cannot close the file any more (every close retries the failed flush), and the half-open
@@ -623,80 +846,15 @@ static int ckpt_build_image(const char *path, const CkptState *s, void **image, 
                             char *err, size_t errlen)
 {
     hid_t fapl = H5I_INVALID_HID, fcpl = H5I_INVALID_HID, file = H5I_INVALID_HID,
-          gmodel = H5I_INVALID_HID, ghist = H5I_INVALID_HID, strtype = H5I_INVALID_HID;
-    void *buf = NULL;
-    ssize_t n = 0;
+          groups[2] = {H5I_INVALID_HID, H5I_INVALID_HID}, strtype = H5I_INVALID_HID;
     int rc = -1;
     *image = NULL;
     *len = 0;
 
-    /* Grow the in-memory file in one step if we can: the data plus room for metadata. */
-    size_t grow = (size_t)64 << 10;
-    /* ckpt_check_state bounded each product times sizeof(float) by SIZE_MAX */
-    grow = ckpt_add_sat(grow, s->d * s->hidden * sizeof(float));
-    grow = ckpt_add_sat(grow, s->hidden * s->classes * sizeof(float));
-    grow = ckpt_add_sat(grow, (s->hidden + s->classes) * sizeof(float));
-    grow = ckpt_add_sat(grow, s->history.len > SIZE_MAX / 40 ? SIZE_MAX : s->history.len * 40);
-    grow = ckpt_add_sat(grow, s->config ? strlen(s->config) : 0);
-    if (grow > ((size_t)256 << 20))
-        grow = (size_t)256 << 20;
-
-    fapl = ckpt_fapl(path, err, errlen);
-    if (fapl < 0)
+    file = ckpt_image_create(path, s, &fapl, &fcpl, err, errlen);
+    if (file < 0 || ckpt_write_groups(file, path, groups, err, errlen) != 0 ||
+        ckpt_write_dsets(file, path, s, err, errlen) != 0)
         goto done;
-    if (H5Pset_fapl_core(fapl, grow, false) < 0) {
-        ckpt_h5_fail(err, errlen, path, "cannot select the in-memory file driver");
-        goto done;
-    }
-    fcpl = H5Pcreate(H5P_FILE_CREATE);
-    if (fcpl < 0 || H5Pset_userblock(fcpl, CKPT_HEADER) < 0) {
-        ckpt_h5_fail(err, errlen, path, "cannot reserve the header block");
-        goto done;
-    }
-    file = H5Fcreate(path, H5F_ACC_TRUNC, fcpl, fapl);
-    if (file < 0) {
-        ckpt_h5_fail(err, errlen, path, "cannot create HDF5 file in memory");
-        goto done;
-    }
-
-    gmodel = H5Gcreate2(file, "/model", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    if (gmodel < 0) {
-        ckpt_h5_fail(err, errlen, path, "cannot create group /model");
-        goto done;
-    }
-    ghist = H5Gcreate2(file, "/history", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    if (ghist < 0) {
-        ckpt_h5_fail(err, errlen, path, "cannot create group /history");
-        goto done;
-    }
-
-    /* Weights: native floats in memory, little-endian IEEE on disk whatever the host. */
-    const hsize_t dW1[2] = {s->d, s->hidden}, db1[1] = {s->hidden},
-                  dW2[2] = {s->hidden, s->classes}, db2[1] = {s->classes};
-    if (ckpt_write_dset(file, path, "/model/W1", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, dW1,
-                        s->W1, err, errlen) != 0 ||
-        ckpt_write_dset(file, path, "/model/b1", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 1, db1,
-                        s->b1, err, errlen) != 0 ||
-        ckpt_write_dset(file, path, "/model/W2", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, dW2,
-                        s->W2, err, errlen) != 0 ||
-        ckpt_write_dset(file, path, "/model/b2", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 1, db2,
-                        s->b2, err, errlen) != 0)
-        goto done;
-
-    const CkptHistory *h = &s->history;
-    const hsize_t dh[1] = {h->len};
-    if (ckpt_write_dset(file, path, "/history/epoch", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, dh,
-                        h->epoch, err, errlen) != 0 ||
-        ckpt_write_dset(file, path, "/history/train_loss", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE,
-                        1, dh, h->train_loss, err, errlen) != 0 ||
-        ckpt_write_dset(file, path, "/history/train_acc", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE,
-                        1, dh, h->train_acc, err, errlen) != 0 ||
-        ckpt_write_dset(file, path, "/history/test_acc", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE,
-                        1, dh, h->test_acc, err, errlen) != 0 ||
-        ckpt_write_dset(file, path, "/history/seconds", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 1,
-                        dh, h->seconds, err, errlen) != 0)
-        goto done;
-
     /* Strings are variable-length UTF-8: h5py returns those as str (fixed-length ones come
      * back as bytes), and the config text may exceed the 64 KiB limit on a fixed-length
      * attribute's own storage (variable-length data lives in the global heap). */
@@ -706,65 +864,9 @@ static int ckpt_build_image(const char *path, const CkptState *s, void **image, 
         ckpt_h5_fail(err, errlen, path, "cannot build the string type for attributes");
         goto done;
     }
-    const char *format = CKPT_FORMAT, *reduce = s->reduce, *config = s->config ? s->config : "",
-               *created_at = s->created, *version = s->mlp_version;
-    const int64_t format_version = CKPT_FORMAT_VERSION;
-    const struct {
-        const char *name;
-        hid_t ftype, mtype;
-        const void *buf;
-    } attrs[] = {
-        {"format", strtype, strtype, &format},
-        {"format_version", H5T_STD_I64LE, H5T_NATIVE_INT64, &format_version},
-        {"d", H5T_STD_U64LE, H5T_NATIVE_UINT64, &s->d},
-        {"hidden", H5T_STD_U64LE, H5T_NATIVE_UINT64, &s->hidden},
-        {"classes", H5T_STD_U64LE, H5T_NATIVE_UINT64, &s->classes},
-        {"epoch", H5T_STD_I64LE, H5T_NATIVE_INT64, &s->epoch},
-        {"step", H5T_STD_I64LE, H5T_NATIVE_INT64, &s->step},
-        {"epoch_step", H5T_STD_I64LE, H5T_NATIVE_INT64, &s->epoch_step},
-        {"epoch_loss", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &s->epoch_loss},
-        {"epoch_correct", H5T_STD_I64LE, H5T_NATIVE_INT64, &s->epoch_correct},
-        {"epoch_seconds", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &s->epoch_seconds},
-        {"seed", H5T_STD_U64LE, H5T_NATIVE_UINT64, &s->seed},
-        {"batch", H5T_STD_I64LE, H5T_NATIVE_INT64, &s->batch},
-        {"lr", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &s->lr},
-        {"reduce", strtype, strtype, &reduce},
-        {"ranks", H5T_STD_I64LE, H5T_NATIVE_INT64, &s->ranks},
-        {"threads_per_rank", H5T_STD_I64LE, H5T_NATIVE_INT64, &s->threads_per_rank},
-        {"config", strtype, strtype, &config},
-        {"created", strtype, strtype, &created_at},
-        {"mlp_version", strtype, strtype, &version},
-    };
-    for (size_t i = 0; i < sizeof attrs / sizeof attrs[0]; i++)
-        if (ckpt_write_attr(file, path, attrs[i].name, attrs[i].ftype, attrs[i].mtype,
-                            attrs[i].buf, err, errlen) != 0)
-            goto done;
-
-    if (H5Fflush(file, H5F_SCOPE_LOCAL) < 0) {
-        ckpt_h5_fail(err, errlen, path, "cannot flush file");
+    if (ckpt_write_attrs(file, path, s, strtype, err, errlen) != 0 ||
+        ckpt_image_take(file, path, image, len, err, errlen) != 0)
         goto done;
-    }
-    n = H5Fget_file_image(file, NULL, 0);
-    if (n <= 0) {
-        ckpt_h5_fail(err, errlen, path, "cannot size the file image");
-        goto done;
-    }
-    /* The image HDF5 hands back starts at the superblock: the header block goes first. */
-    if ((size_t)n > SIZE_MAX - CKPT_HEADER || !(buf = calloc((size_t)n + CKPT_HEADER, 1))) {
-        ckpt_err(err, errlen, "%s: out of memory for the file image (%zd bytes)", path, n);
-        goto done;
-    }
-    if (H5Fget_file_image(file, (char *)buf + CKPT_HEADER, (size_t)n) != n) {
-        ckpt_h5_fail(err, errlen, path, "cannot copy the file image");
-        goto done;
-    }
-    uLong crc = crc32(0L, Z_NULL, 0);
-    for (size_t off = 0; off < (size_t)n; off += (size_t)1 << 30) {
-        size_t piece = (size_t)n - off < ((size_t)1 << 30) ? (size_t)n - off : (size_t)1 << 30;
-        crc = crc32(crc, (const Bytef *)buf + CKPT_HEADER + off, (uInt)piece);
-    }
-    n += CKPT_HEADER;
-    snprintf(buf, CKPT_HEADER, CKPT_HEADER_TAG "%08lx size %zd\n", (unsigned long)crc, n);
     rc = 0;
 done:
     if (fcpl >= 0 && H5Pclose(fcpl) < 0 && rc == 0) {
@@ -775,13 +877,11 @@ done:
         ckpt_h5_fail(err, errlen, path, "cannot close string type");
         rc = -1;
     }
-    if (ghist >= 0 && H5Gclose(ghist) < 0 && rc == 0) {
-        ckpt_h5_fail(err, errlen, path, "cannot close group /history");
-        rc = -1;
-    }
-    if (gmodel >= 0 && H5Gclose(gmodel) < 0 && rc == 0) {
-        ckpt_h5_fail(err, errlen, path, "cannot close group /model");
-        rc = -1;
+    for (int i = 1; i >= 0; i--) {
+        if (groups[i] >= 0 && H5Gclose(groups[i]) < 0 && rc == 0) {
+            ckpt_h5_fail(err, errlen, path, "cannot close group %s", ckpt_groups[i]);
+            rc = -1;
+        }
     }
     if (file >= 0 && H5Fclose(file) < 0 && rc == 0) {
         ckpt_h5_fail(err, errlen, path, "cannot close file");
@@ -791,58 +891,12 @@ done:
         ckpt_h5_fail(err, errlen, path, "cannot close file access properties");
         rc = -1;
     }
-    if (rc == 0) {
-        *image = buf;
-        *len = (size_t)n;
-    } else {
-        free(buf);
+    if (rc != 0) {
+        free(*image);
+        *image = NULL;
+        *len = 0;
     }
     return rc;
-}
-
-/* Write the image to `path` and fsync it. *created tells the caller whether a file now
- * exists there that it must remove on failure. */
-static int ckpt_write_image(const char *path, const void *image, size_t len, bool *created,
-                            char *err, size_t errlen)
-{
-    *created = false;
-    /* O_TRUNC, not O_EXCL: a stale temporary left by a crashed run whose pid we now share
-     * (common in containers) is ours to overwrite. O_NOFOLLOW: never write through a link.
-     * A directory of that name makes open fail, and is left alone. */
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0666);
-    if (fd < 0) {
-        ckpt_err(err, errlen, "%s: cannot create: %s", path, strerror(errno));
-        return -1;
-    }
-    *created = true;
-    const char *p = image;
-    size_t left = len;
-    while (left > 0) {
-        ssize_t w = write(fd, p, left);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            ckpt_err(err, errlen, "%s: write failed after %zu of %zu bytes: %s", path,
-                     len - left, len, w < 0 ? strerror(errno) : "no progress");
-            close(fd);
-            return -1;
-        }
-        p += w;
-        left -= (size_t)w;
-    }
-    /* The data must be on disk BEFORE the rename publishes it; otherwise a crash could
-     * leave epoch-NNNN.h5 naming a file whose blocks were never written. */
-    if (fsync(fd) != 0) {
-        ckpt_err(err, errlen, "%s: fsync failed: %s", path, strerror(errno));
-        close(fd);
-        return -1;
-    }
-    /* close() can report a deferred write error (NFS): only now is the data known good. */
-    if (close(fd) != 0) {
-        ckpt_err(err, errlen, "%s: close failed: %s", path, strerror(errno));
-        return -1;
-    }
-    return 0;
 }
 
 static bool ckpt_terminated(const char *s, size_t cap)
@@ -850,19 +904,104 @@ static bool ckpt_terminated(const char *s, size_t cap)
     return memchr(s, '\0', cap) != NULL;
 }
 
-static int ckpt_check_state(const CkptState *s, long keep, char *err, size_t errlen)
+/* One numeric attribute against its range in the table. */
+static int ckpt_check_number(const CkptState *s, const CkptAttrSpec *a, const char *who,
+                             char *err, size_t errlen)
+{
+    const char *field = (const char *)s + a->off;
+    char shown[64];
+    double v;
+    if (a->type == CKPT_I64) {
+        int64_t x;
+        memcpy(&x, field, sizeof x);
+        v = (double)x;
+        snprintf(shown, sizeof shown, "%" PRId64, x);
+    } else if (a->type == CKPT_U64) {
+        uint64_t x;
+        memcpy(&x, field, sizeof x);
+        v = (double)x;
+        snprintf(shown, sizeof shown, "%" PRIu64, x);
+    } else {
+        memcpy(&v, field, sizeof v);
+        snprintf(shown, sizeof shown, "%.17g", v);
+    }
+    /* (double) of a 64-bit integer rounds, but never across a bound below 2^53 */
+    if (isfinite(v) && v >= a->lo && v <= a->hi && !(a->above && v == a->lo))
+        return 0;
+    char range[96];
+    if (a->type == CKPT_F64)
+        snprintf(range, sizeof range, "finite and %s %g", a->above ? ">" : ">=", a->lo);
+    else
+        snprintf(range, sizeof range, "%.0f to %.0f", a->lo, a->hi);
+    ckpt_err(err, errlen, "%s: attribute '%s' = %s out of range (%s)", who, a->name, shown,
+             range);
+    return -1;
+}
+
+/* The values of a checkpoint, the same on save and on load (who: "checkpoint" or the
+ * path): shapes, every numeric attribute's range, the mid-epoch position's consistency,
+ * reduce, and a history of at most `epoch` rising epochs. Arrays must be present. */
+static int ckpt_check_values(const CkptState *s, const char *who, char *err, size_t errlen)
 {
     if (s->d == 0 || s->hidden == 0 || s->classes == 0) {
-        ckpt_err(err, errlen, "checkpoint: bad shape d=%" PRIu64 " hidden=%" PRIu64
-                 " classes=%" PRIu64 " (all must be positive)", s->d, s->hidden, s->classes);
+        ckpt_err(err, errlen, "%s: bad shape d=%" PRIu64 " hidden=%" PRIu64
+                 " classes=%" PRIu64 " (all must be positive)", who, s->d, s->hidden,
+                 s->classes);
         return -1;
     }
     if (s->d > SIZE_MAX / sizeof(float) / s->hidden ||
         s->classes > SIZE_MAX / sizeof(float) / s->hidden) {
-        ckpt_err(err, errlen, "checkpoint: shape d=%" PRIu64 " hidden=%" PRIu64 " classes=%"
-                 PRIu64 " too large", s->d, s->hidden, s->classes);
+        ckpt_err(err, errlen, "%s: shape d=%" PRIu64 " hidden=%" PRIu64 " classes=%"
+                 PRIu64 " too large", who, s->d, s->hidden, s->classes);
         return -1;
     }
+    for (size_t i = 0; i < CKPT_NATTRS; i++)
+        if (!ckpt_attrs[i].constant && ckpt_attrs[i].type != CKPT_STR &&
+            ckpt_check_number(s, &ckpt_attrs[i], who, err, errlen) != 0)
+            return -1;
+    if (s->epoch_step > s->step) {
+        ckpt_err(err, errlen, "%s: attribute 'epoch_step' = %" PRId64 " exceeds 'step' = %"
+                 PRId64, who, s->epoch_step, s->step);
+        return -1;
+    }
+    /* each step of the partial epoch saw one global batch: epoch_step <= 2^32, batch < 2^31 */
+    if (s->epoch_correct > s->epoch_step * s->batch) {
+        ckpt_err(err, errlen, "%s: attribute 'epoch_correct' = %" PRId64 " out of range (at "
+                 "most epoch_step %" PRId64 " x batch %" PRId64 " samples were seen)", who,
+                 s->epoch_correct, s->epoch_step, s->batch);
+        return -1;
+    }
+    if (!ckpt_terminated(s->reduce, sizeof s->reduce) ||
+        !ckpt_terminated(s->mlp_version, sizeof s->mlp_version) ||
+        !ckpt_terminated(s->created, sizeof s->created)) {
+        ckpt_err(err, errlen, "%s: reduce, created or mlp_version string not terminated", who);
+        return -1;
+    }
+    if (strcmp(s->reduce, "exact") != 0 && strcmp(s->reduce, "fast") != 0) {
+        ckpt_err(err, errlen, "%s: attribute 'reduce' = '%s' (exact or fast)", who, s->reduce);
+        return -1;
+    }
+    const CkptHistory *h = &s->history;
+    if (h->len > (uint64_t)s->epoch) {
+        ckpt_err(err, errlen, "%s: the history has %zu epoch%s, more than attribute 'epoch' = %"
+                 PRId64, who, h->len, h->len == 1 ? "" : "s", s->epoch);
+        return -1;
+    }
+    for (size_t i = 0; i < h->len; i++) {
+        int64_t lo = i ? h->epoch[i - 1] + 1 : 1;
+        if (h->epoch[i] < lo || h->epoch[i] > s->epoch) {
+            ckpt_err(err, errlen, "%s: /history/epoch[%zu] = %" PRId64 " out of range (%" PRId64
+                     " to %" PRId64 ": epochs rise and are at most 'epoch')", who, i,
+                     h->epoch[i], lo, s->epoch);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The state handed to ckpt_save: arrays present, then the values ckpt_load checks too. */
+static int ckpt_check_state(const CkptState *s, long keep, char *err, size_t errlen)
+{
     if (!s->W1 || !s->b1 || !s->W2 || !s->b2) {
         ckpt_err(err, errlen, "checkpoint: model arrays missing (W1, b1, W2, b2 must be set)");
         return -1;
@@ -873,38 +1012,30 @@ static int ckpt_check_state(const CkptState *s, long keep, char *err, size_t err
         ckpt_err(err, errlen, "checkpoint: history has %zu entries but no arrays", h->len);
         return -1;
     }
-    if (s->epoch < 0) {
-        ckpt_err(err, errlen, "checkpoint: epoch %" PRId64 " is negative", s->epoch);
-        return -1;
-    }
-    if (s->epoch > INT32_MAX || s->epoch_step < 0 || s->epoch_step > UINT32_MAX) {
-        ckpt_err(err, errlen, "checkpoint: position epoch %" PRId64 " step %" PRId64
-                 " out of range", s->epoch, s->epoch_step);
-        return -1;
-    }
     if (keep < 0) {
         ckpt_err(err, errlen, "checkpoint: keep %ld is negative (0 = keep all)", keep);
         return -1;
     }
-    if (!ckpt_terminated(s->reduce, sizeof s->reduce) ||
-        !ckpt_terminated(s->mlp_version, sizeof s->mlp_version)) {
-        ckpt_err(err, errlen, "checkpoint: reduce or mlp_version string not terminated");
-        return -1;
-    }
-    return 0;
+    return ckpt_check_values(s, "checkpoint", err, errlen);
 }
 
 int ckpt_save(const char *dir, CkptState *s, long keep, char *path_out, size_t path_len,
               char *err, size_t errlen)
 {
-    char d[CKPT_PATH_MAX], name[64], final[CKPT_PATH_MAX], tmp[CKPT_PATH_MAX],
-         latest[CKPT_PATH_MAX], latest_tmp[CKPT_PATH_MAX];
-    bool created = false, renamed = false, link_made = false;
+    return ckpt_save_warn(dir, s, keep, path_out, path_len, NULL, 0, err, errlen);
+}
+
+int ckpt_save_warn(const char *dir, CkptState *s, long keep, char *path_out, size_t path_len,
+                   char *warn, size_t warnlen, char *err, size_t errlen)
+{
+    char d[CKPT_PATH_MAX], name[64], final[CKPT_PATH_MAX], tmp[CKPT_PATH_MAX];
     void *image = NULL;
     size_t image_len = 0;
     int rc = -1;
     CkptH5Quiet quiet;
     ckpt_h5_quiet(&quiet);
+    if (warn && warnlen > 0)
+        warn[0] = '\0';
 
     if (!dir || !s) {
         ckpt_err(err, errlen, "checkpoint: no directory or state given");
@@ -928,13 +1059,8 @@ int ckpt_save(const char *dir, CkptState *s, long keep, char *path_out, size_t p
         d[--n] = '\0';
 
     ckpt_name(name, sizeof name, ckpt_key(s->epoch, s->epoch_step));
-    char tmpname[96], ltmpname[96];
-    snprintf(tmpname, sizeof tmpname, ".%s.tmp.%ld", name, (long)getpid());
-    snprintf(ltmpname, sizeof ltmpname, ".latest.h5.tmp.%ld", (long)getpid());
     if (ckpt_join(final, sizeof final, d, name, err, errlen) != 0 ||
-        ckpt_join(tmp, sizeof tmp, d, tmpname, err, errlen) != 0 ||
-        ckpt_join(latest, sizeof latest, d, "latest.h5", err, errlen) != 0 ||
-        ckpt_join(latest_tmp, sizeof latest_tmp, d, ltmpname, err, errlen) != 0)
+        fsafe_temp_path(final, tmp, sizeof tmp, err, errlen) != 0)
         goto done;
     if (path_out && strlen(final) >= path_len) {
         ckpt_err(err, errlen, "%s: path does not fit the caller's buffer (%zu bytes)", final,
@@ -950,60 +1076,28 @@ int ckpt_save(const char *dir, CkptState *s, long keep, char *path_out, size_t p
         goto done;
     }
 
-    /* Build first: an HDF5 failure then leaves nothing at all on disk. */
+    /* Build first: an HDF5 failure then leaves nothing at all on disk. The temporary's
+     * name only labels HDF5's in-memory file. */
     if (ckpt_build_image(tmp, s, &image, &image_len, err, errlen) != 0)
         goto done;
-    if (ckpt_mkdir_p(d, err, errlen) != 0)
+    if (fsafe_mkdir_p(d, err, errlen) != 0)
         goto done;
     /* Before writing, so that a disk filled by crashed writers' leftovers has room again. */
-    ckpt_remove_stale_temps(d);
-    /* The temporary lives in DIR itself: rename() is atomic only within one file system. */
-    if (ckpt_write_image(tmp, image, image_len, &created, err, errlen) != 0)
+    fsafe_remove_dead_temps(d, ckpt_is_temp_base);
+    if (fsafe_write_atomic(final, image, image_len, err, errlen) != 0)
         goto done;
-    if (rename(tmp, final) != 0) {
-        ckpt_err(err, errlen, "%s: cannot rename to %s: %s", tmp, final, strerror(errno));
-        goto done;
-    }
-    renamed = true;
-    /* A rename is only durable once the directory itself is on disk: without this, after
-     * a power loss the directory may not yet show the new name. */
-    if (ckpt_fsync_dir(d, err, errlen) != 0)
+    /* latest.h5: a relative symlink (the directory can move) switched atomically, so
+     * readers always see the old or the new target. */
+    if (fsafe_symlink_swap(d, "latest.h5", name, err, errlen) != 0)
         goto done;
 
-    /* latest.h5: a relative symlink (the directory can move) switched atomically by
-     * renaming a fresh link over it, so readers always see the old or the new target. */
-    if (unlink(latest_tmp) != 0 && errno != ENOENT) {
-        ckpt_err(err, errlen, "%s: cannot remove stale link: %s", latest_tmp, strerror(errno));
-        goto done;
-    }
-    if (symlink(name, latest_tmp) != 0) {
-        ckpt_err(err, errlen, "%s: cannot create symlink: %s", latest_tmp, strerror(errno));
-        goto done;
-    }
-    link_made = true;
-    if (rename(latest_tmp, latest) != 0) {
-        ckpt_err(err, errlen, "%s: cannot replace with a link to %s: %s", latest, name,
-                 strerror(errno));
-        goto done;
-    }
-    link_made = false;
-    if (ckpt_fsync_dir(d, err, errlen) != 0)
-        goto done;
-
-    if (keep > 0 &&
-        ckpt_prune(d, ckpt_key(s->epoch, s->epoch_step), keep, final, err, errlen) != 0)
-        goto done;
+    if (keep > 0)
+        ckpt_prune(d, ckpt_key(s->epoch, s->epoch_step), keep, final, warn, warnlen);
 
     if (path_out)
         snprintf(path_out, path_len, "%s", final);
     rc = 0;
 done:
-    /* Only what this call created goes; a pre-existing object under the temporary name
-     * (which made the create fail) is not ours to delete. */
-    if (rc != 0 && created && !renamed)
-        unlink(tmp);
-    if (rc != 0 && link_made)
-        unlink(latest_tmp);
     free(image);
     ckpt_h5_restore(&quiet);
     return rc;
@@ -1271,16 +1365,14 @@ static int ckpt_dset_info(hid_t file, const char *path, const char *group, const
 }
 
 /* A dataset of `count` values of `elem` bytes is about to be allocated and read. HDF5
- * lets a dataset's shape exceed what is stored (unwritten chunks read as the fill value),
- * so a 13 KB file could make us allocate and fill gigabytes (fuzz/regressions). Refuse
- * more data than the file could hold even if deflate-compressed (at most 1032 bytes per
- * stored byte); ckpt_save stores everything uncompressed. */
+ * lets a dataset's shape exceed what is stored (unwritten chunks read as the fill value,
+ * compressed chunks expand up to 1032-fold), so a 13 KB file could make us allocate and
+ * fill gigabytes (fuzz/regressions). mlp stores every dataset contiguous and unfiltered
+ * (ckpt_check_layout), so its bytes are in the file: refuse more than the file holds. */
 static int ckpt_check_size(const char *path, const char *name, hsize_t count, size_t elem,
                            uint64_t file_size, char *err, size_t errlen)
 {
-    const uint64_t most = file_size > UINT64_MAX / CKPT_MAX_EXPANSION
-                              ? UINT64_MAX : file_size * CKPT_MAX_EXPANSION;
-    if (count > most / elem || count > SIZE_MAX / elem) {
+    if (count > file_size / elem || count > SIZE_MAX / elem) {
         ckpt_err(err, errlen, "%s: %s has %llu entries, more than this %" PRIu64 "-byte file "
                  "can hold (corrupt?)", path, name, (unsigned long long)count, file_size);
         return -1;
@@ -1288,119 +1380,200 @@ static int ckpt_check_size(const char *path, const char *name, hsize_t count, si
     return 0;
 }
 
-/* A float32 model dataset of exactly the expected shape, into a new array. */
-static int ckpt_read_model(hid_t file, const char *path, const char *name, int want_rank,
-                           const hsize_t *want, uint64_t file_size, float **out, char *err,
+/* Dataset `name` has mlp's own layout: contiguous, no filters (compression), no external
+ * files, and all `bytes` of it stored; anything else is refused before a byte is read. */
+static int ckpt_check_layout(hid_t file, const char *path, const char *name, uint64_t bytes,
+                             char *err, size_t errlen)
+{
+    hid_t dset = H5I_INVALID_HID, dcpl = H5I_INVALID_HID;
+    int rc = -1;
+    dset = H5Dopen2(file, name, H5P_DEFAULT);
+    if (dset < 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot open %s", name);
+        goto done;
+    }
+    dcpl = H5Dget_create_plist(dset);
+    if (dcpl < 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot read the storage properties of %s", name);
+        goto done;
+    }
+    H5D_layout_t layout = H5Pget_layout(dcpl);
+    int nfilters = H5Pget_nfilters(dcpl), nexternal = H5Pget_external_count(dcpl);
+    if (layout < 0 || nfilters < 0 || nexternal < 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot read the storage properties of %s", name);
+        goto done;
+    }
+    if (layout != H5D_CONTIGUOUS) {
+        ckpt_err(err, errlen, "%s: %s is stored %s; mlp writes contiguous datasets only "
+                 "(rewrite it without chunking or compression)", path, name,
+                 layout == H5D_CHUNKED ? "chunked" : layout == H5D_COMPACT ? "compact"
+                 : "in a non-contiguous layout");
+        goto done;
+    }
+    if (nfilters > 0 || nexternal > 0) {
+        ckpt_err(err, errlen, "%s: %s uses %s; mlp writes plain contiguous datasets only",
+                 path, name, nfilters > 0 ? "filters (compression)" : "external files");
+        goto done;
+    }
+    /* Unwritten contiguous data has no storage and reads as the fill value. */
+    if (bytes > 0 && H5Dget_storage_size(dset) != bytes) {
+        ckpt_err(err, errlen, "%s: %s is not stored in full (%llu of %" PRIu64 " bytes)", path,
+                 name, (unsigned long long)H5Dget_storage_size(dset), bytes);
+        goto done;
+    }
+    rc = 0;
+done:
+    if (dcpl >= 0 && H5Pclose(dcpl) < 0 && rc == 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot close the storage properties of %s", name);
+        rc = -1;
+    }
+    if (dset >= 0 && H5Dclose(dset) < 0 && rc == 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot close %s", name);
+        rc = -1;
+    }
+    return rc;
+}
+
+static bool ckpt_dset_in_history(const CkptDsetSpec *d)
+{
+    return d->dims[0] == CKPT_DIM_HIST;
+}
+
+/* What the reader knows of the dimensions: D, H, K from the attributes; the history's
+ * length from the first history dataset (`by` names the dataset that set a dimension). */
+typedef struct {
+    hsize_t dim[CKPT_NDIMS];
+    bool known[CKPT_NDIMS];
+    const char *by[CKPT_NDIMS];
+} CkptShapes;
+
+static void ckpt_shape_mismatch(const char *path, const CkptDsetSpec *d, const CkptShapes *sh,
+                                int rank, const hsize_t *dims, char *err, size_t errlen)
+{
+    char got[128], exp[128];
+    hsize_t want[2];
+    bool all_known = true;
+    for (int j = 0; j < d->rank; j++) {
+        want[j] = sh->dim[d->dims[j]];
+        all_known = all_known && sh->known[d->dims[j]];
+    }
+    ckpt_fmt_shape(got, sizeof got, rank, dims);
+    if (all_known)
+        ckpt_fmt_shape(exp, sizeof exp, d->rank, want);
+    else
+        snprintf(exp, sizeof exp, "%d-D", d->rank);
+    ckpt_err(err, errlen, "%s: %s has shape %s, expected %s", path, d->name, got, exp);
+}
+
+/* Dataset d exists with the schema's rank, dimensions and type class, and the file could
+ * hold it; sets the dimensions it is the first to show. Nothing is allocated. */
+static int ckpt_check_dset(hid_t file, const char *path, uint64_t file_size,
+                           const CkptDsetSpec *d, CkptShapes *sh, hsize_t *count, char *err,
                            size_t errlen)
 {
     int rank = 0;
     hsize_t dims[H5S_MAX_RANK];
     H5T_class_t cls;
     size_t tsize;
-    if (ckpt_dset_info(file, path, "/model", name, &rank, dims, &cls, &tsize, err, errlen) != 0)
+    if (ckpt_dset_info(file, path, d->group, d->name, &rank, dims, &cls, &tsize, err,
+                       errlen) != 0)
         return -1;
-    bool same = rank == want_rank;
-    for (int i = 0; same && i < rank; i++)
-        same = dims[i] == want[i];
-    if (!same) {
-        char got[128], exp[128];
-        ckpt_fmt_shape(got, sizeof got, rank, dims);
-        ckpt_fmt_shape(exp, sizeof exp, want_rank, want);
-        ckpt_err(err, errlen, "%s: %s has shape %s, expected %s", path, name, got, exp);
+    if (rank != d->rank) {
+        ckpt_shape_mismatch(path, d, sh, rank, dims, err, errlen);
         return -1;
+    }
+    for (int j = 0; j < rank; j++) {
+        CkptDim k = d->dims[j];
+        if (!sh->known[k]) {
+            sh->dim[k] = dims[j];
+            sh->known[k] = true;
+            sh->by[k] = d->name;
+        } else if (dims[j] != sh->dim[k]) {
+            if (sh->by[k])
+                ckpt_err(err, errlen, "%s: %s has length %llu but %s has length %llu", path,
+                         d->name, (unsigned long long)dims[j], sh->by[k],
+                         (unsigned long long)sh->dim[k]);
+            else
+                ckpt_shape_mismatch(path, d, sh, rank, dims, err, errlen);
+            return -1;
+        }
     }
     /* float64 weights would load, but silently rounded: a resumed run could no longer be
      * bitwise equal to an uninterrupted one. */
-    if (cls != H5T_FLOAT || tsize != 4) {
-        ckpt_err(err, errlen, "%s: %s is not float32", path, name);
+    const char *want = NULL;
+    if (d->type == CKPT_F32 && (cls != H5T_FLOAT || tsize != 4))
+        want = "float32";
+    else if (d->type == CKPT_F64 && cls != H5T_FLOAT)
+        want = "floating point";
+    else if (d->type == CKPT_I64 && cls != H5T_INTEGER)
+        want = "an integer";
+    if (want) {
+        ckpt_err(err, errlen, "%s: %s is not %s", path, d->name, want);
         return -1;
     }
-    size_t n = 1;
-    for (int i = 0; i < rank; i++)
-        n *= (size_t)dims[i];              /* bounded by the caller's checked d, h, K */
-    if (ckpt_check_size(path, name, n, sizeof(float), file_size, err, errlen) != 0)
-        return -1;
-    float *buf = malloc(n * sizeof *buf);
-    if (!buf) {
-        ckpt_err(err, errlen, "%s: out of memory for %s (%zu bytes)", path, name,
-                 n * sizeof *buf);
-        return -1;
+    hsize_t n = 1;
+    for (int j = 0; j < rank; j++) {
+        if (dims[j] != 0 && n > UINT64_MAX / dims[j])
+            n = UINT64_MAX;
+        else
+            n *= dims[j];
     }
-    if (H5LTread_dataset_float(file, name, buf) < 0) {
-        ckpt_h5_fail(err, errlen, path, "cannot read %s", name);
-        free(buf);
+    /* bytes in the file: the file's element size (an int32 history is fine) */
+    const uint64_t stored = tsize && n > UINT64_MAX / tsize ? UINT64_MAX : n * tsize;
+    if (ckpt_check_size(path, d->name, n, ckpt_type_size(d->type), file_size, err,
+                        errlen) != 0 ||
+        ckpt_check_layout(file, path, d->name, stored, err, errlen) != 0)
         return -1;
-    }
-    *out = buf;
+    *count = n;
     return 0;
 }
 
-static const char *const ckpt_hist_names[5] = {
-    "/history/epoch", "/history/train_loss", "/history/train_acc", "/history/test_acc",
-    "/history/seconds",
-};
-
-static int ckpt_read_history(hid_t file, const char *path, uint64_t file_size,
-                             CkptHistory *h, char *err, size_t errlen)
+/* Every dataset of the schema into t: all checked first, then allocated and read. t's
+ * d, hidden and classes are the attributes' (already checked). */
+static int ckpt_read_dsets(hid_t file, const char *path, uint64_t file_size, CkptState *t,
+                           char *err, size_t errlen)
 {
-    hsize_t len = 0;
-    for (int i = 0; i < 5; i++) {
-        const char *name = ckpt_hist_names[i];
-        int rank = 0;
-        hsize_t dims[H5S_MAX_RANK];
-        H5T_class_t cls;
-        size_t tsize;
-        if (ckpt_dset_info(file, path, "/history", name, &rank, dims, &cls, &tsize, err,
-                           errlen) != 0)
+    CkptShapes sh;
+    memset(&sh, 0, sizeof sh);
+    ckpt_dims_of(t, sh.dim);
+    sh.known[CKPT_DIM_D] = sh.known[CKPT_DIM_H] = sh.known[CKPT_DIM_K] = true;
+    hsize_t count[CKPT_NDSETS];
+    for (size_t i = 0; i < CKPT_NDSETS; i++)
+        if (ckpt_check_dset(file, path, file_size, &ckpt_dsets[i], &sh, &count[i], err,
+                            errlen) != 0)
             return -1;
-        if (rank != 1) {
-            char got[128];
-            ckpt_fmt_shape(got, sizeof got, rank, dims);
-            ckpt_err(err, errlen, "%s: %s has shape %s, expected 1-D", path, name, got);
-            return -1;
-        }
-        if (i == 0 ? cls != H5T_INTEGER : cls != H5T_FLOAT) {
-            ckpt_err(err, errlen, "%s: %s is not %s", path, name, i == 0 ? "an integer" :
-                     "floating point");
-            return -1;
-        }
-        if (i == 0) {
-            len = dims[0];
-        } else if (dims[0] != len) {
-            ckpt_err(err, errlen, "%s: %s has length %llu but %s has length %llu", path, name,
-                     (unsigned long long)dims[0], ckpt_hist_names[0], (unsigned long long)len);
-            return -1;
-        }
-    }
-    if (ckpt_check_size(path, ckpt_hist_names[0], len, 5 * sizeof(double), file_size, err,
-                        errlen) != 0)
-        return -1;
-    if (len > SIZE_MAX / sizeof(double) || ckpt_history_init(h, (size_t)len) != 0) {
+    const hsize_t len = sh.dim[CKPT_DIM_HIST];
+    if (len > SIZE_MAX / sizeof(double) || ckpt_history_init(&t->history, (size_t)len) != 0) {
         ckpt_err(err, errlen, "%s: out of memory for a history of %llu epochs", path,
                  (unsigned long long)len);
         return -1;
     }
-    if (len == 0)
-        return 0;
-    if (H5LTread_dataset(file, ckpt_hist_names[0], H5T_NATIVE_INT64, h->epoch) < 0) {
-        ckpt_h5_fail(err, errlen, path, "cannot read %s", ckpt_hist_names[0]);
-        return -1;
-    }
-    double *cols[4] = {h->train_loss, h->train_acc, h->test_acc, h->seconds};
-    for (int i = 0; i < 4; i++) {
-        if (H5LTread_dataset_double(file, ckpt_hist_names[i + 1], cols[i]) < 0) {
-            ckpt_h5_fail(err, errlen, path, "cannot read %s", ckpt_hist_names[i + 1]);
+    for (size_t i = 0; i < CKPT_NDSETS; i++) {
+        const CkptDsetSpec *d = &ckpt_dsets[i];
+        if (!ckpt_dset_in_history(d)) {
+            /* model arrays: float32, count bounded by ckpt_check_size */
+            float *buf = malloc((size_t)count[i] * sizeof *buf);
+            if (!buf) {
+                ckpt_err(err, errlen, "%s: out of memory for %s (%zu bytes)", path, d->name,
+                         (size_t)count[i] * sizeof *buf);
+                return -1;
+            }
+            *(float **)((char *)t + d->off) = buf;
+        }
+        if (count[i] > 0 &&
+            H5LTread_dataset(file, d->name, ckpt_mtype(d->type, H5I_INVALID_HID),
+                             ckpt_dset_array(t, d)) < 0) {
+            ckpt_h5_fail(err, errlen, path, "cannot read %s", d->name);
             return -1;
         }
     }
-    h->len = (size_t)len;
+    t->history.len = (size_t)len;
     return 0;
 }
 
-/* Everything after the file is open: format check first, so that a foreign HDF5 file is
- * reported as such rather than as a pile of missing attributes. */
-static int ckpt_read_all(hid_t file, const char *path, uint64_t file_size, CkptState *t,
-                         char *err, size_t errlen)
+/* 'format' names an mlp checkpoint, so that a foreign HDF5 file is reported as such
+ * rather than as a pile of missing attributes. */
+static int ckpt_read_format(hid_t file, const char *path, char *err, size_t errlen)
 {
     char *format = NULL;
     htri_t ex = H5Aexists(file, "format");
@@ -1414,13 +1587,17 @@ static int ckpt_read_all(hid_t file, const char *path, uint64_t file_size, CkptS
     }
     if (ckpt_read_str(file, path, "format", &format, err, errlen) != 0)
         return -1;
+    int rc = 0;
     if (strcmp(format, CKPT_FORMAT) != 0) {
         ckpt_err(err, errlen, "%s: not an mlp checkpoint (format '%.64s')", path, format);
-        free(format);
-        return -1;
+        rc = -1;
     }
     free(format);
+    return rc;
+}
 
+static int ckpt_read_version(hid_t file, const char *path, char *err, size_t errlen)
+{
     int64_t version = 0;
     if (ckpt_read_num(file, path, "format_version", H5T_NATIVE_INT64, false, &version, err,
                       errlen) != 0)
@@ -1430,41 +1607,43 @@ static int ckpt_read_all(hid_t file, const char *path, uint64_t file_size, CkptS
                  path, version, CKPT_FORMAT_VERSION);
         return -1;
     }
+    return 0;
+}
 
-    const struct {
-        const char *name;
-        hid_t mtype;
-        bool is_float;
-        void *out;
-    } nums[] = {
-        {"d", H5T_NATIVE_UINT64, false, &t->d},
-        {"hidden", H5T_NATIVE_UINT64, false, &t->hidden},
-        {"classes", H5T_NATIVE_UINT64, false, &t->classes},
-        {"epoch", H5T_NATIVE_INT64, false, &t->epoch},
-        {"step", H5T_NATIVE_INT64, false, &t->step},
-        {"epoch_step", H5T_NATIVE_INT64, false, &t->epoch_step},
-        {"epoch_loss", H5T_NATIVE_DOUBLE, true, &t->epoch_loss},
-        {"epoch_correct", H5T_NATIVE_INT64, false, &t->epoch_correct},
-        {"epoch_seconds", H5T_NATIVE_DOUBLE, true, &t->epoch_seconds},
-        {"seed", H5T_NATIVE_UINT64, false, &t->seed},
-        {"batch", H5T_NATIVE_INT64, false, &t->batch},
-        {"lr", H5T_NATIVE_DOUBLE, true, &t->lr},
-        {"ranks", H5T_NATIVE_INT64, false, &t->ranks},
-        {"threads_per_rank", H5T_NATIVE_INT64, false, &t->threads_per_rank},
-    };
-    for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++)
-        if (ckpt_read_num(file, path, nums[i].name, nums[i].mtype, nums[i].is_float,
-                          nums[i].out, err, errlen) != 0)
-            return -1;
-    if (ckpt_read_str_into(file, path, "reduce", t->reduce, sizeof t->reduce, err,
-                           errlen) != 0 ||
-        ckpt_read_str_into(file, path, "created", t->created, sizeof t->created, err,
-                           errlen) != 0 ||
-        ckpt_read_str_into(file, path, "mlp_version", t->mlp_version, sizeof t->mlp_version,
-                           err, errlen) != 0 ||
-        ckpt_read_str(file, path, "config", &t->config, err, errlen) != 0)
+/* Every root attribute of the schema into t; the constants (format first) checked. */
+static int ckpt_read_attrs(hid_t file, const char *path, CkptState *t, char *err,
+                           size_t errlen)
+{
+    if (ckpt_read_format(file, path, err, errlen) != 0 ||
+        ckpt_read_version(file, path, err, errlen) != 0)
         return -1;
+    for (size_t i = 0; i < CKPT_NATTRS; i++) {
+        const CkptAttrSpec *a = &ckpt_attrs[i];
+        char *field = (char *)t + a->off;
+        int rc;
+        if (a->constant)
+            continue;                   /* checked above */
+        if (a->type == CKPT_STR && a->cap)
+            rc = ckpt_read_str_into(file, path, a->name, field, a->cap, err, errlen);
+        else if (a->type == CKPT_STR)
+            rc = ckpt_read_str(file, path, a->name, (char **)field, err, errlen);
+        else
+            rc = ckpt_read_num(file, path, a->name, ckpt_mtype(a->type, H5I_INVALID_HID),
+                               a->type == CKPT_F64, field, err, errlen);
+        if (rc != 0)
+            return -1;
+    }
+    return 0;
+}
 
+/* Everything after the file is open: the attributes, then the datasets they shape. */
+static int ckpt_read_all(hid_t file, const char *path, uint64_t file_size, CkptState *t,
+                         char *err, size_t errlen)
+{
+    if (ckpt_read_attrs(file, path, t, err, errlen) != 0)
+        return -1;
+    /* The shapes bound the datasets about to be read: checked before reading them, and
+     * everything again (the history too) with the same rules as ckpt_save. */
     if (t->d == 0 || t->hidden == 0 || t->classes == 0 ||
         t->d > SIZE_MAX / sizeof(float) / t->hidden ||
         t->classes > SIZE_MAX / sizeof(float) / t->hidden) {
@@ -1472,60 +1651,87 @@ static int ckpt_read_all(hid_t file, const char *path, uint64_t file_size, CkptS
                  " classes=%" PRIu64, path, t->d, t->hidden, t->classes);
         return -1;
     }
-    const hsize_t dW1[2] = {t->d, t->hidden}, db1[1] = {t->hidden},
-                  dW2[2] = {t->hidden, t->classes}, db2[1] = {t->classes};
-    if (ckpt_read_model(file, path, "/model/W1", 2, dW1, file_size, &t->W1, err, errlen) != 0 ||
-        ckpt_read_model(file, path, "/model/b1", 1, db1, file_size, &t->b1, err, errlen) != 0 ||
-        ckpt_read_model(file, path, "/model/W2", 2, dW2, file_size, &t->W2, err, errlen) != 0 ||
-        ckpt_read_model(file, path, "/model/b2", 1, db2, file_size, &t->b2, err, errlen) != 0)
+    if (ckpt_read_dsets(file, path, file_size, t, err, errlen) != 0)
         return -1;
-    return ckpt_read_history(file, path, file_size, &t->history, err, errlen);
+    return ckpt_check_values(t, path, err, errlen);
 }
 
-/* The header block's size and CRC-32 against the file (see CKPT_HEADER). A file without
- * the header line (not written by ckpt_save) is left to HDF5's own checks. */
-static int ckpt_check_header(const char *path, uint64_t file_size, char *err, size_t errlen)
+/* Does the file carry HDF5's signature where HDF5 looks first (offset 0, or after a
+ * 512-byte user block)? Only to word the refusal of a file without our header. */
+static bool ckpt_has_hdf5_signature(const unsigned char *image, size_t len)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        ckpt_err(err, errlen, "%s: %s", path, strerror(errno));
+    static const unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    for (size_t off = 0; off <= FSAFE_SEAL_BYTES; off += FSAFE_SEAL_BYTES)
+        if (len >= off + sizeof sig && !memcmp(image + off, sig, sizeof sig))
+            return true;
+    return false;
+}
+
+/* The seal's size and CRC-32 against the file's bytes (see CKPT_SEAL_TAG). mlp writes the
+ * seal on every checkpoint, so a file without a valid seal line is refused: not written by
+ * mlp, or its header damaged. A mismatch says how to proceed after a deliberate edit. */
+static int ckpt_check_seal(const void *image, size_t len, const char *path, char *err,
+                           size_t errlen)
+{
+    FsafeSealInfo in;
+    switch (fsafe_seal_check(image, len, CKPT_SEAL_TAG, &in)) {
+    case FSAFE_SEAL_OK:
+        return 0;
+    case FSAFE_SEAL_MISSING:
+        if (!ckpt_has_hdf5_signature(image, len))
+            ckpt_err(err, errlen, "%s: not an HDF5 file", path);
+        else
+            ckpt_err(err, errlen, "%s: no valid " CKPT_SEAL_TAG " header in its first %d "
+                     "bytes (not written by mlp, or the header is damaged): refusing to load "
+                     "it", path, FSAFE_SEAL_BYTES);
+        return -1;
+    case FSAFE_SEAL_SIZE:
+        ckpt_err(err, errlen, "%s: truncated or corrupt HDF5 file, or changed since mlp wrote "
+                 "it: %" PRIu64 " bytes, its sealed header says %" PRIu64 " (size and CRC-32 "
+                 "of the sealed image differ); after a deliberate edit (h5py) run 'mlp reseal "
+                 "%s'", path, in.size_file, in.size_sealed, path);
+        return -1;
+    default:
+        ckpt_err(err, errlen, "%s: truncated or corrupt HDF5 file, or changed since mlp wrote "
+                 "it: CRC-32 %08" PRIx32 ", its sealed header says %08" PRIx32 "; after a "
+                 "deliberate edit (h5py) run 'mlp reseal %s'", path, in.crc_file,
+                 in.crc_sealed, path);
         return -1;
     }
-    char head[CKPT_HEADER + 1] = {0};
-    size_t got = fread(head, 1, CKPT_HEADER, f);
-    unsigned long want_crc;
-    unsigned long long want_size;
-    int rc = 0;
-    if (got == CKPT_HEADER && !strncmp(head, CKPT_HEADER_TAG, strlen(CKPT_HEADER_TAG)) &&
-        sscanf(head + strlen(CKPT_HEADER_TAG), "%8lx size %llu", &want_crc, &want_size) == 2) {
-        if (want_size != file_size) {
-            ckpt_err(err, errlen, "%s: truncated or corrupt HDF5 file (%" PRIu64 " bytes; its "
-                     "header says %llu)", path, file_size, want_size);
-            rc = -1;
-        } else {
-            static unsigned char block[1 << 16];
-            uLong crc = crc32(0L, Z_NULL, 0);
-            size_t k;
-            while ((k = fread(block, 1, sizeof block, f)) > 0)
-                crc = crc32(crc, block, (uInt)k);
-            if (ferror(f)) {
-                ckpt_err(err, errlen, "%s: cannot read: %s", path, strerror(errno));
-                rc = -1;
-            } else if (crc != want_crc) {
-                ckpt_err(err, errlen, "%s: truncated or corrupt HDF5 file (CRC-32 %08lx; its "
-                         "header says %08lx)", path, (unsigned long)crc, want_crc);
-                rc = -1;
-            }
-        }
+}
+
+/* HDF5 on the bytes in memory (the core driver on a copy of the image, read-only): the
+ * bytes the seal vouched for are exactly the bytes parsed, even if the file is replaced
+ * meanwhile. (H5LTopen_file_image without a copy leaks its bookkeeping in HDF5 1.10.) */
+static hid_t ckpt_open_image(const void *image, size_t len, const char *path, char *err,
+                             size_t errlen)
+{
+    static unsigned long opened;            /* distinct names: HDF5 tracks open files */
+    char name[64];
+    hid_t fapl = H5I_INVALID_HID, file = H5I_INVALID_HID;
+    fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl < 0 || H5Pset_fapl_core(fapl, (size_t)64 << 10, false) < 0 ||
+        H5Pset_file_image(fapl, (void *)image, len) < 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot hand the file's bytes to HDF5");
+        goto done;
     }
-    fclose(f);
-    return rc;
+    snprintf(name, sizeof name, "mlp-checkpoint-image-%lu", ++opened);
+    file = H5Fopen(name, H5F_ACC_RDONLY, fapl);
+    if (file < 0)
+        ckpt_h5_fail(err, errlen, path, "cannot open: truncated or corrupt HDF5 file");
+done:
+    /* The failure above is the one to report; a failed close could add nothing. */
+    if (fapl >= 0)
+        (void)H5Pclose(fapl);
+    return file;
 }
 
 int ckpt_load(const char *path, CkptState *s, char *err, size_t errlen)
 {
-    hid_t fapl = H5I_INVALID_HID, file = H5I_INVALID_HID;
+    hid_t file = H5I_INVALID_HID;
     CkptState t;
+    void *image = NULL;
+    size_t len = 0;
     int rc = -1;
     CkptH5Quiet quiet;
     memset(&t, 0, sizeof t);
@@ -1537,40 +1743,20 @@ int ckpt_load(const char *path, CkptState *s, char *err, size_t errlen)
         ckpt_err(err, errlen, "checkpoint: no path or state given");
         goto done;
     }
-    /* Plain checks first: HDF5's messages for these cases are long and indirect. */
-    struct stat st;
-    if (stat(path, &st) != 0) {
-        ckpt_err(err, errlen, "%s: %s", path, strerror(errno));
+    /* Plain checks first: HDF5's messages for these cases are long and indirect, and HDF5
+     * never parses a byte the seal does not vouch for. The whole file is read once (a FIFO
+     * or device refused without blocking), checked, and parsed from memory. */
+    image = fsafe_read_file(path, &len, err, errlen);
+    if (!image)
         goto done;
-    }
-    if (S_ISDIR(st.st_mode)) {
-        ckpt_err(err, errlen, "%s: is a directory, not a checkpoint file", path);
+    if (ckpt_check_seal(image, len, path, err, errlen) != 0)
         goto done;
-    }
-    if (ckpt_check_header(path, (uint64_t)st.st_size, err, errlen) != 0)
+    file = ckpt_open_image(image, len, path, err, errlen);
+    free(image);                        /* HDF5 holds its own copy */
+    image = NULL;
+    if (file < 0)
         goto done;
-    fapl = ckpt_fapl(path, err, errlen);
-    if (fapl < 0)
-        goto done;
-#if H5_VERSION_GE(1, 12, 0)
-    htri_t ok = H5Fis_accessible(path, fapl);
-#else
-    htri_t ok = H5Fis_hdf5(path);          /* H5Fis_accessible arrived in 1.12 */
-#endif
-    if (ok < 0) {
-        ckpt_h5_fail(err, errlen, path, "cannot check whether this is an HDF5 file");
-        goto done;
-    }
-    if (ok == 0) {
-        ckpt_err(err, errlen, "%s: not an HDF5 file", path);
-        goto done;
-    }
-    file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
-    if (file < 0) {
-        ckpt_h5_fail(err, errlen, path, "cannot open: truncated or corrupt HDF5 file");
-        goto done;
-    }
-    if (ckpt_read_all(file, path, (uint64_t)st.st_size, &t, err, errlen) != 0)
+    if (ckpt_read_all(file, path, (uint64_t)len, &t, err, errlen) != 0)
         goto done;
     rc = 0;
 done:
@@ -1578,14 +1764,57 @@ done:
         ckpt_h5_fail(err, errlen, path, "cannot close file");
         rc = -1;
     }
-    if (fapl >= 0 && H5Pclose(fapl) < 0 && rc == 0) {
-        ckpt_h5_fail(err, errlen, path, "cannot close file access properties");
-        rc = -1;
-    }
+    free(image);
     ckpt_h5_restore(&quiet);
     if (rc == 0)
         *s = t;
     else
         ckpt_state_free(&t);
+    return rc;
+}
+
+int ckpt_reseal(const char *path, char *err, size_t errlen)
+{
+    hid_t file = H5I_INVALID_HID;
+    CkptState t;
+    int rc = -1;
+    size_t len = 0;
+    CkptH5Quiet quiet;
+    memset(&t, 0, sizeof t);
+    ckpt_h5_quiet(&quiet);
+    void *image = fsafe_read_file(path, &len, err, errlen);
+    if (!image)
+        goto done;
+    if (fsafe_reseal_image(image, len, CKPT_SEAL_TAG, path, err, errlen) != 0) {
+        /* fsafe's wording names no checkpoint: say what the file is not */
+        char why[CKPT_ERR_MAX];
+        snprintf(why, sizeof why, "%s", err ? err : "");
+        ckpt_err(err, errlen, "%s (not a checkpoint written by mlp)", why);
+        goto done;
+    }
+    /* Validate the edited file exactly as ckpt_load would, from memory, before anything
+     * on disk changes: a reseal must never bless a file mlp would not have written. */
+    file = ckpt_open_image(image, len, path, err, errlen);
+    if (file < 0)
+        goto done;
+    if (ckpt_read_all(file, path, (uint64_t)len, &t, err, errlen) != 0)
+        goto done;
+    if (H5Fclose(file) < 0) {
+        file = H5I_INVALID_HID;
+        ckpt_h5_fail(err, errlen, path, "cannot close file");
+        goto done;
+    }
+    file = H5I_INVALID_HID;
+    if (fsafe_write_atomic(path, image, len, err, errlen) != 0)
+        goto done;
+    rc = 0;
+done:
+    if (file >= 0 && H5Fclose(file) < 0 && rc == 0) {
+        ckpt_h5_fail(err, errlen, path, "cannot close file");
+        rc = -1;
+    }
+    ckpt_state_free(&t);
+    free(image);
+    ckpt_h5_restore(&quiet);
     return rc;
 }

@@ -26,6 +26,30 @@
 
 /* ------------------------------------------------------------------ messages */
 
+/* One line of a message: text from files (paths, attributes, config lines) never reaches
+ * the terminal raw, so a file cannot end the line or send escape sequences. */
+static void cli_line(FILE *out, const char *kind, const char *msg)
+{
+    char safe[4 * 2 * CKPT_ERR_MAX];
+    ckpt_escape(safe, sizeof safe, msg);
+    fprintf(out, "mlp: %s: %s\n", kind, safe);
+}
+
+/* s with control characters escaped (ckpt_escape: at most 4 bytes per byte), to stdout. */
+static void cli_put(const char *s)
+{
+    size_t n = strlen(s);
+    char *buf = n < SIZE_MAX / 4 ? malloc(4 * n + 1) : NULL;
+    if (!buf) {                         /* no memory: still nothing raw reaches the terminal */
+        for (; *s; s++)
+            putchar(*s >= 0x20 && *s < 0x7f ? *s : '?');
+        return;
+    }
+    ckpt_escape(buf, 4 * n + 1, s);
+    fputs(buf, stdout);
+    free(buf);
+}
+
 /* The one error line of a failed command. */
 __attribute__((format(printf, 1, 2)))
 static void cli_error(const char *fmt, ...)
@@ -35,14 +59,15 @@ static void cli_error(const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    for (char *c = msg; *c; c++)   /* keep it one line whatever a message carried */
-        if (*c == '\n' || *c == '\r')
-            *c = ' ';
-    fprintf(stderr, "mlp: error: %s\n", msg);
+    cli_line(stderr, "error", msg);
 }
 
 static const char *const cli_usage_inspect = "usage: mlp inspect CHECKPOINT.h5\n";
 static const char *const cli_usage_eval = "usage: mlp eval CHECKPOINT.h5 [CONFIG.ini]\n";
+static const char *const cli_usage_reseal =
+    "usage: mlp reseal CHECKPOINT.h5\n"
+    "After a deliberate edit (h5py) of a checkpoint, whose sealed header then no longer\n"
+    "matches: checks the file as a load would and, if it passes, rewrites its header.\n";
 
 /* Positional arguments of a subcommand into pos[0..max). Returns -1 to go on, else the
  * exit status: 0 after --help, 2 after a usage error (message and usage on stderr). */
@@ -200,19 +225,30 @@ static CliStats cli_stats(const float *x, size_t n)
     return s;
 }
 
-/* The config text, each line indented, blank lines left blank. */
+/* The config text, each line indented and escaped, blank lines left blank. */
 static void cli_print_indented(const char *text, const char *indent)
 {
     const char *p = text;
     while (*p) {
         const char *e = strchr(p, '\n');
         size_t n = e ? (size_t)(e - p) : strlen(p);
-        if (n > 0)
-            printf("%s%.*s\n", indent, (int)n, p);
-        else
-            putchar('\n');
+        if (n > 0) {
+            char *line = strndup(p, n);
+            fputs(indent, stdout);
+            cli_put(line ? line : "?");
+            free(line);
+        }
+        putchar('\n');
         p += n + (e ? 1 : 0);
     }
+}
+
+/* "  name             = value" for a string attribute of the file, escaped. */
+static void cli_attr_str(const char *name, const char *value)
+{
+    printf("  %-16s = ", name);
+    cli_put(value);
+    putchar('\n');
 }
 
 static int cli_print_history(const CkptHistory *h)
@@ -293,14 +329,16 @@ int cli_inspect(int argc, char **argv)
         return 1;
     }
     const uint64_t d = s.d, h = s.hidden, k = s.classes;
-    printf("file: %s\n", path);
+    printf("file: ");
+    cli_put(path);
+    putchar('\n');
     printf("shapes (float32):\n");
     printf("  W1  [%" PRIu64 ",%" PRIu64 "]\n", d, h);
     printf("  b1  [%" PRIu64 "]\n", h);
     printf("  W2  [%" PRIu64 ",%" PRIu64 "]\n", h, k);
     printf("  b2  [%" PRIu64 "]\n", k);
 
-    /* Root attributes in the order of DESIGN.md section 7 (format and format_version are
+    /* Root attributes in the order of include/checkpoint.h (format and format_version are
      * the values ckpt_load has just checked), the mid-epoch position after `step`. */
     printf("attributes:\n");
     printf("  %-16s = %s\n", "format", CKPT_FORMAT);
@@ -317,11 +355,11 @@ int cli_inspect(int argc, char **argv)
     printf("  %-16s = %" PRIu64 "\n", "seed", s.seed);
     printf("  %-16s = %" PRId64 "\n", "batch", s.batch);
     printf("  %-16s = %.15g\n", "lr", s.lr);
-    printf("  %-16s = %s\n", "reduce", s.reduce);
+    cli_attr_str("reduce", s.reduce);
     printf("  %-16s = %" PRId64 "\n", "ranks", s.ranks);
     printf("  %-16s = %" PRId64 "\n", "threads_per_rank", s.threads_per_rank);
-    printf("  %-16s = %s\n", "created", s.created);
-    printf("  %-16s = %s\n", "mlp_version", s.mlp_version);
+    cli_attr_str("created", s.created);
+    cli_attr_str("mlp_version", s.mlp_version);
     printf("  config:\n");
     cli_print_indented(s.config ? s.config : "", "    ");
 
@@ -335,6 +373,31 @@ int cli_inspect(int argc, char **argv)
 }
 
 /* ------------------------------------------------------------------ eval */
+
+/* A diverged run's weights (NaN or Inf) would give a meaningless loss and accuracy: warn,
+ * naming the count per tensor, and fail (exit status 1) rather than print numbers. */
+static int cli_check_finite(const char *path, const CkptState *s)
+{
+    const float *x[4] = {s->W1, s->b1, s->W2, s->b2};
+    const size_t n[4] = {(size_t)(s->d * s->hidden), (size_t)s->hidden,
+                         (size_t)(s->hidden * s->classes), (size_t)s->classes};
+    size_t bad[4], total = 0;
+    for (int t = 0; t < 4; t++) {
+        bad[t] = 0;
+        for (size_t i = 0; i < n[t]; i++)
+            bad[t] += !isfinite(x[t][i]);
+        total += bad[t];
+    }
+    if (total == 0)
+        return 0;
+    char msg[2 * CKPT_ERR_MAX];
+    snprintf(msg, sizeof msg, "%s: %zu non-finite weight%s (NaN or Inf: W1 %zu, b1 %zu, W2 %zu, "
+             "b2 %zu): the run diverged, so the test loss and accuracy would mean nothing; not "
+             "evaluated (mlp inspect shows the statistics)", path, total, total == 1 ? "" : "s",
+             bad[0], bad[1], bad[2], bad[3]);
+    cli_line(stderr, "warning", msg);
+    return -1;
+}
 
 /* The [data] paths of the config stored in the checkpoint: config_load reads files only,
  * so the text goes through a private temporary file that is removed at once. */
@@ -447,6 +510,8 @@ int cli_eval(int argc, char **argv)
         goto done;
     }
     have_s = 1;
+    if (cli_check_finite(path, &s) != 0)
+        goto done;
     if (config_path) {
         char cerr[CONFIG_ERR_MAX];
         if (config_load(&cfg, config_path, 0, NULL, cerr, sizeof cerr) != 0) {
@@ -508,11 +573,17 @@ int cli_eval(int argc, char **argv)
     for (size_t i = 0; i < k; i++)
         correct += conf[i * k + i];
 
-    printf("checkpoint:  %s (epoch %" PRId64 ", step %" PRId64 "; d=%" PRIu64 " hidden=%" PRIu64
-           " classes=%" PRIu64 ")\n", path, s.epoch, s.step, s.d, s.hidden, s.classes);
-    printf("config:      %s\n", config_path ? config_path : "the one stored in the checkpoint");
-    printf("test images: %s\n", cfg.data.test_images);
-    printf("test labels: %s\n", cfg.data.test_labels);
+    printf("checkpoint:  ");
+    cli_put(path);
+    printf(" (epoch %" PRId64 ", step %" PRId64 "; d=%" PRIu64 " hidden=%" PRIu64 " classes=%"
+           PRIu64 ")\n", s.epoch, s.step, s.d, s.hidden, s.classes);
+    printf("config:      ");
+    cli_put(config_path ? config_path : "the one stored in the checkpoint");
+    printf("\ntest images: ");
+    cli_put(cfg.data.test_images);     /* from the config stored in the file, maybe */
+    printf("\ntest labels: ");
+    cli_put(cfg.data.test_labels);
+    putchar('\n');
     printf("samples:     %zu\n", ds.n);
     printf("loss:        %.6f (mean cross-entropy)\n", loss_sum / (double)ds.n);
     printf("accuracy:    %.4f (%" PRId64 " / %zu)\n", (double)correct / (double)ds.n, correct,
@@ -532,4 +603,24 @@ done:
     if (have_s)
         ckpt_state_free(&s);
     return rc;
+}
+
+/* ------------------------------------------------------------------ reseal */
+
+int cli_reseal(int argc, char **argv)
+{
+    const char *pos[1];
+    int npos = 0;
+    int rc = cli_args(argc, argv, cli_usage_reseal, 1, 1, pos, &npos);
+    if (rc >= 0)
+        return rc;
+    char err[CKPT_ERR_MAX];
+    if (ckpt_reseal(pos[0], err, sizeof err) != 0) {
+        cli_error("%s", err);
+        return 1;
+    }
+    printf("resealed ");
+    cli_put(pos[0]);
+    printf(": it loads as it is now\n");
+    return cli_finish_stdout();
 }

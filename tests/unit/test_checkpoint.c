@@ -10,6 +10,8 @@
 #include <cmocka.h>
 
 #include "checkpoint.h"
+#include "cli.h"
+#include "fsafe.h"
 
 #include <hdf5.h>
 #include <hdf5_hl.h>
@@ -243,7 +245,7 @@ static void save_good(char *dir, size_t dlen, char *file, size_t flen, CkptState
 {
     char err[CKPT_ERR_MAX] = "";
     make_tmpdir(dir, dlen);
-    make_state(s, 3, 17, 5, 1, 3, 200);
+    make_state(s, 3, 17, 5, 1, 1, 200);
     if (ckpt_save(dir, s, 0, file, flen, err, sizeof err) != 0)
         fail_msg("save: %s", err);
 }
@@ -562,17 +564,20 @@ static void test_h5dump_and_h5py(void **state)
 
 /* Rewrite the "reduce" attribute as a FIXED-length ASCII string (what H5LT and older
  * tools write): load still accepts it. */
-/* Edit a saved checkpoint with the HDF5 API, as a user with h5py might: first blank the
- * header line in its user block, which would otherwise (rightly) reject the edited file
- * as corrupt, so that the loader's own validation is what the test sees. */
+/* Edit a saved checkpoint with the HDF5 API, as a user with h5py might (HDF5 keeps the
+ * 512-byte user block holding the seal line), then reseal it as `mlp reseal` does, so that
+ * the loader's own validation is what the test sees rather than the CRC mismatch. */
 static hid_t open_edit(const char *path)
 {
-    FILE *f = fopen(path, "r+b");
-    assert_non_null(f);
-    char zeros[64] = {0};
-    assert_int_equal(fwrite(zeros, 1, sizeof zeros, f), sizeof zeros);
-    assert_int_equal(fclose(f), 0);
     return H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+}
+
+static void close_edit(hid_t f, const char *path)
+{
+    char err[CKPT_ERR_MAX] = "";
+    assert_true(H5Fclose(f) >= 0);
+    if (fsafe_reseal_file(path, CKPT_FORMAT, err, sizeof err) != 0)
+        fail_msg("reseal: %s", err);
 }
 
 static void test_load_accepts_fixed_strings(void **state)
@@ -585,7 +590,7 @@ static void test_load_accepts_fixed_strings(void **state)
     assert_true(f >= 0);
     assert_true(H5Adelete(f, "reduce") >= 0);
     assert_true(H5LTset_attribute_string(f, "/", "reduce", "fast") >= 0);
-    assert_true(H5Fclose(f) >= 0);
+    close_edit(f, path);
     if (ckpt_load(path, &t, err, sizeof err) != 0)
         fail_msg("load: %s", err);
     assert_string_equal(t.reduce, "fast");
@@ -658,7 +663,8 @@ static void test_load_flipped_byte(void **state)
     assert_int_equal(fseek(f, st.st_size / 2, SEEK_SET), 0);
     fputc(c ^ 0x10, f);
     assert_int_equal(fclose(f), 0);
-    assert_load_fails(path, "truncated or corrupt HDF5 file (CRC-32");
+    assert_load_fails(path, "truncated or corrupt HDF5 file, or changed since mlp wrote it: "
+                            "CRC-32 ");
     ckpt_state_free(&s);
     rm_rf(dir);
 }
@@ -669,7 +675,7 @@ static void set_string_attr(const char *path, const char *name, const char *valu
     assert_true(f >= 0);
     assert_true(H5Adelete(f, name) >= 0);
     assert_true(H5LTset_attribute_string(f, "/", name, value) >= 0);
-    assert_true(H5Fclose(f) >= 0);
+    close_edit(f, path);
 }
 
 static void test_load_wrong_format(void **state)
@@ -685,7 +691,7 @@ static void test_load_wrong_format(void **state)
     hid_t f = open_edit(path);
     assert_true(f >= 0);
     assert_true(H5Adelete(f, "format") >= 0);
-    assert_true(H5Fclose(f) >= 0);
+    close_edit(f, path);
     assert_load_fails(path, "not an mlp checkpoint (no 'format' attribute)");
     ckpt_state_free(&s);
     rm_rf(dir);
@@ -702,7 +708,7 @@ static void test_load_wrong_version(void **state)
     assert_true(H5Adelete(f, "format_version") >= 0);
     const int v = 2;                         /* int32 on purpose: any integer type loads */
     assert_true(H5LTset_attribute_int(f, "/", "format_version", &v, 1) >= 0);
-    assert_true(H5Fclose(f) >= 0);
+    close_edit(f, path);
     assert_load_fails(path, "format_version 2 not supported (this mlp reads 1)");
     ckpt_state_free(&s);
     rm_rf(dir);
@@ -717,7 +723,7 @@ static void test_load_missing_attribute(void **state)
     hid_t f = open_edit(path);
     assert_true(f >= 0);
     assert_true(H5Adelete(f, "step") >= 0);
-    assert_true(H5Fclose(f) >= 0);
+    close_edit(f, path);
     assert_load_fails(path, "attribute 'step' missing");
     ckpt_state_free(&s);
     rm_rf(dir);
@@ -732,7 +738,7 @@ static void test_load_missing_dataset(void **state)
     hid_t f = open_edit(path);
     assert_true(f >= 0);
     assert_true(H5Ldelete(f, "/model/b2", H5P_DEFAULT) >= 0);
-    assert_true(H5Fclose(f) >= 0);
+    close_edit(f, path);
     assert_load_fails(path, "/model/b2 missing");
     ckpt_state_free(&s);
     rm_rf(dir);
@@ -750,7 +756,7 @@ static void test_load_wrong_shape(void **state)
     float w[4 * 17] = {0};
     const hsize_t dims[2] = {4, 17};
     assert_true(H5LTmake_dataset_float(f, "/model/W1", 2, dims, w) >= 0);
-    assert_true(H5Fclose(f) >= 0);
+    close_edit(f, path);
     assert_load_fails(path, "/model/W1 has shape [4,17], expected [3,17]");
     ckpt_state_free(&s);
     rm_rf(dir);
@@ -761,15 +767,475 @@ static void test_load_history_mismatch(void **state)
     (void)state;
     char dir[64], path[4096];
     CkptState s;
-    save_good(dir, sizeof dir, path, sizeof path, &s);   /* 3 epochs of history */
+    save_good(dir, sizeof dir, path, sizeof path, &s);   /* 1 epoch of history */
     hid_t f = open_edit(path);
     assert_true(f >= 0);
     assert_true(H5Ldelete(f, "/history/test_acc", H5P_DEFAULT) >= 0);
     const double v[2] = {0.1, 0.2};
     const hsize_t dims[1] = {2};
     assert_true(H5LTmake_dataset_double(f, "/history/test_acc", 1, dims, v) >= 0);
-    assert_true(H5Fclose(f) >= 0);
-    assert_load_fails(path, "/history/test_acc has length 2 but /history/epoch has length 3");
+    close_edit(f, path);
+    assert_load_fails(path, "/history/test_acc has length 2 but /history/epoch has length 1");
+    ckpt_state_free(&s);
+    rm_rf(dir);
+}
+
+/* ------------------------------------------------------------------ loading trusts nothing */
+
+static void set_attr_i64(const char *path, const char *name, long long v)
+{
+    hid_t f = open_edit(path);
+    assert_true(f >= 0);
+    assert_true(H5Adelete(f, name) >= 0);
+    assert_true(H5LTset_attribute_long_long(f, "/", name, &v, 1) >= 0);
+    close_edit(f, path);
+}
+
+static void set_attr_f64(const char *path, const char *name, double v)
+{
+    hid_t f = open_edit(path);
+    assert_true(f >= 0);
+    assert_true(H5Adelete(f, name) >= 0);
+    assert_true(H5LTset_attribute_double(f, "/", name, &v, 1) >= 0);
+    close_edit(f, path);
+}
+
+/* Every attribute out of its range is refused on load with a message naming it and the
+ * value, and the same state is refused by ckpt_save with the same words (one check). */
+static void test_load_range_checks(void **state)
+{
+    (void)state;
+    char dir[64], path[4096], bad[4096], err[CKPT_ERR_MAX] = "";
+    CkptState s;
+    save_good(dir, sizeof dir, path, sizeof path, &s);    /* epoch 1, 1 history entry */
+    join(bad, sizeof bad, dir, "bad.h5");
+    const struct {
+        const char *name;
+        long long v;
+        const char *want;
+    } ints[] = {
+        {"epoch", -3, "attribute 'epoch' = -3"},
+        {"epoch", 1LL << 31, "attribute 'epoch' = 2147483648"},
+        {"epoch", 0, "history has 1 epoch"},                /* more history than epochs */
+        {"step", -1, "attribute 'step' = -1"},
+        {"epoch_step", -1, "attribute 'epoch_step' = -1"},
+        {"epoch_step", 1LL << 40, "attribute 'epoch_step' = 1099511627776"},
+        {"epoch_correct", -1, "attribute 'epoch_correct' = -1"},
+        {"epoch_correct", 5, "attribute 'epoch_correct' = 5"},  /* epoch_step 0: none seen */
+        {"batch", 0, "attribute 'batch' = 0"},
+        {"ranks", 0, "attribute 'ranks' = 0"},
+        {"threads_per_rank", -2, "attribute 'threads_per_rank' = -2"},
+    };
+    for (size_t i = 0; i < sizeof ints / sizeof *ints; i++) {
+        copy_file(path, bad, -1);
+        set_attr_i64(bad, ints[i].name, ints[i].v);
+        assert_load_fails(bad, ints[i].want);
+    }
+    const struct {
+        const char *name;
+        double v;
+        const char *want;
+    } reals[] = {
+        {"lr", 0.0, "attribute 'lr' = 0"},
+        {"lr", -0.5, "attribute 'lr' = -0.5"},
+        {"lr", NAN, "attribute 'lr' = nan"},
+        {"lr", INFINITY, "attribute 'lr' = inf"},
+        {"epoch_loss", -1.0, "attribute 'epoch_loss' = -1"},
+        {"epoch_seconds", NAN, "attribute 'epoch_seconds' = nan"},
+    };
+    for (size_t i = 0; i < sizeof reals / sizeof *reals; i++) {
+        copy_file(path, bad, -1);
+        set_attr_f64(bad, reals[i].name, reals[i].v);
+        assert_load_fails(bad, reals[i].want);
+    }
+    copy_file(path, bad, -1);
+    set_string_attr(bad, "reduce", "median");
+    assert_load_fails(bad, "attribute 'reduce' = 'median' (exact or fast)");
+
+    /* history epochs must rise within 1..epoch */
+    copy_file(path, bad, -1);
+    hid_t f = open_edit(bad);
+    assert_true(f >= 0);
+    assert_true(H5Ldelete(f, "/history/epoch", H5P_DEFAULT) >= 0);
+    const long long he[1] = {7};
+    const hsize_t dims[1] = {1};
+    assert_true(H5LTmake_dataset_long(f, "/history/epoch", 1, dims, (const long *)he) >= 0);
+    close_edit(f, bad);
+    assert_load_fails(bad, "/history/epoch[0] = 7");
+
+    /* the same words on save */
+    s.epoch = -3;
+    assert_int_equal(ckpt_save(dir, &s, 0, NULL, 0, err, sizeof err), -1);
+    assert_contains(err, "attribute 'epoch' = -3");
+    s.epoch = 1;
+    s.lr = NAN;
+    assert_int_equal(ckpt_save(dir, &s, 0, NULL, 0, err, sizeof err), -1);
+    assert_contains(err, "attribute 'lr' = nan");
+    s.lr = 0.1;
+    strcpy(s.reduce, "fastest");
+    assert_int_equal(ckpt_save(dir, &s, 0, NULL, 0, err, sizeof err), -1);
+    assert_contains(err, "attribute 'reduce' = 'fastest'");
+    ckpt_state_free(&s);
+    rm_rf(dir);
+}
+
+/* Any damaged byte in the 512-byte header block refuses the file; it never turns the
+ * CRC check off. A header-less HDF5 file (not written by mlp) is refused too. */
+static void test_load_damaged_header(void **state)
+{
+    (void)state;
+    char dir[64], path[4096], bad[4096];
+    CkptState s;
+    save_good(dir, sizeof dir, path, sizeof path, &s);
+    join(bad, sizeof bad, dir, "bad.h5");
+    const struct {
+        long off;
+        int x;
+        const char *want;
+    } cases[] = {
+        {0, 0x20, "no valid mlp-checkpoint header"},      /* 'm' -> 'M' */
+        {16, 0x01, "no valid mlp-checkpoint header"},     /* inside "crc32" */
+        {21, 0, "CRC-32"},                                /* a hex digit -> another one */
+        {37, 0, "bytes, its sealed header says"},         /* a size digit -> another one */
+        {31, 0x20, "no valid mlp-checkpoint header"},     /* "size" */
+        {300, 0x41, "no valid mlp-checkpoint header"},    /* the padding */
+        {511, 0x01, "no valid mlp-checkpoint header"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        copy_file(path, bad, -1);
+        FILE *f = fopen(bad, "r+b");
+        assert_non_null(f);
+        assert_int_equal(fseek(f, cases[i].off, SEEK_SET), 0);
+        int c = fgetc(f);
+        assert_int_equal(fseek(f, cases[i].off, SEEK_SET), 0);
+        if (cases[i].x == 0)
+            c = c == '0' ? '1' : '0';       /* another digit, still a valid line */
+        else
+            c ^= cases[i].x;
+        fputc(c, f);
+        assert_int_equal(fclose(f), 0);
+        assert_load_fails(bad, cases[i].want);
+    }
+    /* the whole line blanked */
+    copy_file(path, bad, -1);
+    FILE *f = fopen(bad, "r+b");
+    assert_non_null(f);
+    char zeros[64] = {0};
+    assert_int_equal(fwrite(zeros, 1, sizeof zeros, f), sizeof zeros);
+    assert_int_equal(fclose(f), 0);
+    assert_load_fails(bad, "no valid mlp-checkpoint header");
+    /* an HDF5 file of the right schema but written without the header */
+    hid_t h = H5Fcreate(bad, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    assert_true(h >= 0);
+    assert_true(H5LTset_attribute_string(h, "/", "format", CKPT_FORMAT) >= 0);
+    assert_true(H5Fclose(h) >= 0);
+    assert_load_fails(bad, "no valid mlp-checkpoint header");
+    ckpt_state_free(&s);
+    rm_rf(dir);
+}
+
+/* A dataset replaced by a chunked, deflate-compressed one of the declared shape. */
+static void put_deflated(hid_t f, const char *name, hsize_t rows, hsize_t cols)
+{
+    const hsize_t dims[2] = {rows, cols}, chunk[2] = {rows < 64 ? rows : 64, cols};
+    int rank = cols ? 2 : 1;
+    hid_t sp = H5Screate_simple(rank, dims, NULL), dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    assert_true(sp >= 0 && dcpl >= 0);
+    assert_true(H5Pset_chunk(dcpl, rank, chunk) >= 0);
+    assert_true(H5Pset_deflate(dcpl, 9) >= 0);
+    assert_true(H5Ldelete(f, name, H5P_DEFAULT) >= 0);
+    hid_t ds = H5Dcreate2(f, name, H5T_IEEE_F32LE, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    assert_true(ds >= 0);
+    size_t n = (size_t)rows * (cols ? (size_t)cols : 1);
+    float *zero = calloc(n, sizeof *zero);
+    assert_non_null(zero);
+    assert_true(H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, zero) >= 0);
+    free(zero);
+    assert_true(H5Dclose(ds) >= 0 && H5Pclose(dcpl) >= 0 && H5Sclose(sp) >= 0);
+}
+
+/* Only mlp's own layout loads: contiguous, unfiltered, stored in full. A small file of
+ * compressed zeros declaring a big model must not make the loader allocate the model. */
+static void test_load_filtered_dataset(void **state)
+{
+    (void)state;
+    char dir[64], path[4096], bad[4096];
+    CkptState s;
+    save_good(dir, sizeof dir, path, sizeof path, &s);   /* d=3 h=17 K=5 */
+    join(bad, sizeof bad, dir, "bad.h5");
+    copy_file(path, bad, -1);
+    hid_t f = open_edit(bad);
+    assert_true(f >= 0);
+    put_deflated(f, "/model/W1", 3, 17);
+    close_edit(f, bad);
+    assert_load_fails(bad, "/model/W1 is stored chunked");
+
+    /* d = 2000, h = 1000: 8 MB of W1 in a file of a few KB */
+    copy_file(path, bad, -1);
+    f = open_edit(bad);
+    assert_true(f >= 0);
+    const unsigned long long d = 2000, h = 1000;
+    assert_true(H5Adelete(f, "d") >= 0 && H5Adelete(f, "hidden") >= 0);
+    assert_true(H5LTset_attribute_ulong(f, "/", "d", (const unsigned long *)&d, 1) >= 0);
+    assert_true(H5LTset_attribute_ulong(f, "/", "hidden", (const unsigned long *)&h, 1) >= 0);
+    put_deflated(f, "/model/W1", 2000, 1000);
+    put_deflated(f, "/model/b1", 1000, 0);
+    put_deflated(f, "/model/W2", 1000, 5);
+    close_edit(f, bad);
+    struct stat st;
+    assert_int_equal(stat(bad, &st), 0);
+    assert_true(st.st_size < 2000 * 1000 * 4 / 16);
+    assert_load_fails(bad, "/model/W1 has 2000000 entries, more than this");
+
+    /* contiguous data of another width is still mlp's layout: an int32 history loads */
+    copy_file(path, bad, -1);
+    f = open_edit(bad);
+    assert_true(f >= 0);
+    assert_true(H5Ldelete(f, "/history/epoch", H5P_DEFAULT) >= 0);
+    const int e1[1] = {1};
+    const hsize_t dims[1] = {1};
+    assert_true(H5LTmake_dataset_int(f, "/history/epoch", 1, dims, e1) >= 0);
+    close_edit(f, bad);
+    CkptState t;
+    char err[CKPT_ERR_MAX] = "";
+    if (ckpt_load(bad, &t, err, sizeof err) != 0)
+        fail_msg("int32 history: %s", err);
+    assert_int_equal(t.history.epoch[0], 1);
+    ckpt_state_free(&t);
+    ckpt_state_free(&s);
+    rm_rf(dir);
+}
+
+/* stdout or stderr (fd) of fn(argc, argv) into a malloc'd string; *rc its status. */
+static char *capture(int fd, int (*fn)(int, char **), int argc, char **argv, int *rc)
+{
+    char tmpl[] = "/tmp/mlp-ckpt-capture-XXXXXX";
+    int out = mkstemp(tmpl);
+    assert_true(out >= 0);
+    fflush(stdout);
+    fflush(stderr);
+    int saved = dup(fd);
+    assert_true(saved >= 0);
+    assert_true(dup2(out, fd) >= 0);
+    *rc = fn(argc, argv);
+    fflush(stdout);
+    fflush(stderr);
+    assert_true(dup2(saved, fd) >= 0);
+    close(saved);
+    off_t n = lseek(out, 0, SEEK_END);
+    assert_true(n >= 0);
+    char *buf = malloc((size_t)n + 1);
+    assert_non_null(buf);
+    assert_int_equal(pread(out, buf, (size_t)n, 0), n);
+    buf[n] = '\0';
+    close(out);
+    unlink(tmpl);
+    return buf;
+}
+
+static void assert_no_controls(const char *s, const char *what)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if ((*p < 0x20 && *p != '\n') || *p == 0x7f)
+            fail_msg("%s holds control byte 0x%02x at offset %td", what, *p,
+                     (const char *)p - s);
+}
+
+/* ckpt_escape: controls and invalid UTF-8 escaped, printable UTF-8 kept, truncation
+ * never splits an escape or a character. */
+static void test_escape(void **state)
+{
+    (void)state;
+    char out[64];
+    ckpt_escape(out, sizeof out, "a\x1b[2J\x07\n\r\t\x7f b");
+    assert_string_equal(out, "a\\x1b[2J\\x07\\n\\r\\t\\x7f b");
+    /* e-acute, euro sign, an emoji */
+    ckpt_escape(out, sizeof out, "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
+    assert_string_equal(out, "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
+    /* C1 CSI as UTF-8 (U+009B), a raw 0x9b, overlong '/', a lone continuation, a cut
+     * sequence at the end */
+    ckpt_escape(out, sizeof out, "\xc2\x9b|\x9b|\xc0\xaf|\x80|\xe2\x82");
+    assert_string_equal(out, "\\xc2\\x9b|\\x9b|\\xc0\\xaf|\\x80|\\xe2\\x82");
+    assert_int_equal(ckpt_escape(out, 6, "ab\x1b"), 2);       /* "\x1b" would not fit */
+    assert_string_equal(out, "ab");
+    assert_int_equal(ckpt_escape(out, 4, "a\xc3\xa9"), 3);
+    assert_int_equal(ckpt_escape(out, 3, "a\xc3\xa9"), 1);    /* not half of the e-acute */
+    assert_int_equal(ckpt_escape(out, 1, "abc"), 0);
+    assert_string_equal(out, "");
+}
+
+/* A file cannot send terminal escape sequences through inspect or an error message. */
+static void test_inspect_escapes_controls(void **state)
+{
+    (void)state;
+    char dir[64], path[4096], bad[4096], err[CKPT_ERR_MAX] = "";
+    CkptState s;
+    save_good(dir, sizeof dir, path, sizeof path, &s);
+    set_string_attr(path, "mlp_version", "0.1\x1b]0;title\x07\x1b[2J");
+    set_string_attr(path, "config", "[train]\nlr = 0.1 ; caf\xc3\xa9 \x1b]0;owned\x07\x9b" "2J\n");
+    char *argv[] = {"inspect", path, NULL};
+    int rc = -1;
+    char *out = capture(STDOUT_FILENO, cli_inspect, 2, argv, &rc);
+    assert_int_equal(rc, 0);
+    assert_no_controls(out, "inspect output");
+    assert_contains(out, "0.1\\x1b]0;title\\x07\\x1b[2J");
+    assert_contains(out, "caf\xc3\xa9 \\x1b]0;owned\\x07\\x9b" "2J");   /* UTF-8 kept */
+    free(out);
+
+    join(bad, sizeof bad, dir, "bad.h5");
+    copy_file(path, bad, -1);
+    set_string_attr(bad, "format", "x\x1b[2J\r\n");
+    CkptState t;
+    assert_int_equal(ckpt_load(bad, &t, err, sizeof err), -1);
+    assert_no_controls(err, "the error message");
+    assert_contains(err, "format 'x\\x1b[2J\\r\\n'");
+    char *argv2[] = {"inspect", bad, NULL};
+    out = capture(STDERR_FILENO, cli_inspect, 2, argv2, &rc);
+    assert_int_equal(rc, 1);
+    assert_no_controls(out, "inspect's error line");
+    free(out);
+    ckpt_state_free(&s);
+    rm_rf(dir);
+}
+
+/* eval refuses a model with NaN/Inf weights (save_good's W2 holds a NaN): a warning
+ * naming the count, exit status 1, before the test set is even needed. */
+static void test_eval_nonfinite(void **state)
+{
+    (void)state;
+    char dir[64], path[4096];
+    CkptState s;
+    save_good(dir, sizeof dir, path, sizeof path, &s);
+    char *argv[] = {"eval", path, NULL};
+    int rc = -1;
+    char *out = capture(STDERR_FILENO, cli_eval, 2, argv, &rc);
+    assert_int_equal(rc, 1);
+    assert_contains(out, "warning");
+    assert_contains(out, "1 non-finite weight");
+    assert_contains(out, "W2 1");
+    free(out);
+    ckpt_state_free(&s);
+    rm_rf(dir);
+}
+
+/* A file changed with h5py after mlp sealed it: refused, saying what changed and how to
+ * reseal after a deliberate edit. */
+static void test_load_edited_names_reseal(void **state)
+{
+    (void)state;
+    char dir[64], path[4096];
+    CkptState s;
+    save_good(dir, sizeof dir, path, sizeof path, &s);
+    assert_int_equal(run("/usr/bin/python3 -c \"import h5py; f = h5py.File('%s', 'r+'); "
+                         "f.attrs['lr'] = 0.25; f.close()\"", path), 0);
+    assert_load_fails(path, "CRC-32");
+    assert_load_fails(path, "changed since mlp wrote it");
+    assert_load_fails(path, "mlp reseal");
+
+    /* mlp reseal: the edit loads afterwards */
+    char err[CKPT_ERR_MAX] = "";
+    CkptState t;
+    char *argv[] = {"reseal", path, NULL};
+    int rc = -1;
+    char *out = capture(STDOUT_FILENO, cli_reseal, 2, argv, &rc);
+    assert_int_equal(rc, 0);
+    assert_contains(out, "resealed");
+    free(out);
+    if (ckpt_load(path, &t, err, sizeof err) != 0)
+        fail_msg("load after reseal: %s", err);
+    assert_true(t.lr == 0.25);
+    ckpt_state_free(&t);
+
+    /* an edit mlp would refuse is not resealed, and the file stays refused */
+    assert_int_equal(run("/usr/bin/python3 -c \"import h5py; f = h5py.File('%s', 'r+'); "
+                         "f.attrs['lr'] = -1.0; f.close()\"", path), 0);
+    assert_int_equal(ckpt_reseal(path, err, sizeof err), -1);
+    assert_contains(err, "attribute 'lr' = -1");
+    assert_load_fails(path, "mlp reseal");
+    /* nor is a file that is not mlp's (no seal block) */
+    char foreign[4096];
+    join(foreign, sizeof foreign, dir, "foreign.h5");
+    hid_t h = H5Fcreate(foreign, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    assert_true(h >= 0 && H5Fclose(h) >= 0);
+    assert_int_equal(ckpt_reseal(foreign, err, sizeof err), -1);
+    assert_contains(err, "not a checkpoint written by mlp");
+    ckpt_state_free(&s);
+    rm_rf(dir);
+}
+
+/* A FIFO, a device or a directory: refused at once (a FIFO must not block the loader). */
+static void test_load_not_regular(void **state)
+{
+    (void)state;
+    char dir[64], fifo[4096];
+    make_tmpdir(dir, sizeof dir);
+    join(fifo, sizeof fifo, dir, "fifo.h5");
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        alarm(5);                       /* a blocked open ends the child with SIGALRM */
+        CkptState t;
+        char err[CKPT_ERR_MAX] = "";
+        int ok = ckpt_load(fifo, &t, err, sizeof err) == -1 &&
+                 strstr(err, "not a regular file") != NULL;
+        if (!ok)
+            fprintf(stderr, "fifo: %s\n", err);
+        _exit(ok ? 0 : 1);
+    }
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    if (!WIFEXITED(st))
+        fail_msg("ckpt_load on a FIFO did not return (signal %d)", WTERMSIG(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    assert_load_fails("/dev/null", "not a regular file");
+    assert_load_fails(dir, "is a directory");
+    rm_rf(dir);
+}
+
+/* An old checkpoint that cannot be deleted is a warning: the new one is saved. */
+static void test_prune_failure_is_not_fatal(void **state)
+{
+    (void)state;
+    char dir[64], p[4096], err[CKPT_ERR_MAX] = "";
+    CkptState s;
+    make_tmpdir(dir, sizeof dir);
+    make_state(&s, 2, 2, 2, 1, 0, 0);
+    join(p, sizeof p, dir, "epoch-0001.h5");
+    assert_int_equal(mkdir(p, 0700), 0);            /* unlink fails: EISDIR */
+    join(p, sizeof p, dir, "epoch-0001.h5/keep");
+    FILE *f = fopen(p, "w");
+    assert_non_null(f);
+    assert_int_equal(fclose(f), 0);
+    s.epoch = 2;
+    if (ckpt_save(dir, &s, 1, p, sizeof p, err, sizeof err) != 0)
+        fail_msg("save failed on a prune failure: %s", err);
+    assert_true(exists(dir, "epoch-0002.h5"));
+    assert_latest(dir, "epoch-0002.h5");
+    assert_true(exists(dir, "epoch-0001.h5"));
+
+    /* ckpt_save_warn hands the warning back; empty when there is none */
+    char warn[CKPT_ERR_MAX] = "stale";
+    s.epoch = 3;
+    if (ckpt_save_warn(dir, &s, 1, NULL, 0, warn, sizeof warn, err, sizeof err) != 0)
+        fail_msg("save: %s", err);
+    assert_contains(warn, "epoch-0001.h5: cannot remove old checkpoint: Is a directory");
+    assert_contains(warn, "new checkpoint");
+    assert_null(strchr(warn, '\n'));
+    assert_false(exists(dir, "epoch-0002.h5"));     /* the removable one went */
+    assert_true(exists(dir, "epoch-0003.h5"));
+    /* nothing to warn about: warn comes back empty */
+    join(p, sizeof p, dir, "epoch-0001.h5/keep");
+    assert_int_equal(unlink(p), 0);
+    join(p, sizeof p, dir, "epoch-0001.h5");
+    assert_int_equal(rmdir(p), 0);
+    s.epoch = 4;
+    strcpy(warn, "stale");
+    if (ckpt_save_warn(dir, &s, 1, NULL, 0, warn, sizeof warn, err, sizeof err) != 0)
+        fail_msg("save: %s", err);
+    assert_string_equal(warn, "");
     ckpt_state_free(&s);
     rm_rf(dir);
 }
@@ -922,6 +1388,15 @@ int main(void)
         cmocka_unit_test(test_load_missing_dataset),
         cmocka_unit_test(test_load_wrong_shape),
         cmocka_unit_test(test_load_history_mismatch),
+        cmocka_unit_test(test_load_range_checks),
+        cmocka_unit_test(test_load_damaged_header),
+        cmocka_unit_test(test_load_filtered_dataset),
+        cmocka_unit_test(test_escape),
+        cmocka_unit_test(test_inspect_escapes_controls),
+        cmocka_unit_test(test_eval_nonfinite),
+        cmocka_unit_test(test_load_edited_names_reseal),
+        cmocka_unit_test(test_load_not_regular),
+        cmocka_unit_test(test_prune_failure_is_not_fatal),
         cmocka_unit_test(test_save_unwritable),
         cmocka_unit_test(test_save_disk_full),
         cmocka_unit_test(test_save_bad_state),

@@ -1,5 +1,5 @@
 /* Crash safety of ckpt_save: a writer killed with SIGKILL at any instant leaves a
- * directory from which a resumed run loads a complete checkpoint (DESIGN.md section 7).
+ * directory from which a resumed run loads a complete checkpoint.
  *
  * A forked child saves epoch after epoch into one directory, every parameter of epoch E
  * equal to (float)E and a history of E entries, so that a file mixing two saves or cut
