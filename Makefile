@@ -68,6 +68,22 @@ $(B)/tests/test_%: tests/unit/test_%.c tests/unit/reference.c $(LIBOBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -Itests/unit -o $@ $^ $(LDLIBS) -lcmocka
 
+# Provenance (include/buildinfo.h): written into build-info.h, which is rewritten only when
+# a value changes, so that a new commit rebuilds one object.
+, := ,
+BUILD_COMMIT   := $(shell git describe --always --dirty --abbrev=12 2>/dev/null || echo unknown)
+BUILD_COMPILER := $(shell $(CC) --version 2>/dev/null | sed -n 1p)
+BUILD_FLAGS    := $(OPT) -march=$(ARCH) (kernels: $(if $(filter 1,$(DEBUG)),-O0,-O3 -ffp-contract=fast))$(if $(filter 1,$(SAN)), -fsanitize=address$(,)undefined)
+$(B)/build-info.h: FORCE
+	@mkdir -p $(dir $@)
+	@printf '#define MLP_BUILD_COMMIT "%s"\n#define MLP_BUILD_COMPILER "%s via $(CC)"\n#define MLP_BUILD_FLAGS "%s"\n#define MLP_BUILD_ARCH "%s"\n' \
+	    '$(BUILD_COMMIT)' '$(BUILD_COMPILER)' '$(BUILD_FLAGS)' '$(ARCH)' > $@.tmp
+	@if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; fi
+$(B)/src/buildinfo.o: $(B)/build-info.h
+$(B)/src/buildinfo.o: CFLAGS += -I$(B)
+.PHONY: FORCE
+FORCE:
+
 deps:
 	scripts/install-deps
 

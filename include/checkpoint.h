@@ -58,6 +58,11 @@ typedef struct {
     char *config;               /* resolved INI text */
     char created[32];           /* ISO 8601, UTC; filled by ckpt_save */
     char mlp_version[32];
+    /* Provenance: the binary and the machine that wrote the file (bits are reproducible for
+     * the same binary on the same CPU type); "" and 0 in files of an older mlp. */
+    char build_commit[64], build_compiler[160], build_flags[192], build_isa[32];
+    char cpu_model[128];
+    int64_t nodes;
     CkptHistory history;
 } CkptState;
 

@@ -4,6 +4,8 @@
  *   mlp eval CHECKPOINT.h5 [CONFIG.ini]  test loss, accuracy and confusion matrix
  *   mlp reseal CHECKPOINT.h5             after a deliberate edit (h5py): validate as a load
  *                                        would, then rewrite the sealed header
+ *   mlp config CONFIG.ini [--set k=v]... the resolved configuration, as a run would save it
+ *   mlp --version                        version, commit, compiler, flags, ARCH, kernel ISA
  *
  * All run as one plain process: no MPI (main dispatches to them before dist_init, so
  * they work without mpirun). Normal output goes to stdout; an error is ONE line
@@ -19,5 +21,8 @@
 int cli_inspect(int argc, char **argv);
 int cli_eval(int argc, char **argv);
 int cli_reseal(int argc, char **argv);
+/* path and the --set overrides as main collected them. */
+int cli_config(const char *path, int nsets, char *const sets[]);
+int cli_version(void);
 
 #endif

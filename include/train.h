@@ -10,7 +10,7 @@
 #include "config.h"
 #include "dist.h"
 
-#define MLP_VERSION "0.1.0"
+#define MLP_VERSION "0.2.0"
 
 /* Returns the process exit status: 0, or 1 after a user error (bad data, divergence,
  * unwritable output) reported by the rank that met it, agreed on by every rank. */

@@ -532,7 +532,8 @@ static const CkptDsetSpec ckpt_dsets[] = {
  * from `constant` and checked against it on load; the rest live in CkptState at `off`,
  * strings either in a char array of `cap` bytes or, when cap is 0, as a char *. A number
  * must lie in [lo, hi] (in (lo, hi] when `above`), floating-point ones also be finite;
- * ckpt_check_values applies this on save and on load alike. */
+ * ckpt_check_values applies this on save and on load alike. An `optional` attribute, added
+ * after format_version 1 files were written, may be missing from a file. */
 typedef struct {
     const char *name;
     CkptType type;
@@ -541,6 +542,7 @@ typedef struct {
     size_t cap;
     double lo, hi;
     bool above;
+    bool optional;    /* may be absent (files of an older mlp): left 0 or "" on load */
 } CkptAttrSpec;
 
 static const char *const ckpt_format = CKPT_FORMAT;
@@ -553,27 +555,41 @@ static const int64_t ckpt_format_version = CKPT_FORMAT_VERSION;
 #define CKPT_MAX_I64 9223372036854775807.0  /* INT64_MAX, as a double */
 #define CKPT_MAX_U64 18446744073709551615.0
 static const CkptAttrSpec ckpt_attrs[] = {
-    {"format", CKPT_STR, &ckpt_format, 0, 0, 0, 0, false},
-    {"format_version", CKPT_I64, &ckpt_format_version, 0, 0, 0, 0, false},
-    {"d", CKPT_U64, NULL, CKPT_FIELD(d), 0, 1, CKPT_MAX_U64, false},
-    {"hidden", CKPT_U64, NULL, CKPT_FIELD(hidden), 0, 1, CKPT_MAX_U64, false},
-    {"classes", CKPT_U64, NULL, CKPT_FIELD(classes), 0, 1, CKPT_MAX_U64, false},
-    {"epoch", CKPT_I64, NULL, CKPT_FIELD(epoch), 0, 0, CKPT_MAX_I32, false},
-    {"step", CKPT_I64, NULL, CKPT_FIELD(step), 0, 0, CKPT_MAX_I64, false},
-    {"epoch_step", CKPT_I64, NULL, CKPT_FIELD(epoch_step), 0, 0, CKPT_MAX_U32, false},
-    {"epoch_loss", CKPT_F64, NULL, CKPT_FIELD(epoch_loss), 0, 0, HUGE_VAL, false},
-    {"epoch_correct", CKPT_I64, NULL, CKPT_FIELD(epoch_correct), 0, 0, CKPT_MAX_I64, false},
-    {"epoch_seconds", CKPT_F64, NULL, CKPT_FIELD(epoch_seconds), 0, 0, HUGE_VAL, false},
-    {"seed", CKPT_U64, NULL, CKPT_FIELD(seed), 0, 0, CKPT_MAX_U64, false},
-    {"batch", CKPT_I64, NULL, CKPT_FIELD(batch), 0, 1, CKPT_MAX_I32, false},
-    {"lr", CKPT_F64, NULL, CKPT_FIELD(lr), 0, 0, HUGE_VAL, true},
-    {"reduce", CKPT_STR, NULL, CKPT_FIELD(reduce), CKPT_CAP(reduce), 0, 0, false},
-    {"ranks", CKPT_I64, NULL, CKPT_FIELD(ranks), 0, 1, CKPT_MAX_I32, false},
-    {"threads_per_rank", CKPT_I64, NULL, CKPT_FIELD(threads_per_rank), 0, 1, CKPT_MAX_I32, false},
-    {"config", CKPT_STR, NULL, CKPT_FIELD(config), 0, 0, 0, false},
-    {"created", CKPT_STR, NULL, CKPT_FIELD(created), CKPT_CAP(created), 0, 0, false},
-    {"mlp_version", CKPT_STR, NULL, CKPT_FIELD(mlp_version), CKPT_CAP(mlp_version), 0, 0,
+    {"format", CKPT_STR, &ckpt_format, 0, 0, 0, 0, false, false},
+    {"format_version", CKPT_I64, &ckpt_format_version, 0, 0, 0, 0, false, false},
+    {"d", CKPT_U64, NULL, CKPT_FIELD(d), 0, 1, CKPT_MAX_U64, false, false},
+    {"hidden", CKPT_U64, NULL, CKPT_FIELD(hidden), 0, 1, CKPT_MAX_U64, false, false},
+    {"classes", CKPT_U64, NULL, CKPT_FIELD(classes), 0, 1, CKPT_MAX_U64, false, false},
+    {"epoch", CKPT_I64, NULL, CKPT_FIELD(epoch), 0, 0, CKPT_MAX_I32, false, false},
+    {"step", CKPT_I64, NULL, CKPT_FIELD(step), 0, 0, CKPT_MAX_I64, false, false},
+    {"epoch_step", CKPT_I64, NULL, CKPT_FIELD(epoch_step), 0, 0, CKPT_MAX_U32, false, false},
+    {"epoch_loss", CKPT_F64, NULL, CKPT_FIELD(epoch_loss), 0, 0, HUGE_VAL, false, false},
+    {"epoch_correct", CKPT_I64, NULL, CKPT_FIELD(epoch_correct), 0, 0, CKPT_MAX_I64, false,
      false},
+    {"epoch_seconds", CKPT_F64, NULL, CKPT_FIELD(epoch_seconds), 0, 0, HUGE_VAL, false, false},
+    {"seed", CKPT_U64, NULL, CKPT_FIELD(seed), 0, 0, CKPT_MAX_U64, false, false},
+    {"batch", CKPT_I64, NULL, CKPT_FIELD(batch), 0, 1, CKPT_MAX_I32, false, false},
+    {"lr", CKPT_F64, NULL, CKPT_FIELD(lr), 0, 0, HUGE_VAL, true, false},
+    {"reduce", CKPT_STR, NULL, CKPT_FIELD(reduce), CKPT_CAP(reduce), 0, 0, false, false},
+    {"ranks", CKPT_I64, NULL, CKPT_FIELD(ranks), 0, 1, CKPT_MAX_I32, false, false},
+    {"threads_per_rank", CKPT_I64, NULL, CKPT_FIELD(threads_per_rank), 0, 1, CKPT_MAX_I32,
+     false, false},
+    {"config", CKPT_STR, NULL, CKPT_FIELD(config), 0, 0, 0, false, false},
+    {"created", CKPT_STR, NULL, CKPT_FIELD(created), CKPT_CAP(created), 0, 0, false, false},
+    {"mlp_version", CKPT_STR, NULL, CKPT_FIELD(mlp_version), CKPT_CAP(mlp_version), 0, 0,
+     false, false},
+    /* Provenance (since mlp 0.2): which binary on which CPU; absent from older files. */
+    {"build_commit", CKPT_STR, NULL, CKPT_FIELD(build_commit), CKPT_CAP(build_commit), 0, 0,
+     false, true},
+    {"build_compiler", CKPT_STR, NULL, CKPT_FIELD(build_compiler), CKPT_CAP(build_compiler), 0,
+     0, false, true},
+    {"build_flags", CKPT_STR, NULL, CKPT_FIELD(build_flags), CKPT_CAP(build_flags), 0, 0,
+     false, true},
+    {"build_isa", CKPT_STR, NULL, CKPT_FIELD(build_isa), CKPT_CAP(build_isa), 0, 0, false,
+     true},
+    {"cpu_model", CKPT_STR, NULL, CKPT_FIELD(cpu_model), CKPT_CAP(cpu_model), 0, 0, false,
+     true},
+    {"nodes", CKPT_I64, NULL, CKPT_FIELD(nodes), 0, 0, CKPT_MAX_I32, false, true},
 };
 #define CKPT_NATTRS (sizeof ckpt_attrs / sizeof ckpt_attrs[0])
 
@@ -1623,6 +1639,15 @@ static int ckpt_read_attrs(hid_t file, const char *path, CkptState *t, char *err
         int rc;
         if (a->constant)
             continue;                   /* checked above */
+        if (a->optional) {
+            htri_t ex = H5Aexists(file, a->name);
+            if (ex < 0) {
+                ckpt_h5_fail(err, errlen, path, "cannot look up attribute '%s'", a->name);
+                return -1;
+            }
+            if (ex == 0)
+                continue;               /* an older file: the field stays 0 or "" */
+        }
         if (a->type == CKPT_STR && a->cap)
             rc = ckpt_read_str_into(file, path, a->name, field, a->cap, err, errlen);
         else if (a->type == CKPT_STR)

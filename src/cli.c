@@ -6,6 +6,7 @@
  */
 #include "cli.h"
 
+#include "buildinfo.h"
 #include "checkpoint.h"
 #include "config.h"
 #include "data.h"
@@ -360,6 +361,12 @@ int cli_inspect(int argc, char **argv)
     printf("  %-16s = %" PRId64 "\n", "threads_per_rank", s.threads_per_rank);
     cli_attr_str("created", s.created);
     cli_attr_str("mlp_version", s.mlp_version);
+    cli_attr_str("build_commit", s.build_commit);
+    cli_attr_str("build_compiler", s.build_compiler);
+    cli_attr_str("build_flags", s.build_flags);
+    cli_attr_str("build_isa", s.build_isa);
+    cli_attr_str("cpu_model", s.cpu_model);
+    printf("  %-16s = %" PRId64 "\n", "nodes", s.nodes);
     printf("  config:\n");
     cli_print_indented(s.config ? s.config : "", "    ");
 
@@ -623,4 +630,37 @@ int cli_reseal(int argc, char **argv)
     cli_put(pos[0]);
     printf(": it loads as it is now\n");
     return cli_finish_stdout();
+}
+
+int cli_config(const char *path, int nsets, char *const sets[])
+{
+    Config cfg;
+    char err[CONFIG_ERR_MAX];
+    if (config_load(&cfg, path, nsets, sets, err, sizeof err) != 0) {
+        cli_error("%s", err);
+        return 1;
+    }
+    char *text = config_to_ini(&cfg);
+    if (!text) {
+        cli_error("out of memory");
+        return 1;
+    }
+    fputs(text, stdout);
+    free(text);
+    return cli_finish_stdout() == 0 ? 0 : 1;
+}
+
+int cli_version(void)
+{
+    const BuildInfo *bi = buildinfo();
+    char cpu[128];
+    buildinfo_cpu_model(cpu, sizeof cpu);
+    printf("mlp %s\n", bi->version);
+    printf("  commit    %s\n", bi->commit);
+    printf("  compiler  %s\n", bi->compiler);
+    printf("  flags     %s\n", bi->flags);
+    printf("  arch      %s\n", bi->arch);
+    printf("  kernels   %s\n", bi->isa);
+    printf("  this cpu  %s\n", cpu);
+    return cli_finish_stdout() == 0 ? 0 : 1;
 }

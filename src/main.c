@@ -1,4 +1,4 @@
-/* main: the command line (DESIGN.md section 5). Dispatch only. */
+/* main: the command line (docs/design.md, "Command line"). Dispatch only. */
 #include "cli.h"
 #include "config.h"
 #include "dist.h"
@@ -13,6 +13,8 @@ static void usage(FILE *out)
             "usage: mlp CONFIG.ini [--set section.key=value]...   train\n"
             "       mlp inspect CHECKPOINT.h5                      summary of a checkpoint\n"
             "       mlp eval CHECKPOINT.h5 [CONFIG.ini]            test-set evaluation\n"
+            "       mlp reseal CHECKPOINT.h5                       re-seal after a deliberate edit\n"
+            "       mlp config CONFIG.ini [--set section.key=value]...  the resolved config\n"
             "       mlp --help | --version\n"
             "Trains a two-layer perceptron data-parallel over MPI ranks; see README.md.\n"
             "inspect prints shapes, attributes, history and weight statistics; eval prints the\n"
@@ -27,21 +29,22 @@ int main(int argc, char **argv)
         usage(stdout);
         return 0;
     }
-    if (argc >= 2 && !strcmp(argv[1], "--version")) {
-        printf("mlp %s\n", MLP_VERSION);
-        return 0;
-    }
+    if (argc >= 2 && !strcmp(argv[1], "--version"))
+        return cli_version();
     /* The checkpoint commands run as one plain process: dispatched before dist_init, so
      * they need no mpirun. */
     if (argc >= 2 && !strcmp(argv[1], "inspect"))
         return cli_inspect(argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "eval"))
         return cli_eval(argc - 1, argv + 1);
-    /* mlp CONFIG [--set k=v]...: the overrides are collected in order. */
+    if (argc >= 2 && !strcmp(argv[1], "reseal"))
+        return cli_reseal(argc - 1, argv + 1);
+    const int config_only = argc >= 2 && !strcmp(argv[1], "config");
+    /* mlp [config] CONFIG [--set k=v]...: the overrides are collected in order. */
     const char *path = NULL;
     char *sets[argc > 0 ? argc : 1];
     int nsets = 0;
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1 + config_only; i < argc; i++) {
         if (!strcmp(argv[i], "--set") && i + 1 < argc)
             sets[nsets++] = argv[++i];
         else if (!strncmp(argv[i], "--set=", 6))
@@ -58,6 +61,8 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    if (config_only)
+        return cli_config(path, nsets, sets);
 
     Dist dist;
     dist_init(&dist, &argc, &argv);

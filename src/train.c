@@ -4,6 +4,7 @@
 #include "checkpoint.h"
 #include "data.h"
 #include "kernels.h"
+#include "buildinfo.h"
 #include "model.h"
 #include "rundir.h"
 
@@ -74,6 +75,7 @@ typedef struct {
     int64_t order_epoch;     /* the epoch `order` was made for; -1 = none */
     char resumed_from[CONFIG_PATH_MAX + 80];
     char resume_note[MSG_MAX];   /* rank 0 prints it: why resume = auto took another file */
+    char resume_warn[MSG_MAX];   /* rank 0 prints it: the checkpoint came from another binary */
     RunDir rundir;           /* rank 0: checkpoint.dir, locked for the whole run */
     RunFiles prior;          /* rank 0: what a previous run left there */
     int outputs_ready;       /* rank 0: prepare_outputs wrote into the run directory */
@@ -387,9 +389,17 @@ static void print_banner(const Run *run)
     printf("model: %zu-%zu-%zu, %zu parameters; batch %ld, lr %g, reduce %s (chunk %ld)\n",
            run->params.d, run->params.h, run->params.k, run->params.count, c->train.batch,
            c->train.lr, config_reduce_name(c->train.reduce), c->train.chunk);
-    printf("%s", run->config_text);
+    const BuildInfo *bi = buildinfo();
+    char cpu[128];
+    buildinfo_cpu_model(cpu, sizeof cpu);
+    printf("build: mlp %s, commit %s, kernels for %s (%s); cpu: %s\n", bi->version, bi->commit,
+           bi->isa, bi->flags, cpu);
+    printf("config: %s resolved into %s/%s (`mlp config %s` prints it)\n", c->source,
+           c->checkpoint.dir, RUNDIR_CONFIG, c->source);
     if (run->resume_note[0])
         printf("%s\n", run->resume_note);
+    if (run->resume_warn[0])
+        printf("%s\n", run->resume_warn);
     if (run->resumed_from[0]) {
         char where[96];
         describe_position(where, sizeof where, run);
@@ -567,6 +577,18 @@ static double evaluate(Run *run)
     return (double)correct / (double)N;
 }
 
+/* The binary and the machine, as a checkpoint records them. */
+static void provenance(CkptState *s, const Dist *d)
+{
+    const BuildInfo *bi = buildinfo();
+    snprintf(s->build_commit, sizeof s->build_commit, "%s", bi->commit);
+    snprintf(s->build_compiler, sizeof s->build_compiler, "%s", bi->compiler);
+    snprintf(s->build_flags, sizeof s->build_flags, "%s", bi->flags);
+    snprintf(s->build_isa, sizeof s->build_isa, "%s", bi->isa);
+    buildinfo_cpu_model(s->cpu_model, sizeof s->cpu_model);
+    s->nodes = d ? d->nodes : 1;
+}
+
 /* Rank 0: a checkpoint of the current position (an epoch boundary or mid-epoch). */
 static int save_checkpoint(Run *run, char *path, size_t path_len)
 {
@@ -583,13 +605,16 @@ static int save_checkpoint(Run *run, char *path, size_t path_len)
     s.ranks = run->dist->size, s.threads_per_rank = run->dist->threads;
     s.config = run->config_text;
     snprintf(s.mlp_version, sizeof s.mlp_version, "%s", MLP_VERSION);
+    provenance(&s, run->dist);
     s.history = run->history;
-    char err[CKPT_ERR_MAX];
-    if (ckpt_save(c->checkpoint.dir, &s, c->checkpoint.keep, path, path_len, err,
-                  sizeof err) != 0) {
+    char err[CKPT_ERR_MAX], warn[CKPT_ERR_MAX];
+    if (ckpt_save_warn(c->checkpoint.dir, &s, c->checkpoint.keep, path, path_len, warn,
+                       sizeof warn, err, sizeof err) != 0) {
         set_msg(run, "%s", err);
         return 0;
     }
+    if (warn[0])   /* an old checkpoint that could not be pruned costs space, not the run */
+        fprintf(stderr, "mlp: [rank 0] warning: %s\n", warn);
     return 1;
 }
 
@@ -683,6 +708,21 @@ static int resume(Run *run)
     else
         ok = 1;
     if (ok) {
+        /* Exact mode's bits are those of an uninterrupted run for the same binary on the
+         * same CPU type: say so when either changed (a file of an older mlp records none). */
+        CkptState now;
+        memset(&now, 0, sizeof now);
+        provenance(&now, NULL);
+        const char *what = strcmp(s.build_commit, now.build_commit) ? "binary (commit)"
+                         : strcmp(s.build_flags, now.build_flags) ? "binary (build flags)"
+                         : strcmp(s.build_isa, now.build_isa) ? "kernel ISA"
+                         : strcmp(s.cpu_model, now.cpu_model) ? "CPU model" : NULL;
+        if (what)
+            snprintf(run->resume_warn, sizeof run->resume_warn, "warning: resuming on another "
+                     "%s than %s was written by (commit %s, %s, %s; now %s, %s, %s): the "
+                     "weights may differ in their last bits from an uninterrupted run", what,
+                     path, s.build_commit[0] ? s.build_commit : "unrecorded", s.build_isa,
+                     s.cpu_model, now.build_commit, now.build_isa, now.cpu_model);
         memcpy(p->W1, s.W1, p->d * p->h * sizeof(float));
         memcpy(p->b1, s.b1, p->h * sizeof(float));
         memcpy(p->W2, s.W2, p->h * p->k * sizeof(float));
