@@ -3,6 +3,7 @@
 #include "rundir.h"
 
 #include "checkpoint.h"
+#include "fsafe.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -58,7 +59,7 @@ static int rundir_mkdir_p(const char *dir, int *created, char *err, size_t errle
     }
 }
 
-/* Durable write of one small file: a probe (then removed) or a temporary. */
+/* Durable write of one new small file (O_EXCL): the probe, or a side file of metrics rows. */
 static int rundir_write_fsync(const char *path, const void *buf, size_t len, char *err,
                               size_t errlen)
 {
@@ -88,54 +89,6 @@ static int rundir_write_fsync(const char *path, const void *buf, size_t len, cha
                            strerror(e));
     }
     return 0;
-}
-
-static int rundir_fsync_dir(const char *dir, char *err, size_t errlen)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0 || fsync(fd) != 0) {
-        int e = errno;
-        if (fd >= 0)
-            close(fd);
-        return rundir_fail(err, errlen, "%s: cannot sync directory: %s", dir, strerror(e));
-    }
-    close(fd);
-    return 0;
-}
-
-/* path <- buf, atomically: a temporary beside the target, fsync, rename, directory fsync. A
- * symlink is written through: its target is replaced, the link stays. */
-static int rundir_write_atomic(const char *path, const void *buf, size_t len, char *err,
-                               size_t errlen)
-{
-    char target[RUNDIR_PATH_MAX], tmp[RUNDIR_PATH_MAX + 32], dir[RUNDIR_PATH_MAX];
-    struct stat st;
-    if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode)) {
-        if (!realpath(path, target))
-            return rundir_fail(err, errlen, "%s: cannot follow the symlink: %s", path,
-                               strerror(errno));
-    } else {
-        snprintf(target, sizeof target, "%s", path);
-    }
-    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%ld", target, (long)getpid()) >= sizeof tmp)
-        return rundir_fail(err, errlen, "%s: path too long", target);
-    unlink(tmp);   /* a leftover of a killed writer with our pid */
-    if (rundir_write_fsync(tmp, buf, len, err, errlen) != 0)
-        return -1;
-    if (rename(tmp, target) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return rundir_fail(err, errlen, "%s: cannot replace: %s", target, strerror(e));
-    }
-    snprintf(dir, sizeof dir, "%s", target);
-    char *slash = strrchr(dir, '/');
-    if (!slash)
-        snprintf(dir, sizeof dir, ".");
-    else if (slash == dir)
-        dir[1] = '\0';
-    else
-        *slash = '\0';
-    return rundir_fsync_dir(dir, err, errlen);
 }
 
 /* ------------------------------------------------------------------ lock and probe */
@@ -465,7 +418,7 @@ int rundir_metrics_resume(const char *path, const char *header, int64_t epoch, c
     if (nmoved > hlen + 1) {
         rc = rundir_write_aside(path, moved, nmoved, aside, asidelen, err, errlen);
         if (rc == 0)
-            rc = rundir_write_atomic(path, keep, nkeep, err, errlen);
+            rc = fsafe_write_atomic(path, keep, nkeep, err, errlen);
         if (rc != 0 && aside[0]) {
             unlink(aside);   /* the metrics file was not rewritten: nothing was moved */
             aside[0] = '\0';
@@ -480,5 +433,5 @@ int rundir_save_config(const char *dir, const char *text, char *err, size_t errl
     char path[RUNDIR_PATH_MAX];
     if (rundir_join(path, sizeof path, dir, RUNDIR_CONFIG, err, errlen) != 0)
         return -1;
-    return rundir_write_atomic(path, text, strlen(text), err, errlen);
+    return fsafe_write_atomic(path, text, strlen(text), err, errlen);
 }
