@@ -42,8 +42,8 @@ $(FB)/lf/%.o: %.c
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
 
 # Each fuzzer links the module it fuzzes (listed here) and the shared helpers.
-$(FB)/fuzz_config: $(FB)/lf/src/config.o
-$(FB)/fuzz_idx: $(FB)/lf/src/data.o
+$(FB)/fuzz_config: $(FB)/lf/src/config.o $(FB)/lf/src/fsafe.o
+$(FB)/fuzz_idx: $(FB)/lf/src/data.o $(FB)/lf/src/fsafe.o
 $(FB)/fuzz_checkpoint: $(FB)/lf/src/checkpoint.o $(FB)/lf/src/fsafe.o
 $(FB)/fuzz_%: $(FB)/lf/fuzz/fuzz_%.o $(FB)/lf/fuzz/fuzz_common.o
 	$(FUZZ_CC) -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $^ $(FUZZ_LIBS)

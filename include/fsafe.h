@@ -20,6 +20,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/stat.h>
 #include <stdint.h>
 
 #define FSAFE_PATH_MAX 4096
@@ -28,6 +29,18 @@
 /* mkdir -p: dir and its missing parents (mode 0777 less the umask). An existing directory
  * is success; an existing non-directory an error naming it. */
 int fsafe_mkdir_p(const char *dir, char *err, size_t errlen);
+
+/* What st is, for a message when it is not a regular file: "a FIFO", "a directory", ... */
+const char *fsafe_file_kind(const struct stat *st);
+
+/* Open path read-only only if it is a regular file (following symlinks), and fill *st:
+ * O_NONBLOCK, so that opening a FIFO cannot wait for a writer (and hang a trainer at
+ * start-up), then fstat refuses a FIFO, a device or a directory before anything is read,
+ * and the flag is cleared again for the reads. Returns the descriptor; or -1 when the open
+ * failed, -2 when the file is not one to read, with why (no path in it) = the reason, e.g.
+ * "No such file or directory" or "a FIFO, not a regular file", for the caller's message
+ * ("cannot open" for -1, "cannot read" for -2). */
+int fsafe_open_regular(const char *path, struct stat *st, char *why, size_t whylen);
 
 /* fsync a directory, making the entries created, renamed or removed in it durable. A file
  * system that cannot sync directories (EINVAL) counts as success. */

@@ -12,6 +12,8 @@
  */
 #include "config.h"
 
+#include "fsafe.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <float.h>
@@ -529,51 +531,20 @@ static int config_handler(void *user, const char *section, const char *name,
     return 1;
 }
 
-/* What st is, for a message, when it is not a regular file. */
-static const char *config_file_kind(const struct stat *st)
-{
-    if (S_ISDIR(st->st_mode))
-        return "a directory";
-    if (S_ISFIFO(st->st_mode))
-        return "a FIFO";
-    if (S_ISCHR(st->st_mode))
-        return "a character device";
-    if (S_ISBLK(st->st_mode))
-        return "a block device";
-    if (S_ISSOCK(st->st_mode))
-        return "a socket";
-    return "not a regular file";
-}
-
-/* Open path for reading, only if it is a regular file. O_NONBLOCK so that opening a FIFO
- * cannot wait for a writer; fstat then refuses it (and a device or a directory) before
- * anything is read, so nothing blocks. The flag is cleared again: it means nothing to a
- * regular file, and stdio should not see EAGAIN in any case. */
+/* The config file, only if it is a regular file (fsafe_open_regular: a FIFO cannot hang
+ * the start). */
 static FILE *config_open(const char *path, char *err, size_t errlen)
 {
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0) {
-        config_fail(err, errlen, "%s: cannot open config: %s", path, strerror(errno));
-        return NULL;
-    }
     struct stat st;
-    if (fstat(fd, &st) != 0) {
+    char why[256];
+    int fd = fsafe_open_regular(path, &st, why, sizeof why);
+    FILE *f = fd < 0 ? NULL : fdopen(fd, "r");
+    if (fd < 0)
+        config_fail(err, errlen, "%s: cannot %s config: %s", path, fd == -1 ? "open" : "read",
+                    why);
+    else if (!f) {
         config_fail(err, errlen, "%s: cannot read config: %s", path, strerror(errno));
         close(fd);
-        return NULL;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        config_fail(err, errlen, "%s: cannot read config: %s, not a regular file", path,
-                    config_file_kind(&st));
-        close(fd);
-        return NULL;
-    }
-    int flags = fcntl(fd, F_GETFL);
-    FILE *f = NULL;
-    if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0 || !(f = fdopen(fd, "r"))) {
-        config_fail(err, errlen, "%s: cannot read config: %s", path, strerror(errno));
-        close(fd);
-        return NULL;
     }
     return f;
 }

@@ -12,6 +12,8 @@
  */
 #include "data.h"
 
+#include "fsafe.h"
+
 #include <assert.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -80,51 +82,15 @@ static const char *data_gz_text(gzFile gz, const char *name, int *errnum)
     return msg != NULL ? msg : "unknown zlib error";
 }
 
-/* What st is, for a message, when it is not a regular file. */
-static const char *data_file_kind(const struct stat *st)
-{
-    if (S_ISDIR(st->st_mode))
-        return "a directory";
-    if (S_ISFIFO(st->st_mode))
-        return "a FIFO";
-    if (S_ISCHR(st->st_mode))
-        return "a character device";
-    if (S_ISBLK(st->st_mode))
-        return "a block device";
-    if (S_ISSOCK(st->st_mode))
-        return "a socket";
-    return "not a regular file";
-}
-
-/* Open path for reading, only if it is a regular file, and fill *st. O_NONBLOCK so that
- * opening a FIFO cannot wait for a writer (and hang the trainer at start-up); fstat then
- * refuses it, a device or a directory before anything is read. The flag is cleared again:
- * it means nothing to a regular file, and zlib should not see EAGAIN in any case.
- * Returns the descriptor, or -1 with the message written. */
+/* path, only if it is a regular file (fsafe_open_regular: a FIFO cannot hang the start,
+ * and zlib never sees O_NONBLOCK). Returns the descriptor, or -1 with the message written. */
 static int data_open_regular(const char *path, struct stat *st, char *err, size_t errlen)
 {
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0) {
-        data_fail(err, errlen, path, "cannot open: %s", strerror(errno));
-        return -1;
-    }
-    if (fstat(fd, st) != 0) {
-        data_fail(err, errlen, path, "cannot read: %s", strerror(errno));
-        close(fd);
-        return -1;
-    }
-    if (!S_ISREG(st->st_mode)) {
-        data_fail(err, errlen, path, "cannot read: %s, not a regular file", data_file_kind(st));
-        close(fd);
-        return -1;
-    }
-    int flags = fcntl(fd, F_GETFL);
-    if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0) {
-        data_fail(err, errlen, path, "cannot read: %s", strerror(errno));
-        close(fd);
-        return -1;
-    }
-    return fd;
+    char why[256];
+    int fd = fsafe_open_regular(path, st, why, sizeof why);
+    if (fd < 0)
+        data_fail(err, errlen, path, "cannot %s: %s", fd == -1 ? "open" : "read", why);
+    return fd < 0 ? -1 : fd;
 }
 
 /* Read up to len bytes into buf, in chunks gzread can take. *got is what arrived.

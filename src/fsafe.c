@@ -488,31 +488,45 @@ int fsafe_reseal_image(void *image, size_t len, const char *tag, const char *pat
     return 0;
 }
 
+const char *fsafe_file_kind(const struct stat *st)
+{
+    return S_ISDIR(st->st_mode) ? "a directory" : S_ISFIFO(st->st_mode) ? "a FIFO"
+         : S_ISCHR(st->st_mode) ? "a character device" : S_ISBLK(st->st_mode) ? "a block device"
+         : S_ISSOCK(st->st_mode) ? "a socket" : "a special file";
+}
+
+int fsafe_open_regular(const char *path, struct stat *st, char *why, size_t whylen)
+{
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
+        snprintf(why, whylen, "%s", strerror(errno));
+        return -1;
+    }
+    int flags;
+    if (fstat(fd, st) != 0 || (S_ISREG(st->st_mode) && ((flags = fcntl(fd, F_GETFL)) < 0 ||
+                               fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0))) {
+        snprintf(why, whylen, "%s", strerror(errno));
+        close(fd);
+        return -2;
+    }
+    if (!S_ISREG(st->st_mode)) {
+        snprintf(why, whylen, "%s, not a regular file", fsafe_file_kind(st));
+        close(fd);
+        return -2;
+    }
+    return fd;
+}
+
 void *fsafe_read_file(const char *path, size_t *len, char *err, size_t errlen)
 {
     unsigned char *buf = NULL;
     *len = 0;
-    /* O_NONBLOCK: opening a FIFO would otherwise wait for a writer; fstat then refuses it. */
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0) {
-        fsafe_err(err, errlen, "%s: %s", path, strerror(errno));
-        return NULL;
-    }
     struct stat st;
-    if (fstat(fd, &st) != 0) {
-        fsafe_err(err, errlen, "%s: cannot stat: %s", path, strerror(errno));
-        goto done;
-    }
-    if (S_ISDIR(st.st_mode)) {
-        fsafe_err(err, errlen, "%s: is a directory, not a regular file", path);
-        goto done;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        fsafe_err(err, errlen, "%s: not a regular file (%s)", path,
-                  S_ISFIFO(st.st_mode) ? "a FIFO" : S_ISCHR(st.st_mode) ? "a character device"
-                  : S_ISBLK(st.st_mode) ? "a block device" : S_ISSOCK(st.st_mode) ? "a socket"
-                  : "a special file");
-        goto done;
+    char why[256];
+    int fd = fsafe_open_regular(path, &st, why, sizeof why);
+    if (fd < 0) {
+        fsafe_err(err, errlen, "%s: %s", path, why);   /* as ckpt_load's messages read */
+        return NULL;
     }
     size_t n = (size_t)st.st_size;
     if ((off_t)n != st.st_size || !(buf = malloc(n ? n : 1))) {

@@ -205,9 +205,8 @@ int rundir_check_regular(const char *path, const char *what, char *err, size_t e
         return errno == ENOENT ? 0 : rundir_fail(err, errlen, "%s = %s: %s", what, path,
                                                  strerror(errno));
     if (!S_ISREG(st.st_mode))
-        return rundir_fail(err, errlen, "%s = %s: not a regular file (%s)", what, path,
-                           S_ISDIR(st.st_mode) ? "a directory" : S_ISFIFO(st.st_mode) ? "a FIFO"
-                           : "a device or socket");
+        return rundir_fail(err, errlen, "%s = %s: %s, not a regular file", what, path,
+                           fsafe_file_kind(&st));
     return 0;
 }
 
@@ -319,15 +318,18 @@ static int rundir_read_all(const char *path, char **out, size_t *len, char *err,
 {
     *out = NULL;
     *len = 0;
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0)
-        return errno == ENOENT ? 0 : rundir_fail(err, errlen, "%s: cannot read: %s", path,
-                                                 strerror(errno));
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size > RUNDIR_METRICS_MAX) {
+    char why[256];
+    int fd = fsafe_open_regular(path, &st, why, sizeof why);
+    if (fd == -1 && errno == ENOENT)
+        return 0;
+    if (fd < 0)
+        return rundir_fail(err, errlen, "%s: cannot %s: %s", path, fd == -1 ? "open" : "read",
+                           why);
+    if ((uint64_t)st.st_size > RUNDIR_METRICS_MAX) {
         close(fd);
-        return rundir_fail(err, errlen, "%s: not a regular file of at most %u MiB: not an mlp "
-                           "metrics file", path, RUNDIR_METRICS_MAX >> 20);
+        return rundir_fail(err, errlen, "%s: larger than %u MiB: not an mlp metrics file", path,
+                           RUNDIR_METRICS_MAX >> 20);
     }
     char *buf = malloc((size_t)st.st_size + 1);
     size_t got = 0;

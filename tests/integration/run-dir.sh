@@ -49,7 +49,7 @@ expect_refused resume-from-elsewhere "holds another run" \
 expect_refused overwrite-with-auto "contradict" \
     run --set checkpoint.dir="$D" --set checkpoint.resume=auto --set checkpoint.overwrite=true
 mkfifo "$T/fifo"
-expect_refused fifo-metrics "log.metrics = $T/fifo: not a regular file (a FIFO)" \
+expect_refused fifo-metrics "log.metrics = $T/fifo: a FIFO, not a regular file" \
     run --set checkpoint.dir="$D" --set checkpoint.resume=auto --set log.metrics="$T/fifo"
 : > "$T/plain-file"
 expect_refused dir-is-a-file "checkpoint.dir = $T/plain-file exists and is not a directory" \

@@ -608,7 +608,7 @@ static void test_load_missing(void **state)
     make_tmpdir(dir, sizeof dir);
     join(path, sizeof path, dir, "nope.h5");
     assert_load_fails(path, "No such file or directory");
-    assert_load_fails(dir, "is a directory");
+    assert_load_fails(dir, "a directory, not a regular file");
     rm_rf(dir);
 }
 
@@ -1191,7 +1191,7 @@ static void test_load_not_regular(void **state)
         fail_msg("ckpt_load on a FIFO did not return (signal %d)", WTERMSIG(st));
     assert_int_equal(WEXITSTATUS(st), 0);
     assert_load_fails("/dev/null", "not a regular file");
-    assert_load_fails(dir, "is a directory");
+    assert_load_fails(dir, "a directory, not a regular file");
     rm_rf(dir);
 }
 

@@ -255,12 +255,12 @@ static void test_read_file(void **state)
     join(p, sizeof p, dir, "fifo");
     assert_int_equal(mkfifo(p, 0600), 0);
     assert_null(fsafe_read_file(p, &len, err, sizeof err));   /* no writer: would block */
-    assert_contains(err, "not a regular file (a FIFO)");
+    assert_contains(err, "a FIFO, not a regular file");
     assert_int_equal(len, 0);
     assert_null(fsafe_read_file("/dev/null", &len, err, sizeof err));
-    assert_contains(err, "not a regular file (a character device)");
+    assert_contains(err, "a character device, not a regular file");
     assert_null(fsafe_read_file(dir, &len, err, sizeof err));
-    assert_contains(err, "is a directory");
+    assert_contains(err, "a directory, not a regular file");
     join(p, sizeof p, dir, "empty");
     put(p, "", 0);
     void *buf = fsafe_read_file(p, &len, err, sizeof err);
