@@ -75,89 +75,215 @@ static inline Acc64 acc64_axpy(Acc64 a, float x, const float *w)
     return a;
 }
 
-/* The nonzero pixels of one sample, in ascending order, as (position, value) lists.
- * Eight pixels are tested at once: MNIST-like images are mostly background, so most
- * groups are skipped with one well-predicted branch. Returns the count. */
-static size_t compact_pixels(const uint8_t *x, size_t d, uint32_t *pos, uint8_t *val)
+/* Register-blocked micro-kernels for the two large products, Z1 = X W1 and dW1 = X^T dZ1
+ * (Goto and van de Geijn's scheme, as BLIS and OpenBLAS use it): an MR x NR tile of
+ * outputs stays in MR x 2 vector registers for the whole inner loop, each step loading
+ * one row of NR weights (two vectors) and broadcasting MR input values. The vector width
+ * VL follows the target: 16 lanes with AVX-512 (32 registers: 8 x 32 tiles), 8 with AVX2
+ * (16 registers: 6 x 16), 4 with SSE2 for the portable build (6 x 8). KERNELS_VL set at
+ * build time overrides it (the tests build the AVX-512 shape on AVX2 machines this way).
+ *
+ * Every output element is a sum over the inner index in ascending order, one multiply-add
+ * per term, whatever tile, thread or column path computes it: the tiles only decide which
+ * elements are computed together. The inner loop runs over a list of the inner indices
+ * at which some input of the tile is nonzero (built when the inputs are packed), so an
+ * input that is zero in the whole tile costs nothing, and one that is zero in some rows
+ * of the tile adds x * w = 0 there, which changes no bits (finite w). */
+#if defined(KERNELS_VL)
+#define VL KERNELS_VL
+#elif defined(__AVX512F__)
+#define VL 16
+#elif defined(__AVX__)
+#define VL 8
+#else
+#define VL 4
+#endif
+#define NR (2 * VL)           /* columns of a micro-tile */
+#define MR (VL >= 16 ? 8 : 6) /* rows of a micro-tile */
+#define CG (4 * VL)           /* columns of a task: a W1 or dZ1 panel that stays in cache */
+
+typedef float vf __attribute__((vector_size(4 * VL)));
+typedef float vfu __attribute__((vector_size(4 * VL), aligned(4), may_alias));
+typedef int32_t vi __attribute__((vector_size(4 * VL)));
+typedef int64_t vq __attribute__((vector_size(8 * VL)));
+typedef uint64_t vqu __attribute__((vector_size(8 * VL)));
+
+/* Unaligned vector load and store (macros: a function returning a vector wider than the
+ * target's registers would change the ABI, and GCC warns about it). */
+#define vload(p) ((vf)*(const vfu *)(p))
+#define vstore(p, v) (*(vfu *)(p) = (v))
+
+static size_t min_size(size_t a, size_t b)
 {
-    size_t n = 0, c = 0;
-    for (; c + 8 <= d; c += 8) {
-        uint64_t word;
-        memcpy(&word, x + c, 8);
-        if (!word)
-            continue;
-        for (size_t k = c; k < c + 8; k++) {   /* branch-free within the group */
-            pos[n] = (uint32_t)k;
-            val[n] = x[k];
-            n += x[k] != 0;
-        }
+    return a < b ? a : b;
+}
+
+/* Scratch layout (kernels_scratch_size): the forward pass packs sample tiles, tile t at
+ * panel + t * MR * d (MR rows of d floats: the pixels as floats) and list + t * (d + 1)
+ * (count, then the feature indices where some row of the tile is nonzero). dW1 packs
+ * feature tiles, tile p at panel + p * MR * m ((m, MR): per sample, the tile's MR values,
+ * compacted to the samples listed) and list + p * (m + 1) (count, then sample indices).
+ * The last feature tile holds the constant 1 of db1 (feature d). VL floats of slack after
+ * the panel let a pack write whole vectors past the last tile. */
+int kernels_scratch_size(size_t m, size_t d, size_t *panel_floats, size_t *list_len)
+{
+    const size_t T = (m + MR - 1) / MR, P = (d + 1 + MR - 1) / MR;
+    if (m > SIZE_MAX / (8 * MR) / (d + 2) || d > SIZE_MAX / (8 * MR) / (m + 2))
+        return -1;
+    const size_t fw = T * MR * d, bw = P * MR * m;
+    const size_t lf = T * (d + 1), lb = P * (m + 1);
+    *panel_floats = (fw > bw ? fw : bw) + 2 * VL;
+    *list_len = lf > lb ? lf : lb;
+    return 0;
+}
+
+/* Append to list (from n on) the offsets c0 + l, l < w <= 8, whose flag byte is nonzero;
+ * returns the new count. Whole groups of 8 zero or 8 nonzero flags take one branch. */
+static inline size_t list_append8(uint32_t *list, size_t n, size_t c0, const uint8_t *f,
+                                  size_t w)
+{
+    uint64_t word = 0;
+    memcpy(&word, f, w);
+    if (!word)
+        return n;
+    const uint64_t ones = 0x0101010101010101ull;
+    if (w == 8 && !((word - ones) & ~word & (ones << 7))) {   /* no zero byte */
+        for (uint32_t l = 0; l < 8; l++)
+            list[n + l] = (uint32_t)c0 + l;
+        return n + 8;
     }
-    for (; c < d; c++) {
-        pos[n] = (uint32_t)c;
-        val[n] = x[c];
-        n += x[c] != 0;
+    for (size_t l = 0; l < w; l++) {   /* branch-free */
+        list[n] = (uint32_t)(c0 + l);
+        n += f[l] != 0;
     }
     return n;
 }
 
-void kernels_hidden_forward(const uint8_t *X, const uint32_t *idx, size_t m, size_t d,
-                            size_t h, const float *W1, const float *b1, float *A1,
-                            uint32_t *sp_pos, uint8_t *sp_val, uint32_t *sp_len)
+/* The scale of an output sum: pixels are x / 255, float features as they are. */
+static float input_scale(const KernelsInput *X)
 {
-    OWN_TEAM(kernels_hidden_forward(X, idx, m, d, h, W1, b1, A1, sp_pos, sp_val, sp_len));
-#pragma omp for schedule(static)
-    for (size_t r = 0; r < m; r++) {
-        /* Samples are drawn at random from the whole data set: fetch the next one's
-         * pixels while this one is computed, instead of stalling on memory at its start. */
-        if (r + 1 < m)
-            for (size_t c = 0; c < d; c += 64)
-                __builtin_prefetch(X + (size_t)idx[r + 1] * d + c);
-        uint32_t *pos = sp_pos + r * d;   /* (d) */
-        uint8_t *val = sp_val + r * d;    /* (d) */
-        const size_t nnz = compact_pixels(X + (size_t)idx[r] * d, d, pos, val);
-        sp_len[r] = (uint32_t)nnz;
-        float *a = A1 + r * h;            /* (h) */
-        size_t j0 = 0;
-        /* Two register blocks at once where the row allows: eight independent FMA chains
-         * instead of four, enough to hide the FMA latency. Each element's sum is the same
-         * sequence of operations in every path. */
-        for (; j0 + 2 * KB <= h; j0 += 2 * KB) {
-            Acc64 u, v;
-            memset(&u, 0, sizeof u);
-            memset(&v, 0, sizeof v);
-            for (size_t t = 0; t < nnz; t++) {
-                const float *w = W1 + (size_t)pos[t] * h + j0;
-                u = acc64_axpy(u, (float)val[t], w);
-                v = acc64_axpy(v, (float)val[t], w + KB);
-            }
-            float acc[2 * KB];
-            acc64_store(acc, u);
-            acc64_store(acc + KB, v);
-            for (size_t j = 0; j < 2 * KB; j++) {
-                float z = b1[j0 + j] + PIXEL_SCALE * acc[j];
-                a[j0 + j] = 1.0f / (1.0f + expf(-z));
-            }
+    return X->u8 ? PIXEL_SCALE : 1.0f;
+}
+
+/* Pack sample tile t (rows r0 .. r0 + rows): pixels converted to float rows, and the list
+ * of features nonzero in some row. */
+static void pack_sample_tile(const KernelsInput *X, const uint32_t *idx, size_t m, size_t d,
+                             size_t t, const KernelsScratch *s)
+{
+    const size_t r0 = t * MR, rows = min_size(MR, m - r0);
+    float *P = s->panel + t * MR * d;     /* (MR, d) */
+    uint32_t *list = s->list + t * (d + 1);
+    if (X->u8)
+        for (size_t i = 0; i < rows; i++) {
+            const uint8_t *x = X->u8 + (size_t)idx[r0 + i] * d;
+            for (size_t c = 0; c < d; c++)
+                P[i * d + c] = (float)x[c];
         }
-        for (; j0 < h; j0 += KB) {
-            size_t bw = h - j0 < KB ? h - j0 : KB;
-            float acc[KB] = {0};
-            if (bw == KB) {
-                Acc64 v = acc64_load(acc);
-                for (size_t t = 0; t < nnz; t++)
-                    v = acc64_axpy(v, (float)val[t], W1 + (size_t)pos[t] * h + j0);
-                acc64_store(acc, v);
+    size_t n = 0;
+    for (size_t c0 = 0; c0 < d; c0 += 8) {
+        const size_t w = min_size(8, d - c0);
+        uint8_t f[8] = {0};
+        for (size_t i = 0; i < rows; i++) {
+            if (X->u8) {
+                const uint8_t *x = X->u8 + (size_t)idx[r0 + i] * d + c0;
+                for (size_t l = 0; l < w; l++)
+                    f[l] |= x[l];
             } else {
-                for (size_t t = 0; t < nnz; t++) {
-                    const float xv = val[t], *w = W1 + (size_t)pos[t] * h + j0;
-                    for (size_t j = 0; j < bw; j++)
-                        acc[j] += xv * w[j];
-                }
-            }
-            for (size_t j = 0; j < bw; j++) {
-                float z = b1[j0 + j] + PIXEL_SCALE * acc[j];
-                a[j0 + j] = 1.0f / (1.0f + expf(-z));
+                const float *x = X->f32 + (size_t)idx[r0 + i] * d + c0;
+                for (size_t l = 0; l < w; l++)
+                    f[l] |= x[l] != 0.0f;
             }
         }
+        n = list_append8(list + 1, n, c0, f, w);
+    }
+    list[0] = (uint32_t)n;
+}
+
+/* acc[i][v] = sum over the listed k of x_i[k] W1[k, j0 + v VL ..] for the MR rows x_i and
+ * nv (1 or 2) vectors of columns. */
+static inline __attribute__((always_inline)) void
+fwd_micro(const float *const *xr, const uint32_t *list, size_t n, const float *W1, size_t h,
+          size_t j0, int nv, vf acc[MR][2])
+{
+    vf a[MR][2];
+    memset(a, 0, sizeof a);
+    for (size_t t = 0; t < n; t++) {
+        const size_t k = list[t];
+        const float *w = W1 + k * h + j0;
+        const vf w0 = vload(w), w1 = nv > 1 ? vload(w + VL) : w0;
+        for (int i = 0; i < MR; i++) {
+            const float x = xr[i][k];
+            a[i][0] += x * w0;
+            if (nv > 1)
+                a[i][1] += x * w1;
+        }
+    }
+    memcpy(acc, a, sizeof a);
+}
+
+/* A1 rows r0 .. r0 + rows, columns j0 .. j1 of sample tile t. */
+static void fwd_task(const KernelsInput *X, const uint32_t *idx, size_t m, size_t d, size_t h,
+                     const float *W1, const float *b1, float *A1, const KernelsScratch *s,
+                     size_t t, size_t j0, size_t j1)
+{
+    const size_t r0 = t * MR, rows = min_size(MR, m - r0);
+    const uint32_t *list = s->list + t * (d + 1) + 1;
+    const size_t n = list[-1];
+    const float scale = input_scale(X);
+    const float *xr[MR];   /* the tile's input rows; missing rows repeat row 0 */
+    for (size_t i = 0; i < MR; i++) {
+        const size_t ii = i < rows ? i : 0;
+        xr[i] = X->u8 ? s->panel + (t * MR + ii) * d : X->f32 + (size_t)idx[r0 + ii] * d;
+    }
+    for (size_t j = j0; j < j1;) {
+        float acc[MR][NR];
+        size_t bw;
+        if (j + NR <= j1) {
+            bw = NR;
+            vf a[MR][2];
+            fwd_micro(xr, list, n, W1, h, j, 2, a);
+            for (int i = 0; i < MR; i++)
+                vstore(acc[i], a[i][0]), vstore(acc[i] + VL, a[i][1]);
+        } else if (j + VL <= j1) {
+            bw = VL;
+            vf a[MR][2];
+            fwd_micro(xr, list, n, W1, h, j, 1, a);
+            for (int i = 0; i < MR; i++)
+                vstore(acc[i], a[i][0]);
+        } else {   /* fewer than VL columns: the same sums, one column at a time */
+            bw = j1 - j;
+            for (size_t i = 0; i < MR; i++)
+                for (size_t c = 0; c < bw; c++) {
+                    float a = 0;
+                    for (size_t q = 0; q < n; q++)
+                        a += xr[i][list[q]] * W1[(size_t)list[q] * h + j + c];
+                    acc[i][c] = a;
+                }
+        }
+        for (size_t i = 0; i < rows; i++)
+            for (size_t c = 0; c < bw; c++) {
+                const float z = b1[j + c] + scale * acc[i][c];
+                A1[(r0 + i) * h + j + c] = 1.0f / (1.0f + expf(-z));
+            }
+        j += bw;
+    }
+}
+
+void kernels_hidden_forward(const KernelsInput *X, const uint32_t *idx, size_t m, size_t d,
+                            size_t h, const float *W1, const float *b1, float *A1,
+                            const KernelsScratch *scratch)
+{
+    OWN_TEAM(kernels_hidden_forward(X, idx, m, d, h, W1, b1, A1, scratch));
+    const size_t T = (m + MR - 1) / MR, G = (h + CG - 1) / CG;
+#pragma omp for schedule(static)
+    for (size_t t = 0; t < T; t++)
+        pack_sample_tile(X, idx, m, d, t, scratch);
+    /* Tasks column group by column group, so that a thread's consecutive tasks reuse
+     * the same d x CG panel of W1 from its cache. */
+#pragma omp for schedule(static)
+    for (size_t task = 0; task < T * G; task++) {
+        const size_t g = task / T, t = task % T;
+        fwd_task(X, idx, m, d, h, W1, b1, A1, scratch, t, g * CG, min_size(h, (g + 1) * CG));
     }
 }
 
@@ -257,51 +383,6 @@ void kernels_output_backward(const float *A1, const uint8_t *labels, const uint3
                 memcpy(&dZ1_max[r], &top1, sizeof top1);
         }
     }
-}
-
-/* The first k with p[k] >= key in the ascending p[0..n), or n; the steps select with a
- * conditional move instead of a branch. */
-static inline size_t lower_bound(const uint32_t *p, size_t n, size_t key)
-{
-    if (n == 0)
-        return 0;
-    const uint32_t *base = p;
-    while (n > 1) {
-        const size_t half = n / 2;
-        base = base[half] < key ? base + half : base;
-        n -= half;
-    }
-    return (size_t)(base - p) + (*base < key);
-}
-
-void kernels_gather_pixels(const uint32_t *sp_pos, const uint8_t *sp_val,
-                           const uint32_t *sp_len, size_t m, size_t d, uint32_t *pos,
-                           uint8_t *val, uint32_t *len)
-{
-    OWN_TEAM(kernels_gather_pixels(sp_pos, sp_val, sp_len, m, d, pos, val, len));
-    {
-        /* Each thread owns a contiguous range of pixels and scans every sample's list in
-         * sample order, so each pixel's list comes out in ascending sample order. */
-        const size_t nt = (size_t)omp_get_num_threads(), t = (size_t)omp_get_thread_num();
-        const size_t c0 = d * t / nt, c1 = d * (t + 1) / nt;
-        for (size_t c = c0; c < c1; c++)
-            len[c] = 0;
-        /* A sample's list is sorted by pixel, so this thread's pixels are one run of it,
-         * found by binary search: no per-entry test (and misprediction) on pixels that
-         * belong to other threads. */
-        for (size_t r = 0; r < m; r++) {
-            const uint32_t *p = sp_pos + r * d;
-            const uint8_t *v = sp_val + r * d;
-            const size_t k1 = lower_bound(p, sp_len[r], c1);
-            for (size_t k = lower_bound(p, k1, c0); k < k1; k++) {
-                const size_t c = p[k];
-                pos[c * m + len[c]] = (uint32_t)r;
-                val[c * m + len[c]] = v[k];
-                len[c]++;
-            }
-        }
-    }
-#pragma omp barrier   /* the lists are complete for every thread's next kernel */
 }
 
 /* The limit in force: the caller's, but never above KERNELS_LIMIT_MAX, below which
@@ -404,174 +485,216 @@ static int chunks_within_limit(const float *row_max, size_t m, size_t chunk, flo
     return 1;
 }
 
-/* The dW1/db1 rows c of the full register block at j0, in exact mode: each chunk's float
- * sum goes through fix64_add into registers, and only the pixel's total is stored. Same
- * sums, same order and same fixed-point values as the general path of
- * kernels_grad_layer1; it saves the round trip through memory per chunk. `checked` = 0
- * when chunks_within_limit has shown that no value can be rejected. */
-static int64_t grad1_exact_block(const uint32_t *p, const uint8_t *v, size_t n,
-                                 size_t h, size_t j0, float scale, const float *dZ1,
-                                 size_t chunk, const KernelsSink *sink, int checked,
-                                 int64_t *out)
+/* Feature tile p of dW1 (features c0 .. c0 + MR; feature d is the constant 1 of db1, and
+ * features past it are 0): per sample r, the tile's MR values as floats, for the samples
+ * where one of them is nonzero, in ascending r. */
+static void pack_feature_tile(const KernelsInput *X, const uint32_t *idx, size_t m, size_t d,
+                              size_t p, const KernelsScratch *s)
 {
-    const float scale_fix = scale * FIX_SCALE, limit_fix = sink_limit(sink) * FIX_SCALE;
-    Fix64 f;
-    memset(&f, 0, sizeof f);
-    vm16 nbad = {0};
-    size_t t = 0;
-    /* Chunk by chunk; a pixel 0 in every sample of a chunk adds nothing and is skipped.
-     * The entries are consumed in the same loop that finds the chunk's end, so that each
-     * chunk costs one unpredictable loop exit, not two. */
-    while (t < n) {
-        const size_t r1 = ((p ? p[t] : t) / chunk + 1) * chunk;   /* end of t's chunk */
-        Acc64 a;
-        memset(&a, 0, sizeof a);
-        if (p)
-            for (; t < n && p[t] < r1; t++)
-                a = acc64_axpy(a, (float)v[t], dZ1 + (size_t)p[t] * h + j0);
-        else
-            for (; t < n && t < r1; t++)
-                a = acc64_axpy(a, 1.0f, dZ1 + t * h + j0);
-        f = checked ? fix64_add(f, a, scale_fix, limit_fix, &nbad)
-                    : fix64_add_unchecked(f, a, scale_fix);
+    const size_t c0 = p * MR;
+    float *P = s->panel + p * MR * m;   /* (m, MR), compacted */
+    uint32_t *list = s->list + p * (m + 1) + 1;
+    size_t n = 0;
+    if (c0 + MR <= d && X->u8) {   /* a full tile of pixels: MR bytes per sample */
+        for (size_t r = 0; r < m; r++) {
+            const uint8_t *x = X->u8 + (size_t)idx[r] * d + c0;
+            float v[MR];
+            int any = 0;
+            for (int i = 0; i < MR; i++) {
+                v[i] = (float)x[i];
+                any |= x[i];
+            }
+            memcpy(P + n * MR, v, sizeof v);
+            list[n] = (uint32_t)r;
+            n += any != 0;
+        }
+    } else {
+        for (size_t r = 0; r < m; r++) {
+            float v[MR];
+            int any = 0;
+            for (size_t i = 0; i < MR; i++) {
+                const size_t c = c0 + i;
+                v[i] = c < d ? (X->u8 ? (float)X->u8[(size_t)idx[r] * d + c]
+                                      : X->f32[(size_t)idx[r] * d + c])
+                             : c == d ? 1.0f : 0.0f;
+                any |= v[i] != 0.0f;
+            }
+            memcpy(P + n * MR, v, sizeof v);
+            list[n] = (uint32_t)r;
+            n += any != 0;
+        }
     }
-    memcpy(out, &f, sizeof f);
+    list[-1] = (uint32_t)n;
+}
+
+/* q += trunc(x) lane by lane, for |x| < 2^62 (checked by the caller), with 32-bit
+ * conversions only (AVX2 and SSE2 have no float -> int64 vector conversion):
+ * x = hi 2^31 + lo exactly, hi = trunc(x 2^-31) (|hi| < 2^31), and lo = x - hi 2^31 is
+ * exact (Sterbenz: hi 2^31 is within a factor 2 of x, or 0) with |lo| < 2^31 and the sign
+ * of x, so trunc(x) = hi 2^31 + trunc(lo). */
+static inline void fix_trunc_add(vq *q, vf x)
+{
+    const vi hi = __builtin_convertvector(x * 0x1p-31f, vi);
+    const vf lo = x - __builtin_convertvector(hi, vf) * 0x1p31f;
+    const vq h64 = __builtin_convertvector(hi, vq), l64 = __builtin_convertvector(
+                                                        __builtin_convertvector(lo, vi), vq);
+    *q += (vq)((vqu)h64 << 31) + l64;
+}
+
+/* One chunk's sums a (VL lanes) into the fixed-point sums q: x = a * scale_fix; a lane
+ * with !(|x| <= limit_fix) (NaN included) adds 0 and counts in *nbad. */
+static inline void fix_put(vq *q, vf a, float scale_fix, float limit_fix, int checked,
+                           vi *nbad)
+{
+    vf x = a * scale_fix;
+    if (checked) {
+        const vi ok = (x <= limit_fix) & (x >= -limit_fix);   /* -1 or 0 */
+        *nbad += ok + 1;
+        x = (vf)((vi)x & ok);
+    }
+    fix_trunc_add(q, x);
+}
+
+/* The scalar twin of fix_put, for the columns past the last full vector. */
+static inline int64_t fix_put1(int64_t q, float a, float scale_fix, float limit_fix,
+                               int64_t *nbad)
+{
+    const float x = a * scale_fix;
+    if (!(x <= limit_fix && x >= -limit_fix)) {
+        ++*nbad;
+        return q;
+    }
+    return q + (int64_t)x;
+}
+
+/* dW1 rows c0 .. c0 + MR (those <= d), columns j0 .. j0 + nv VL: the sums over the listed
+ * samples, chunk by chunk (exact) or all at once (fast). Returns the rejected count. */
+static inline __attribute__((always_inline)) int64_t
+grad1_micro(const float *P, const uint32_t *list, size_t n, size_t h, size_t j0, int nv,
+            const float *dZ1, size_t chunk, const float *scale, size_t rows,
+            const KernelsSink *sink, int checked, int64_t *out_i, float *out_f)
+{
+    if (out_f) {
+        vf a[MR][2];
+        memset(a, 0, sizeof a);
+        for (size_t t = 0; t < n; t++) {
+            const float *g = dZ1 + (size_t)list[t] * h + j0;
+            const vf g0 = vload(g), g1 = nv > 1 ? vload(g + VL) : g0;
+            for (int i = 0; i < MR; i++) {
+                a[i][0] += P[t * MR + i] * g0;
+                if (nv > 1)
+                    a[i][1] += P[t * MR + i] * g1;
+            }
+        }
+        for (size_t i = 0; i < rows; i++)
+            for (int v = 0; v < nv; v++)
+                vstore(out_f + i * h + j0 + v * VL, a[i][v] * scale[i]);
+        return 0;
+    }
+    const float limit_fix = sink_limit(sink) * FIX_SCALE;
+    vq q[MR][2];
+    memset(q, 0, sizeof q);
+    vi nbad[MR];   /* per row: the padding rows past feature d are not counted */
+    memset(nbad, 0, sizeof nbad);
+    size_t t = 0;
+    while (t < n) {   /* chunk by chunk; a chunk without listed samples adds nothing */
+        const size_t r1 = (list[t] / chunk + 1) * chunk;
+        vf a[MR][2];
+        memset(a, 0, sizeof a);
+        for (; t < n && list[t] < r1; t++) {
+            const float *g = dZ1 + (size_t)list[t] * h + j0;
+            const vf g0 = vload(g), g1 = nv > 1 ? vload(g + VL) : g0;
+            for (int i = 0; i < MR; i++) {
+                a[i][0] += P[t * MR + i] * g0;
+                if (nv > 1)
+                    a[i][1] += P[t * MR + i] * g1;
+            }
+        }
+        for (int i = 0; i < MR; i++)
+            for (int v = 0; v < nv; v++)
+                fix_put(&q[i][v], a[i][v], scale[i] * FIX_SCALE, limit_fix, checked, &nbad[i]);
+    }
     int64_t bad = 0;
-    for (int l = 0; l < 16; l++)
-        bad += nbad[l];
+    for (size_t i = 0; i < rows; i++) {
+        for (int v = 0; v < nv; v++)
+            memcpy(out_i + i * h + j0 + v * VL, &q[i][v], sizeof q[i][v]);
+        for (int l = 0; l < VL; l++)
+            bad += nbad[i][l];
+    }
     return bad;
 }
 
-/* grad1_exact_block for two adjacent full blocks (j0 .. j0 + 128) when no value can be
- * rejected: one pass over the pixel's entries feeds eight FMA chains, and each chunk's
- * end costs one loop exit for 128 columns instead of one per 64. */
-static void grad1_exact_pair(const uint32_t *p, const uint8_t *v, size_t n, size_t h,
-                             size_t j0, float scale, const float *dZ1, size_t chunk,
-                             int64_t *out)
+/* The columns j0 .. j1 (fewer than VL) of the same rows, one column at a time. */
+static int64_t grad1_columns(const float *P, const uint32_t *list, size_t n, size_t h,
+                             size_t j0, size_t j1, const float *dZ1, size_t chunk,
+                             const float *scale, size_t rows, const KernelsSink *sink,
+                             int64_t *out_i, float *out_f)
 {
-    const float scale_fix = scale * FIX_SCALE;
-    Fix64 f, g;
-    memset(&f, 0, sizeof f);
-    memset(&g, 0, sizeof g);
-    size_t t = 0;
-    while (t < n) {
-        const size_t r1 = ((p ? p[t] : t) / chunk + 1) * chunk;   /* end of t's chunk */
-        Acc64 a, b;
-        memset(&a, 0, sizeof a);
-        memset(&b, 0, sizeof b);
-        for (; t < n && (p ? p[t] : t) < r1; t++) {
-            const float x = p ? (float)v[t] : 1.0f;
-            const float *row = dZ1 + (size_t)(p ? p[t] : t) * h + j0;
-            a = acc64_axpy(a, x, row);
-            b = acc64_axpy(b, x, row + KB);
+    const float limit_fix = sink_limit(sink) * FIX_SCALE;
+    int64_t bad = 0;
+    for (size_t i = 0; i < rows; i++)
+        for (size_t j = j0; j < j1; j++) {
+            if (out_f) {
+                float a = 0;
+                for (size_t t = 0; t < n; t++)
+                    a += P[t * MR + i] * dZ1[(size_t)list[t] * h + j];
+                out_f[i * h + j] = a * scale[i];
+                continue;
+            }
+            int64_t q = 0;
+            size_t t = 0;
+            while (t < n) {
+                const size_t r1 = (list[t] / chunk + 1) * chunk;
+                float a = 0;
+                for (; t < n && list[t] < r1; t++)
+                    a += P[t * MR + i] * dZ1[(size_t)list[t] * h + j];
+                q = fix_put1(q, a, scale[i] * FIX_SCALE, limit_fix, &bad);
+            }
+            out_i[i * h + j] = q;
         }
-        f = fix64_add_unchecked(f, a, scale_fix);
-        g = fix64_add_unchecked(g, b, scale_fix);
-    }
-    memcpy(out, &f, sizeof f);
-    memcpy(out + KB, &g, sizeof g);
+    return bad;
 }
 
-/* The same for 16 columns (what is left of a row after its full blocks). */
-static void grad1_exact_16(const uint32_t *p, const uint8_t *v, size_t n, size_t h,
-                           size_t j0, float scale, const float *dZ1, size_t chunk,
-                           int64_t *out)
-{
-    const float scale_fix = scale * FIX_SCALE;
-    vi8 lo = {0}, hi = {0};
-    size_t t = 0;
-    while (t < n) {
-        const size_t r1 = ((p ? p[t] : t) / chunk + 1) * chunk;   /* end of t's chunk */
-        vf16 a = {0};
-        for (; t < n && (p ? p[t] : t) < r1; t++)
-            a += (p ? (float)v[t] : 1.0f) *
-                 *(const vf16u *)(dZ1 + (size_t)(p ? p[t] : t) * h + j0);
-        const vf16 x = a * scale_fix;
-        lo += __builtin_convertvector(__builtin_shufflevector(x, x, 0, 1, 2, 3, 4, 5, 6, 7),
-                                      vi8);
-        hi += __builtin_convertvector(
-            __builtin_shufflevector(x, x, 8, 9, 10, 11, 12, 13, 14, 15), vi8);
-    }
-    memcpy(out, &lo, sizeof lo);
-    memcpy(out + 8, &hi, sizeof hi);
-}
-
-void kernels_grad_layer1(const uint32_t *pos, const uint8_t *val, const uint32_t *len,
-                         size_t m, size_t d, size_t h, const float *dZ1,
+void kernels_grad_layer1(const KernelsInput *X, const uint32_t *idx, size_t m, size_t d,
+                         size_t h, const float *dZ1, const KernelsScratch *scratch,
                          const KernelsSink *sink)
 {
-    OWN_TEAM(kernels_grad_layer1(pos, val, len, m, d, h, dZ1, sink));
+    OWN_TEAM(kernels_grad_layer1(X, idx, m, d, h, dZ1, scratch, sink));
     const size_t chunk = sink_chunk(sink, m);
     const int checked = !(sink->out_i && sink->row_max &&
                           chunks_within_limit(sink->row_max, m, chunk, sink_limit(sink)));
+    const size_t P = (d + 1 + MR - 1) / MR, G = (h + CG - 1) / CG;
     int64_t nbad = 0;   /* this thread's */
-    /* Rows 0..d-1 are dW1 (over the samples where the pixel is nonzero), row d is db1 (a
-     * pixel of constant 1 in every sample, unscaled). */
-#pragma omp for schedule(dynamic, 8)
-    for (size_t c = 0; c <= d; c++) {
-        const uint32_t *p = c < d ? pos + c * m : NULL;   /* (len[c]) sample rows, ascending */
-        const uint8_t *v = c < d ? val + c * m : NULL;
-        const size_t n = c < d ? len[c] : m;
-        const float scale = c < d ? PIXEL_SCALE : 1.0f;
-        size_t j0 = 0;
-        if (sink->out_i && !checked) {   /* 128 columns at a time, then 64, then 16 */
-            for (; j0 + 2 * KB <= h; j0 += 2 * KB)
-                grad1_exact_pair(p, v, n, h, j0, scale, dZ1, chunk, sink->out_i + c * h + j0);
-            if (j0 + KB <= h) {
-                grad1_exact_block(p, v, n, h, j0, scale, dZ1, chunk, sink, 0,
-                                  sink->out_i + c * h + j0);
-                j0 += KB;
-            }
-            for (; j0 + 16 <= h; j0 += 16)
-                grad1_exact_16(p, v, n, h, j0, scale, dZ1, chunk, sink->out_i + c * h + j0);
-        }
-        for (; j0 < h; j0 += KB) {
-            size_t bw = h - j0 < KB ? h - j0 : KB;
-            if (sink->out_i && bw == KB) {
-                nbad += grad1_exact_block(p, v, n, h, j0, scale, dZ1, chunk, sink, checked,
-                                          sink->out_i + c * h + j0);
-                continue;
-            }
-            size_t t = 0;
-            for (size_t r0 = 0; r0 < m; r0 += chunk) {
-                const size_t r1 = r0 + chunk < m ? r0 + chunk : m;
-                size_t t1 = t;
-                if (p)
-                    while (t1 < n && p[t1] < r1)
-                        t1++;
-                else
-                    t1 = r1;
-                /* A pixel that is 0 in every sample of the chunk (MNIST's borders) adds
-                 * nothing: skip it, except in the first chunk, which stores the row. */
-                if (t1 == t && r0 != 0)
-                    continue;
-                float acc[KB] = {0};
-                if (bw == KB) {
-                    Acc64 a = acc64_load(acc);
-                    if (p)
-                        for (; t < t1; t++)
-                            a = acc64_axpy(a, (float)v[t], dZ1 + (size_t)p[t] * h + j0);
-                    else
-                        for (; t < t1; t++)
-                            a = acc64_axpy(a, 1.0f, dZ1 + t * h + j0);
-                    acc64_store(acc, a);
-                } else {
-                    for (; t < t1; t++) {
-                        const float xv = p ? (float)v[t] : 1.0f;
-                        const float *g = dZ1 + (size_t)(p ? p[t] : t) * h + j0;
-                        for (size_t j = 0; j < bw; j++)
-                            acc[j] += xv * g[j];
-                    }
-                }
-                for (size_t j = 0; j < bw; j++)
-                    acc[j] *= scale;
-                nbad += sink_put(sink, c * h + j0, 1, bw, acc, r0 == 0);
-            }
-        }
+#pragma omp for schedule(static)
+    for (size_t p = 0; p < P; p++)
+        pack_feature_tile(X, idx, m, d, p, scratch);
+    /* Tasks column group by column group: a thread's consecutive tasks reuse the same
+     * m x CG panel of dZ1 from its cache. Rows 0..d-1 of the output are dW1, row d db1. */
+#pragma omp for schedule(static)
+    for (size_t task = 0; task < P * G; task++) {
+        const size_t g = task / P, p = task % P, c0 = p * MR;
+        const size_t rows = min_size(MR, d + 1 - c0);
+        const uint32_t *list = scratch->list + p * (m + 1) + 1;
+        const size_t n = list[-1];
+        const float *Pn = scratch->panel + p * MR * m;
+        float scale[MR];
+        for (size_t i = 0; i < MR; i++)
+            scale[i] = c0 + i < d ? input_scale(X) : 1.0f;
+        int64_t *oi = sink->out_i ? sink->out_i + c0 * h : NULL;
+        float *of = sink->out_f ? sink->out_f + c0 * h : NULL;
+        size_t j = g * CG;
+        const size_t j1 = min_size(h, j + CG);
+        for (; j + NR <= j1; j += NR)
+            nbad += grad1_micro(Pn, list, n, h, j, 2, dZ1, chunk, scale, rows, sink, checked,
+                                oi, of);
+        for (; j + VL <= j1; j += VL)
+            nbad += grad1_micro(Pn, list, n, h, j, 1, dZ1, chunk, scale, rows, sink, checked,
+                                oi, of);
+        if (j < j1)
+            nbad += grad1_columns(Pn, list, n, h, j, j1, dZ1, chunk, scale, rows, sink, oi, of);
     }
     add_bad(sink->bad, nbad);
 }
-
 void kernels_grad_layer2(const float *A1, size_t m, size_t h, size_t k, const float *dZ2,
                          const KernelsSink *sink)
 {
