@@ -1,10 +1,11 @@
-/* kernels: see include/kernels.h for the contract (fixed summation order per output
- * element, threads over rows, fixed point for exact mode).
+/* kernels: the fast implementation; see include/kernels.h for the contract (fixed
+ * summation order per output element, threads over output tiles, fixed point for exact
+ * mode) and kernels_ref.c for the same mathematics in plain loops.
  *
- * Column blocking: an output row is processed KB columns at a time with the running sums
- * in a small local array, which the compiler keeps in vector registers. Which columns fall
- * in a full block or in the last, partial one depends only on the row length, so the code
- * path (and the rounding) for every element is fixed by the shapes alone.
+ * The two large products run as register-blocked micro-kernels (below); the small ones
+ * (output layer, dW2) use the same vector type. Which columns fall in a full micro-tile,
+ * a single vector or the scalar tail depends only on the shapes, so the code path (and
+ * the rounding) of every element is fixed by the shapes alone.
  *
  * Teams: a kernel called outside any parallel region opens one (OWN_TEAM below) and
  * calls itself inside it; inside a region, its loops are orphaned worksharing constructs
@@ -16,7 +17,6 @@
 #include <omp.h>
 #include <string.h>
 
-#define KB 64                         /* columns per register block */
 #define PIXEL_SCALE (1.0f / 255.0f)
 #define FIX_SCALE 0x1p40f             /* 2^KERNELS_FIX_BITS */
 #define FIX_UNSCALE 0x1p-40
@@ -40,39 +40,6 @@ static void add_bad(int64_t *bad, int64_t n)
 #pragma omp atomic
         *bad += n;
     }
-}
-
-/* A register block of KB = 64 floats as four 16-lane vectors (GCC/Clang vector
- * extensions: AVX-512 registers with -march=native, four SSE registers each on a generic
- * x86-64 target). Every lane does the same operations in the same order as a scalar loop
- * would, so the vector width never changes a result's bits. */
-typedef float vf16 __attribute__((vector_size(64)));
-typedef float vf16u __attribute__((vector_size(64), aligned(4), may_alias));   /* unaligned */
-typedef int32_t vm16 __attribute__((vector_size(64)));    /* 16 int32 lanes, lane masks */
-typedef struct {
-    vf16 v[4];
-} Acc64;
-
-_Static_assert(KB == 64, "Acc64 holds exactly one register block");
-
-static inline Acc64 acc64_load(const float *p)
-{
-    Acc64 a;
-    memcpy(&a, p, sizeof a);   /* unaligned load */
-    return a;
-}
-
-static inline void acc64_store(float *p, Acc64 a)
-{
-    memcpy(p, &a, sizeof a);
-}
-
-/* a += x * w[0..64) */
-static inline Acc64 acc64_axpy(Acc64 a, float x, const float *w)
-{
-    for (int i = 0; i < 4; i++)
-        a.v[i] += x * *(const vf16u *)(w + 16 * i);
-    return a;
 }
 
 /* Register-blocked micro-kernels for the two large products, Z1 = X W1 and dW1 = X^T dZ1
@@ -288,16 +255,21 @@ void kernels_hidden_forward(const KernelsInput *X, const uint32_t *idx, size_t m
 }
 
 /* sum_i a[i] * w[i] for i < n in a fixed order: 16 running lane sums over the full
- * 16-blocks (vectorised), added lane 0 to 15, then the tail in order. */
+ * 16-blocks (vectorised, 16 / VL vectors), added lane 0 to 15, then the tail in order. */
+#define V16 (16 / VL)
 static inline float dot_fixed(const float *a, const float *w, size_t n)
 {
-    vf16 acc = {0};
+    vf acc[V16];
+    memset(acc, 0, sizeof acc);
     size_t i = 0;
     for (; i + 16 <= n; i += 16)
-        acc += *(const vf16u *)(a + i) * *(const vf16u *)(w + i);
+        for (int v = 0; v < V16; v++)
+            acc[v] += vload(a + i + v * VL) * vload(w + i + v * VL);
+    float lanes[16];
+    memcpy(lanes, acc, sizeof lanes);
     float s = 0;
     for (int l = 0; l < 16; l++)
-        s += acc[l];
+        s += lanes[l];
     for (; i < n; i++)
         s += a[i] * w[i];
     return s;
@@ -353,22 +325,26 @@ void kernels_output_backward(const float *A1, const uint8_t *labels, const uint3
             /* and the row's largest |dZ1|, as the largest bit pattern with the sign cleared:
              * for such patterns integer order is float order, with NaN above infinity. */
             float *g1 = dZ1 + r * h;         /* (h) */
-            vm16 top = {0};
+            vi top[V16];
+            memset(top, 0, sizeof top);
             size_t i0 = 0;
-            for (; i0 + 16 <= h; i0 += 16) {
-                vf16 da = {0};
-                for (size_t j = 0; j < k; j++)
-                    da += g2[j] * *(const vf16u *)(W2t + j * h + i0);
-                const vf16 av = *(const vf16u *)(a + i0);
-                const vf16 g = da * av * (1.0f - av);
-                *(vf16u *)(g1 + i0) = g;
-                const vm16 bits = (vm16)g & 0x7fffffff;
-                const vm16 keep = top > bits;   /* -1 or 0 per lane */
-                top = (top & keep) | (bits & ~keep);
-            }
-            int32_t top1 = 0;
+            for (; i0 + 16 <= h; i0 += 16)
+                for (int v = 0; v < V16; v++) {
+                    const size_t i = i0 + v * VL;
+                    vf da = {0};
+                    for (size_t j = 0; j < k; j++)
+                        da += g2[j] * vload(W2t + j * h + i);
+                    const vf av = vload(a + i);
+                    const vf g = da * av * (1.0f - av);
+                    vstore(g1 + i, g);
+                    const vi bits = (vi)g & 0x7fffffff;
+                    const vi keep = top[v] > bits;   /* -1 or 0 per lane */
+                    top[v] = (top[v] & keep) | (bits & ~keep);
+                }
+            int32_t lanes[16], top1 = 0;
+            memcpy(lanes, top, sizeof lanes);
             for (int l = 0; l < 16; l++)
-                top1 = top1 > top[l] ? top1 : top[l];
+                top1 = top1 > lanes[l] ? top1 : lanes[l];
             for (size_t i = i0; i < h; i++) {
                 float da = 0;
                 for (size_t j = 0; j < k; j++)
@@ -392,77 +368,10 @@ static float sink_limit(const KernelsSink *s)
     return s->limit < KERNELS_LIMIT_MAX ? s->limit : KERNELS_LIMIT_MAX;   /* NaN: the max */
 }
 
-/* Deliver one chunk's sums acc[0..bw) to output elements base, base + stride, ...: as
- * floats (fast) or fixed point (exact), stored for the first chunk and added for the
- * others. Returns the number of rejected values. */
-static int64_t sink_put(const KernelsSink *s, size_t base, size_t stride, size_t bw,
-                        const float *acc, int first_chunk)
-{
-    if (s->out_f) {
-        float *o = s->out_f + base;
-        for (size_t j = 0; j < bw; j++)
-            o[j * stride] = first_chunk ? acc[j] : o[j * stride] + acc[j];
-        return 0;
-    }
-    int64_t *o = s->out_i + base;
-    int64_t nbad = 0;
-    for (size_t j = 0; j < bw; j++) {
-        /* !(|v| <= limit) also catches NaN; converting NaN or a huge value is undefined
-         * behaviour, so a rejected value is replaced by 0 before the conversion. */
-        const int ok = fabsf(acc[j]) <= sink_limit(s);
-        nbad += !ok;
-        const int64_t q = (int64_t)((ok ? acc[j] : 0.0f) * FIX_SCALE);
-        o[j * stride] = first_chunk ? q : o[j * stride] + q;
-    }
-    return nbad;
-}
-
 /* Rows per chunk: fast mode sums the whole shard at once. */
 static size_t sink_chunk(const KernelsSink *s, size_t m)
 {
     return s->out_f || s->chunk == 0 ? (m ? m : 1) : s->chunk;
-}
-
-/* Exact mode, one full register block: the running fixed-point sums of the block's 64
- * output elements, kept in registers across a pixel's chunks. */
-typedef int64_t vi8 __attribute__((vector_size(64)));     /* 8 int64 lanes, one register */
-typedef float vf8 __attribute__((vector_size(32)));
-typedef struct {
-    vi8 v[8];   /* lanes 8i .. 8i+7 */
-} Fix64;
-
-/* f.v[2i], f.v[2i+1] += the 16 lanes of x, truncated to int64 */
-static inline void fix64_add16(Fix64 *f, int i, vf16 x)
-{
-    const vf8 lo = __builtin_shufflevector(x, x, 0, 1, 2, 3, 4, 5, 6, 7);
-    const vf8 hi = __builtin_shufflevector(x, x, 8, 9, 10, 11, 12, 13, 14, 15);
-    f->v[2 * i] += __builtin_convertvector(lo, vi8);
-    f->v[2 * i + 1] += __builtin_convertvector(hi, vi8);
-}
-
-/* f += fix(a * scale) lane by lane, where fix(x) = trunc(x * 2^40); a lane with
- * !(|a * scale| <= limit) (also NaN) adds 0 and is counted in *nbad. Folding 2^40 into
- * the scale factor and the limit changes no bits: scaling by a power of two is exact, so
- * round(a * scale) * 2^40 == round(a * (scale * 2^40)) (a product too small to differ
- * truncates to 0 either way). */
-static inline Fix64 fix64_add(Fix64 f, Acc64 a, float scale_fix, float limit_fix,
-                              vm16 *nbad)
-{
-    for (int i = 0; i < 4; i++) {
-        const vf16 x = a.v[i] * scale_fix;
-        const vm16 ok = (x <= limit_fix) & (x >= -limit_fix);   /* -1 or 0; NaN: 0 */
-        *nbad += ok + 1;                                        /* +1 where rejected */
-        fix64_add16(&f, i, (vf16)((vm16)x & ok));                /* rejected -> +0.0 */
-    }
-    return f;
-}
-
-/* fix64_add for values known to be within the limit: no test, no mask. */
-static inline Fix64 fix64_add_unchecked(Fix64 f, Acc64 a, float scale_fix)
-{
-    for (int i = 0; i < 4; i++)
-        fix64_add16(&f, i, a.v[i] * scale_fix);
-    return f;
 }
 
 /* Can a chunk sum of the dZ1 rows, at most sum_r row_max[r] in exact arithmetic, exceed
@@ -695,58 +604,123 @@ void kernels_grad_layer1(const KernelsInput *X, const uint32_t *idx, size_t m, s
     }
     add_bad(sink->bad, nbad);
 }
+/* dW2 elements (hidden i0 .. i0 + nv VL) x (classes c0 .. c0 + rc, rc <= MR): the grad1_micro
+ * tile with the classes as its rows (dZ2 columns broadcast, A1 rows loaded), every sample
+ * in order, chunk by chunk (exact) or all at once (fast). The result goes to dW2 (h, k),
+ * where a class is a column. Returns the rejected count. */
+static inline __attribute__((always_inline)) int64_t
+grad2_micro(const float *A1, const float *dZ2, size_t m, size_t h, size_t k, size_t c0,
+            size_t rc, size_t i0, int nv, size_t chunk, const KernelsSink *sink)
+{
+    const float *zr[MR];   /* class columns of dZ2; rows past rc repeat the last class */
+    for (size_t i = 0; i < MR; i++)
+        zr[i] = dZ2 + c0 + (i < rc ? i : rc - 1);
+    const float limit_fix = sink_limit(sink) * FIX_SCALE;
+    float af[MR][NR];
+    int64_t ai[MR][NR];
+    vq q[MR][2];
+    memset(q, 0, sizeof q);
+    vi nbad[MR];
+    memset(nbad, 0, sizeof nbad);
+    for (size_t r0 = 0; r0 < m; r0 += chunk) {
+        const size_t r1 = min_size(m, r0 + chunk);
+        vf a[MR][2];
+        memset(a, 0, sizeof a);
+        for (size_t r = r0; r < r1; r++) {
+            const float *g = A1 + r * h + i0;
+            const vf g0 = vload(g), g1 = nv > 1 ? vload(g + VL) : g0;
+            for (int i = 0; i < MR; i++) {
+                a[i][0] += zr[i][r * k] * g0;
+                if (nv > 1)
+                    a[i][1] += zr[i][r * k] * g1;
+            }
+        }
+        if (sink->out_f) {   /* one chunk: all m rows */
+            for (int i = 0; i < MR; i++)
+                for (int v = 0; v < nv; v++)
+                    vstore(af[i] + v * VL, a[i][v]);
+            break;
+        }
+        for (int i = 0; i < MR; i++)
+            for (int v = 0; v < nv; v++)
+                fix_put(&q[i][v], a[i][v], FIX_SCALE, limit_fix, 1, &nbad[i]);
+    }
+    int64_t bad = 0;
+    if (sink->out_i)
+        for (size_t i = 0; i < rc; i++) {
+            memcpy(ai[i], q[i], (size_t)nv * sizeof q[i][0]);
+            for (int l = 0; l < VL; l++)
+                bad += nbad[i][l];
+        }
+    for (size_t i = 0; i < rc; i++)
+        for (size_t l = 0; l < (size_t)nv * VL; l++) {
+            if (sink->out_f)
+                sink->out_f[(i0 + l) * k + c0 + i] = af[i][l];
+            else
+                sink->out_i[(i0 + l) * k + c0 + i] = ai[i][l];
+        }
+    return bad;
+}
+
+/* The same for single hidden units i0 .. i1 (the columns past the last vector), and for
+ * db2 (a = 1, i0 = h): plain loops, one element at a time. */
+static int64_t grad2_columns(const float *A1, const float *dZ2, size_t m, size_t h, size_t k,
+                             size_t c0, size_t rc, size_t i0, size_t i1, size_t chunk,
+                             const KernelsSink *sink)
+{
+    const float limit_fix = sink_limit(sink) * FIX_SCALE;
+    int64_t bad = 0;
+    for (size_t c = c0; c < c0 + rc; c++)
+        for (size_t i = i0; i < i1; i++) {
+            int64_t q = 0;
+            for (size_t r0 = 0; r0 < m; r0 += chunk) {
+                const size_t r1 = min_size(m, r0 + chunk);
+                float a = 0;
+                if (i < h)
+                    for (size_t r = r0; r < r1; r++)
+                        a += dZ2[r * k + c] * A1[r * h + i];
+                else
+                    for (size_t r = r0; r < r1; r++)
+                        a += dZ2[r * k + c];
+                if (sink->out_f) {
+                    sink->out_f[i * k + c] = a;
+                    break;
+                }
+                q = fix_put1(q, a, FIX_SCALE, limit_fix, &bad);
+            }
+            if (sink->out_i)
+                sink->out_i[i * k + c] = q;
+        }
+    return bad;
+}
+
 void kernels_grad_layer2(const float *A1, size_t m, size_t h, size_t k, const float *dZ2,
                          const KernelsSink *sink)
 {
     OWN_TEAM(kernels_grad_layer2(A1, m, h, k, dZ2, sink));
-    const size_t chunk = sink_chunk(sink, m), nblk = (h + KB - 1) / KB;
-    const float limit_fix = sink_limit(sink) * FIX_SCALE;
+    const size_t chunk = sink_chunk(sink, m);
+    const size_t CT = (k + MR - 1) / MR, HB = (h + NR - 1) / NR;
     int64_t nbad = 0;   /* this thread's */
-    /* One task per class j and block of KB hidden units: dW2[i0.., j] = sum_r dZ2[r,j]
-     * A1[r,i0..], running along the contiguous rows of A1; block nblk of class j is
-     * db2[j] = sum_r dZ2[r,j]. dW2 is (h, k): the block's elements are k apart. */
+    /* One task per tile of MR classes and NR hidden units, and one for db2 (row h). */
 #pragma omp for schedule(static)
-    for (size_t task = 0; task < k * (nblk + 1); task++) {
-        const size_t j = task / (nblk + 1), b = task % (nblk + 1);
-        const size_t i0 = b * KB, bw = b == nblk ? 1 : (h - i0 < KB ? h - i0 : KB);
-        Fix64 f;   /* exact mode, full block: the sums over chunks */
-        memset(&f, 0, sizeof f);
-        vm16 fbad = {0};
-        for (size_t r0 = 0; r0 < m; r0 += chunk) {
-            const size_t r1 = r0 + chunk < m ? r0 + chunk : m;
-            float acc[KB] = {0};
-            if (b == nblk) {
-                for (size_t r = r0; r < r1; r++)
-                    acc[0] += dZ2[r * k + j];
-                nbad += sink_put(sink, h * k + j, 1, 1, acc, r0 == 0);
-                continue;
-            }
-            if (bw == KB) {
-                Acc64 a = acc64_load(acc);
-                for (size_t r = r0; r < r1; r++)
-                    a = acc64_axpy(a, dZ2[r * k + j], A1 + r * h + i0);
-                if (sink->out_i) {   /* exact: fixed-point sums stay in registers */
-                    f = fix64_add(f, a, FIX_SCALE, limit_fix, &fbad);
-                    continue;
-                }
-                acc64_store(acc, a);
-            } else {
-                for (size_t r = r0; r < r1; r++) {
-                    const float g = dZ2[r * k + j], *a = A1 + r * h + i0;
-                    for (size_t i = 0; i < bw; i++)
-                        acc[i] += g * a[i];
-                }
-            }
-            nbad += sink_put(sink, i0 * k + j, k, bw, acc, r0 == 0);
+    for (size_t task = 0; task <= CT * HB; task++) {
+        if (task == CT * HB) {
+            nbad += grad2_columns(A1, dZ2, m, h, k, 0, k, h, h + 1, chunk, sink);
+            continue;
         }
-        if (sink->out_i && b < nblk && bw == KB) {
-            int64_t q[KB];
-            memcpy(q, &f, sizeof q);
-            for (size_t i = 0; i < KB; i++)
-                sink->out_i[(i0 + i) * k + j] = q[i];
-            for (int l = 0; l < 16; l++)
-                nbad += fbad[l];
+        const size_t c0 = task / HB * MR, rc = min_size(MR, k - c0);
+        size_t i = task % HB * NR;
+        const size_t i1 = min_size(h, i + NR);
+        if (i + NR <= i1) {
+            nbad += grad2_micro(A1, dZ2, m, h, k, c0, rc, i, 2, chunk, sink);
+            i += NR;
         }
+        if (i + VL <= i1) {
+            nbad += grad2_micro(A1, dZ2, m, h, k, c0, rc, i, 1, chunk, sink);
+            i += VL;
+        }
+        if (i < i1)
+            nbad += grad2_columns(A1, dZ2, m, h, k, c0, rc, i, i1, chunk, sink);
     }
     add_bad(sink->bad, nbad);
 }
