@@ -48,17 +48,18 @@ typedef struct {
     const float *f32;
 } KernelsInput;
 
-/* Scratch that the fast kernels pack input panels into (the reference needs none):
- * panel (panel_floats) and list (list_len) from kernels_scratch_size(m, d) for up to m
- * samples. Nothing is kept in it from one call to the next. */
+/* Scratch that the fast kernels pack weight and input panels into (the reference needs
+ * none): panel (panel_floats) and list (list_len) from kernels_scratch_size(m, d, h) for
+ * up to m samples. Nothing is kept in it from one call to the next. */
 typedef struct {
     float *panel;
     uint32_t *list;
 } KernelsScratch;
 
-/* Sizes of a KernelsScratch for up to m samples of d features. Returns 0, or -1 if the
- * sizes overflow. */
-int kernels_scratch_size(size_t m, size_t d, size_t *panel_floats, size_t *list_len);
+/* Sizes of a KernelsScratch for up to m samples of d features and h hidden units.
+ * Returns 0, or -1 if the sizes overflow. */
+int kernels_scratch_size(size_t m, size_t d, size_t h, size_t *panel_floats,
+                         size_t *list_len);
 
 /* A1[r,:] = sigmoid(b1 + s sum_k X[idx[r],k] W1[k,:]) for r < m, s = 1/255 for pixels and
  * 1 for float features, the sum in ascending k (zero features may be skipped).

@@ -16,6 +16,9 @@
 #include <math.h>
 #include <omp.h>
 #include <string.h>
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
 
 #define PIXEL_SCALE (1.0f / 255.0f)
 #define FIX_SCALE 0x1p40f             /* 2^KERNELS_FIX_BITS */
@@ -85,21 +88,41 @@ static size_t min_size(size_t a, size_t b)
     return a < b ? a : b;
 }
 
-/* Scratch layout (kernels_scratch_size): the forward pass packs sample tiles, tile t at
- * panel + t * MR * d (MR rows of d floats: the pixels as floats) and list + t * (d + 1)
- * (count, then the feature indices where some row of the tile is nonzero). dW1 packs
- * feature tiles, tile p at panel + p * MR * m ((m, MR): per sample, the tile's MR values,
- * compacted to the samples listed) and list + p * (m + 1) (count, then sample indices).
- * The last feature tile holds the constant 1 of db1 (feature d). VL floats of slack after
- * the panel let a pack write whole vectors past the last tile. */
-int kernels_scratch_size(size_t m, size_t d, size_t *panel_floats, size_t *list_len)
+/* Scratch layout (kernels_scratch_size). The first WP floats hold the weight panels: the
+ * forward pass copies W1 there as (h / NR) panels of d x NR, and dW1 copies dZ1 as panels
+ * of m x NR, each k-major, so that the micro-kernel reads one contiguous row of NR values
+ * per step. After them, the input panels: the forward pass packs sample tile t at
+ * ip + t * MR * d ((d, MR) k-major: per listed feature, the tile's MR values) with
+ * list + t * (d + 1) (count, then the features nonzero in some row of the tile); dW1 packs
+ * feature tile p at ip + p (m MR + 8) ((m, MR): per listed sample, the tile's MR values,
+ * then 8 floats of slack) with list + p * (m + 1) (count, then sample indices). The last feature tile holds the
+ * constant 1 of db1 (feature d). */
+static size_t weight_panel_floats(size_t m, size_t d, size_t h)
+{
+    return (m > d ? m : d) * (h / NR * NR);
+}
+
+/* A packed feature tile of dW1: m entries of MR floats, and 8 floats of slack. */
+static size_t feature_tile_floats(size_t m)
+{
+    return m * MR + 8;
+}
+
+typedef uint8_t vu8x8 __attribute__((vector_size(8)));
+typedef float vf8x __attribute__((vector_size(32)));
+
+int kernels_scratch_size(size_t m, size_t d, size_t h, size_t *panel_floats, size_t *list_len)
 {
     const size_t T = (m + MR - 1) / MR, P = (d + 1 + MR - 1) / MR;
-    if (m > SIZE_MAX / (8 * MR) / (d + 2) || d > SIZE_MAX / (8 * MR) / (m + 2))
+    if (m > SIZE_MAX / (8 * MR) / (d + 2) || d > SIZE_MAX / (8 * MR) / (m + 2) ||
+        (h && (m > d ? m : d) > SIZE_MAX / 8 / h))
         return -1;
-    const size_t fw = T * MR * d, bw = P * MR * m;
+    const size_t fw = T * MR * d, bw = P * feature_tile_floats(m);
+    const size_t wp = weight_panel_floats(m, d, h);
     const size_t lf = T * (d + 1), lb = P * (m + 1);
-    *panel_floats = (fw > bw ? fw : bw) + 2 * VL;
+    if (wp > SIZE_MAX / 2 - (fw > bw ? fw : bw))
+        return -1;
+    *panel_floats = wp + (fw > bw ? fw : bw);
     *list_len = lf > lb ? lf : lb;
     return 0;
 }
@@ -132,20 +155,26 @@ static float input_scale(const KernelsInput *X)
     return X->u8 ? PIXEL_SCALE : 1.0f;
 }
 
-/* Pack sample tile t (rows r0 .. r0 + rows): pixels converted to float rows, and the list
- * of features nonzero in some row. */
+/* Copy the full NR-column blocks of the (rows, h) matrix A into k-major panels:
+ * panel b is Ap + b * rows * NR, (rows, NR). Shared among the team's threads. */
+static void pack_weight_panels(const float *A, size_t rows, size_t h, float *Ap)
+{
+    const size_t HB = h / NR;
+#pragma omp for schedule(static)
+    for (size_t b = 0; b < HB; b++)
+        for (size_t r = 0; r < rows; r++)
+            for (int v = 0; v < 2; v++)
+                vstore(Ap + (b * rows + r) * NR + v * VL, vload(A + r * h + b * NR + v * VL));
+}
+
+/* Pack sample tile t (rows r0 .. r0 + rows): the list of features nonzero in some row,
+ * and per listed feature the MR rows' values as floats (rows past the last repeat row 0). */
 static void pack_sample_tile(const KernelsInput *X, const uint32_t *idx, size_t m, size_t d,
-                             size_t t, const KernelsScratch *s)
+                             size_t t, float *ip, uint32_t *lists)
 {
     const size_t r0 = t * MR, rows = min_size(MR, m - r0);
-    float *P = s->panel + t * MR * d;     /* (MR, d) */
-    uint32_t *list = s->list + t * (d + 1);
-    if (X->u8)
-        for (size_t i = 0; i < rows; i++) {
-            const uint8_t *x = X->u8 + (size_t)idx[r0 + i] * d;
-            for (size_t c = 0; c < d; c++)
-                P[i * d + c] = (float)x[c];
-        }
+    float *P = ip + t * MR * d;           /* (d, MR), the first n rows used */
+    uint32_t *list = lists + t * (d + 1);
     size_t n = 0;
     for (size_t c0 = 0; c0 < d; c0 += 8) {
         const size_t w = min_size(8, d - c0);
@@ -164,67 +193,76 @@ static void pack_sample_tile(const KernelsInput *X, const uint32_t *idx, size_t 
         n = list_append8(list + 1, n, c0, f, w);
     }
     list[0] = (uint32_t)n;
+    for (size_t i = 0; i < MR; i++) {
+        const size_t row = (size_t)idx[r0 + (i < rows ? i : 0)] * d;
+        if (X->u8)
+            for (size_t q = 0; q < n; q++)
+                P[q * MR + i] = (float)X->u8[row + list[1 + q]];
+        else
+            for (size_t q = 0; q < n; q++)
+                P[q * MR + i] = X->f32[row + list[1 + q]];
+    }
 }
 
-/* acc[i][v] = sum over the listed k of x_i[k] W1[k, j0 + v VL ..] for the MR rows x_i and
- * nv (1 or 2) vectors of columns. */
+/* acc[i][v] = sum over the listed k (all k < n when list is NULL) of x[t, i] W[k, v VL ..]
+ * for the MR rows of the packed panel P (n, MR) and nv (1 or 2) vectors of columns of W,
+ * whose rows are ldw floats apart. */
 static inline __attribute__((always_inline)) void
-fwd_micro(const float *const *xr, const uint32_t *list, size_t n, const float *W1, size_t h,
-          size_t j0, int nv, vf acc[MR][2])
+fwd_micro(const float *P, const uint32_t *list, size_t n, const float *W, size_t ldw, int nv,
+          vf acc[MR][2])
 {
     vf a[MR][2];
     memset(a, 0, sizeof a);
     for (size_t t = 0; t < n; t++) {
-        const size_t k = list[t];
-        const float *w = W1 + k * h + j0;
+        const float *w = W + (list ? list[t] : t) * ldw;
         const vf w0 = vload(w), w1 = nv > 1 ? vload(w + VL) : w0;
+        const float *x = P + t * MR;
         for (int i = 0; i < MR; i++) {
-            const float x = xr[i][k];
-            a[i][0] += x * w0;
+            a[i][0] += x[i] * w0;
             if (nv > 1)
-                a[i][1] += x * w1;
+                a[i][1] += x[i] * w1;
         }
     }
     memcpy(acc, a, sizeof a);
 }
 
-/* A1 rows r0 .. r0 + rows, columns j0 .. j1 of sample tile t. */
-static void fwd_task(const KernelsInput *X, const uint32_t *idx, size_t m, size_t d, size_t h,
-                     const float *W1, const float *b1, float *A1, const KernelsScratch *s,
-                     size_t t, size_t j0, size_t j1)
+/* A1 rows r0 .. r0 + rows, columns j0 .. j1 of sample tile t: full NR blocks from the
+ * packed panels of W1, the columns past the last full block from W1 itself. */
+static void fwd_task(const KernelsInput *X, size_t m, size_t d, size_t h, const float *W1,
+                     const float *Wp, const float *b1, float *A1, const float *ip,
+                     const uint32_t *lists, size_t t, size_t j0, size_t j1)
 {
     const size_t r0 = t * MR, rows = min_size(MR, m - r0);
-    const uint32_t *list = s->list + t * (d + 1) + 1;
+    const uint32_t *list = lists + t * (d + 1) + 1;
     const size_t n = list[-1];
+    const float *P = ip + t * MR * d;
     const float scale = input_scale(X);
-    const float *xr[MR];   /* the tile's input rows; missing rows repeat row 0 */
-    for (size_t i = 0; i < MR; i++) {
-        const size_t ii = i < rows ? i : 0;
-        xr[i] = X->u8 ? s->panel + (t * MR + ii) * d : X->f32 + (size_t)idx[r0 + ii] * d;
-    }
     for (size_t j = j0; j < j1;) {
         float acc[MR][NR];
         size_t bw;
+        vf a[MR][2];
         if (j + NR <= j1) {
             bw = NR;
-            vf a[MR][2];
-            fwd_micro(xr, list, n, W1, h, j, 2, a);
+            const float *Wb = Wp + j / NR * d * NR;   /* (d, NR) */
+            if (n == d)   /* every feature listed: the list is 0, 1, ..., d - 1 */
+                fwd_micro(P, NULL, n, Wb, NR, 2, a);
+            else
+                fwd_micro(P, list, n, Wb, NR, 2, a);
             for (int i = 0; i < MR; i++)
                 vstore(acc[i], a[i][0]), vstore(acc[i] + VL, a[i][1]);
         } else if (j + VL <= j1) {
             bw = VL;
-            vf a[MR][2];
-            fwd_micro(xr, list, n, W1, h, j, 1, a);
+            fwd_micro(P, list, n, W1 + j, h, 1, a);
             for (int i = 0; i < MR; i++)
                 vstore(acc[i], a[i][0]);
         } else {   /* fewer than VL columns: the same sums, one column at a time */
             bw = j1 - j;
             for (size_t i = 0; i < MR; i++)
                 for (size_t c = 0; c < bw; c++) {
-                    float a = 0;
+                    float s = 0;
                     for (size_t q = 0; q < n; q++)
-                        a += xr[i][list[q]] * W1[(size_t)list[q] * h + j + c];
-                    acc[i][c] = a;
+                        s += P[q * MR + i] * W1[(size_t)list[q] * h + j + c];
+                    acc[i][c] = s;
                 }
         }
         for (size_t i = 0; i < rows; i++)
@@ -242,15 +280,18 @@ void kernels_hidden_forward(const KernelsInput *X, const uint32_t *idx, size_t m
 {
     OWN_TEAM(kernels_hidden_forward(X, idx, m, d, h, W1, b1, A1, scratch));
     const size_t T = (m + MR - 1) / MR, G = (h + CG - 1) / CG;
+    float *Wp = scratch->panel, *ip = Wp + weight_panel_floats(m, d, h);
+    pack_weight_panels(W1, d, h, Wp);
 #pragma omp for schedule(static)
     for (size_t t = 0; t < T; t++)
-        pack_sample_tile(X, idx, m, d, t, scratch);
+        pack_sample_tile(X, idx, m, d, t, ip, scratch->list);
     /* Tasks column group by column group, so that a thread's consecutive tasks reuse
      * the same d x CG panel of W1 from its cache. */
 #pragma omp for schedule(static)
     for (size_t task = 0; task < T * G; task++) {
         const size_t g = task / T, t = task % T;
-        fwd_task(X, idx, m, d, h, W1, b1, A1, scratch, t, g * CG, min_size(h, (g + 1) * CG));
+        fwd_task(X, m, d, h, W1, Wp, b1, A1, ip, scratch->list, t, g * CG,
+                 min_size(h, (g + 1) * CG));
     }
 }
 
@@ -398,24 +439,26 @@ static int chunks_within_limit(const float *row_max, size_t m, size_t chunk, flo
  * features past it are 0): per sample r, the tile's MR values as floats, for the samples
  * where one of them is nonzero, in ascending r. */
 static void pack_feature_tile(const KernelsInput *X, const uint32_t *idx, size_t m, size_t d,
-                              size_t p, const KernelsScratch *s)
+                              size_t p, float *ip, uint32_t *lists)
 {
     const size_t c0 = p * MR;
-    float *P = s->panel + p * MR * m;   /* (m, MR), compacted */
-    uint32_t *list = s->list + p * (m + 1) + 1;
+    float *P = ip + p * feature_tile_floats(m);   /* (m, MR), compacted */
+    uint32_t *list = lists + p * (m + 1) + 1;
     size_t n = 0;
-    if (c0 + MR <= d && X->u8) {   /* a full tile of pixels: MR bytes per sample */
+    if (c0 + 8 <= d && X->u8) {
+        /* MR <= 8 pixels of the row, 8 bytes loaded and converted at once (the values past
+         * MR land in the next entry, or in the tile's 8 floats of slack, and are
+         * overwritten or unused) */
+        const uint64_t mask = MR >= 8 ? ~0ull : (1ull << (8 * MR)) - 1;
         for (size_t r = 0; r < m; r++) {
-            const uint8_t *x = X->u8 + (size_t)idx[r] * d + c0;
-            float v[MR];
-            int any = 0;
-            for (int i = 0; i < MR; i++) {
-                v[i] = (float)x[i];
-                any |= x[i];
-            }
-            memcpy(P + n * MR, v, sizeof v);
+            vu8x8 b;
+            uint64_t w;
+            memcpy(&b, X->u8 + (size_t)idx[r] * d + c0, 8);
+            memcpy(&w, &b, 8);
+            const vf8x v = __builtin_convertvector(b, vf8x);
+            memcpy(P + n * MR, &v, sizeof v);
             list[n] = (uint32_t)r;
-            n += any != 0;
+            n += (w & mask) != 0;
         }
     } else {
         for (size_t r = 0; r < m; r++) {
@@ -441,7 +484,7 @@ static void pack_feature_tile(const KernelsInput *X, const uint32_t *idx, size_t
  * x = hi 2^31 + lo exactly, hi = trunc(x 2^-31) (|hi| < 2^31), and lo = x - hi 2^31 is
  * exact (Sterbenz: hi 2^31 is within a factor 2 of x, or 0) with |lo| < 2^31 and the sign
  * of x, so trunc(x) = hi 2^31 + trunc(lo). */
-static inline void fix_trunc_add(vq *q, vf x)
+static inline void fix_trunc_add_split(vq *q, vf x)
 {
     const vi hi = __builtin_convertvector(x * 0x1p-31f, vi);
     const vf lo = x - __builtin_convertvector(hi, vf) * 0x1p31f;
@@ -449,6 +492,33 @@ static inline void fix_trunc_add(vq *q, vf x)
                                                         __builtin_convertvector(lo, vi), vq);
     *q += (vq)((vqu)h64 << 31) + l64;
 }
+
+#if VL == 8 && defined(__AVX2__)
+/* AVX2: where every lane has |x| < 2^51 (all but diverging runs), each half of x widened
+ * to double (exact), truncated (vroundpd), and read as an integer by adding 1.5 * 2^52:
+ * the sum lies in [2^52, 2^53), where the mantissa bits minus those of 1.5 * 2^52 are the
+ * integer. Five instructions per four lanes instead of fix_trunc_add_split's dozen. */
+static inline void fix_trunc_add(vq *q, vf x)
+{
+    const __m256 xv = (__m256)x;
+    const __m256 ax = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), xv);
+    if (_mm256_movemask_ps(_mm256_cmp_ps(ax, _mm256_set1_ps(0x1p51f), _CMP_LT_OQ)) != 0xff) {
+        fix_trunc_add_split(q, x);
+        return;
+    }
+    const __m256d M = _mm256_set1_pd(0x1.8p52);
+    const __m256i Mi = _mm256_castpd_si256(M);
+    __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(xv));
+    __m256d hi = _mm256_cvtps_pd(_mm256_extractf128_ps(xv, 1));
+    lo = _mm256_add_pd(_mm256_round_pd(lo, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC), M);
+    hi = _mm256_add_pd(_mm256_round_pd(hi, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC), M);
+    __m256i *qq = (__m256i *)q;
+    qq[0] = _mm256_add_epi64(qq[0], _mm256_sub_epi64(_mm256_castpd_si256(lo), Mi));
+    qq[1] = _mm256_add_epi64(qq[1], _mm256_sub_epi64(_mm256_castpd_si256(hi), Mi));
+}
+#else
+#define fix_trunc_add fix_trunc_add_split
+#endif
 
 /* One chunk's sums a (VL lanes) into the fixed-point sums q: x = a * scale_fix; a lane
  * with !(|x| <= limit_fix) (NaN included) adds 0 and counts in *nbad. */
@@ -476,18 +546,20 @@ static inline int64_t fix_put1(int64_t q, float a, float scale_fix, float limit_
     return q + (int64_t)x;
 }
 
-/* dW1 rows c0 .. c0 + MR (those <= d), columns j0 .. j0 + nv VL: the sums over the listed
- * samples, chunk by chunk (exact) or all at once (fast). Returns the rejected count. */
+/* dW1 rows c0 .. c0 + MR (those <= d), nv VL columns: the sums over the listed samples
+ * (over samples t < n when list is NULL), chunk by chunk (exact) or all at once (fast).
+ * G: the dZ1 values of those columns, sample rows ldg floats apart; out_i / out_f: the
+ * first output element, rows h apart. Returns the rejected count. */
 static inline __attribute__((always_inline)) int64_t
-grad1_micro(const float *P, const uint32_t *list, size_t n, size_t h, size_t j0, int nv,
-            const float *dZ1, size_t chunk, const float *scale, size_t rows,
+grad1_micro(const float *P, const uint32_t *list, size_t n, const float *G, size_t ldg,
+            int nv, size_t h, size_t chunk, const float *scale, size_t rows,
             const KernelsSink *sink, int checked, int64_t *out_i, float *out_f)
 {
     if (out_f) {
         vf a[MR][2];
         memset(a, 0, sizeof a);
         for (size_t t = 0; t < n; t++) {
-            const float *g = dZ1 + (size_t)list[t] * h + j0;
+            const float *g = G + (list ? list[t] : t) * ldg;
             const vf g0 = vload(g), g1 = nv > 1 ? vload(g + VL) : g0;
             for (int i = 0; i < MR; i++) {
                 a[i][0] += P[t * MR + i] * g0;
@@ -497,7 +569,7 @@ grad1_micro(const float *P, const uint32_t *list, size_t n, size_t h, size_t j0,
         }
         for (size_t i = 0; i < rows; i++)
             for (int v = 0; v < nv; v++)
-                vstore(out_f + i * h + j0 + v * VL, a[i][v] * scale[i]);
+                vstore(out_f + i * h + v * VL, a[i][v] * scale[i]);
         return 0;
     }
     const float limit_fix = sink_limit(sink) * FIX_SCALE;
@@ -507,11 +579,11 @@ grad1_micro(const float *P, const uint32_t *list, size_t n, size_t h, size_t j0,
     memset(nbad, 0, sizeof nbad);
     size_t t = 0;
     while (t < n) {   /* chunk by chunk; a chunk without listed samples adds nothing */
-        const size_t r1 = (list[t] / chunk + 1) * chunk;
+        const size_t r1 = ((list ? list[t] : t) / chunk + 1) * chunk;
         vf a[MR][2];
         memset(a, 0, sizeof a);
-        for (; t < n && list[t] < r1; t++) {
-            const float *g = dZ1 + (size_t)list[t] * h + j0;
+        for (; t < n && (list ? list[t] : t) < r1; t++) {
+            const float *g = G + (list ? list[t] : t) * ldg;
             const vf g0 = vload(g), g1 = nv > 1 ? vload(g + VL) : g0;
             for (int i = 0; i < MR; i++) {
                 a[i][0] += P[t * MR + i] * g0;
@@ -526,7 +598,7 @@ grad1_micro(const float *P, const uint32_t *list, size_t n, size_t h, size_t j0,
     int64_t bad = 0;
     for (size_t i = 0; i < rows; i++) {
         for (int v = 0; v < nv; v++)
-            memcpy(out_i + i * h + j0 + v * VL, &q[i][v], sizeof q[i][v]);
+            memcpy(out_i + i * h + v * VL, &q[i][v], sizeof q[i][v]);
         for (int l = 0; l < VL; l++)
             bad += nbad[i][l];
     }
@@ -574,9 +646,11 @@ void kernels_grad_layer1(const KernelsInput *X, const uint32_t *idx, size_t m, s
                           chunks_within_limit(sink->row_max, m, chunk, sink_limit(sink)));
     const size_t P = (d + 1 + MR - 1) / MR, G = (h + CG - 1) / CG;
     int64_t nbad = 0;   /* this thread's */
+    float *Dp = scratch->panel, *ip = Dp + weight_panel_floats(m, d, h);
+    pack_weight_panels(dZ1, m, h, Dp);
 #pragma omp for schedule(static)
     for (size_t p = 0; p < P; p++)
-        pack_feature_tile(X, idx, m, d, p, scratch);
+        pack_feature_tile(X, idx, m, d, p, ip, scratch->list);
     /* Tasks column group by column group: a thread's consecutive tasks reuse the same
      * m x CG panel of dZ1 from its cache. Rows 0..d-1 of the output are dW1, row d db1. */
 #pragma omp for schedule(static)
@@ -585,7 +659,7 @@ void kernels_grad_layer1(const KernelsInput *X, const uint32_t *idx, size_t m, s
         const size_t rows = min_size(MR, d + 1 - c0);
         const uint32_t *list = scratch->list + p * (m + 1) + 1;
         const size_t n = list[-1];
-        const float *Pn = scratch->panel + p * MR * m;
+        const float *Pn = ip + p * feature_tile_floats(m);
         float scale[MR];
         for (size_t i = 0; i < MR; i++)
             scale[i] = c0 + i < d ? input_scale(X) : 1.0f;
@@ -593,12 +667,18 @@ void kernels_grad_layer1(const KernelsInput *X, const uint32_t *idx, size_t m, s
         float *of = sink->out_f ? sink->out_f + c0 * h : NULL;
         size_t j = g * CG;
         const size_t j1 = min_size(h, j + CG);
-        for (; j + NR <= j1; j += NR)
-            nbad += grad1_micro(Pn, list, n, h, j, 2, dZ1, chunk, scale, rows, sink, checked,
-                                oi, of);
+        for (; j + NR <= j1; j += NR) {   /* from the packed panel of dZ1 */
+            const float *Gb = Dp + j / NR * m * NR;   /* (m, NR) */
+            if (n == m)   /* every sample listed: the list is 0, 1, ..., m - 1 */
+                nbad += grad1_micro(Pn, NULL, n, Gb, NR, 2, h, chunk, scale, rows, sink,
+                                    checked, oi ? oi + j : NULL, of ? of + j : NULL);
+            else
+                nbad += grad1_micro(Pn, list, n, Gb, NR, 2, h, chunk, scale, rows, sink,
+                                    checked, oi ? oi + j : NULL, of ? of + j : NULL);
+        }
         for (; j + VL <= j1; j += VL)
-            nbad += grad1_micro(Pn, list, n, h, j, 1, dZ1, chunk, scale, rows, sink, checked,
-                                oi, of);
+            nbad += grad1_micro(Pn, list, n, dZ1 + j, h, 1, h, chunk, scale, rows, sink,
+                                checked, oi ? oi + j : NULL, of ? of + j : NULL);
         if (j < j1)
             nbad += grad1_columns(Pn, list, n, h, j, j1, dZ1, chunk, scale, rows, sink, oi, of);
     }

@@ -83,7 +83,7 @@ int model_workspace_init(Workspace *w, const Params *p, size_t rows)
     size_t nh, nk, npanel, nlist;
     if (rows == 0 || !size_muladd(rows, p->h, 0, &nh) || !size_muladd(rows, p->k, 0, &nk) ||
         nh > SIZE_MAX / sizeof(float) || nk > SIZE_MAX / sizeof(float) ||
-        kernels_scratch_size(rows, p->d, &npanel, &nlist) != 0 ||
+        kernels_scratch_size(rows, p->d, p->h, &npanel, &nlist) != 0 ||
         npanel > SIZE_MAX / sizeof(float) || nlist > SIZE_MAX / sizeof(uint32_t))
         return -1;
     w->rows = rows, w->d = p->d, w->h = p->h, w->k = p->k;
@@ -122,7 +122,7 @@ int model_memory(size_t d, size_t h, size_t k, size_t rows, size_t *params_bytes
     if (!size_muladd(d, h, h, &n1) || !size_muladd(h, k, k, &n2) || n1 > SIZE_MAX - n2 ||
         !size_muladd(n1 + n2, sizeof(float), 0, params_bytes) ||
         !size_muladd(rows, h, 0, &nh) || !size_muladd(rows, k, 0, &nk) ||
-        kernels_scratch_size(rows, d, &npanel, &nlist) != 0)
+        kernels_scratch_size(rows, d, h, &npanel, &nlist) != 0)
         return -1;
     /* A1, dZ1 (floats); dZ2 (floats); W2t; the kernels' scratch (panel floats and list
      * entries); loss (double), correct (byte), idx (uint32), dZ1_max (float) per row. */

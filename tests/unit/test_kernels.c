@@ -91,10 +91,10 @@ static KernelsInput input_of(const Data *x, int f32)
     return in;
 }
 
-static KernelsScratch scratch_new(size_t m, size_t d)
+static KernelsScratch scratch_new(size_t m, size_t d, size_t h)
 {
     size_t np, nl;
-    assert_int_equal(kernels_scratch_size(m, d, &np, &nl), 0);
+    assert_int_equal(kernels_scratch_size(m, d, h, &np, &nl), 0);
     KernelsScratch s = {malloc(np * sizeof(float)), malloc(nl * sizeof(uint32_t))};
     assert_true(s.panel && s.list);
     return s;
@@ -130,7 +130,7 @@ static void test_forward_vs_double(void **state)
         float *W1 = random_floats(d * h, 0.5f), *b1 = random_floats(h, 0.5f);
         float *A = malloc(m * h * sizeof *A), *B = malloc(m * h * sizeof *B);
         float *R = malloc(m * h * sizeof *R);
-        KernelsScratch sc = scratch_new(m, d);
+        KernelsScratch sc = scratch_new(m, d, h);
         for (int f32 = 0; f32 <= 1; f32++) {
             const KernelsInput in = input_of(&x, f32);
             omp_set_num_threads(1);
@@ -193,7 +193,7 @@ static void test_grad_layer1_vs_double(void **state)
         float *gf = malloc(rows * sizeof *gf), *gf2 = malloc(rows * sizeof *gf2);
         int64_t *gi = malloc(rows * sizeof *gi), *gi2 = malloc(rows * sizeof *gi2);
         int64_t *part = malloc(rows * sizeof *part);
-        KernelsScratch sc = scratch_new(m, d);
+        KernelsScratch sc = scratch_new(m, d, h);
         const size_t chunks[] = {1, 4, 16, m};
         size_t maxch = m;   /* the largest number of chunks (chunk 1) */
         double *S = malloc(rows * maxch * sizeof *S), *T = malloc(rows * maxch * sizeof *T);

@@ -129,7 +129,7 @@ static void test_forward_vs_reference(void **state)
         double *loss = malloc(m * sizeof *loss);
         uint8_t *correct = malloc(m);
         size_t np, nl;
-        assert_int_equal(kernels_scratch_size(m, f.d, &np, &nl), 0);
+        assert_int_equal(kernels_scratch_size(m, f.d, h, &np, &nl), 0);
         KernelsScratch sc = {malloc(np * sizeof(float)), malloc(nl * sizeof(uint32_t))};
         const KernelsInput in = {.u8 = f.X};
         kernels_hidden_forward(&in, f.idx, m, f.d, h, f.p.W1, f.p.b1, A1, &sc);
@@ -324,7 +324,7 @@ static void test_grad_layer1_exact_limits(void **state)
             ident[r] = (uint32_t)r;
         const KernelsInput in = {.u8 = X};
         size_t np, nl;
-        assert_int_equal(kernels_scratch_size(m, d, &np, &nl), 0);
+        assert_int_equal(kernels_scratch_size(m, d, h, &np, &nl), 0);
         KernelsScratch sc = {malloc(np * sizeof(float)), malloc(nl * sizeof(uint32_t))};
         float *dZ1 = malloc(m * h * sizeof *dZ1);
         double *S = calloc(rows * nch, sizeof *S);   /* (d+1, h, nch) reference chunk sums */
