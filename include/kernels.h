@@ -95,8 +95,9 @@ typedef struct {
                         atomically and after the kernel's last barrier: read it after the
                         parallel region, not inside it */
     /* exact mode, kernels_grad_layer1 only, optional (m): row_max[r] >= max |dZ1[r,:]|.
-     * When these bounds show that no chunk sum can exceed the limit, the per-value test
-     * is skipped (it could not fail: the result is the same). NULL: always tested. */
+     * With pixel inputs (x / 255 <= 1), when these bounds show that no chunk sum can
+     * exceed the limit, the per-value test is skipped (it could not fail: the result is
+     * the same). NULL, or float inputs: always tested. */
     const float *row_max;
 } KernelsSink;
 

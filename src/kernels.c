@@ -155,16 +155,13 @@ static float input_scale(const KernelsInput *X)
     return X->u8 ? PIXEL_SCALE : 1.0f;
 }
 
-/* Copy the full NR-column blocks of the (rows, h) matrix A into k-major panels:
- * panel b is Ap + b * rows * NR, (rows, NR). Shared among the team's threads. */
-static void pack_weight_panels(const float *A, size_t rows, size_t h, float *Ap)
+/* Copy full NR-column block b of the (rows, h) matrix A into its k-major panel,
+ * Ap + b * rows * NR, (rows, NR). */
+static void pack_weight_panel(const float *A, size_t rows, size_t h, size_t b, float *Ap)
 {
-    const size_t HB = h / NR;
-#pragma omp for schedule(static)
-    for (size_t b = 0; b < HB; b++)
-        for (size_t r = 0; r < rows; r++)
-            for (int v = 0; v < 2; v++)
-                vstore(Ap + (b * rows + r) * NR + v * VL, vload(A + r * h + b * NR + v * VL));
+    for (size_t r = 0; r < rows; r++)
+        for (int v = 0; v < 2; v++)
+            vstore(Ap + (b * rows + r) * NR + v * VL, vload(A + r * h + b * NR + v * VL));
 }
 
 /* Pack sample tile t (rows r0 .. r0 + rows): the list of features nonzero in some row,
@@ -281,10 +278,14 @@ void kernels_hidden_forward(const KernelsInput *X, const uint32_t *idx, size_t m
     OWN_TEAM(kernels_hidden_forward(X, idx, m, d, h, W1, b1, A1, scratch));
     const size_t T = (m + MR - 1) / MR, G = (h + CG - 1) / CG;
     float *Wp = scratch->panel, *ip = Wp + weight_panel_floats(m, d, h);
-    pack_weight_panels(W1, d, h, Wp);
+    /* Both packings in one loop: one barrier before the products, not two. */
 #pragma omp for schedule(static)
-    for (size_t t = 0; t < T; t++)
-        pack_sample_tile(X, idx, m, d, t, ip, scratch->list);
+    for (size_t t = 0; t < T + h / NR; t++) {
+        if (t < T)
+            pack_sample_tile(X, idx, m, d, t, ip, scratch->list);
+        else
+            pack_weight_panel(W1, d, h, t - T, Wp);
+    }
     /* Tasks column group by column group, so that a thread's consecutive tasks reuse
      * the same d x CG panel of W1 from its cache. */
 #pragma omp for schedule(static)
@@ -415,24 +416,26 @@ static size_t sink_chunk(const KernelsSink *s, size_t m)
     return s->out_f || s->chunk == 0 ? (m ? m : 1) : s->chunk;
 }
 
-/* Can a chunk sum of the dZ1 rows, at most sum_r row_max[r] in exact arithmetic, exceed
- * the limit? A float sum of n products (pixel / 255 at most 1) and the two roundings of
+/* A bound on every chunk sum of dW1 and db1 from the dZ1 rows, at most sum_r row_max[r]
+ * in exact arithmetic (pixel inputs: x / 255 is at most 1), or INFINITY if there is none. A float sum of n products (pixel / 255 at most 1) and the two roundings of
  * the scaling exceed the exact value by at most a factor (1 + 2^-24)^(n + 2), which is
  * below 1 + (n + 3) 2^-23 while (n + 2) 2^-24 <= 1 (so for chunks up to 2^22, with room).
  * Larger chunks, NaN or infinity in row_max: cannot rule it out. */
-static int chunks_within_limit(const float *row_max, size_t m, size_t chunk, float limit)
+static double chunk_sum_bound(const float *row_max, size_t m, size_t chunk)
 {
     if (chunk > ((size_t)1 << 22))
-        return 0;
+        return INFINITY;
+    double worst = 0;
     for (size_t r0 = 0; r0 < m; r0 += chunk) {
         const size_t r1 = r0 + chunk < m ? r0 + chunk : m;
         double s = 0;
         for (size_t r = r0; r < r1; r++)
             s += row_max[r];
-        if (!(s * (1.0 + (double)(r1 - r0 + 3) * 0x1p-23) <= limit))
-            return 0;
+        s *= 1.0 + (double)(r1 - r0 + 3) * 0x1p-23;
+        if (!(s <= worst))
+            worst = s >= 0 ? s : INFINITY;   /* NaN: no bound */
     }
-    return 1;
+    return worst;
 }
 
 /* Feature tile p of dW1 (features c0 .. c0 + MR; feature d is the constant 1 of db1, and
@@ -516,9 +519,45 @@ static inline void fix_trunc_add(vq *q, vf x)
     qq[0] = _mm256_add_epi64(qq[0], _mm256_sub_epi64(_mm256_castpd_si256(lo), Mi));
     qq[1] = _mm256_add_epi64(qq[1], _mm256_sub_epi64(_mm256_castpd_si256(hi), Mi));
 }
+
+/* The same for values known to be below 2^51 (no test): truncated in float, widened, and
+ * the raw mantissa bits of x + 1.5 * 2^52 added; the caller subtracts those of 1.5 * 2^52
+ * once per added value (fix_small_done). */
+#define FIX_SMALL_RAW 1
+static inline void fix_add_small(vq *q, vf x)
+{
+    const __m256d M = _mm256_set1_pd(0x1.8p52);
+    const __m256 t = _mm256_round_ps((__m256)x, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    const __m256d lo = _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(t)), M);
+    const __m256d hi = _mm256_add_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(t, 1)), M);
+    __m256i *qq = (__m256i *)q;
+    qq[0] = _mm256_add_epi64(qq[0], _mm256_castpd_si256(lo));
+    qq[1] = _mm256_add_epi64(qq[1], _mm256_castpd_si256(hi));
+}
+#elif VL == 16 && defined(__AVX512DQ__)
+/* AVX-512DQ converts float to int64 directly (vcvttps2qq), exact below 2^63. */
+static inline void fix_trunc_add(vq *q, vf x)
+{
+    *q += __builtin_convertvector(x, vq);
+}
+#define FIX_SMALL_RAW 0
+#define fix_add_small fix_trunc_add
 #else
 #define fix_trunc_add fix_trunc_add_split
+#define FIX_SMALL_RAW 0
+#define fix_add_small fix_trunc_add
 #endif
+
+/* After n calls of fix_add_small on q: remove the offsets they added. */
+static inline void fix_small_done(vq *q, size_t n)
+{
+    if (FIX_SMALL_RAW) {
+        int64_t mbits;
+        const double M = 0x1.8p52;
+        memcpy(&mbits, &M, sizeof mbits);
+        *q -= (int64_t)((uint64_t)mbits * n);
+    }
+}
 
 /* One chunk's sums a (VL lanes) into the fixed-point sums q: x = a * scale_fix; a lane
  * with !(|x| <= limit_fix) (NaN included) adds 0 and counts in *nbad. */
@@ -553,7 +592,7 @@ static inline int64_t fix_put1(int64_t q, float a, float scale_fix, float limit_
 static inline __attribute__((always_inline)) int64_t
 grad1_micro(const float *P, const uint32_t *list, size_t n, const float *G, size_t ldg,
             int nv, size_t h, size_t chunk, const float *scale, size_t rows,
-            const KernelsSink *sink, int checked, int64_t *out_i, float *out_f)
+            const KernelsSink *sink, int checked, int small, int64_t *out_i, float *out_f)
 {
     if (out_f) {
         vf a[MR][2];
@@ -577,9 +616,10 @@ grad1_micro(const float *P, const uint32_t *list, size_t n, const float *G, size
     memset(q, 0, sizeof q);
     vi nbad[MR];   /* per row: the padding rows past feature d are not counted */
     memset(nbad, 0, sizeof nbad);
-    size_t t = 0;
+    size_t t = 0, nchunks = 0;
     while (t < n) {   /* chunk by chunk; a chunk without listed samples adds nothing */
         const size_t r1 = ((list ? list[t] : t) / chunk + 1) * chunk;
+        nchunks++;
         vf a[MR][2];
         memset(a, 0, sizeof a);
         for (; t < n && (list ? list[t] : t) < r1; t++) {
@@ -591,10 +631,20 @@ grad1_micro(const float *P, const uint32_t *list, size_t n, const float *G, size
                     a[i][1] += P[t * MR + i] * g1;
             }
         }
+        if (small)
+            for (int i = 0; i < MR; i++)
+                for (int v = 0; v < nv; v++)
+                    fix_add_small(&q[i][v], a[i][v] * (scale[i] * FIX_SCALE));
+        else
+            for (int i = 0; i < MR; i++)
+                for (int v = 0; v < nv; v++)
+                    fix_put(&q[i][v], a[i][v], scale[i] * FIX_SCALE, limit_fix, checked,
+                            &nbad[i]);
+    }
+    if (small)
         for (int i = 0; i < MR; i++)
             for (int v = 0; v < nv; v++)
-                fix_put(&q[i][v], a[i][v], scale[i] * FIX_SCALE, limit_fix, checked, &nbad[i]);
-    }
+                fix_small_done(&q[i][v], nchunks);
     int64_t bad = 0;
     for (size_t i = 0; i < rows; i++) {
         for (int v = 0; v < nv; v++)
@@ -642,15 +692,24 @@ void kernels_grad_layer1(const KernelsInput *X, const uint32_t *idx, size_t m, s
 {
     OWN_TEAM(kernels_grad_layer1(X, idx, m, d, h, dZ1, scratch, sink));
     const size_t chunk = sink_chunk(sink, m);
-    const int checked = !(sink->out_i && sink->row_max &&
-                          chunks_within_limit(sink->row_max, m, chunk, sink_limit(sink)));
+    /* With a bound on the chunk sums (pixels only: float features have no bound of 1):
+     * no range test where it cannot fail, and the short conversion where every value
+     * times 2^40 stays below 2^50. Either way the result is the same. */
+    const double bound = sink->out_i && sink->row_max && X->u8
+                             ? chunk_sum_bound(sink->row_max, m, chunk)
+                             : INFINITY;
+    const int checked = !(bound <= sink_limit(sink)), small = !checked && bound < 0x1p10;
     const size_t P = (d + 1 + MR - 1) / MR, G = (h + CG - 1) / CG;
     int64_t nbad = 0;   /* this thread's */
     float *Dp = scratch->panel, *ip = Dp + weight_panel_floats(m, d, h);
-    pack_weight_panels(dZ1, m, h, Dp);
+    /* Both packings in one loop: one barrier before the products, not two. */
 #pragma omp for schedule(static)
-    for (size_t p = 0; p < P; p++)
-        pack_feature_tile(X, idx, m, d, p, ip, scratch->list);
+    for (size_t p = 0; p < P + h / NR; p++) {
+        if (p < P)
+            pack_feature_tile(X, idx, m, d, p, ip, scratch->list);
+        else
+            pack_weight_panel(dZ1, m, h, p - P, Dp);
+    }
     /* Tasks column group by column group: a thread's consecutive tasks reuse the same
      * m x CG panel of dZ1 from its cache. Rows 0..d-1 of the output are dW1, row d db1. */
 #pragma omp for schedule(static)
@@ -671,14 +730,14 @@ void kernels_grad_layer1(const KernelsInput *X, const uint32_t *idx, size_t m, s
             const float *Gb = Dp + j / NR * m * NR;   /* (m, NR) */
             if (n == m)   /* every sample listed: the list is 0, 1, ..., m - 1 */
                 nbad += grad1_micro(Pn, NULL, n, Gb, NR, 2, h, chunk, scale, rows, sink,
-                                    checked, oi ? oi + j : NULL, of ? of + j : NULL);
+                                    checked, small, oi ? oi + j : NULL, of ? of + j : NULL);
             else
                 nbad += grad1_micro(Pn, list, n, Gb, NR, 2, h, chunk, scale, rows, sink,
-                                    checked, oi ? oi + j : NULL, of ? of + j : NULL);
+                                    checked, small, oi ? oi + j : NULL, of ? of + j : NULL);
         }
         for (; j + VL <= j1; j += VL)
             nbad += grad1_micro(Pn, list, n, dZ1 + j, h, 1, h, chunk, scale, rows, sink,
-                                checked, oi ? oi + j : NULL, of ? of + j : NULL);
+                                checked, small, oi ? oi + j : NULL, of ? of + j : NULL);
         if (j < j1)
             nbad += grad1_columns(Pn, list, n, h, j, j1, dZ1, chunk, scale, rows, sink, oi, of);
     }
