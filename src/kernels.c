@@ -224,7 +224,8 @@ fwd_micro(const float *P, const uint32_t *list, size_t n, const float *W, size_t
 }
 
 /* A1 rows r0 .. r0 + rows, columns j0 .. j1 of sample tile t: full NR blocks from the
- * packed panels of W1, the columns past the last full block from W1 itself. */
+ * packed panels Wp of W1 (or from W1 when Wp is NULL), the columns past the last full
+ * block from W1 itself. */
 static void fwd_task(const KernelsInput *X, size_t m, size_t d, size_t h, const float *W1,
                      const float *Wp, const float *b1, float *A1, const float *ip,
                      const uint32_t *lists, size_t t, size_t j0, size_t j1)
@@ -240,11 +241,12 @@ static void fwd_task(const KernelsInput *X, size_t m, size_t d, size_t h, const 
         vf a[MR][2];
         if (j + NR <= j1) {
             bw = NR;
-            const float *Wb = Wp + j / NR * d * NR;   /* (d, NR) */
+            const float *Wb = Wp ? Wp + j / NR * d * NR : W1 + j;   /* (d, NR) or in place */
+            const size_t ldw = Wp ? NR : h;
             if (n == d)   /* every feature listed: the list is 0, 1, ..., d - 1 */
-                fwd_micro(P, NULL, n, Wb, NR, 2, a);
+                fwd_micro(P, NULL, n, Wb, ldw, 2, a);
             else
-                fwd_micro(P, list, n, Wb, NR, 2, a);
+                fwd_micro(P, list, n, Wb, ldw, 2, a);
             for (int i = 0; i < MR; i++)
                 vstore(acc[i], a[i][0]), vstore(acc[i] + VL, a[i][1]);
         } else if (j + VL <= j1) {
@@ -278,9 +280,12 @@ void kernels_hidden_forward(const KernelsInput *X, const uint32_t *idx, size_t m
     OWN_TEAM(kernels_hidden_forward(X, idx, m, d, h, W1, b1, A1, scratch));
     const size_t T = (m + MR - 1) / MR, G = (h + CG - 1) / CG;
     float *Wp = scratch->panel, *ip = Wp + weight_panel_floats(m, d, h);
-    /* Both packings in one loop: one barrier before the products, not two. */
+    /* W1's panels are copied when enough sample tiles reuse them; a few tiles (a small
+     * shard) read W1 in place (the same values: the same bits). Both packings in one
+     * loop: one barrier before the products, not two. */
+    const size_t HBp = T >= 4 ? h / NR : 0;
 #pragma omp for schedule(static)
-    for (size_t t = 0; t < T + h / NR; t++) {
+    for (size_t t = 0; t < T + HBp; t++) {
         if (t < T)
             pack_sample_tile(X, idx, m, d, t, ip, scratch->list);
         else
@@ -291,7 +296,7 @@ void kernels_hidden_forward(const KernelsInput *X, const uint32_t *idx, size_t m
 #pragma omp for schedule(static)
     for (size_t task = 0; task < T * G; task++) {
         const size_t g = task / T, t = task % T;
-        fwd_task(X, m, d, h, W1, Wp, b1, A1, ip, scratch->list, t, g * CG,
+        fwd_task(X, m, d, h, W1, HBp ? Wp : NULL, b1, A1, ip, scratch->list, t, g * CG,
                  min_size(h, (g + 1) * CG));
     }
 }
@@ -872,19 +877,52 @@ void kernels_sgd_f32(float *theta, const float *g, size_t n, float lr)
         theta[i] -= lr * g[i];
 }
 
+typedef int64_t v4q __attribute__((vector_size(32)));
+typedef uint64_t v4qu __attribute__((vector_size(32)));
+typedef double v4d __attribute__((vector_size(32)));
+typedef float v4f __attribute__((vector_size(16)));
+
+/* theta[i] -= lr * (float)(g[i] * 2^-40), four at a time: x86 before AVX-512 has no
+ * int64 -> double vector conversion, so below 2^51 in magnitude (every gradient of a run
+ * that has not diverged) g is read as the double 1.5 * 2^52 + g (mantissa bits plus g)
+ * minus 1.5 * 2^52, which is exact; a block with a larger value is converted one by one.
+ * Either way (double)g is exact below 2^53, so the result is the plain loop's. */
 void kernels_sgd_fixed(float *theta, const int64_t *g, size_t n, float lr)
 {
     OWN_TEAM(kernels_sgd_fixed(theta, g, n, lr));
+    const double M = 0x1.8p52;
+    int64_t mbits;
+    memcpy(&mbits, &M, sizeof mbits);
 #pragma omp for schedule(static)
-    for (size_t i = 0; i < n; i++)
-        theta[i] -= lr * (float)((double)g[i] * FIX_UNSCALE);
+    for (size_t b = 0; b < (n + 3) / 4; b++) {
+        const size_t i = 4 * b;
+        v4q q;
+        if (i + 4 <= n) {
+            memcpy(&q, g + i, sizeof q);
+            const v4q small = (v4qu)(q + ((int64_t)1 << 51)) < ((uint64_t)1 << 52);
+            if (small[0] & small[1] & small[2] & small[3]) {
+                v4d x = (v4d)(q + mbits) - M;
+                const v4f f = __builtin_convertvector(x * FIX_UNSCALE, v4f);
+                v4f t;
+                memcpy(&t, theta + i, sizeof t);
+                t -= lr * f;
+                memcpy(theta + i, &t, sizeof t);
+                continue;
+            }
+        }
+        for (size_t k = i; k < n && k < i + 4; k++)
+            theta[k] -= lr * (float)((double)g[k] * FIX_UNSCALE);
+    }
 }
 
 int64_t kernels_count_nonfinite(const float *x, size_t n)
 {
     int64_t bad = 0;
 #pragma omp parallel for schedule(static) reduction(+ : bad)
-    for (size_t i = 0; i < n; i++)
-        bad += !isfinite(x[i]);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;   /* exponent all ones: infinity or NaN (a test that vectorises) */
+        memcpy(&u, x + i, sizeof u);
+        bad += (u & 0x7f800000u) == 0x7f800000u;
+    }
     return bad;
 }

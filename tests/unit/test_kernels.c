@@ -2,7 +2,8 @@
  * against double-precision sums, on odd shapes, for uint8 pixels and float32 features:
  * the two large products (hidden_forward, grad_layer1) in fast and exact mode, the small
  * ones (output_backward, grad_layer2), bitwise independence of the thread count and of
- * the split into shards, and the run-time choice between the two implementations. */
+ * the split into shards, the run-time choice between the two implementations, and the
+ * fixed-point update against its definition. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -387,6 +388,42 @@ static void test_select_and_model_step(void **state)
     data_free(&x);
 }
 
+/* The fixed-point update and the non-finite count, against their one-line definitions:
+ * bit for bit, with values on both sides of 2^51 (the vector path's limit), odd lengths. */
+static void test_sgd_fixed_and_nonfinite(void **state)
+{
+    (void)state;
+    const size_t lens[] = {1, 3, 4, 7, 13, 255};
+    for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+        const size_t n = lens[li];
+        int64_t *g = malloc(n * sizeof *g);
+        float *theta = malloc(n * sizeof *theta), *want = malloc(n * sizeof *want);
+        for (size_t i = 0; i < n; i++) {
+            const int big = rnd() % 5 == 0;
+            g[i] = ((int64_t)rnd() << 31 ^ rnd()) >> (big ? 0 : 12);   /* up to 2^62 or 2^50 */
+            if (rnd() % 2)
+                g[i] = -g[i];
+            if (rnd() % 7 == 0)
+                g[i] = (rnd() % 2 ? 1 : -1) * ((int64_t)1 << 51);   /* the edge itself */
+            theta[i] = rnd_sym();
+            want[i] = theta[i] - 0.25f * (float)((double)g[i] * 0x1p-40);
+        }
+        kernels_sgd_fixed(theta, g, n, 0.25f);
+        for (size_t i = 0; i < n; i++)
+            if (memcmp(&theta[i], &want[i], sizeof want[i]))
+                fail_msg("n %zu, element %zu (g = %lld): %.9g, want %.9g", n, i,
+                         (long long)g[i], theta[i], want[i]);
+        size_t nonfinite = 0;
+        for (size_t i = 0; i < n; i++) {
+            const float special[] = {INFINITY, -INFINITY, NAN, 0x1p-140f, -0.0f, 3.4e38f};
+            theta[i] = rnd() % 3 ? rnd_sym() : special[rnd() % 6];
+            nonfinite += !isfinite(theta[i]);
+        }
+        assert_int_equal(kernels_count_nonfinite(theta, n), nonfinite);
+        free(g), free(theta), free(want);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -394,6 +431,7 @@ int main(void)
         cmocka_unit_test(test_grad_layer1_vs_double),
         cmocka_unit_test(test_small_kernels_fast_vs_reference),
         cmocka_unit_test(test_select_and_model_step),
+        cmocka_unit_test(test_sgd_fixed_and_nonfinite),
     };
     return cmocka_run_group_tests_name("kernels", tests, NULL, NULL);
 }
