@@ -1,11 +1,20 @@
 /* kernels: the loops that carry the flops, OpenMP-parallel, pure (pointers and sizes in,
  * no globals, no MPI, no allocation).
  *
+ * Two implementations with the same signatures: the fast one (kernels.c: register-blocked
+ * micro-kernels over packed input panels) and the plain reference twin (kernels_ref.c:
+ * the mathematics as simple loops, one thread). kernels_select picks one by name at run
+ * time; both keep the contract below, so either gives the same bits on any number of
+ * ranks and threads (but not the same bits as each other: they round differently).
+ *
  * Exactness contract: every output element is computed by one thread, with a summation
- * order fixed by the data alone (sample order within a chunk, pixel order within a
- * sample). Threads split output ROWS, never a sum, so the bits of every result are the
- * same for any thread count and on any rank. Zero pixels are skipped; that too depends
- * only on the data.
+ * order fixed by the data and the shapes alone (sample order within a chunk, feature order
+ * within a sample). Threads split output tiles, never a sum, so the bits of every result
+ * are the same for any thread count and on any rank. A term whose input feature is zero
+ * may be skipped (the fast kernels skip features that are zero in a whole tile of
+ * samples, and samples whose features are zero in a whole tile of features): for finite
+ * operands adding x * w = 0 changes no bits, so which terms are skipped, itself decided by
+ * the data alone, does not change the result.
  *
  * Fixed point (train.reduce = exact): a chunk's gradient g becomes the integer
  * trunc(g * 2^KERNELS_FIX_BITS); an output element is the int64 sum of its chunks' values.
@@ -17,7 +26,8 @@
  * shares its loops among them and returns after a barrier (model.c runs a whole step in
  * one region this way). kernels_count_nonfinite is the exception: outside regions only.
  *
- * Pixels are raw uint8 (0..255); the 1/255 scaling is applied once per output sum.
+ * Inputs are raw uint8 pixels (0..255, scaled by 1/255 once per output sum) or float32
+ * features (used as they are); see KernelsInput.
  */
 #ifndef MLP_KERNELS_H
 #define MLP_KERNELS_H
@@ -27,15 +37,36 @@
 
 #define KERNELS_FIX_BITS 40
 #define KERNELS_MAX_CLASSES 256
-#define KERNELS_LIMIT_MAX 0x1p22f   /* largest limit honoured: limit * 2^40 fits int64 */
+/* Largest limit honoured, the float just below 2^22: an accepted value times 2^40 stays
+ * below 2^62, where the fast kernels' vector conversion to int64 is exact. */
+#define KERNELS_LIMIT_MAX 0x1.fffffep21f
 
-/* A1[r,:] = sigmoid(b1 + (1/255) sum_k X[idx[r],k] W1[k,:]) for r < m, summing over the
- * nonzero pixels in ascending order; those pixels are also listed, per sample, in
- * sp_pos/sp_val (m, d) with sp_len[r] entries (for kernels_gather_pixels).
- * X (n, d) uint8 row-major; idx (m); W1 (d, h); b1 (h); A1 (m, h). */
-void kernels_hidden_forward(const uint8_t *X, const uint32_t *idx, size_t m, size_t d,
+/* The input features of the data set, one of two kinds (exactly one pointer non-NULL):
+ * u8 (n, d) row-major pixels, each x / 255; or f32 (n, d) row-major, each x as it is. */
+typedef struct {
+    const uint8_t *u8;
+    const float *f32;
+} KernelsInput;
+
+/* Scratch that the fast kernels pack weight and input panels into (the reference needs
+ * none): panel (panel_floats) and list (list_len) from kernels_scratch_size(m, d, h) for
+ * up to m samples. Nothing is kept in it from one call to the next. */
+typedef struct {
+    float *panel;
+    uint32_t *list;
+} KernelsScratch;
+
+/* Sizes of a KernelsScratch for up to m samples of d features and h hidden units.
+ * Returns 0, or -1 if the sizes overflow. */
+int kernels_scratch_size(size_t m, size_t d, size_t h, size_t *panel_floats,
+                         size_t *list_len);
+
+/* A1[r,:] = sigmoid(b1 + s sum_k X[idx[r],k] W1[k,:]) for r < m, s = 1/255 for pixels and
+ * 1 for float features, the sum in ascending k (zero features may be skipped).
+ * idx (m); W1 (d, h); b1 (h); A1 (m, h). */
+void kernels_hidden_forward(const KernelsInput *X, const uint32_t *idx, size_t m, size_t d,
                             size_t h, const float *W1, const float *b1, float *A1,
-                            uint32_t *sp_pos, uint8_t *sp_val, uint32_t *sp_len);
+                            const KernelsScratch *scratch);
 
 /* Output layer, loss and the backward pass down to dZ1, one row at a time:
  *   z = b2 + A1[r,:] W2;  loss[r] = logsumexp(z) - z[y];  correct[r] = (argmax z == y)
@@ -49,13 +80,6 @@ void kernels_output_backward(const float *A1, const uint8_t *labels, const uint3
                              size_t m, size_t h, size_t k, const float *W2, const float *b2,
                              float *W2t, float inv_m, float *dZ2, float *dZ1,
                              float *dZ1_max, double *loss, uint8_t *correct);
-
-/* The same nonzero pixels by pixel: for each pixel c, the samples r (ascending) where it
- * is nonzero and its value there, from the per-sample lists of kernels_hidden_forward.
- * pos, val (d, m): row c holds len[c] entries. */
-void kernels_gather_pixels(const uint32_t *sp_pos, const uint8_t *sp_val,
-                           const uint32_t *sp_len, size_t m, size_t d, uint32_t *pos,
-                           uint8_t *val, uint32_t *len);
 
 /* Where a gradient kernel puts its result, STORED (every element is written; nothing
  * needs zeroing first). Fast mode: out_f, one float sum over all m rows. Exact mode:
@@ -71,16 +95,18 @@ typedef struct {
                         atomically and after the kernel's last barrier: read it after the
                         parallel region, not inside it */
     /* exact mode, kernels_grad_layer1 only, optional (m): row_max[r] >= max |dZ1[r,:]|.
-     * When these bounds show that no chunk sum can exceed the limit, the per-value test
-     * is skipped (it could not fail: the result is the same). NULL: always tested. */
+     * With pixel inputs (x / 255 <= 1), when these bounds show that no chunk sum can
+     * exceed the limit, the per-value test is skipped (it could not fail: the result is
+     * the same). NULL, or float inputs: always tested. */
     const float *row_max;
 } KernelsSink;
 
-/* dW1[c,:] = (1/255) sum_r X[r,c] dZ1[r,:] over the samples where pixel c is nonzero (from
- * kernels_gather_pixels), and db1 = sum_r dZ1[r,:]. dZ1 (m, h); sink rows: dW1 (d, h) then
- * db1 (h), contiguous. m >= 1 (a rank without samples zeroes its gradient itself). */
-void kernels_grad_layer1(const uint32_t *pos, const uint8_t *val, const uint32_t *len,
-                         size_t m, size_t d, size_t h, const float *dZ1,
+/* dW1[c,:] = s sum_r X[idx[r],c] dZ1[r,:] (s as in kernels_hidden_forward) and
+ * db1 = sum_r dZ1[r,:], each summed in ascending r (zero features may be skipped).
+ * idx (m); dZ1 (m, h); sink rows: dW1 (d, h) then db1 (h), contiguous. m >= 1 (a rank
+ * without samples zeroes its gradient itself). */
+void kernels_grad_layer1(const KernelsInput *X, const uint32_t *idx, size_t m, size_t d,
+                         size_t h, const float *dZ1, const KernelsScratch *scratch,
                          const KernelsSink *sink);
 
 /* dW2[i,:] = sum_r A1[r,i] dZ2[r,:] and db2 = sum_r dZ2[r,:].
@@ -96,5 +122,41 @@ void kernels_sgd_fixed(float *theta, const int64_t *g, size_t n, float lr);
 
 /* Number of NaN or infinite values in x (n). */
 int64_t kernels_count_nonfinite(const float *x, size_t n);
+
+/* One implementation of the four step kernels, chosen at run time. */
+typedef struct {
+    const char *name;   /* "fast" or "reference" */
+    void (*hidden_forward)(const KernelsInput *X, const uint32_t *idx, size_t m, size_t d,
+                           size_t h, const float *W1, const float *b1, float *A1,
+                           const KernelsScratch *scratch);
+    void (*output_backward)(const float *A1, const uint8_t *labels, const uint32_t *idx,
+                            size_t m, size_t h, size_t k, const float *W2, const float *b2,
+                            float *W2t, float inv_m, float *dZ2, float *dZ1, float *dZ1_max,
+                            double *loss, uint8_t *correct);
+    void (*grad_layer1)(const KernelsInput *X, const uint32_t *idx, size_t m, size_t d,
+                        size_t h, const float *dZ1, const KernelsScratch *scratch,
+                        const KernelsSink *sink);
+    void (*grad_layer2)(const float *A1, size_t m, size_t h, size_t k, const float *dZ2,
+                        const KernelsSink *sink);
+} KernelOps;
+
+/* The implementation called `name`: "fast" (kernels.c) or "reference" (kernels_ref.c).
+ * NULL for any other name. */
+const KernelOps *kernels_select(const char *name);
+
+/* The reference twin (kernels_ref.c): plain loops, run by one thread of the team, the
+ * same contract and signatures as the fast kernels above. */
+void kernels_ref_hidden_forward(const KernelsInput *X, const uint32_t *idx, size_t m,
+                                size_t d, size_t h, const float *W1, const float *b1,
+                                float *A1, const KernelsScratch *scratch);
+void kernels_ref_output_backward(const float *A1, const uint8_t *labels, const uint32_t *idx,
+                                 size_t m, size_t h, size_t k, const float *W2,
+                                 const float *b2, float *W2t, float inv_m, float *dZ2,
+                                 float *dZ1, float *dZ1_max, double *loss, uint8_t *correct);
+void kernels_ref_grad_layer1(const KernelsInput *X, const uint32_t *idx, size_t m, size_t d,
+                             size_t h, const float *dZ1, const KernelsScratch *scratch,
+                             const KernelsSink *sink);
+void kernels_ref_grad_layer2(const float *A1, size_t m, size_t h, size_t k, const float *dZ2,
+                             const KernelsSink *sink);
 
 #endif

@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kernels.h"
+
 typedef struct {
     size_t d, h, k;     /* input, hidden, classes */
     size_t count;       /* d*h + h + h*k + k */
@@ -42,16 +44,16 @@ typedef struct {
     float *W2t;         /* (k, h) W2 transposed, for the output kernel */
     double *loss;       /* (rows) */
     uint8_t *correct;   /* (rows) */
-    uint32_t *sp_pos;   /* (rows, d) per sample: its nonzero pixels */
-    uint8_t *sp_val;    /* (rows, d) and their values */
-    uint32_t *sp_len;   /* (rows) */
-    uint32_t *px_pos;   /* (d, rows) per pixel: samples where it is nonzero */
-    uint8_t *px_val;    /* (d, rows) and its value there */
-    uint32_t *px_len;   /* (d) */
+    KernelsScratch scratch;   /* packed input panels (kernels_scratch_size) */
     uint32_t *idx;      /* (rows) scratch sample indices for evaluation */
+    const KernelOps *ops;     /* the kernels in use: "fast" unless model_workspace_kernels */
 } Workspace;
 
 int model_workspace_init(Workspace *w, const Params *p, size_t rows);
+
+/* Use the kernels called `name` ("fast", the default, or "reference": see kernels.h)
+ * for every later call with w. Returns 0, or -1 for an unknown name (w unchanged). */
+int model_workspace_kernels(Workspace *w, const char *name);
 
 /* Bytes that model_params_init(d, h, k) and model_workspace_init(rows) will allocate.
  * Returns 0, or -1 if the sizes overflow. */

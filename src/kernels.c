@@ -1,10 +1,11 @@
-/* kernels: see include/kernels.h for the contract (fixed summation order per output
- * element, threads over rows, fixed point for exact mode).
+/* kernels: the fast implementation; see include/kernels.h for the contract (fixed
+ * summation order per output element, threads over output tiles, fixed point for exact
+ * mode) and kernels_ref.c for the same mathematics in plain loops.
  *
- * Column blocking: an output row is processed KB columns at a time with the running sums
- * in a small local array, which the compiler keeps in vector registers. Which columns fall
- * in a full block or in the last, partial one depends only on the row length, so the code
- * path (and the rounding) for every element is fixed by the shapes alone.
+ * The two large products run as register-blocked micro-kernels (below); the small ones
+ * (output layer, dW2) use the same vector type. Which columns fall in a full micro-tile,
+ * a single vector or the scalar tail depends only on the shapes, so the code path (and
+ * the rounding) of every element is fixed by the shapes alone.
  *
  * Teams: a kernel called outside any parallel region opens one (OWN_TEAM below) and
  * calls itself inside it; inside a region, its loops are orphaned worksharing constructs
@@ -15,8 +16,10 @@
 #include <math.h>
 #include <omp.h>
 #include <string.h>
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
 
-#define KB 64                         /* columns per register block */
 #define PIXEL_SCALE (1.0f / 255.0f)
 #define FIX_SCALE 0x1p40f             /* 2^KERNELS_FIX_BITS */
 #define FIX_UNSCALE 0x1p-40
@@ -42,136 +45,278 @@ static void add_bad(int64_t *bad, int64_t n)
     }
 }
 
-/* A register block of KB = 64 floats as four 16-lane vectors (GCC/Clang vector
- * extensions: AVX-512 registers with -march=native, four SSE registers each on a generic
- * x86-64 target). Every lane does the same operations in the same order as a scalar loop
- * would, so the vector width never changes a result's bits. */
-typedef float vf16 __attribute__((vector_size(64)));
-typedef float vf16u __attribute__((vector_size(64), aligned(4), may_alias));   /* unaligned */
-typedef int32_t vm16 __attribute__((vector_size(64)));    /* 16 int32 lanes, lane masks */
-typedef struct {
-    vf16 v[4];
-} Acc64;
+/* Register-blocked micro-kernels for the two large products, Z1 = X W1 and dW1 = X^T dZ1
+ * (Goto and van de Geijn's scheme, as BLIS and OpenBLAS use it): an MR x NR tile of
+ * outputs stays in MR x 2 vector registers for the whole inner loop, each step loading
+ * one row of NR weights (two vectors) and broadcasting MR input values. The vector width
+ * VL follows the target: 16 lanes with AVX-512 (32 registers: 8 x 32 tiles), 8 with AVX2
+ * (16 registers: 6 x 16), 4 with SSE2 for the portable build (6 x 8). KERNELS_VL set at
+ * build time overrides it (the tests build the AVX-512 shape on AVX2 machines this way).
+ *
+ * Every output element is a sum over the inner index in ascending order, one multiply-add
+ * per term, whatever tile, thread or column path computes it: the tiles only decide which
+ * elements are computed together. The inner loop runs over a list of the inner indices
+ * at which some input of the tile is nonzero (built when the inputs are packed), so an
+ * input that is zero in the whole tile costs nothing, and one that is zero in some rows
+ * of the tile adds x * w = 0 there, which changes no bits (finite w). */
+#if defined(KERNELS_VL)
+#define VL KERNELS_VL
+#elif defined(__AVX512F__)
+#define VL 16
+#elif defined(__AVX__)
+#define VL 8
+#else
+#define VL 4
+#endif
+#define NR (2 * VL)           /* columns of a micro-tile */
+#define MR (VL >= 16 ? 8 : 6) /* rows of a micro-tile */
+#define CG (4 * VL)           /* columns of a task: a W1 or dZ1 panel that stays in cache */
 
-_Static_assert(KB == 64, "Acc64 holds exactly one register block");
+typedef float vf __attribute__((vector_size(4 * VL)));
+typedef float vfu __attribute__((vector_size(4 * VL), aligned(4), may_alias));
+typedef int32_t vi __attribute__((vector_size(4 * VL)));
+typedef int64_t vq __attribute__((vector_size(8 * VL)));
+typedef uint64_t vqu __attribute__((vector_size(8 * VL)));
 
-static inline Acc64 acc64_load(const float *p)
+/* Unaligned vector load and store (macros: a function returning a vector wider than the
+ * target's registers would change the ABI, and GCC warns about it). */
+#define vload(p) ((vf)*(const vfu *)(p))
+#define vstore(p, v) (*(vfu *)(p) = (v))
+
+static size_t min_size(size_t a, size_t b)
 {
-    Acc64 a;
-    memcpy(&a, p, sizeof a);   /* unaligned load */
-    return a;
+    return a < b ? a : b;
 }
 
-static inline void acc64_store(float *p, Acc64 a)
+/* Scratch layout (kernels_scratch_size). The first WP floats hold the weight panels: the
+ * forward pass copies W1 there as (h / NR) panels of d x NR, and dW1 copies dZ1 as panels
+ * of m x NR, each k-major, so that the micro-kernel reads one contiguous row of NR values
+ * per step. After them, the input panels: the forward pass packs sample tile t at
+ * ip + t * MR * d ((d, MR) k-major: per listed feature, the tile's MR values) with
+ * list + t * (d + 1) (count, then the features nonzero in some row of the tile); dW1 packs
+ * feature tile p at ip + p (m MR + 8) ((m, MR): per listed sample, the tile's MR values,
+ * then 8 floats of slack) with list + p * (m + 1) (count, then sample indices). The last feature tile holds the
+ * constant 1 of db1 (feature d). */
+static size_t weight_panel_floats(size_t m, size_t d, size_t h)
 {
-    memcpy(p, &a, sizeof a);
+    return (m > d ? m : d) * (h / NR * NR);
 }
 
-/* a += x * w[0..64) */
-static inline Acc64 acc64_axpy(Acc64 a, float x, const float *w)
+/* A packed feature tile of dW1: m entries of MR floats, and 8 floats of slack. */
+static size_t feature_tile_floats(size_t m)
 {
-    for (int i = 0; i < 4; i++)
-        a.v[i] += x * *(const vf16u *)(w + 16 * i);
-    return a;
+    return m * MR + 8;
 }
 
-/* The nonzero pixels of one sample, in ascending order, as (position, value) lists.
- * Eight pixels are tested at once: MNIST-like images are mostly background, so most
- * groups are skipped with one well-predicted branch. Returns the count. */
-static size_t compact_pixels(const uint8_t *x, size_t d, uint32_t *pos, uint8_t *val)
+typedef uint8_t vu8x8 __attribute__((vector_size(8)));
+typedef float vf8x __attribute__((vector_size(32)));
+
+int kernels_scratch_size(size_t m, size_t d, size_t h, size_t *panel_floats, size_t *list_len)
 {
-    size_t n = 0, c = 0;
-    for (; c + 8 <= d; c += 8) {
-        uint64_t word;
-        memcpy(&word, x + c, 8);
-        if (!word)
-            continue;
-        for (size_t k = c; k < c + 8; k++) {   /* branch-free within the group */
-            pos[n] = (uint32_t)k;
-            val[n] = x[k];
-            n += x[k] != 0;
-        }
+    const size_t T = (m + MR - 1) / MR, P = (d + 1 + MR - 1) / MR;
+    if (m > SIZE_MAX / (8 * MR) / (d + 2) || d > SIZE_MAX / (8 * MR) / (m + 2) ||
+        (h && (m > d ? m : d) > SIZE_MAX / 8 / h))
+        return -1;
+    const size_t fw = T * MR * d, bw = P * feature_tile_floats(m);
+    const size_t wp = weight_panel_floats(m, d, h);
+    const size_t lf = T * (d + 1), lb = P * (m + 1);
+    if (wp > SIZE_MAX / 2 - (fw > bw ? fw : bw))
+        return -1;
+    *panel_floats = wp + (fw > bw ? fw : bw);
+    *list_len = lf > lb ? lf : lb;
+    return 0;
+}
+
+/* Append to list (from n on) the offsets c0 + l, l < w <= 8, whose flag byte is nonzero;
+ * returns the new count. Whole groups of 8 zero or 8 nonzero flags take one branch. */
+static inline size_t list_append8(uint32_t *list, size_t n, size_t c0, const uint8_t *f,
+                                  size_t w)
+{
+    uint64_t word = 0;
+    memcpy(&word, f, w);
+    if (!word)
+        return n;
+    const uint64_t ones = 0x0101010101010101ull;
+    if (w == 8 && !((word - ones) & ~word & (ones << 7))) {   /* no zero byte */
+        for (uint32_t l = 0; l < 8; l++)
+            list[n + l] = (uint32_t)c0 + l;
+        return n + 8;
     }
-    for (; c < d; c++) {
-        pos[n] = (uint32_t)c;
-        val[n] = x[c];
-        n += x[c] != 0;
+    for (size_t l = 0; l < w; l++) {   /* branch-free */
+        list[n] = (uint32_t)(c0 + l);
+        n += f[l] != 0;
     }
     return n;
 }
 
-void kernels_hidden_forward(const uint8_t *X, const uint32_t *idx, size_t m, size_t d,
-                            size_t h, const float *W1, const float *b1, float *A1,
-                            uint32_t *sp_pos, uint8_t *sp_val, uint32_t *sp_len)
+/* The scale of an output sum: pixels are x / 255, float features as they are. */
+static float input_scale(const KernelsInput *X)
 {
-    OWN_TEAM(kernels_hidden_forward(X, idx, m, d, h, W1, b1, A1, sp_pos, sp_val, sp_len));
-#pragma omp for schedule(static)
-    for (size_t r = 0; r < m; r++) {
-        /* Samples are drawn at random from the whole data set: fetch the next one's
-         * pixels while this one is computed, instead of stalling on memory at its start. */
-        if (r + 1 < m)
-            for (size_t c = 0; c < d; c += 64)
-                __builtin_prefetch(X + (size_t)idx[r + 1] * d + c);
-        uint32_t *pos = sp_pos + r * d;   /* (d) */
-        uint8_t *val = sp_val + r * d;    /* (d) */
-        const size_t nnz = compact_pixels(X + (size_t)idx[r] * d, d, pos, val);
-        sp_len[r] = (uint32_t)nnz;
-        float *a = A1 + r * h;            /* (h) */
-        size_t j0 = 0;
-        /* Two register blocks at once where the row allows: eight independent FMA chains
-         * instead of four, enough to hide the FMA latency. Each element's sum is the same
-         * sequence of operations in every path. */
-        for (; j0 + 2 * KB <= h; j0 += 2 * KB) {
-            Acc64 u, v;
-            memset(&u, 0, sizeof u);
-            memset(&v, 0, sizeof v);
-            for (size_t t = 0; t < nnz; t++) {
-                const float *w = W1 + (size_t)pos[t] * h + j0;
-                u = acc64_axpy(u, (float)val[t], w);
-                v = acc64_axpy(v, (float)val[t], w + KB);
-            }
-            float acc[2 * KB];
-            acc64_store(acc, u);
-            acc64_store(acc + KB, v);
-            for (size_t j = 0; j < 2 * KB; j++) {
-                float z = b1[j0 + j] + PIXEL_SCALE * acc[j];
-                a[j0 + j] = 1.0f / (1.0f + expf(-z));
-            }
-        }
-        for (; j0 < h; j0 += KB) {
-            size_t bw = h - j0 < KB ? h - j0 : KB;
-            float acc[KB] = {0};
-            if (bw == KB) {
-                Acc64 v = acc64_load(acc);
-                for (size_t t = 0; t < nnz; t++)
-                    v = acc64_axpy(v, (float)val[t], W1 + (size_t)pos[t] * h + j0);
-                acc64_store(acc, v);
+    return X->u8 ? PIXEL_SCALE : 1.0f;
+}
+
+/* Copy full NR-column block b of the (rows, h) matrix A into its k-major panel,
+ * Ap + b * rows * NR, (rows, NR). */
+static void pack_weight_panel(const float *A, size_t rows, size_t h, size_t b, float *Ap)
+{
+    for (size_t r = 0; r < rows; r++)
+        for (int v = 0; v < 2; v++)
+            vstore(Ap + (b * rows + r) * NR + v * VL, vload(A + r * h + b * NR + v * VL));
+}
+
+/* Pack sample tile t (rows r0 .. r0 + rows): the list of features nonzero in some row,
+ * and per listed feature the MR rows' values as floats (rows past the last repeat row 0). */
+static void pack_sample_tile(const KernelsInput *X, const uint32_t *idx, size_t m, size_t d,
+                             size_t t, float *ip, uint32_t *lists)
+{
+    const size_t r0 = t * MR, rows = min_size(MR, m - r0);
+    float *P = ip + t * MR * d;           /* (d, MR), the first n rows used */
+    uint32_t *list = lists + t * (d + 1);
+    size_t n = 0;
+    for (size_t c0 = 0; c0 < d; c0 += 8) {
+        const size_t w = min_size(8, d - c0);
+        uint8_t f[8] = {0};
+        for (size_t i = 0; i < rows; i++) {
+            if (X->u8) {
+                const uint8_t *x = X->u8 + (size_t)idx[r0 + i] * d + c0;
+                for (size_t l = 0; l < w; l++)
+                    f[l] |= x[l];
             } else {
-                for (size_t t = 0; t < nnz; t++) {
-                    const float xv = val[t], *w = W1 + (size_t)pos[t] * h + j0;
-                    for (size_t j = 0; j < bw; j++)
-                        acc[j] += xv * w[j];
-                }
-            }
-            for (size_t j = 0; j < bw; j++) {
-                float z = b1[j0 + j] + PIXEL_SCALE * acc[j];
-                a[j0 + j] = 1.0f / (1.0f + expf(-z));
+                const float *x = X->f32 + (size_t)idx[r0 + i] * d + c0;
+                for (size_t l = 0; l < w; l++)
+                    f[l] |= x[l] != 0.0f;
             }
         }
+        n = list_append8(list + 1, n, c0, f, w);
+    }
+    list[0] = (uint32_t)n;
+    for (size_t i = 0; i < MR; i++) {
+        const size_t row = (size_t)idx[r0 + (i < rows ? i : 0)] * d;
+        if (X->u8)
+            for (size_t q = 0; q < n; q++)
+                P[q * MR + i] = (float)X->u8[row + list[1 + q]];
+        else
+            for (size_t q = 0; q < n; q++)
+                P[q * MR + i] = X->f32[row + list[1 + q]];
+    }
+}
+
+/* acc[i][v] = sum over the listed k (all k < n when list is NULL) of x[t, i] W[k, v VL ..]
+ * for the MR rows of the packed panel P (n, MR) and nv (1 or 2) vectors of columns of W,
+ * whose rows are ldw floats apart. */
+static inline __attribute__((always_inline)) void
+fwd_micro(const float *P, const uint32_t *list, size_t n, const float *W, size_t ldw, int nv,
+          vf acc[MR][2])
+{
+    vf a[MR][2];
+    memset(a, 0, sizeof a);
+    for (size_t t = 0; t < n; t++) {
+        const float *w = W + (list ? list[t] : t) * ldw;
+        const vf w0 = vload(w), w1 = nv > 1 ? vload(w + VL) : w0;
+        const float *x = P + t * MR;
+        for (int i = 0; i < MR; i++) {
+            a[i][0] += x[i] * w0;
+            if (nv > 1)
+                a[i][1] += x[i] * w1;
+        }
+    }
+    memcpy(acc, a, sizeof a);
+}
+
+/* A1 rows r0 .. r0 + rows, columns j0 .. j1 of sample tile t: full NR blocks from the
+ * packed panels Wp of W1 (or from W1 when Wp is NULL), the columns past the last full
+ * block from W1 itself. */
+static void fwd_task(const KernelsInput *X, size_t m, size_t d, size_t h, const float *W1,
+                     const float *Wp, const float *b1, float *A1, const float *ip,
+                     const uint32_t *lists, size_t t, size_t j0, size_t j1)
+{
+    const size_t r0 = t * MR, rows = min_size(MR, m - r0);
+    const uint32_t *list = lists + t * (d + 1) + 1;
+    const size_t n = list[-1];
+    const float *P = ip + t * MR * d;
+    const float scale = input_scale(X);
+    for (size_t j = j0; j < j1;) {
+        float acc[MR][NR];
+        size_t bw;
+        vf a[MR][2];
+        if (j + NR <= j1) {
+            bw = NR;
+            const float *Wb = Wp ? Wp + j / NR * d * NR : W1 + j;   /* (d, NR) or in place */
+            const size_t ldw = Wp ? NR : h;
+            if (n == d)   /* every feature listed: the list is 0, 1, ..., d - 1 */
+                fwd_micro(P, NULL, n, Wb, ldw, 2, a);
+            else
+                fwd_micro(P, list, n, Wb, ldw, 2, a);
+            for (int i = 0; i < MR; i++)
+                vstore(acc[i], a[i][0]), vstore(acc[i] + VL, a[i][1]);
+        } else if (j + VL <= j1) {
+            bw = VL;
+            fwd_micro(P, list, n, W1 + j, h, 1, a);
+            for (int i = 0; i < MR; i++)
+                vstore(acc[i], a[i][0]);
+        } else {   /* fewer than VL columns: the same sums, one column at a time */
+            bw = j1 - j;
+            for (size_t i = 0; i < MR; i++)
+                for (size_t c = 0; c < bw; c++) {
+                    float s = 0;
+                    for (size_t q = 0; q < n; q++)
+                        s += P[q * MR + i] * W1[(size_t)list[q] * h + j + c];
+                    acc[i][c] = s;
+                }
+        }
+        for (size_t i = 0; i < rows; i++)
+            for (size_t c = 0; c < bw; c++) {
+                const float z = b1[j + c] + scale * acc[i][c];
+                A1[(r0 + i) * h + j + c] = 1.0f / (1.0f + expf(-z));
+            }
+        j += bw;
+    }
+}
+
+void kernels_hidden_forward(const KernelsInput *X, const uint32_t *idx, size_t m, size_t d,
+                            size_t h, const float *W1, const float *b1, float *A1,
+                            const KernelsScratch *scratch)
+{
+    OWN_TEAM(kernels_hidden_forward(X, idx, m, d, h, W1, b1, A1, scratch));
+    const size_t T = (m + MR - 1) / MR, G = (h + CG - 1) / CG;
+    float *Wp = scratch->panel, *ip = Wp + weight_panel_floats(m, d, h);
+    /* W1's panels are copied when enough sample tiles reuse them; a few tiles (a small
+     * shard) read W1 in place (the same values: the same bits). Both packings in one
+     * loop: one barrier before the products, not two. */
+    const size_t HBp = T >= 4 ? h / NR : 0;
+#pragma omp for schedule(static)
+    for (size_t t = 0; t < T + HBp; t++) {
+        if (t < T)
+            pack_sample_tile(X, idx, m, d, t, ip, scratch->list);
+        else
+            pack_weight_panel(W1, d, h, t - T, Wp);
+    }
+    /* Tasks column group by column group, so that a thread's consecutive tasks reuse
+     * the same d x CG panel of W1 from its cache. */
+#pragma omp for schedule(static)
+    for (size_t task = 0; task < T * G; task++) {
+        const size_t g = task / T, t = task % T;
+        fwd_task(X, m, d, h, W1, HBp ? Wp : NULL, b1, A1, ip, scratch->list, t, g * CG,
+                 min_size(h, (g + 1) * CG));
     }
 }
 
 /* sum_i a[i] * w[i] for i < n in a fixed order: 16 running lane sums over the full
- * 16-blocks (vectorised), added lane 0 to 15, then the tail in order. */
+ * 16-blocks (vectorised, 16 / VL vectors), added lane 0 to 15, then the tail in order. */
+#define V16 (16 / VL)
 static inline float dot_fixed(const float *a, const float *w, size_t n)
 {
-    vf16 acc = {0};
+    vf acc[V16];
+    memset(acc, 0, sizeof acc);
     size_t i = 0;
     for (; i + 16 <= n; i += 16)
-        acc += *(const vf16u *)(a + i) * *(const vf16u *)(w + i);
+        for (int v = 0; v < V16; v++)
+            acc[v] += vload(a + i + v * VL) * vload(w + i + v * VL);
+    float lanes[16];
+    memcpy(lanes, acc, sizeof lanes);
     float s = 0;
     for (int l = 0; l < 16; l++)
-        s += acc[l];
+        s += lanes[l];
     for (; i < n; i++)
         s += a[i] * w[i];
     return s;
@@ -227,22 +372,26 @@ void kernels_output_backward(const float *A1, const uint8_t *labels, const uint3
             /* and the row's largest |dZ1|, as the largest bit pattern with the sign cleared:
              * for such patterns integer order is float order, with NaN above infinity. */
             float *g1 = dZ1 + r * h;         /* (h) */
-            vm16 top = {0};
+            vi top[V16];
+            memset(top, 0, sizeof top);
             size_t i0 = 0;
-            for (; i0 + 16 <= h; i0 += 16) {
-                vf16 da = {0};
-                for (size_t j = 0; j < k; j++)
-                    da += g2[j] * *(const vf16u *)(W2t + j * h + i0);
-                const vf16 av = *(const vf16u *)(a + i0);
-                const vf16 g = da * av * (1.0f - av);
-                *(vf16u *)(g1 + i0) = g;
-                const vm16 bits = (vm16)g & 0x7fffffff;
-                const vm16 keep = top > bits;   /* -1 or 0 per lane */
-                top = (top & keep) | (bits & ~keep);
-            }
-            int32_t top1 = 0;
+            for (; i0 + 16 <= h; i0 += 16)
+                for (int v = 0; v < V16; v++) {
+                    const size_t i = i0 + v * VL;
+                    vf da = {0};
+                    for (size_t j = 0; j < k; j++)
+                        da += g2[j] * vload(W2t + j * h + i);
+                    const vf av = vload(a + i);
+                    const vf g = da * av * (1.0f - av);
+                    vstore(g1 + i, g);
+                    const vi bits = (vi)g & 0x7fffffff;
+                    const vi keep = top[v] > bits;   /* -1 or 0 per lane */
+                    top[v] = (top[v] & keep) | (bits & ~keep);
+                }
+            int32_t lanes[16], top1 = 0;
+            memcpy(lanes, top, sizeof lanes);
             for (int l = 0; l < 16; l++)
-                top1 = top1 > top[l] ? top1 : top[l];
+                top1 = top1 > lanes[l] ? top1 : lanes[l];
             for (size_t i = i0; i < h; i++) {
                 float da = 0;
                 for (size_t j = 0; j < k; j++)
@@ -259,81 +408,11 @@ void kernels_output_backward(const float *A1, const uint8_t *labels, const uint3
     }
 }
 
-/* The first k with p[k] >= key in the ascending p[0..n), or n; the steps select with a
- * conditional move instead of a branch. */
-static inline size_t lower_bound(const uint32_t *p, size_t n, size_t key)
-{
-    if (n == 0)
-        return 0;
-    const uint32_t *base = p;
-    while (n > 1) {
-        const size_t half = n / 2;
-        base = base[half] < key ? base + half : base;
-        n -= half;
-    }
-    return (size_t)(base - p) + (*base < key);
-}
-
-void kernels_gather_pixels(const uint32_t *sp_pos, const uint8_t *sp_val,
-                           const uint32_t *sp_len, size_t m, size_t d, uint32_t *pos,
-                           uint8_t *val, uint32_t *len)
-{
-    OWN_TEAM(kernels_gather_pixels(sp_pos, sp_val, sp_len, m, d, pos, val, len));
-    {
-        /* Each thread owns a contiguous range of pixels and scans every sample's list in
-         * sample order, so each pixel's list comes out in ascending sample order. */
-        const size_t nt = (size_t)omp_get_num_threads(), t = (size_t)omp_get_thread_num();
-        const size_t c0 = d * t / nt, c1 = d * (t + 1) / nt;
-        for (size_t c = c0; c < c1; c++)
-            len[c] = 0;
-        /* A sample's list is sorted by pixel, so this thread's pixels are one run of it,
-         * found by binary search: no per-entry test (and misprediction) on pixels that
-         * belong to other threads. */
-        for (size_t r = 0; r < m; r++) {
-            const uint32_t *p = sp_pos + r * d;
-            const uint8_t *v = sp_val + r * d;
-            const size_t k1 = lower_bound(p, sp_len[r], c1);
-            for (size_t k = lower_bound(p, k1, c0); k < k1; k++) {
-                const size_t c = p[k];
-                pos[c * m + len[c]] = (uint32_t)r;
-                val[c * m + len[c]] = v[k];
-                len[c]++;
-            }
-        }
-    }
-#pragma omp barrier   /* the lists are complete for every thread's next kernel */
-}
-
 /* The limit in force: the caller's, but never above KERNELS_LIMIT_MAX, below which
  * limit * 2^40 converts to int64 without overflow. */
 static float sink_limit(const KernelsSink *s)
 {
     return s->limit < KERNELS_LIMIT_MAX ? s->limit : KERNELS_LIMIT_MAX;   /* NaN: the max */
-}
-
-/* Deliver one chunk's sums acc[0..bw) to output elements base, base + stride, ...: as
- * floats (fast) or fixed point (exact), stored for the first chunk and added for the
- * others. Returns the number of rejected values. */
-static int64_t sink_put(const KernelsSink *s, size_t base, size_t stride, size_t bw,
-                        const float *acc, int first_chunk)
-{
-    if (s->out_f) {
-        float *o = s->out_f + base;
-        for (size_t j = 0; j < bw; j++)
-            o[j * stride] = first_chunk ? acc[j] : o[j * stride] + acc[j];
-        return 0;
-    }
-    int64_t *o = s->out_i + base;
-    int64_t nbad = 0;
-    for (size_t j = 0; j < bw; j++) {
-        /* !(|v| <= limit) also catches NaN; converting NaN or a huge value is undefined
-         * behaviour, so a rejected value is replaced by 0 before the conversion. */
-        const int ok = fabsf(acc[j]) <= sink_limit(s);
-        nbad += !ok;
-        const int64_t q = (int64_t)((ok ? acc[j] : 0.0f) * FIX_SCALE);
-        o[j * stride] = first_chunk ? q : o[j * stride] + q;
-    }
-    return nbad;
 }
 
 /* Rows per chunk: fast mode sums the whole shard at once. */
@@ -342,288 +421,450 @@ static size_t sink_chunk(const KernelsSink *s, size_t m)
     return s->out_f || s->chunk == 0 ? (m ? m : 1) : s->chunk;
 }
 
-/* Exact mode, one full register block: the running fixed-point sums of the block's 64
- * output elements, kept in registers across a pixel's chunks. */
-typedef int64_t vi8 __attribute__((vector_size(64)));     /* 8 int64 lanes, one register */
-typedef float vf8 __attribute__((vector_size(32)));
-typedef struct {
-    vi8 v[8];   /* lanes 8i .. 8i+7 */
-} Fix64;
-
-/* f.v[2i], f.v[2i+1] += the 16 lanes of x, truncated to int64 */
-static inline void fix64_add16(Fix64 *f, int i, vf16 x)
-{
-    const vf8 lo = __builtin_shufflevector(x, x, 0, 1, 2, 3, 4, 5, 6, 7);
-    const vf8 hi = __builtin_shufflevector(x, x, 8, 9, 10, 11, 12, 13, 14, 15);
-    f->v[2 * i] += __builtin_convertvector(lo, vi8);
-    f->v[2 * i + 1] += __builtin_convertvector(hi, vi8);
-}
-
-/* f += fix(a * scale) lane by lane, where fix(x) = trunc(x * 2^40); a lane with
- * !(|a * scale| <= limit) (also NaN) adds 0 and is counted in *nbad. Folding 2^40 into
- * the scale factor and the limit changes no bits: scaling by a power of two is exact, so
- * round(a * scale) * 2^40 == round(a * (scale * 2^40)) (a product too small to differ
- * truncates to 0 either way). */
-static inline Fix64 fix64_add(Fix64 f, Acc64 a, float scale_fix, float limit_fix,
-                              vm16 *nbad)
-{
-    for (int i = 0; i < 4; i++) {
-        const vf16 x = a.v[i] * scale_fix;
-        const vm16 ok = (x <= limit_fix) & (x >= -limit_fix);   /* -1 or 0; NaN: 0 */
-        *nbad += ok + 1;                                        /* +1 where rejected */
-        fix64_add16(&f, i, (vf16)((vm16)x & ok));                /* rejected -> +0.0 */
-    }
-    return f;
-}
-
-/* fix64_add for values known to be within the limit: no test, no mask. */
-static inline Fix64 fix64_add_unchecked(Fix64 f, Acc64 a, float scale_fix)
-{
-    for (int i = 0; i < 4; i++)
-        fix64_add16(&f, i, a.v[i] * scale_fix);
-    return f;
-}
-
-/* Can a chunk sum of the dZ1 rows, at most sum_r row_max[r] in exact arithmetic, exceed
- * the limit? A float sum of n products (pixel / 255 at most 1) and the two roundings of
+/* A bound on every chunk sum of dW1 and db1 from the dZ1 rows, at most sum_r row_max[r]
+ * in exact arithmetic (pixel inputs: x / 255 is at most 1), or INFINITY if there is none. A float sum of n products (pixel / 255 at most 1) and the two roundings of
  * the scaling exceed the exact value by at most a factor (1 + 2^-24)^(n + 2), which is
  * below 1 + (n + 3) 2^-23 while (n + 2) 2^-24 <= 1 (so for chunks up to 2^22, with room).
  * Larger chunks, NaN or infinity in row_max: cannot rule it out. */
-static int chunks_within_limit(const float *row_max, size_t m, size_t chunk, float limit)
+static double chunk_sum_bound(const float *row_max, size_t m, size_t chunk)
 {
     if (chunk > ((size_t)1 << 22))
-        return 0;
+        return INFINITY;
+    double worst = 0;
     for (size_t r0 = 0; r0 < m; r0 += chunk) {
         const size_t r1 = r0 + chunk < m ? r0 + chunk : m;
         double s = 0;
         for (size_t r = r0; r < r1; r++)
             s += row_max[r];
-        if (!(s * (1.0 + (double)(r1 - r0 + 3) * 0x1p-23) <= limit))
-            return 0;
+        s *= 1.0 + (double)(r1 - r0 + 3) * 0x1p-23;
+        if (!(s <= worst))
+            worst = s >= 0 ? s : INFINITY;   /* NaN: no bound */
     }
-    return 1;
+    return worst;
 }
 
-/* The dW1/db1 rows c of the full register block at j0, in exact mode: each chunk's float
- * sum goes through fix64_add into registers, and only the pixel's total is stored. Same
- * sums, same order and same fixed-point values as the general path of
- * kernels_grad_layer1; it saves the round trip through memory per chunk. `checked` = 0
- * when chunks_within_limit has shown that no value can be rejected. */
-static int64_t grad1_exact_block(const uint32_t *p, const uint8_t *v, size_t n,
-                                 size_t h, size_t j0, float scale, const float *dZ1,
-                                 size_t chunk, const KernelsSink *sink, int checked,
-                                 int64_t *out)
+/* Feature tile p of dW1 (features c0 .. c0 + MR; feature d is the constant 1 of db1, and
+ * features past it are 0): per sample r, the tile's MR values as floats, for the samples
+ * where one of them is nonzero, in ascending r. */
+static void pack_feature_tile(const KernelsInput *X, const uint32_t *idx, size_t m, size_t d,
+                              size_t p, float *ip, uint32_t *lists)
 {
-    const float scale_fix = scale * FIX_SCALE, limit_fix = sink_limit(sink) * FIX_SCALE;
-    Fix64 f;
-    memset(&f, 0, sizeof f);
-    vm16 nbad = {0};
-    size_t t = 0;
-    /* Chunk by chunk; a pixel 0 in every sample of a chunk adds nothing and is skipped.
-     * The entries are consumed in the same loop that finds the chunk's end, so that each
-     * chunk costs one unpredictable loop exit, not two. */
-    while (t < n) {
-        const size_t r1 = ((p ? p[t] : t) / chunk + 1) * chunk;   /* end of t's chunk */
-        Acc64 a;
-        memset(&a, 0, sizeof a);
-        if (p)
-            for (; t < n && p[t] < r1; t++)
-                a = acc64_axpy(a, (float)v[t], dZ1 + (size_t)p[t] * h + j0);
-        else
-            for (; t < n && t < r1; t++)
-                a = acc64_axpy(a, 1.0f, dZ1 + t * h + j0);
-        f = checked ? fix64_add(f, a, scale_fix, limit_fix, &nbad)
-                    : fix64_add_unchecked(f, a, scale_fix);
+    const size_t c0 = p * MR;
+    float *P = ip + p * feature_tile_floats(m);   /* (m, MR), compacted */
+    uint32_t *list = lists + p * (m + 1) + 1;
+    size_t n = 0;
+    if (c0 + 8 <= d && X->u8) {
+        /* MR <= 8 pixels of the row, 8 bytes loaded and converted at once (the values past
+         * MR land in the next entry, or in the tile's 8 floats of slack, and are
+         * overwritten or unused) */
+        const uint64_t mask = MR >= 8 ? ~0ull : (1ull << (8 * MR)) - 1;
+        for (size_t r = 0; r < m; r++) {
+            vu8x8 b;
+            uint64_t w;
+            memcpy(&b, X->u8 + (size_t)idx[r] * d + c0, 8);
+            memcpy(&w, &b, 8);
+            const vf8x v = __builtin_convertvector(b, vf8x);
+            memcpy(P + n * MR, &v, sizeof v);
+            list[n] = (uint32_t)r;
+            n += (w & mask) != 0;
+        }
+    } else {
+        for (size_t r = 0; r < m; r++) {
+            float v[MR];
+            int any = 0;
+            for (size_t i = 0; i < MR; i++) {
+                const size_t c = c0 + i;
+                v[i] = c < d ? (X->u8 ? (float)X->u8[(size_t)idx[r] * d + c]
+                                      : X->f32[(size_t)idx[r] * d + c])
+                             : c == d ? 1.0f : 0.0f;
+                any |= v[i] != 0.0f;
+            }
+            memcpy(P + n * MR, v, sizeof v);
+            list[n] = (uint32_t)r;
+            n += any != 0;
+        }
     }
-    memcpy(out, &f, sizeof f);
+    list[-1] = (uint32_t)n;
+}
+
+/* q += trunc(x) lane by lane, for |x| < 2^62 (checked by the caller), with 32-bit
+ * conversions only (AVX2 and SSE2 have no float -> int64 vector conversion):
+ * x = hi 2^31 + lo exactly, hi = trunc(x 2^-31) (|hi| < 2^31), and lo = x - hi 2^31 is
+ * exact (Sterbenz: hi 2^31 is within a factor 2 of x, or 0) with |lo| < 2^31 and the sign
+ * of x, so trunc(x) = hi 2^31 + trunc(lo). */
+static inline void fix_trunc_add_split(vq *q, vf x)
+{
+    const vi hi = __builtin_convertvector(x * 0x1p-31f, vi);
+    const vf lo = x - __builtin_convertvector(hi, vf) * 0x1p31f;
+    const vq h64 = __builtin_convertvector(hi, vq), l64 = __builtin_convertvector(
+                                                        __builtin_convertvector(lo, vi), vq);
+    *q += (vq)((vqu)h64 << 31) + l64;
+}
+
+#if VL == 8 && defined(__AVX2__)
+/* AVX2: where every lane has |x| < 2^51 (all but diverging runs), each half of x widened
+ * to double (exact), truncated (vroundpd), and read as an integer by adding 1.5 * 2^52:
+ * the sum lies in [2^52, 2^53), where the mantissa bits minus those of 1.5 * 2^52 are the
+ * integer. Five instructions per four lanes instead of fix_trunc_add_split's dozen. */
+static inline void fix_trunc_add(vq *q, vf x)
+{
+    const __m256 xv = (__m256)x;
+    const __m256 ax = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), xv);
+    if (_mm256_movemask_ps(_mm256_cmp_ps(ax, _mm256_set1_ps(0x1p51f), _CMP_LT_OQ)) != 0xff) {
+        fix_trunc_add_split(q, x);
+        return;
+    }
+    const __m256d M = _mm256_set1_pd(0x1.8p52);
+    const __m256i Mi = _mm256_castpd_si256(M);
+    __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(xv));
+    __m256d hi = _mm256_cvtps_pd(_mm256_extractf128_ps(xv, 1));
+    lo = _mm256_add_pd(_mm256_round_pd(lo, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC), M);
+    hi = _mm256_add_pd(_mm256_round_pd(hi, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC), M);
+    __m256i *qq = (__m256i *)q;
+    qq[0] = _mm256_add_epi64(qq[0], _mm256_sub_epi64(_mm256_castpd_si256(lo), Mi));
+    qq[1] = _mm256_add_epi64(qq[1], _mm256_sub_epi64(_mm256_castpd_si256(hi), Mi));
+}
+
+/* The same for values known to be below 2^51 (no test): truncated in float, widened, and
+ * the raw mantissa bits of x + 1.5 * 2^52 added; the caller subtracts those of 1.5 * 2^52
+ * once per added value (fix_small_done). */
+#define FIX_SMALL_RAW 1
+static inline void fix_add_small(vq *q, vf x)
+{
+    const __m256d M = _mm256_set1_pd(0x1.8p52);
+    const __m256 t = _mm256_round_ps((__m256)x, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    const __m256d lo = _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(t)), M);
+    const __m256d hi = _mm256_add_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(t, 1)), M);
+    __m256i *qq = (__m256i *)q;
+    qq[0] = _mm256_add_epi64(qq[0], _mm256_castpd_si256(lo));
+    qq[1] = _mm256_add_epi64(qq[1], _mm256_castpd_si256(hi));
+}
+#elif VL == 16 && defined(__AVX512DQ__)
+/* AVX-512DQ converts float to int64 directly (vcvttps2qq), exact below 2^63. */
+static inline void fix_trunc_add(vq *q, vf x)
+{
+    *q += __builtin_convertvector(x, vq);
+}
+#define FIX_SMALL_RAW 0
+#define fix_add_small fix_trunc_add
+#else
+#define fix_trunc_add fix_trunc_add_split
+#define FIX_SMALL_RAW 0
+#define fix_add_small fix_trunc_add
+#endif
+
+/* After n calls of fix_add_small on q: remove the offsets they added. */
+static inline void fix_small_done(vq *q, size_t n)
+{
+    if (FIX_SMALL_RAW) {
+        int64_t mbits;
+        const double M = 0x1.8p52;
+        memcpy(&mbits, &M, sizeof mbits);
+        *q -= (int64_t)((uint64_t)mbits * n);
+    }
+}
+
+/* One chunk's sums a (VL lanes) into the fixed-point sums q: x = a * scale_fix; a lane
+ * with !(|x| <= limit_fix) (NaN included) adds 0 and counts in *nbad. */
+static inline void fix_put(vq *q, vf a, float scale_fix, float limit_fix, int checked,
+                           vi *nbad)
+{
+    vf x = a * scale_fix;
+    if (checked) {
+        const vi ok = (x <= limit_fix) & (x >= -limit_fix);   /* -1 or 0 */
+        *nbad += ok + 1;
+        x = (vf)((vi)x & ok);
+    }
+    fix_trunc_add(q, x);
+}
+
+/* The scalar twin of fix_put, for the columns past the last full vector. */
+static inline int64_t fix_put1(int64_t q, float a, float scale_fix, float limit_fix,
+                               int64_t *nbad)
+{
+    const float x = a * scale_fix;
+    if (!(x <= limit_fix && x >= -limit_fix)) {
+        ++*nbad;
+        return q;
+    }
+    return q + (int64_t)x;
+}
+
+/* dW1 rows c0 .. c0 + MR (those <= d), nv VL columns: the sums over the listed samples
+ * (over samples t < n when list is NULL), chunk by chunk (exact) or all at once (fast).
+ * G: the dZ1 values of those columns, sample rows ldg floats apart; out_i / out_f: the
+ * first output element, rows h apart. Returns the rejected count. */
+static inline __attribute__((always_inline)) int64_t
+grad1_micro(const float *P, const uint32_t *list, size_t n, const float *G, size_t ldg,
+            int nv, size_t h, size_t chunk, const float *scale, size_t rows,
+            const KernelsSink *sink, int checked, int small, int64_t *out_i, float *out_f)
+{
+    if (out_f) {
+        vf a[MR][2];
+        memset(a, 0, sizeof a);
+        for (size_t t = 0; t < n; t++) {
+            const float *g = G + (list ? list[t] : t) * ldg;
+            const vf g0 = vload(g), g1 = nv > 1 ? vload(g + VL) : g0;
+            for (int i = 0; i < MR; i++) {
+                a[i][0] += P[t * MR + i] * g0;
+                if (nv > 1)
+                    a[i][1] += P[t * MR + i] * g1;
+            }
+        }
+        for (size_t i = 0; i < rows; i++)
+            for (int v = 0; v < nv; v++)
+                vstore(out_f + i * h + v * VL, a[i][v] * scale[i]);
+        return 0;
+    }
+    const float limit_fix = sink_limit(sink) * FIX_SCALE;
+    vq q[MR][2];
+    memset(q, 0, sizeof q);
+    vi nbad[MR];   /* per row: the padding rows past feature d are not counted */
+    memset(nbad, 0, sizeof nbad);
+    size_t t = 0, nchunks = 0;
+    while (t < n) {   /* chunk by chunk; a chunk without listed samples adds nothing */
+        const size_t r1 = ((list ? list[t] : t) / chunk + 1) * chunk;
+        nchunks++;
+        vf a[MR][2];
+        memset(a, 0, sizeof a);
+        for (; t < n && (list ? list[t] : t) < r1; t++) {
+            const float *g = G + (list ? list[t] : t) * ldg;
+            const vf g0 = vload(g), g1 = nv > 1 ? vload(g + VL) : g0;
+            for (int i = 0; i < MR; i++) {
+                a[i][0] += P[t * MR + i] * g0;
+                if (nv > 1)
+                    a[i][1] += P[t * MR + i] * g1;
+            }
+        }
+        if (small)
+            for (int i = 0; i < MR; i++)
+                for (int v = 0; v < nv; v++)
+                    fix_add_small(&q[i][v], a[i][v] * (scale[i] * FIX_SCALE));
+        else
+            for (int i = 0; i < MR; i++)
+                for (int v = 0; v < nv; v++)
+                    fix_put(&q[i][v], a[i][v], scale[i] * FIX_SCALE, limit_fix, checked,
+                            &nbad[i]);
+    }
+    if (small)
+        for (int i = 0; i < MR; i++)
+            for (int v = 0; v < nv; v++)
+                fix_small_done(&q[i][v], nchunks);
     int64_t bad = 0;
-    for (int l = 0; l < 16; l++)
-        bad += nbad[l];
+    for (size_t i = 0; i < rows; i++) {
+        for (int v = 0; v < nv; v++)
+            memcpy(out_i + i * h + v * VL, &q[i][v], sizeof q[i][v]);
+        for (int l = 0; l < VL; l++)
+            bad += nbad[i][l];
+    }
     return bad;
 }
 
-/* grad1_exact_block for two adjacent full blocks (j0 .. j0 + 128) when no value can be
- * rejected: one pass over the pixel's entries feeds eight FMA chains, and each chunk's
- * end costs one loop exit for 128 columns instead of one per 64. */
-static void grad1_exact_pair(const uint32_t *p, const uint8_t *v, size_t n, size_t h,
-                             size_t j0, float scale, const float *dZ1, size_t chunk,
-                             int64_t *out)
+/* The columns j0 .. j1 (fewer than VL) of the same rows, one column at a time. */
+static int64_t grad1_columns(const float *P, const uint32_t *list, size_t n, size_t h,
+                             size_t j0, size_t j1, const float *dZ1, size_t chunk,
+                             const float *scale, size_t rows, const KernelsSink *sink,
+                             int64_t *out_i, float *out_f)
 {
-    const float scale_fix = scale * FIX_SCALE;
-    Fix64 f, g;
-    memset(&f, 0, sizeof f);
-    memset(&g, 0, sizeof g);
-    size_t t = 0;
-    while (t < n) {
-        const size_t r1 = ((p ? p[t] : t) / chunk + 1) * chunk;   /* end of t's chunk */
-        Acc64 a, b;
-        memset(&a, 0, sizeof a);
-        memset(&b, 0, sizeof b);
-        for (; t < n && (p ? p[t] : t) < r1; t++) {
-            const float x = p ? (float)v[t] : 1.0f;
-            const float *row = dZ1 + (size_t)(p ? p[t] : t) * h + j0;
-            a = acc64_axpy(a, x, row);
-            b = acc64_axpy(b, x, row + KB);
-        }
-        f = fix64_add_unchecked(f, a, scale_fix);
-        g = fix64_add_unchecked(g, b, scale_fix);
-    }
-    memcpy(out, &f, sizeof f);
-    memcpy(out + KB, &g, sizeof g);
-}
-
-/* The same for 16 columns (what is left of a row after its full blocks). */
-static void grad1_exact_16(const uint32_t *p, const uint8_t *v, size_t n, size_t h,
-                           size_t j0, float scale, const float *dZ1, size_t chunk,
-                           int64_t *out)
-{
-    const float scale_fix = scale * FIX_SCALE;
-    vi8 lo = {0}, hi = {0};
-    size_t t = 0;
-    while (t < n) {
-        const size_t r1 = ((p ? p[t] : t) / chunk + 1) * chunk;   /* end of t's chunk */
-        vf16 a = {0};
-        for (; t < n && (p ? p[t] : t) < r1; t++)
-            a += (p ? (float)v[t] : 1.0f) *
-                 *(const vf16u *)(dZ1 + (size_t)(p ? p[t] : t) * h + j0);
-        const vf16 x = a * scale_fix;
-        lo += __builtin_convertvector(__builtin_shufflevector(x, x, 0, 1, 2, 3, 4, 5, 6, 7),
-                                      vi8);
-        hi += __builtin_convertvector(
-            __builtin_shufflevector(x, x, 8, 9, 10, 11, 12, 13, 14, 15), vi8);
-    }
-    memcpy(out, &lo, sizeof lo);
-    memcpy(out + 8, &hi, sizeof hi);
-}
-
-void kernels_grad_layer1(const uint32_t *pos, const uint8_t *val, const uint32_t *len,
-                         size_t m, size_t d, size_t h, const float *dZ1,
-                         const KernelsSink *sink)
-{
-    OWN_TEAM(kernels_grad_layer1(pos, val, len, m, d, h, dZ1, sink));
-    const size_t chunk = sink_chunk(sink, m);
-    const int checked = !(sink->out_i && sink->row_max &&
-                          chunks_within_limit(sink->row_max, m, chunk, sink_limit(sink)));
-    int64_t nbad = 0;   /* this thread's */
-    /* Rows 0..d-1 are dW1 (over the samples where the pixel is nonzero), row d is db1 (a
-     * pixel of constant 1 in every sample, unscaled). */
-#pragma omp for schedule(dynamic, 8)
-    for (size_t c = 0; c <= d; c++) {
-        const uint32_t *p = c < d ? pos + c * m : NULL;   /* (len[c]) sample rows, ascending */
-        const uint8_t *v = c < d ? val + c * m : NULL;
-        const size_t n = c < d ? len[c] : m;
-        const float scale = c < d ? PIXEL_SCALE : 1.0f;
-        size_t j0 = 0;
-        if (sink->out_i && !checked) {   /* 128 columns at a time, then 64, then 16 */
-            for (; j0 + 2 * KB <= h; j0 += 2 * KB)
-                grad1_exact_pair(p, v, n, h, j0, scale, dZ1, chunk, sink->out_i + c * h + j0);
-            if (j0 + KB <= h) {
-                grad1_exact_block(p, v, n, h, j0, scale, dZ1, chunk, sink, 0,
-                                  sink->out_i + c * h + j0);
-                j0 += KB;
-            }
-            for (; j0 + 16 <= h; j0 += 16)
-                grad1_exact_16(p, v, n, h, j0, scale, dZ1, chunk, sink->out_i + c * h + j0);
-        }
-        for (; j0 < h; j0 += KB) {
-            size_t bw = h - j0 < KB ? h - j0 : KB;
-            if (sink->out_i && bw == KB) {
-                nbad += grad1_exact_block(p, v, n, h, j0, scale, dZ1, chunk, sink, checked,
-                                          sink->out_i + c * h + j0);
+    const float limit_fix = sink_limit(sink) * FIX_SCALE;
+    int64_t bad = 0;
+    for (size_t i = 0; i < rows; i++)
+        for (size_t j = j0; j < j1; j++) {
+            if (out_f) {
+                float a = 0;
+                for (size_t t = 0; t < n; t++)
+                    a += P[t * MR + i] * dZ1[(size_t)list[t] * h + j];
+                out_f[i * h + j] = a * scale[i];
                 continue;
             }
+            int64_t q = 0;
             size_t t = 0;
-            for (size_t r0 = 0; r0 < m; r0 += chunk) {
-                const size_t r1 = r0 + chunk < m ? r0 + chunk : m;
-                size_t t1 = t;
-                if (p)
-                    while (t1 < n && p[t1] < r1)
-                        t1++;
-                else
-                    t1 = r1;
-                /* A pixel that is 0 in every sample of the chunk (MNIST's borders) adds
-                 * nothing: skip it, except in the first chunk, which stores the row. */
-                if (t1 == t && r0 != 0)
-                    continue;
-                float acc[KB] = {0};
-                if (bw == KB) {
-                    Acc64 a = acc64_load(acc);
-                    if (p)
-                        for (; t < t1; t++)
-                            a = acc64_axpy(a, (float)v[t], dZ1 + (size_t)p[t] * h + j0);
-                    else
-                        for (; t < t1; t++)
-                            a = acc64_axpy(a, 1.0f, dZ1 + t * h + j0);
-                    acc64_store(acc, a);
-                } else {
-                    for (; t < t1; t++) {
-                        const float xv = p ? (float)v[t] : 1.0f;
-                        const float *g = dZ1 + (size_t)(p ? p[t] : t) * h + j0;
-                        for (size_t j = 0; j < bw; j++)
-                            acc[j] += xv * g[j];
-                    }
-                }
-                for (size_t j = 0; j < bw; j++)
-                    acc[j] *= scale;
-                nbad += sink_put(sink, c * h + j0, 1, bw, acc, r0 == 0);
+            while (t < n) {
+                const size_t r1 = (list[t] / chunk + 1) * chunk;
+                float a = 0;
+                for (; t < n && list[t] < r1; t++)
+                    a += P[t * MR + i] * dZ1[(size_t)list[t] * h + j];
+                q = fix_put1(q, a, scale[i] * FIX_SCALE, limit_fix, &bad);
             }
+            out_i[i * h + j] = q;
         }
+    return bad;
+}
+
+void kernels_grad_layer1(const KernelsInput *X, const uint32_t *idx, size_t m, size_t d,
+                         size_t h, const float *dZ1, const KernelsScratch *scratch,
+                         const KernelsSink *sink)
+{
+    OWN_TEAM(kernels_grad_layer1(X, idx, m, d, h, dZ1, scratch, sink));
+    const size_t chunk = sink_chunk(sink, m);
+    /* With a bound on the chunk sums (pixels only: float features have no bound of 1):
+     * no range test where it cannot fail, and the short conversion where every value
+     * times 2^40 stays below 2^50. Either way the result is the same. */
+    const double bound = sink->out_i && sink->row_max && X->u8
+                             ? chunk_sum_bound(sink->row_max, m, chunk)
+                             : INFINITY;
+    const int checked = !(bound <= sink_limit(sink)), small = !checked && bound < 0x1p10;
+    const size_t P = (d + 1 + MR - 1) / MR, G = (h + CG - 1) / CG;
+    int64_t nbad = 0;   /* this thread's */
+    float *Dp = scratch->panel, *ip = Dp + weight_panel_floats(m, d, h);
+    /* Both packings in one loop: one barrier before the products, not two. */
+#pragma omp for schedule(static)
+    for (size_t p = 0; p < P + h / NR; p++) {
+        if (p < P)
+            pack_feature_tile(X, idx, m, d, p, ip, scratch->list);
+        else
+            pack_weight_panel(dZ1, m, h, p - P, Dp);
+    }
+    /* Tasks column group by column group: a thread's consecutive tasks reuse the same
+     * m x CG panel of dZ1 from its cache. Rows 0..d-1 of the output are dW1, row d db1. */
+#pragma omp for schedule(static)
+    for (size_t task = 0; task < P * G; task++) {
+        const size_t g = task / P, p = task % P, c0 = p * MR;
+        const size_t rows = min_size(MR, d + 1 - c0);
+        const uint32_t *list = scratch->list + p * (m + 1) + 1;
+        const size_t n = list[-1];
+        const float *Pn = ip + p * feature_tile_floats(m);
+        float scale[MR];
+        for (size_t i = 0; i < MR; i++)
+            scale[i] = c0 + i < d ? input_scale(X) : 1.0f;
+        int64_t *oi = sink->out_i ? sink->out_i + c0 * h : NULL;
+        float *of = sink->out_f ? sink->out_f + c0 * h : NULL;
+        size_t j = g * CG;
+        const size_t j1 = min_size(h, j + CG);
+        for (; j + NR <= j1; j += NR) {   /* from the packed panel of dZ1 */
+            const float *Gb = Dp + j / NR * m * NR;   /* (m, NR) */
+            if (n == m)   /* every sample listed: the list is 0, 1, ..., m - 1 */
+                nbad += grad1_micro(Pn, NULL, n, Gb, NR, 2, h, chunk, scale, rows, sink,
+                                    checked, small, oi ? oi + j : NULL, of ? of + j : NULL);
+            else
+                nbad += grad1_micro(Pn, list, n, Gb, NR, 2, h, chunk, scale, rows, sink,
+                                    checked, small, oi ? oi + j : NULL, of ? of + j : NULL);
+        }
+        for (; j + VL <= j1; j += VL)
+            nbad += grad1_micro(Pn, list, n, dZ1 + j, h, 1, h, chunk, scale, rows, sink,
+                                checked, small, oi ? oi + j : NULL, of ? of + j : NULL);
+        if (j < j1)
+            nbad += grad1_columns(Pn, list, n, h, j, j1, dZ1, chunk, scale, rows, sink, oi, of);
     }
     add_bad(sink->bad, nbad);
+}
+/* dW2 elements (hidden i0 .. i0 + nv VL) x (classes c0 .. c0 + rc, rc <= MR): the grad1_micro
+ * tile with the classes as its rows (dZ2 columns broadcast, A1 rows loaded), every sample
+ * in order, chunk by chunk (exact) or all at once (fast). The result goes to dW2 (h, k),
+ * where a class is a column. Returns the rejected count. */
+static inline __attribute__((always_inline)) int64_t
+grad2_micro(const float *A1, const float *dZ2, size_t m, size_t h, size_t k, size_t c0,
+            size_t rc, size_t i0, int nv, size_t chunk, const KernelsSink *sink)
+{
+    const float *zr[MR];   /* class columns of dZ2; rows past rc repeat the last class */
+    for (size_t i = 0; i < MR; i++)
+        zr[i] = dZ2 + c0 + (i < rc ? i : rc - 1);
+    const float limit_fix = sink_limit(sink) * FIX_SCALE;
+    float af[MR][NR];
+    int64_t ai[MR][NR];
+    vq q[MR][2];
+    memset(q, 0, sizeof q);
+    vi nbad[MR];
+    memset(nbad, 0, sizeof nbad);
+    for (size_t r0 = 0; r0 < m; r0 += chunk) {
+        const size_t r1 = min_size(m, r0 + chunk);
+        vf a[MR][2];
+        memset(a, 0, sizeof a);
+        for (size_t r = r0; r < r1; r++) {
+            const float *g = A1 + r * h + i0;
+            const vf g0 = vload(g), g1 = nv > 1 ? vload(g + VL) : g0;
+            for (int i = 0; i < MR; i++) {
+                a[i][0] += zr[i][r * k] * g0;
+                if (nv > 1)
+                    a[i][1] += zr[i][r * k] * g1;
+            }
+        }
+        if (sink->out_f) {   /* one chunk: all m rows */
+            for (int i = 0; i < MR; i++)
+                for (int v = 0; v < nv; v++)
+                    vstore(af[i] + v * VL, a[i][v]);
+            break;
+        }
+        for (int i = 0; i < MR; i++)
+            for (int v = 0; v < nv; v++)
+                fix_put(&q[i][v], a[i][v], FIX_SCALE, limit_fix, 1, &nbad[i]);
+    }
+    int64_t bad = 0;
+    if (sink->out_i)
+        for (size_t i = 0; i < rc; i++) {
+            memcpy(ai[i], q[i], (size_t)nv * sizeof q[i][0]);
+            for (int l = 0; l < VL; l++)
+                bad += nbad[i][l];
+        }
+    for (size_t i = 0; i < rc; i++)
+        for (size_t l = 0; l < (size_t)nv * VL; l++) {
+            if (sink->out_f)
+                sink->out_f[(i0 + l) * k + c0 + i] = af[i][l];
+            else
+                sink->out_i[(i0 + l) * k + c0 + i] = ai[i][l];
+        }
+    return bad;
+}
+
+/* The same for single hidden units i0 .. i1 (the columns past the last vector), and for
+ * db2 (a = 1, i0 = h): plain loops, one element at a time. */
+static int64_t grad2_columns(const float *A1, const float *dZ2, size_t m, size_t h, size_t k,
+                             size_t c0, size_t rc, size_t i0, size_t i1, size_t chunk,
+                             const KernelsSink *sink)
+{
+    const float limit_fix = sink_limit(sink) * FIX_SCALE;
+    int64_t bad = 0;
+    for (size_t c = c0; c < c0 + rc; c++)
+        for (size_t i = i0; i < i1; i++) {
+            int64_t q = 0;
+            for (size_t r0 = 0; r0 < m; r0 += chunk) {
+                const size_t r1 = min_size(m, r0 + chunk);
+                float a = 0;
+                if (i < h)
+                    for (size_t r = r0; r < r1; r++)
+                        a += dZ2[r * k + c] * A1[r * h + i];
+                else
+                    for (size_t r = r0; r < r1; r++)
+                        a += dZ2[r * k + c];
+                if (sink->out_f) {
+                    sink->out_f[i * k + c] = a;
+                    break;
+                }
+                q = fix_put1(q, a, FIX_SCALE, limit_fix, &bad);
+            }
+            if (sink->out_i)
+                sink->out_i[i * k + c] = q;
+        }
+    return bad;
 }
 
 void kernels_grad_layer2(const float *A1, size_t m, size_t h, size_t k, const float *dZ2,
                          const KernelsSink *sink)
 {
     OWN_TEAM(kernels_grad_layer2(A1, m, h, k, dZ2, sink));
-    const size_t chunk = sink_chunk(sink, m), nblk = (h + KB - 1) / KB;
-    const float limit_fix = sink_limit(sink) * FIX_SCALE;
+    const size_t chunk = sink_chunk(sink, m);
+    const size_t CT = (k + MR - 1) / MR, HB = (h + NR - 1) / NR;
     int64_t nbad = 0;   /* this thread's */
-    /* One task per class j and block of KB hidden units: dW2[i0.., j] = sum_r dZ2[r,j]
-     * A1[r,i0..], running along the contiguous rows of A1; block nblk of class j is
-     * db2[j] = sum_r dZ2[r,j]. dW2 is (h, k): the block's elements are k apart. */
+    /* One task per tile of MR classes and NR hidden units, and one for db2 (row h). */
 #pragma omp for schedule(static)
-    for (size_t task = 0; task < k * (nblk + 1); task++) {
-        const size_t j = task / (nblk + 1), b = task % (nblk + 1);
-        const size_t i0 = b * KB, bw = b == nblk ? 1 : (h - i0 < KB ? h - i0 : KB);
-        Fix64 f;   /* exact mode, full block: the sums over chunks */
-        memset(&f, 0, sizeof f);
-        vm16 fbad = {0};
-        for (size_t r0 = 0; r0 < m; r0 += chunk) {
-            const size_t r1 = r0 + chunk < m ? r0 + chunk : m;
-            float acc[KB] = {0};
-            if (b == nblk) {
-                for (size_t r = r0; r < r1; r++)
-                    acc[0] += dZ2[r * k + j];
-                nbad += sink_put(sink, h * k + j, 1, 1, acc, r0 == 0);
-                continue;
-            }
-            if (bw == KB) {
-                Acc64 a = acc64_load(acc);
-                for (size_t r = r0; r < r1; r++)
-                    a = acc64_axpy(a, dZ2[r * k + j], A1 + r * h + i0);
-                if (sink->out_i) {   /* exact: fixed-point sums stay in registers */
-                    f = fix64_add(f, a, FIX_SCALE, limit_fix, &fbad);
-                    continue;
-                }
-                acc64_store(acc, a);
-            } else {
-                for (size_t r = r0; r < r1; r++) {
-                    const float g = dZ2[r * k + j], *a = A1 + r * h + i0;
-                    for (size_t i = 0; i < bw; i++)
-                        acc[i] += g * a[i];
-                }
-            }
-            nbad += sink_put(sink, i0 * k + j, k, bw, acc, r0 == 0);
+    for (size_t task = 0; task <= CT * HB; task++) {
+        if (task == CT * HB) {
+            nbad += grad2_columns(A1, dZ2, m, h, k, 0, k, h, h + 1, chunk, sink);
+            continue;
         }
-        if (sink->out_i && b < nblk && bw == KB) {
-            int64_t q[KB];
-            memcpy(q, &f, sizeof q);
-            for (size_t i = 0; i < KB; i++)
-                sink->out_i[(i0 + i) * k + j] = q[i];
-            for (int l = 0; l < 16; l++)
-                nbad += fbad[l];
+        const size_t c0 = task / HB * MR, rc = min_size(MR, k - c0);
+        size_t i = task % HB * NR;
+        const size_t i1 = min_size(h, i + NR);
+        if (i + NR <= i1) {
+            nbad += grad2_micro(A1, dZ2, m, h, k, c0, rc, i, 2, chunk, sink);
+            i += NR;
         }
+        if (i + VL <= i1) {
+            nbad += grad2_micro(A1, dZ2, m, h, k, c0, rc, i, 1, chunk, sink);
+            i += VL;
+        }
+        if (i < i1)
+            nbad += grad2_columns(A1, dZ2, m, h, k, c0, rc, i, i1, chunk, sink);
     }
     add_bad(sink->bad, nbad);
 }
@@ -636,19 +877,52 @@ void kernels_sgd_f32(float *theta, const float *g, size_t n, float lr)
         theta[i] -= lr * g[i];
 }
 
+typedef int64_t v4q __attribute__((vector_size(32)));
+typedef uint64_t v4qu __attribute__((vector_size(32)));
+typedef double v4d __attribute__((vector_size(32)));
+typedef float v4f __attribute__((vector_size(16)));
+
+/* theta[i] -= lr * (float)(g[i] * 2^-40), four at a time: x86 before AVX-512 has no
+ * int64 -> double vector conversion, so below 2^51 in magnitude (every gradient of a run
+ * that has not diverged) g is read as the double 1.5 * 2^52 + g (mantissa bits plus g)
+ * minus 1.5 * 2^52, which is exact; a block with a larger value is converted one by one.
+ * Either way (double)g is exact below 2^53, so the result is the plain loop's. */
 void kernels_sgd_fixed(float *theta, const int64_t *g, size_t n, float lr)
 {
     OWN_TEAM(kernels_sgd_fixed(theta, g, n, lr));
+    const double M = 0x1.8p52;
+    int64_t mbits;
+    memcpy(&mbits, &M, sizeof mbits);
 #pragma omp for schedule(static)
-    for (size_t i = 0; i < n; i++)
-        theta[i] -= lr * (float)((double)g[i] * FIX_UNSCALE);
+    for (size_t b = 0; b < (n + 3) / 4; b++) {
+        const size_t i = 4 * b;
+        v4q q;
+        if (i + 4 <= n) {
+            memcpy(&q, g + i, sizeof q);
+            const v4q small = (v4qu)(q + ((int64_t)1 << 51)) < ((uint64_t)1 << 52);
+            if (small[0] & small[1] & small[2] & small[3]) {
+                v4d x = (v4d)(q + mbits) - M;
+                const v4f f = __builtin_convertvector(x * FIX_UNSCALE, v4f);
+                v4f t;
+                memcpy(&t, theta + i, sizeof t);
+                t -= lr * f;
+                memcpy(theta + i, &t, sizeof t);
+                continue;
+            }
+        }
+        for (size_t k = i; k < n && k < i + 4; k++)
+            theta[k] -= lr * (float)((double)g[k] * FIX_UNSCALE);
+    }
 }
 
 int64_t kernels_count_nonfinite(const float *x, size_t n)
 {
     int64_t bad = 0;
 #pragma omp parallel for schedule(static) reduction(+ : bad)
-    for (size_t i = 0; i < n; i++)
-        bad += !isfinite(x[i]);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;   /* exponent all ones: infinity or NaN (a test that vectorises) */
+        memcpy(&u, x + i, sizeof u);
+        bad += (u & 0x7f800000u) == 0x7f800000u;
+    }
     return bad;
 }

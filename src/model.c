@@ -80,12 +80,14 @@ uint64_t model_param_hash(const Params *p)
 int model_workspace_init(Workspace *w, const Params *p, size_t rows)
 {
     memset(w, 0, sizeof *w);
-    size_t nh, nk, nd;
+    size_t nh, nk, npanel, nlist;
     if (rows == 0 || !size_muladd(rows, p->h, 0, &nh) || !size_muladd(rows, p->k, 0, &nk) ||
-        !size_muladd(rows, p->d, 0, &nd) || nh > SIZE_MAX / sizeof(float) ||
-        nk > SIZE_MAX / sizeof(float))
+        nh > SIZE_MAX / sizeof(float) || nk > SIZE_MAX / sizeof(float) ||
+        kernels_scratch_size(rows, p->d, p->h, &npanel, &nlist) != 0 ||
+        npanel > SIZE_MAX / sizeof(float) || nlist > SIZE_MAX / sizeof(uint32_t))
         return -1;
     w->rows = rows, w->d = p->d, w->h = p->h, w->k = p->k;
+    w->ops = kernels_select("fast");
     w->A1 = malloc(nh * sizeof(float));
     w->dZ1 = malloc(nh * sizeof(float));
     w->dZ1_max = malloc(rows * sizeof(float));
@@ -93,41 +95,43 @@ int model_workspace_init(Workspace *w, const Params *p, size_t rows)
     w->W2t = malloc(p->h * p->k * sizeof(float));
     w->loss = malloc(rows * sizeof(double));
     w->correct = malloc(rows);
-    w->sp_pos = nd <= SIZE_MAX / sizeof(uint32_t) ? malloc(nd * sizeof(uint32_t)) : NULL;
-    w->sp_val = malloc(nd);
-    w->sp_len = malloc(rows * sizeof(uint32_t));
-    w->px_pos = nd <= SIZE_MAX / sizeof(uint32_t) ? malloc(nd * sizeof(uint32_t)) : NULL;
-    w->px_val = malloc(nd);
-    w->px_len = malloc(p->d * sizeof(uint32_t));
+    w->scratch.panel = malloc(npanel * sizeof(float));
+    w->scratch.list = malloc(nlist * sizeof(uint32_t));
     w->idx = malloc(rows * sizeof(uint32_t));
-    if (!w->A1 || !w->dZ1 || !w->dZ1_max || !w->dZ2 || !w->W2t || !w->loss || !w->correct || !w->px_pos ||
-        !w->px_val ||
-        !w->sp_pos || !w->sp_val || !w->sp_len ||
-        !w->px_len || !w->idx) {
+    if (!w->A1 || !w->dZ1 || !w->dZ1_max || !w->dZ2 || !w->W2t || !w->loss || !w->correct ||
+        !w->scratch.panel || !w->scratch.list || !w->idx) {
         model_workspace_free(w);
         return -1;
     }
     return 0;
 }
 
+int model_workspace_kernels(Workspace *w, const char *name)
+{
+    const KernelOps *ops = kernels_select(name);
+    if (!ops)
+        return -1;
+    w->ops = ops;
+    return 0;
+}
+
 int model_memory(size_t d, size_t h, size_t k, size_t rows, size_t *params_bytes,
                  size_t *workspace_bytes)
 {
-    size_t n1, n2, nh, nk, nd, a, b;
+    size_t n1, n2, nh, nk, npanel, nlist, a, b;
     if (!size_muladd(d, h, h, &n1) || !size_muladd(h, k, k, &n2) || n1 > SIZE_MAX - n2 ||
         !size_muladd(n1 + n2, sizeof(float), 0, params_bytes) ||
         !size_muladd(rows, h, 0, &nh) || !size_muladd(rows, k, 0, &nk) ||
-        !size_muladd(rows, d, 0, &nd))
+        kernels_scratch_size(rows, d, h, &npanel, &nlist) != 0)
         return -1;
-    /* A1, dZ1 (floats); dZ2 (floats); per-sample and per-pixel nonzero lists (uint32 +
-     * uint8 each); loss (double), correct (byte), sp_len and idx (uint32), dZ1_max (float)
-     * per row. */
+    /* A1, dZ1 (floats); dZ2 (floats); W2t; the kernels' scratch (panel floats and list
+     * entries); loss (double), correct (byte), idx (uint32), dZ1_max (float) per row. */
     if (!size_muladd(nh, 2 * sizeof(float), 0, &a) ||
         !size_muladd(nk, sizeof(float), a, &a) ||
         !size_muladd(h * k, sizeof(float), a, &a) ||   /* W2t; h * k fits: params did */
-        !size_muladd(nd, 2 * (sizeof(uint32_t) + 1), a, &a) ||
-        !size_muladd(rows, sizeof(double) + 1 + 2 * sizeof(uint32_t) + sizeof(float), a, &a) ||
-        !size_muladd(d, sizeof(uint32_t), a, &b))
+        !size_muladd(npanel, sizeof(float), a, &a) ||
+        !size_muladd(nlist, sizeof(uint32_t), a, &a) ||
+        !size_muladd(rows, sizeof(double) + 1 + sizeof(uint32_t) + sizeof(float), a, &b))
         return -1;
     *workspace_bytes = b;
     return 0;
@@ -142,12 +146,8 @@ void model_workspace_free(Workspace *w)
     free(w->W2t);
     free(w->loss);
     free(w->correct);
-    free(w->sp_pos);
-    free(w->sp_val);
-    free(w->sp_len);
-    free(w->px_pos);
-    free(w->px_val);
-    free(w->px_len);
+    free(w->scratch.panel);
+    free(w->scratch.list);
     free(w->idx);
     memset(w, 0, sizeof *w);
 }
@@ -187,19 +187,18 @@ ModelStats model_step_gradients(const Params *p, const uint8_t *X, const uint8_t
     KernelsSink s2 = {.out_f = grad_f ? grad_f + off2 : NULL,
                       .out_i = grad_i ? grad_i + off2 : NULL, .chunk = chunk, .limit = limit,
                       .bad = bad};
+    const KernelsInput in = {.u8 = X};
+    const KernelOps *ops = w->ops;
     /* One team for the whole step: each kernel shares its loops among these threads and
      * ends in a barrier, instead of starting and joining a team of its own. */
 #pragma omp parallel
     {
-        kernels_hidden_forward(X, idx, m, d, h, p->W1, p->b1, w->A1, w->sp_pos, w->sp_val,
-                               w->sp_len);
-        kernels_output_backward(w->A1, labels, idx, m, h, k, p->W2, p->b2, w->W2t,
-                                1.0f / (float)m_global, w->dZ2, w->dZ1, w->dZ1_max, w->loss,
-                                w->correct);
-        kernels_gather_pixels(w->sp_pos, w->sp_val, w->sp_len, m, d, w->px_pos, w->px_val,
-                              w->px_len);
-        kernels_grad_layer1(w->px_pos, w->px_val, w->px_len, m, d, h, w->dZ1, &s1);
-        kernels_grad_layer2(w->A1, m, h, k, w->dZ2, &s2);
+        ops->hidden_forward(&in, idx, m, d, h, p->W1, p->b1, w->A1, &w->scratch);
+        ops->output_backward(w->A1, labels, idx, m, h, k, p->W2, p->b2, w->W2t,
+                             1.0f / (float)m_global, w->dZ2, w->dZ1, w->dZ1_max, w->loss,
+                             w->correct);
+        ops->grad_layer1(&in, idx, m, d, h, w->dZ1, &w->scratch, &s1);
+        ops->grad_layer2(w->A1, m, h, k, w->dZ2, &s2);
     }
     stats_add(&st, w, m);
     return st;
@@ -213,11 +212,12 @@ ModelStats model_evaluate(const Params *p, const uint8_t *X, const uint8_t *labe
         size_t n = m - r0 < w->rows ? m - r0 : w->rows;
         for (size_t r = 0; r < n; r++)
             w->idx[r] = (uint32_t)(first + r0 + r);
+        const KernelsInput in = {.u8 = X};
 #pragma omp parallel
         {
-            kernels_hidden_forward(X, w->idx, n, p->d, p->h, p->W1, p->b1, w->A1, w->sp_pos,
-                                   w->sp_val, w->sp_len);
-            kernels_output_backward(w->A1, labels, w->idx, n, p->h, p->k, p->W2, p->b2,
+            w->ops->hidden_forward(&in, w->idx, n, p->d, p->h, p->W1, p->b1, w->A1,
+                                   &w->scratch);
+            w->ops->output_backward(w->A1, labels, w->idx, n, p->h, p->k, p->W2, p->b2,
                                     w->W2t, 0.0f, NULL, NULL, NULL, w->loss, w->correct);
         }
         stats_add(&st, w, n);
@@ -241,9 +241,9 @@ void model_confusion(const Params *p, const uint8_t *X, const uint8_t *labels, s
         size_t n = m - r0 < w->rows ? m - r0 : w->rows;
         for (size_t r = 0; r < n; r++)
             w->idx[r] = (uint32_t)(first + r0 + r);
-        kernels_hidden_forward(X, w->idx, n, p->d, h, p->W1, p->b1, w->A1, w->sp_pos,
-                               w->sp_val, w->sp_len);
-        kernels_output_backward(w->A1, labels, w->idx, n, h, k, p->W2, p->b2, w->W2t, 0.0f,
+        const KernelsInput in = {.u8 = X};
+        w->ops->hidden_forward(&in, w->idx, n, p->d, h, p->W1, p->b1, w->A1, &w->scratch);
+        w->ops->output_backward(w->A1, labels, w->idx, n, h, k, p->W2, p->b2, w->W2t, 0.0f,
                                 NULL, NULL, NULL, w->loss, w->correct);
         for (size_t r = 0; r < n; r++) {
             const size_t y = labels[w->idx[r]];

@@ -5,13 +5,14 @@
 source "$(dirname "$0")/../lib.sh"
 # Not the build of the surrounding `make SAN=1 test`: the plain generic one.
 env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -s -C "$ROOT" ARCH=x86-64 build/x86-64/mlp \
-    build/x86-64/tests/test_model > "$T/make.log" 2>&1 ||
+    build/x86-64/tests/test_model build/x86-64/tests/test_kernels > "$T/make.log" 2>&1 ||
     { cat "$T/make.log"; fail "generic build"; }
 objdump -d "$ROOT/build/x86-64/src/kernels.o" > "$T/kernels.asm"
 if grep -qE '%[yz]mm|vfmadd' "$T/kernels.asm"; then
     fail "the generic build's kernels use AVX registers or FMA"
 fi
 "$ROOT/build/x86-64/tests/test_model" || fail "kernel and model tests, generic build"
+"$ROOT/build/x86-64/tests/test_kernels" || fail "fast against reference kernels, generic build"
 
 # h = 212 = 128 + 64 + 16 + 4: every register path of the kernels, and the scalar tail.
 MLP=$ROOT/build/x86-64/mlp

@@ -1,0 +1,437 @@
+/* The fast kernels (kernels.c) against their plain reference twin (kernels_ref.c) and
+ * against double-precision sums, on odd shapes, for uint8 pixels and float32 features:
+ * the two large products (hidden_forward, grad_layer1) in fast and exact mode, the small
+ * ones (output_backward, grad_layer2), bitwise independence of the thread count and of
+ * the split into shards, the run-time choice between the two implementations, and the
+ * fixed-point update against its definition. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels.h"
+#include "model.h"
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+static uint32_t rnd(void)
+{
+    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
+    return (uint32_t)(rng_state >> 33);
+}
+
+/* Uniform in [-1, 1). */
+static float rnd_sym(void)
+{
+    return (float)((double)rnd() / 2147483648.0 - 1.0);
+}
+
+/* (m, d, h): ones, primes, a tail after every vector width, MNIST's d and h. */
+static const size_t shapes[][3] = {
+    {1, 1, 1},   {3, 3, 3},     {17, 17, 17},   {7, 255, 33},  {13, 100, 129},
+    {255, 3, 1}, {20, 784, 128}, {5, 30, 70},   {9, 8, 200},   {2, 785, 5},
+};
+#define NSHAPES (sizeof shapes / sizeof shapes[0])
+
+/* Inputs of n samples, d features, with the zeros that make tiles skip work: every other
+ * sample zero in its first features, one feature zero in every sample, one sample zero
+ * everywhere, the rest zero one time in three. f32: values in [-1, 1), same zeros. */
+typedef struct {
+    size_t n, d;
+    uint8_t *u8;
+    float *f32;
+    uint32_t *idx;   /* (n) a permutation: samples are drawn out of order */
+} Data;
+
+static void data_init(Data *x, size_t n, size_t d)
+{
+    x->n = n, x->d = d;
+    x->u8 = malloc(n * d);
+    x->f32 = malloc(n * d * sizeof *x->f32);
+    x->idx = malloc(n * sizeof *x->idx);
+    assert_true(x->u8 && x->f32 && x->idx);
+    for (size_t r = 0; r < n; r++)
+        for (size_t c = 0; c < d; c++) {
+            int zero = rnd() % 3 == 0 || (r % 2 && c < d / 3) || c == d / 2 || r == n / 2;
+            x->u8[r * d + c] = zero ? 0 : (uint8_t)(1 + rnd() % 255);
+            x->f32[r * d + c] = zero ? 0.0f : rnd_sym();
+        }
+    for (size_t r = 0; r < n; r++)
+        x->idx[r] = (uint32_t)r;
+    for (size_t r = n; r > 1; r--) {
+        size_t j = rnd() % r;
+        uint32_t t = x->idx[r - 1];
+        x->idx[r - 1] = x->idx[j];
+        x->idx[j] = t;
+    }
+}
+
+static void data_free(Data *x)
+{
+    free(x->u8), free(x->f32), free(x->idx);
+}
+
+/* Input feature c of sample i as the kernels see it (pixels scaled by 1/255). */
+static double feature(const Data *x, int f32, size_t i, size_t c)
+{
+    return f32 ? (double)x->f32[i * x->d + c] : x->u8[i * x->d + c] / 255.0;
+}
+
+static KernelsInput input_of(const Data *x, int f32)
+{
+    KernelsInput in = {0};
+    if (f32)
+        in.f32 = x->f32;
+    else
+        in.u8 = x->u8;
+    return in;
+}
+
+static KernelsScratch scratch_new(size_t m, size_t d, size_t h)
+{
+    size_t np, nl;
+    assert_int_equal(kernels_scratch_size(m, d, h, &np, &nl), 0);
+    KernelsScratch s = {malloc(np * sizeof(float)), malloc(nl * sizeof(uint32_t))};
+    assert_true(s.panel && s.list);
+    return s;
+}
+
+static float *random_floats(size_t n, float scale)
+{
+    float *v = malloc((n ? n : 1) * sizeof *v);
+    assert_non_null(v);
+    for (size_t i = 0; i < n; i++)
+        v[i] = scale * rnd_sym();
+    return v;
+}
+
+/* |got - want| <= tol * (sum of |terms| + 1e-30) + abs_tol; names the element if not. */
+static void check_close(const char *what, size_t s, size_t e, double got, double want,
+                        double terms, double tol, double abs_tol)
+{
+    if (!(fabs(got - want) <= tol * terms + abs_tol))
+        fail_msg("%s, shape %zu, element %zu: %.9g, double reference %.9g (terms %.3g)", what,
+                 s, e, got, want, terms);
+}
+
+/* Hidden layer: fast (1, 2 and 3 threads: the same bits) and reference against the
+ * double sum, pixels and floats. */
+static void test_forward_vs_double(void **state)
+{
+    (void)state;
+    for (size_t s = 0; s < NSHAPES; s++) {
+        const size_t m = shapes[s][0], d = shapes[s][1], h = shapes[s][2], n = m + 3;
+        Data x;
+        data_init(&x, n, d);
+        float *W1 = random_floats(d * h, 0.5f), *b1 = random_floats(h, 0.5f);
+        float *A = malloc(m * h * sizeof *A), *B = malloc(m * h * sizeof *B);
+        float *R = malloc(m * h * sizeof *R);
+        KernelsScratch sc = scratch_new(m, d, h);
+        for (int f32 = 0; f32 <= 1; f32++) {
+            const KernelsInput in = input_of(&x, f32);
+            omp_set_num_threads(1);
+            kernels_hidden_forward(&in, x.idx, m, d, h, W1, b1, A, &sc);
+            for (int th = 2; th <= 3; th++) {
+                omp_set_num_threads(th);
+                memset(B, 0xff, m * h * sizeof *B);
+                kernels_hidden_forward(&in, x.idx, m, d, h, W1, b1, B, &sc);
+                assert_memory_equal(A, B, m * h * sizeof *A);
+            }
+            kernels_ref_hidden_forward(&in, x.idx, m, d, h, W1, b1, R, NULL);
+            for (size_t r = 0; r < m; r++)
+                for (size_t j = 0; j < h; j++) {
+                    double z = b1[j], terms = fabs(b1[j]);
+                    for (size_t c = 0; c < d; c++) {
+                        const double t = feature(&x, f32, x.idx[r], c) * W1[c * h + j];
+                        z += t, terms += fabs(t);
+                    }
+                    const double a = 1 / (1 + exp(-z));
+                    /* sigmoid' <= 1/4: the error of z, a quarter of it, plus expf's */
+                    check_close("forward fast", s, r * h + j, A[r * h + j], a, terms, 1e-6,
+                                1e-6);
+                    check_close("forward reference", s, r * h + j, R[r * h + j], a, terms,
+                                1e-6, 1e-6);
+                }
+        }
+        free(W1), free(b1), free(A), free(B), free(R), free(sc.panel), free(sc.list);
+        data_free(&x);
+    }
+    omp_set_num_threads(2);
+}
+
+/* dW1 and db1 in double, per chunk: S (d+1, h, nch) chunk sums and T their |terms|. */
+static void grad1_double(const Data *x, int f32, size_t m, size_t h, const float *dZ1,
+                         size_t chunk, double *S, double *T)
+{
+    const size_t d = x->d, nch = (m + chunk - 1) / chunk;
+    memset(S, 0, (d + 1) * h * nch * sizeof *S);
+    memset(T, 0, (d + 1) * h * nch * sizeof *T);
+    for (size_t r = 0; r < m; r++)
+        for (size_t c = 0; c <= d; c++)
+            for (size_t j = 0; j < h; j++) {
+                const double v = (c < d ? feature(x, f32, x->idx[r], c) : 1.0) * dZ1[r * h + j];
+                S[(c * h + j) * nch + r / chunk] += v;
+                T[(c * h + j) * nch + r / chunk] += fabs(v);
+            }
+}
+
+/* dW1: fast kernels (threads 1..3 bitwise equal; exact mode bitwise equal when the samples
+ * are split into shards at chunk boundaries) and reference, fast mode and exact mode with
+ * several chunks, pixels and floats, against the double sums. */
+static void test_grad_layer1_vs_double(void **state)
+{
+    (void)state;
+    for (size_t s = 0; s < NSHAPES; s++) {
+        const size_t m = shapes[s][0], d = shapes[s][1], h = shapes[s][2], rows = (d + 1) * h;
+        Data x;
+        data_init(&x, m + 2, d);
+        float *dZ1 = random_floats(m * h, 0.01f);
+        float *gf = malloc(rows * sizeof *gf), *gf2 = malloc(rows * sizeof *gf2);
+        int64_t *gi = malloc(rows * sizeof *gi), *gi2 = malloc(rows * sizeof *gi2);
+        int64_t *part = malloc(rows * sizeof *part);
+        KernelsScratch sc = scratch_new(m, d, h);
+        const size_t chunks[] = {1, 4, 16, m};
+        size_t maxch = m;   /* the largest number of chunks (chunk 1) */
+        double *S = malloc(rows * maxch * sizeof *S), *T = malloc(rows * maxch * sizeof *T);
+        for (int f32 = 0; f32 <= 1; f32++) {
+            const KernelsInput in = input_of(&x, f32);
+            /* fast mode: one float sum per element */
+            grad1_double(&x, f32, m, h, dZ1, m, S, T);
+            KernelsSink sink = {.out_f = gf};
+            omp_set_num_threads(1);
+            kernels_grad_layer1(&in, x.idx, m, d, h, dZ1, &sc, &sink);
+            for (int th = 2; th <= 3; th++) {
+                omp_set_num_threads(th);
+                sink.out_f = gf2;
+                memset(gf2, 0xff, rows * sizeof *gf2);
+                kernels_grad_layer1(&in, x.idx, m, d, h, dZ1, &sc, &sink);
+                assert_memory_equal(gf, gf2, rows * sizeof *gf);
+            }
+            kernels_ref_grad_layer1(&in, x.idx, m, d, h, dZ1, NULL, &sink);   /* into gf2 */
+            for (size_t e = 0; e < rows; e++) {
+                check_close("dW1 fast", s, e, gf[e], S[e], T[e], 1e-6, 1e-30);
+                check_close("dW1 reference", s, e, gf2[e], S[e], T[e], 1e-6, 1e-30);
+            }
+            /* exact mode */
+            for (size_t ci = 0; ci < 4; ci++) {
+                const size_t chunk = chunks[ci], nch = (m + chunk - 1) / chunk;
+                grad1_double(&x, f32, m, h, dZ1, chunk, S, T);
+                int64_t bad = 0;
+                KernelsSink ex = {.out_i = gi, .chunk = chunk, .limit = 1e6f, .bad = &bad};
+                omp_set_num_threads(2);
+                memset(gi, 0x5a, rows * sizeof *gi);
+                kernels_grad_layer1(&in, x.idx, m, d, h, dZ1, &sc, &ex);
+                ex.out_i = gi2;
+                memset(gi2, 0x5a, rows * sizeof *gi2);
+                kernels_ref_grad_layer1(&in, x.idx, m, d, h, dZ1, NULL, &ex);
+                assert_int_equal(bad, 0);
+                for (size_t e = 0; e < rows; e++) {
+                    double want = 0, terms = 0;
+                    for (size_t q = 0; q < nch; q++)
+                        want += S[e * nch + q], terms += T[e * nch + q];
+                    /* float rounding, plus the truncation of each chunk value */
+                    const double abs_tol = (double)nch * 0x1p-40;
+                    check_close("dW1 exact fast", s, e, (double)gi[e] * 0x1p-40, want, terms,
+                                1e-6, abs_tol);
+                    check_close("dW1 exact reference", s, e, (double)gi2[e] * 0x1p-40, want,
+                                terms, 1e-6, abs_tol);
+                }
+                /* "ranks" holding two chunks each: their stored parts sum to the bits of
+                 * the whole, for both implementations */
+                for (int impl = 0; impl <= 1; impl++) {
+                    memset(part, 0, rows * sizeof *part);
+                    for (size_t b = 0; b < m; b += 2 * chunk) {
+                        const size_t e = b + 2 * chunk < m ? b + 2 * chunk : m;
+                        int64_t *own = malloc(rows * sizeof *own);
+                        KernelsSink sh = {.out_i = own, .chunk = chunk, .limit = 1e6f,
+                                          .bad = &bad};
+                        if (impl)
+                            kernels_ref_grad_layer1(&in, x.idx + b, e - b, d, h, dZ1 + b * h,
+                                                    NULL, &sh);
+                        else
+                            kernels_grad_layer1(&in, x.idx + b, e - b, d, h, dZ1 + b * h, &sc,
+                                                &sh);
+                        for (size_t q = 0; q < rows; q++)
+                            part[q] += own[q];
+                        free(own);
+                    }
+                    assert_memory_equal(impl ? gi2 : gi, part, rows * sizeof *part);
+                }
+            }
+        }
+        free(dZ1), free(gf), free(gf2), free(gi), free(gi2), free(part), free(S), free(T);
+        free(sc.panel), free(sc.list);
+        data_free(&x);
+    }
+    omp_set_num_threads(2);
+}
+
+/* output_backward and grad_layer2: fast and reference agree to float rounding (the
+ * double reference of these is tests/unit/test_model.c's, through the model). */
+static void test_small_kernels_fast_vs_reference(void **state)
+{
+    (void)state;
+    const size_t cases[][3] = {{1, 1, 2}, {3, 3, 3}, {17, 17, 10}, {33, 129, 7}, {64, 128, 10}};
+    for (size_t s = 0; s < sizeof cases / sizeof cases[0]; s++) {
+        const size_t m = cases[s][0], h = cases[s][1], k = cases[s][2];
+        float *A1 = malloc(m * h * sizeof *A1);
+        for (size_t i = 0; i < m * h; i++)
+            A1[i] = (float)(1 + rnd() % 9999) / 10000.0f;
+        float *W2 = random_floats(h * k, 0.5f), *b2 = random_floats(k, 0.5f);
+        float *W2t = malloc(h * k * sizeof *W2t);
+        uint8_t *labels = malloc(m);
+        uint32_t *idx = malloc(m * sizeof *idx);
+        for (size_t r = 0; r < m; r++)
+            labels[r] = (uint8_t)(rnd() % k), idx[r] = (uint32_t)r;
+        float *dZ2[2], *dZ1[2], *top[2];
+        double *loss[2];
+        uint8_t *correct[2];
+        for (int v = 0; v < 2; v++) {
+            dZ2[v] = malloc(m * k * sizeof(float)), dZ1[v] = malloc(m * h * sizeof(float));
+            top[v] = malloc(m * sizeof(float)), loss[v] = malloc(m * sizeof(double));
+            correct[v] = malloc(m);
+        }
+        kernels_output_backward(A1, labels, idx, m, h, k, W2, b2, W2t, 1.0f / (float)m, dZ2[0],
+                                dZ1[0], top[0], loss[0], correct[0]);
+        kernels_ref_output_backward(A1, labels, idx, m, h, k, W2, b2, W2t, 1.0f / (float)m,
+                                    dZ2[1], dZ1[1], top[1], loss[1], correct[1]);
+        for (size_t r = 0; r < m; r++) {
+            assert_true(fabs(loss[0][r] - loss[1][r]) < 1e-5 * (1 + loss[1][r]));
+            for (size_t j = 0; j < k; j++)
+                assert_true(fabsf(dZ2[0][r * k + j] - dZ2[1][r * k + j]) < 1e-6f);
+            for (size_t i = 0; i < h; i++)
+                assert_true(fabsf(dZ1[0][r * h + i] - dZ1[1][r * h + i]) < 1e-6f);
+            assert_true(fabsf(top[0][r] - top[1][r]) < 1e-6f);
+        }
+        const size_t rows = h * k + k;
+        float *g[2] = {malloc(rows * sizeof(float)), malloc(rows * sizeof(float))};
+        KernelsSink s0 = {.out_f = g[0]}, s1 = {.out_f = g[1]};
+        kernels_grad_layer2(A1, m, h, k, dZ2[0], &s0);
+        kernels_ref_grad_layer2(A1, m, h, k, dZ2[0], &s1);
+        for (size_t e = 0; e < rows; e++)
+            assert_true(fabsf(g[0][e] - g[1][e]) < 1e-5f * (1 + fabsf(g[1][e])));
+        int64_t *q[2] = {malloc(rows * sizeof(int64_t)), malloc(rows * sizeof(int64_t))}, bad = 0;
+        KernelsSink e0 = {.out_i = q[0], .chunk = 3, .limit = 1e6f, .bad = &bad};
+        KernelsSink e1 = {.out_i = q[1], .chunk = 3, .limit = 1e6f, .bad = &bad};
+        kernels_grad_layer2(A1, m, h, k, dZ2[0], &e0);
+        kernels_ref_grad_layer2(A1, m, h, k, dZ2[0], &e1);
+        assert_int_equal(bad, 0);
+        for (size_t e = 0; e < rows; e++)
+            assert_true(fabs((double)(q[0][e] - q[1][e])) * 0x1p-40 < 1e-6);
+        for (int v = 0; v < 2; v++)
+            free(dZ2[v]), free(dZ1[v]), free(top[v]), free(loss[v]), free(correct[v]),
+                free(g[v]), free(q[v]);
+        free(A1), free(W2), free(b2), free(W2t), free(labels), free(idx);
+    }
+}
+
+/* Choosing by name; a whole model step through the reference twin: exact mode gives the
+ * same bits at 1 and 3 threads and over shards, and agrees with the fast kernels. */
+static void test_select_and_model_step(void **state)
+{
+    (void)state;
+    assert_string_equal(kernels_select("fast")->name, "fast");
+    assert_string_equal(kernels_select("reference")->name, "reference");
+    assert_null(kernels_select("Fast"));
+    assert_null(kernels_select(""));
+
+    const size_t n = 23, d = 31, h = 19, k = 5, chunk = 4;
+    Data x;
+    data_init(&x, n, d);
+    uint8_t *labels = malloc(n);
+    for (size_t r = 0; r < n; r++)
+        labels[r] = (uint8_t)(rnd() % k);
+    Params p;
+    assert_int_equal(model_params_init(&p, d, h, k), 0);
+    model_init_xavier(&p, 3);
+    Workspace w;
+    assert_int_equal(model_workspace_init(&w, &p, n), 0);
+    assert_string_equal(w.ops->name, "fast");
+    assert_int_equal(model_workspace_kernels(&w, "naive"), -1);
+    assert_string_equal(w.ops->name, "fast");
+    const size_t cnt = p.count;
+    int64_t *fast = malloc(cnt * sizeof *fast), *ref1 = malloc(cnt * sizeof *ref1);
+    int64_t *ref3 = malloc(cnt * sizeof *ref3), *part = malloc(cnt * sizeof *part), bad = 0;
+    model_step_gradients(&p, x.u8, labels, x.idx, n, n, &w, chunk, NULL, fast, 1e6f, &bad);
+    assert_int_equal(model_workspace_kernels(&w, "reference"), 0);
+    omp_set_num_threads(1);
+    ModelStats s1 = model_step_gradients(&p, x.u8, labels, x.idx, n, n, &w, chunk, NULL, ref1,
+                                         1e6f, &bad);
+    omp_set_num_threads(3);
+    ModelStats s3 = model_step_gradients(&p, x.u8, labels, x.idx, n, n, &w, chunk, NULL, ref3,
+                                         1e6f, &bad);
+    assert_memory_equal(ref1, ref3, cnt * sizeof *ref1);
+    assert_int_equal(s1.loss_fix, s3.loss_fix);
+    memset(ref3, 0, cnt * sizeof *ref3);
+    for (size_t b = 0; b < n; b += 2 * chunk) {   /* shards of two chunks */
+        const size_t e = b + 2 * chunk < n ? b + 2 * chunk : n;
+        model_step_gradients(&p, x.u8, labels, x.idx + b, e - b, n, &w, chunk, NULL, part, 1e6f,
+                             &bad);
+        for (size_t i = 0; i < cnt; i++)
+            ref3[i] += part[i];
+    }
+    assert_memory_equal(ref1, ref3, cnt * sizeof *ref1);
+    assert_int_equal(bad, 0);
+    for (size_t i = 0; i < cnt; i++)
+        if (fabs((double)(fast[i] - ref1[i])) * 0x1p-40 > 1e-6)
+            fail_msg("parameter %zu: fast %.9g, reference %.9g", i, fast[i] * 0x1p-40,
+                     ref1[i] * 0x1p-40);
+    omp_set_num_threads(2);
+    free(fast), free(ref1), free(ref3), free(part), free(labels);
+    model_workspace_free(&w);
+    model_params_free(&p);
+    data_free(&x);
+}
+
+/* The fixed-point update and the non-finite count, against their one-line definitions:
+ * bit for bit, with values on both sides of 2^51 (the vector path's limit), odd lengths. */
+static void test_sgd_fixed_and_nonfinite(void **state)
+{
+    (void)state;
+    const size_t lens[] = {1, 3, 4, 7, 13, 255};
+    for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+        const size_t n = lens[li];
+        int64_t *g = malloc(n * sizeof *g);
+        float *theta = malloc(n * sizeof *theta), *want = malloc(n * sizeof *want);
+        for (size_t i = 0; i < n; i++) {
+            const int big = rnd() % 5 == 0;
+            g[i] = ((int64_t)rnd() << 31 ^ rnd()) >> (big ? 0 : 12);   /* up to 2^62 or 2^50 */
+            if (rnd() % 2)
+                g[i] = -g[i];
+            if (rnd() % 7 == 0)
+                g[i] = (rnd() % 2 ? 1 : -1) * ((int64_t)1 << 51);   /* the edge itself */
+            theta[i] = rnd_sym();
+            want[i] = theta[i] - 0.25f * (float)((double)g[i] * 0x1p-40);
+        }
+        kernels_sgd_fixed(theta, g, n, 0.25f);
+        for (size_t i = 0; i < n; i++)
+            if (memcmp(&theta[i], &want[i], sizeof want[i]))
+                fail_msg("n %zu, element %zu (g = %lld): %.9g, want %.9g", n, i,
+                         (long long)g[i], theta[i], want[i]);
+        size_t nonfinite = 0;
+        for (size_t i = 0; i < n; i++) {
+            const float special[] = {INFINITY, -INFINITY, NAN, 0x1p-140f, -0.0f, 3.4e38f};
+            theta[i] = rnd() % 3 ? rnd_sym() : special[rnd() % 6];
+            nonfinite += !isfinite(theta[i]);
+        }
+        assert_int_equal(kernels_count_nonfinite(theta, n), nonfinite);
+        free(g), free(theta), free(want);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_forward_vs_double),
+        cmocka_unit_test(test_grad_layer1_vs_double),
+        cmocka_unit_test(test_small_kernels_fast_vs_reference),
+        cmocka_unit_test(test_select_and_model_step),
+        cmocka_unit_test(test_sgd_fixed_and_nonfinite),
+    };
+    return cmocka_run_group_tests_name("kernels", tests, NULL, NULL);
+}
