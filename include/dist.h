@@ -19,7 +19,7 @@ typedef struct {
     int nodes;
     int cpus;                   /* CPUs in this rank's affinity mask */
     int cpus_node;              /* CPUs in the union of this node's ranks' masks */
-    int threads;                /* OpenMP threads per rank (DESIGN.md section 4) */
+    int threads;                /* OpenMP threads per rank (docs/design.md section 4) */
     int threads_from_env;       /* 1 if OMP_NUM_THREADS set it */
     int oversubscribed;         /* on some node, its ranks * threads > its CPUs */
 } Dist;

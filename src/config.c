@@ -1,6 +1,6 @@
 /* config: defaults, INI parsing (libinih), strict validation and --set overrides.
  *
- * One table (config_keys) lists every key in the order of DESIGN.md section 6 with its
+ * One table (config_keys) lists every key in the order of docs/design.md section 6 with its
  * type, its field in Config and its range; parsing, overrides and config_to_ini all walk
  * it, so a key cannot be known to one and forgotten by another.
  *
@@ -77,7 +77,7 @@ typedef struct {
 #define CONFIG_INT31_MAX 2147483647L  /* 2^31 - 1 */
 #define CONFIG_LR_MAX 1e6     /* spelled out in config_parse_lr's message */
 
-/* DESIGN.md section 6 order: config_to_ini prints in this order. */
+/* docs/design.md section 6 order: config_to_ini prints in this order. */
 static const ConfigKey config_keys[] = {
     CONFIG_KEY(data, train_images, CONFIG_PATH, 0, 0),
     CONFIG_KEY(data, train_labels, CONFIG_PATH, 0, 0),

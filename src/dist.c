@@ -14,7 +14,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
-/* COLLECTIVE on node. Threads per rank (DESIGN.md section 4): OMP_NUM_THREADS if set;
+/* COLLECTIVE on node. Threads per rank (docs/design.md section 4): OMP_NUM_THREADS if set;
  * otherwise the CPUs in this rank's affinity mask, shared among the node's ranks that
  * have exactly the same mask (all of them when unbound or in one cgroup, one when each
  * rank is bound to its own cores). The node's CPUs are the union of the ranks' masks. */

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Check that an mlp checkpoint reads naturally in h5py (DESIGN.md section 7).
+"""Check that an mlp checkpoint reads naturally in h5py (docs/design.md section 7).
 
     /usr/bin/python3 tests/integration/checkpoint-h5py.py FILE.h5
 

@@ -824,7 +824,7 @@ static void test_to_ini_layout(void **state)
     assert_non_null(text);
     const char *prefix = "; resolved configuration of mlp\n";
     assert_true(strncmp(text, prefix, strlen(prefix)) == 0);
-    /* Every section and key, in DESIGN.md section 6 order. */
+    /* Every section and key, in docs/design.md section 6 order. */
     static const char *const order[] = {
         "\n[data]\n", "\ntrain_images = data/mnist/train-images-idx3-ubyte\n",
         "\ntrain_labels = ", "\ntest_images = ", "\ntest_labels = ", "\ntrain_limit = 0\n",
