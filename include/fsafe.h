@@ -39,7 +39,8 @@ const char *fsafe_file_kind(const struct stat *st);
  * and the flag is cleared again for the reads. Returns the descriptor; or -1 when the open
  * failed, -2 when the file is not one to read, with why (no path in it) = the reason, e.g.
  * "No such file or directory" or "a FIFO, not a regular file", for the caller's message
- * ("cannot open" for -1, "cannot read" for -2). */
+ * ("cannot open" for -1, "cannot read" for -2); a missing relative path adds the directory
+ * it was resolved against: "No such file or directory (relative to /home/u)". */
 int fsafe_open_regular(const char *path, struct stat *st, char *why, size_t whylen);
 
 /* fsync a directory, making the entries created, renamed or removed in it durable. A file

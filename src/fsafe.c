@@ -499,7 +499,15 @@ int fsafe_open_regular(const char *path, struct stat *st, char *why, size_t whyl
 {
     int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
     if (fd < 0) {
-        snprintf(why, whylen, "%s", strerror(errno));
+        const int e = errno;
+        char cwd[FSAFE_PATH_MAX];
+        /* A relative path that is not there: say where it was looked for (a job script's
+         * working directory is often not the one the user thinks of). */
+        if (e == ENOENT && path[0] != '/' && getcwd(cwd, sizeof cwd))
+            snprintf(why, whylen, "%s (relative to %s)", strerror(e), cwd);
+        else
+            snprintf(why, whylen, "%s", strerror(e));
+        errno = e;
         return -1;
     }
     int flags;

@@ -1,7 +1,8 @@
 # What a user sees under mpirun with output piped to a file (as under SLURM): rank 0 alone
 # prints a plain progress line every log.progress_seconds (0: after every step) with the
 # step, samples/s, running loss and ETA; log.progress = off silences it; messages number
-# epochs as the progress lines do, with correct plurals.
+# epochs as the progress lines do, with correct plurals; a missing relative path names the
+# directory it was resolved against.
 source "$(dirname "$0")/../lib.sh"
 cfg=$(small_config prog)
 sed -i '/^metrics = /d' "$cfg"   # each run's metrics in its own run directory
@@ -39,3 +40,11 @@ run_np 1 "$cfg" --set data.train_limit=0 --set train.epochs=1 \
 read -r e st <<< "$stop"
 grep -q "^resuming from $T/prog/sig/latest.h5: at epoch $e step $st/1200 " "$T/out4" ||
     fail "resume line: $(grep resuming "$T/out4")"
+
+note "a missing relative path names the directory it was resolved against"
+rc=0
+(cd "$T" && "$MLP" "$cfg" --set data.train_images=data/nope --set checkpoint.dir="$T/prog/rel") \
+    > /dev/null 2> "$T/rel.err" || rc=$?
+[ $rc -eq 1 ] || fail "missing relative path: exit status $rc"
+grep -qF "data/nope: cannot open: No such file or directory (relative to $T)" "$T/rel.err" ||
+    fail "no directory named: $(cat "$T/rel.err")"
