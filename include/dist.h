@@ -21,7 +21,9 @@ typedef struct {
     int cpus_node;              /* CPUs in the union of this node's ranks' masks */
     int threads;                /* OpenMP threads per rank (DESIGN.md section 4) */
     int threads_from_env;       /* 1 if OMP_NUM_THREADS set it */
-    int oversubscribed;         /* on some node, its ranks * threads > its CPUs */
+    int oversubscribed;         /* on some node, its ranks' threads > its CPUs */
+    int over_ranks, over_threads, over_cpus; /* that node's ranks, threads in all, CPUs
+                                              * (the node with the largest excess) */
     /* Every rank's view, gathered by dist_init (the same on every rank), so that rank 0's
      * banner can tell when ranks or nodes differ: */
     int threads_min, threads_max;     /* threads per rank, over all ranks */

@@ -51,12 +51,18 @@ static void choose_threads(Dist *d, MPI_Comm node)
         d->threads = d->cpus / sharing > 0 ? d->cpus / sharing : 1;
     omp_set_num_threads(d->threads);
 
-    /* Oversubscribed when some node's ranks want more threads than it has CPUs. */
-    int want = d->threads, node_want = 0, over, any_over = 0;
+    /* Oversubscribed when some node's ranks want more threads than it has CPUs; the
+     * figures of the node with the largest excess are kept, for the banner. */
+    int want = d->threads, node_want = 0;
     MPI_Allreduce(&want, &node_want, 1, MPI_INT, MPI_SUM, node);
-    over = node_want > d->cpus_node;
-    MPI_Allreduce(&over, &any_over, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-    d->oversubscribed = any_over;
+    struct { int excess, rank; } in = {node_want - d->cpus_node, d->rank}, worst;
+    MPI_Allreduce(&in, &worst, 1, MPI_2INT, MPI_MAXLOC, MPI_COMM_WORLD);
+    int fig[3] = {d->local_size, node_want, d->cpus_node};
+    MPI_Bcast(fig, 3, MPI_INT, worst.rank, MPI_COMM_WORLD);
+    d->oversubscribed = worst.excess > 0;
+    d->over_ranks = fig[0];
+    d->over_threads = fig[1];
+    d->over_cpus = fig[2];
 }
 
 void dist_range_int(int v, int *min, int *max)

@@ -383,9 +383,9 @@ static void print_banner(const Run *run)
                restarts && *restarts ? restarts : "0");
     }
     if (d->oversubscribed)
-        printf("warning: oversubscribed: %d ranks x %d threads on a node with %d CPUs; steps "
-               "will be slow%s (see README, Launching)\n",
-               d->local_size, d->threads, d->cpus_node,
+        printf("warning: oversubscribed: %d ranks with %d threads in all on a node with %d "
+               "CPUs; steps will be slow%s (see README, Launching)\n",
+               d->over_ranks, d->over_threads, d->over_cpus,
                getenv("OMP_WAIT_POLICY") ? "" : "; set OMP_WAIT_POLICY=passive");
     long nchunks = (c->train.batch + c->train.chunk - 1) / c->train.chunk;
     if (nchunks < d->size)

@@ -19,9 +19,9 @@
 # inside the namespaces, and nothing routes out of 10.77.0.0/24, so every packet stays
 # between the namespaces this script made.
 #
-# Open MPI across the nodes: run mpirun on node 1 (`exec 1 mpirun ...`) with a hostfile of
-# the hostnames, `--mca plm_rsh_agent "$(tests/cluster/cluster.sh rsh)"` (it runs the
-# daemon's command line on the named node, as ssh would) and
+# Open MPI across the nodes: tests/cluster/mpirun runs mpirun on node 1 with the hostfile
+# D/hostfile (MLP_CLUSTER_SLOTS slots per node, default 2), `--mca plm_rsh_agent
+# tests/cluster/rsh` (it runs Open MPI's daemon on the named node, as ssh would) and
 # `--mca btl_tcp_if_include 10.77.0.0/24 --mca oob_tcp_if_include 10.77.0.0/24`.
 # `exec` sets MLP_CLUSTER, which the stand-in reads to find the nodes.
 #
@@ -155,6 +155,8 @@ cmd_up() {
         unshare --uts="$uts" hostname "$host" || up_failed "unshare --uts for node $i failed"
     done
     rm -f "$D/nodes.new"
+    # A hostfile for mpirun: each node's hostname and its slots (MLP_CLUSTER_SLOTS, default 2).
+    awk -v s="${MLP_CLUSTER_SLOTS:-2}" '{ print $2, "slots=" s }' "$D/nodes" > "$D/hostfile"
     # The bridge forwards once its ports are up; wait until node 1 reaches the last node.
     local ok=0
     for ((i = 0; i < 50; i++)); do
