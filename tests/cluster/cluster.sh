@@ -107,7 +107,7 @@ cmd_down() {
     say "down"
 }
 
-up_failed() { say "$1"; cmd_down; exit 1; }
+up_failed() { trap - EXIT; say "$1"; cmd_down; exit 1; }
 
 cmd_up() {
     local n=${1:-2} i id sw ns uts host
@@ -129,7 +129,10 @@ cmd_up() {
     echo "$D" > "$STATE"
     mkdir -p "$D/uts"
     : > "$D/nodes.new"
+    # Whatever stops `up` half-way (a failed command under set -e, a signal) tears down
+    # what it made so far.
     trap 'up_failed "up interrupted"' INT TERM
+    trap 'rc=$?; [ $rc -eq 0 ] || { say "up failed (status $rc): tearing down"; cmd_down; }' EXIT
     id=mlp$$
     sw=$id-s
     echo "$sw" > "$D/switch"
@@ -167,7 +170,7 @@ cmd_up() {
         sleep 0.1
     done
     [ $ok = 1 ] || up_failed "node 1 cannot reach node $n over the bridge"
-    trap - INT TERM
+    trap - INT TERM EXIT
     say "up: $n nodes in $D: $(awk '{ printf "%s=%s ", $2, $3 }' "$D/nodes")"
     echo "export MLP_CLUSTER=$D"
 }
