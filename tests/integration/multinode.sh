@@ -3,7 +3,8 @@
 #   a. 2 nodes x 2 ranks, exact mode, TCP only and with shared memory inside each node:
 #      weights, param_hash rows and printed epoch lines identical to 1 rank on 1 node; the
 #      banner says 2 nodes; one shared-memory window per node (the ranks' mapped
-#      segments); the memory line gives the largest node's total.
+#      segments), and shared-memory messages (btl vader) only between the ranks of a
+#      node; the memory line gives the largest node's total.
 #   b. the second node's data file differs: every rank stops with the checksum error.
 #   c. SIGKILL of a rank on the second node: the job ends within 15 s, latest.h5 loads,
 #      and resuming it on 1 node ends bitwise as an uninterrupted run.
@@ -76,7 +77,7 @@ for btl in tcp,self tcp,self,vader; do
         # as "device:inode". A rank seen with it is stopped (SIGSTOP) until all four are
         # seen, so that the run cannot end first: the others then wait for it in a
         # collective, the window still mapped.
-        declare -A seg=()
+        declare -A seg=() vader=()
         stopped=()
         for _ in $(seq 1200); do
             while read -r p r n; do
@@ -84,6 +85,9 @@ for btl in tcp,self tcp,self,vader; do
                 s=$(awk '$6 ~ /\/osc_sm\./ { print $4 ":" $5; exit }' "/proc/$p/maps" 2>/dev/null || true)
                 [ -n "$s" ] || continue
                 kill -STOP "$p" && stopped+=("$p") && seg[$r]="$n $s"
+                # The hosts of the shared-memory message segments (btl vader) it maps.
+                vader[$r]=$(awk '$6 ~ /\/vader_segment\./ { sub(/.*\/vader_segment\./, "", $6); sub(/\..*/, "", $6); print $6 }' \
+                    "/proc/$p/maps" 2>/dev/null | sort -u | tr '\n' ' ')
             done < <(ranks "$d")
             [ ${#seg[@]} -eq 4 ] && break
             kill -0 $pid 2>/dev/null || break
@@ -91,12 +95,18 @@ for btl in tcp,self tcp,self,vader; do
         done
         [ ${#stopped[@]} -eq 0 ] || kill -CONT "${stopped[@]}"
         [ ${#seg[@]} -eq 4 ] || { cat "$d.log"; fail "a. found the window mapped in ${#seg[@]} of 4 ranks"; }
-        for r in 0 1 2 3; do echo "rank $r: node ${seg[$r]% *}, segment ${seg[$r]#* }"; done
+        for r in 0 1 2 3; do
+            echo "rank $r: node ${seg[$r]% *}, window ${seg[$r]#* }, message segments of ${vader[$r]:-no host}"
+        done
         [ "${seg[0]% *}" = 1 ] && [ "${seg[1]% *}" = 1 ] && [ "${seg[2]% *}" = 2 ] &&
             [ "${seg[3]% *}" = 2 ] || fail "a. ranks 0,1 should run on node 1 and 2,3 on node 2"
         [ "${seg[0]#* }" = "${seg[1]#* }" ] || fail "a. ranks 0 and 1 (node 1) map different windows"
         [ "${seg[2]#* }" = "${seg[3]#* }" ] || fail "a. ranks 2 and 3 (node 2) map different windows"
         [ "${seg[0]#* }" != "${seg[2]#* }" ] || fail "a. the two nodes share one window"
+        # Shared memory between the ranks of a node, never across nodes.
+        [ "${vader[0]}" = "${hosts[0]} " ] && [ "${vader[1]}" = "${hosts[0]} " ] &&
+            [ "${vader[2]}" = "${hosts[1]} " ] && [ "${vader[3]}" = "${hosts[1]} " ] ||
+            fail "a. each rank should map the shared-memory segments of its own node only"
     fi
     wait $pid || { cat "$d.log"; fail "a. 2x2 with btl $btl"; }
     note "btl $btl: $((SECONDS - t0)) s"
