@@ -347,7 +347,7 @@ cmd_down() {
         return 0
     fi
     export SLURM_CONF=$D/etc/slurm.conf
-    local ctld slurmd= munged jobs f
+    local ctld slurmd='' munged jobs f
     ctld=$(our_pid "$D/run/slurmctld.pid" || true)
     for f in $(slurmd_pidfiles); do slurmd+=" $(our_pid "$f" || true)"; done
     munged=$(our_pid "$D/munge/munged.pid" || true)
@@ -410,7 +410,7 @@ cmd_status() {
 
 jobs_gone() { [ -z "$(client squeue -h -t R,CG,CF,S -o %i 2>/dev/null)" ]; }
 
-D= MLP_CLUSTER=${MLP_CLUSTER:-}
+D='' MLP_CLUSTER=${MLP_CLUSTER:-}
 case ${1:-} in
     up) cmd_up "${2:-1}" ;;
     down) cmd_down ;;
