@@ -21,16 +21,33 @@ typedef struct {
     int cpus_node;              /* CPUs in the union of this node's ranks' masks */
     int threads;                /* OpenMP threads per rank (docs/design.md section 4) */
     int threads_from_env;       /* 1 if OMP_NUM_THREADS set it */
-    int oversubscribed;         /* on some node, its ranks * threads > its CPUs */
+    int oversubscribed;         /* on some node, its ranks' threads > its CPUs */
+    int over_ranks, over_threads, over_cpus; /* that node's ranks, threads in all, CPUs
+                                              * (the node with the largest excess) */
+    /* Every rank's view, gathered by dist_init (the same on every rank), so that rank 0's
+     * banner can tell when ranks or nodes differ: */
+    int threads_min, threads_max;     /* threads per rank, over all ranks */
+    int threads_env_ranks;            /* ranks whose thread count came from OMP_NUM_THREADS */
+    int cpus_node_min, cpus_node_max; /* CPUs per node, over all nodes */
+    char isa[48];                     /* the ISA this binary was compiled for, e.g.
+                                       * "x86-64+sse4.2+avx+avx2+fma" */
+    char isas[200];                   /* the distinct ISAs over all ranks, rank 0's first,
+                                       * "; "-separated ("..." if they do not fit) */
+    int isa_count;                    /* how many distinct ISAs */
+    int binaries_differ;              /* the executables' bytes differ between ranks */
 } Dist;
 
-/* COLLECTIVE. MPI_Init_thread, the node split, the thread count (omp_set_num_threads).
- * On failure prints a message and exits 1. */
+/* COLLECTIVE. MPI_Init_thread, the node split, the thread count (omp_set_num_threads),
+ * and the survey of every rank's threads, node CPUs, ISA and executable (the *_min/_max,
+ * isas and binaries_differ fields). On failure prints a message and exits 1. */
 void dist_init(Dist *d, int *argc, char ***argv);
 void dist_finalize(Dist *d);
 
 /* COLLECTIVE. Returns the lowest rank whose ok was 0, or -1 if every rank was ok. */
 int dist_first_failure(int ok);
+
+/* COLLECTIVE. The smallest and largest v over all ranks. */
+void dist_range_int(int v, int *min, int *max);
 
 /* COLLECTIVE. The largest v over all ranks. */
 int64_t dist_max_i64(int64_t v);

@@ -51,12 +51,145 @@ static void choose_threads(Dist *d, MPI_Comm node)
         d->threads = d->cpus / sharing > 0 ? d->cpus / sharing : 1;
     omp_set_num_threads(d->threads);
 
-    /* Oversubscribed when some node's ranks want more threads than it has CPUs. */
-    int want = d->threads, node_want = 0, over, any_over = 0;
+    /* Oversubscribed when some node's ranks want more threads than it has CPUs; the
+     * figures of the node with the largest excess are kept, for the banner. */
+    int want = d->threads, node_want = 0;
     MPI_Allreduce(&want, &node_want, 1, MPI_INT, MPI_SUM, node);
-    over = node_want > d->cpus_node;
-    MPI_Allreduce(&over, &any_over, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-    d->oversubscribed = any_over;
+    struct { int excess, rank; } in = {node_want - d->cpus_node, d->rank}, worst;
+    MPI_Allreduce(&in, &worst, 1, MPI_2INT, MPI_MAXLOC, MPI_COMM_WORLD);
+    int fig[3] = {d->local_size, node_want, d->cpus_node};
+    MPI_Bcast(fig, 3, MPI_INT, worst.rank, MPI_COMM_WORLD);
+    d->oversubscribed = worst.excess > 0;
+    d->over_ranks = fig[0];
+    d->over_threads = fig[1];
+    d->over_cpus = fig[2];
+}
+
+void dist_range_int(int v, int *min, int *max)
+{
+    int in[2] = {-v, v}, out[2];   /* one reduction: max of -v is -min */
+    MPI_Allreduce(in, out, 2, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    *min = -out[0];
+    *max = out[1];
+}
+
+/* The instruction set this file was compiled for: the same -march as the kernels, so the
+ * vector paths (and, with FMA, the rounding of non-exact mode) that the binary takes. */
+static void isa_name(char *buf, size_t len)
+{
+    const char *arch =
+#if defined(__x86_64__)
+        "x86-64"
+#elif defined(__aarch64__)
+        "aarch64"
+#elif defined(__powerpc64__)
+        "ppc64"
+#else
+        "unknown-arch"
+#endif
+        ;
+    snprintf(buf, len, "%s%s%s%s%s%s%s%s", arch,
+#ifdef __SSE4_2__
+             "+sse4.2",
+#else
+             "",
+#endif
+#ifdef __AVX__
+             "+avx",
+#else
+             "",
+#endif
+#ifdef __AVX2__
+             "+avx2",
+#else
+             "",
+#endif
+#ifdef __FMA__
+             "+fma",
+#else
+             "",
+#endif
+#ifdef __AVX512F__
+             "+avx512f",
+#else
+             "",
+#endif
+#ifdef __ARM_NEON
+             "+neon",
+#else
+             "",
+#endif
+#ifdef __ARM_FEATURE_SVE
+             "+sve"
+#else
+             ""
+#endif
+    );
+}
+
+/* FNV-1a of the running executable's bytes (/proc/self/exe), or 0 if it cannot be read:
+ * two ranks with different hashes run different binaries. */
+static uint64_t exe_hash(void)
+{
+    FILE *f = fopen("/proc/self/exe", "rb");
+    if (!f)
+        return 0;
+    uint64_t h = 0xcbf29ce484222325u;
+    unsigned char buf[65536];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+        for (size_t i = 0; i < n; i++)
+            h = (h ^ buf[i]) * 0x100000001b3u;
+    if (ferror(f))
+        h = 0;
+    fclose(f);
+    return h;
+}
+
+/* COLLECTIVE. What every rank has: threads, its node's CPUs, ISA and executable. */
+static void survey(Dist *d)
+{
+    dist_range_int(d->threads, &d->threads_min, &d->threads_max);
+    dist_range_int(d->cpus_node, &d->cpus_node_min, &d->cpus_node_max);
+    MPI_Allreduce(&d->threads_from_env, &d->threads_env_ranks, 1, MPI_INT, MPI_SUM,
+                  MPI_COMM_WORLD);
+
+    /* A hash of 0 (unreadable) counts as "unknown", not as a different binary. */
+    uint64_t h = exe_hash(), hv[2] = {h ? h : UINT64_MAX, h}, hmin[2];
+    MPI_Allreduce(&hv[0], &hmin[0], 1, MPI_UINT64_T, MPI_MIN, MPI_COMM_WORLD);
+    MPI_Allreduce(&hv[1], &hmin[1], 1, MPI_UINT64_T, MPI_MAX, MPI_COMM_WORLD);
+    d->binaries_differ = hmin[0] != UINT64_MAX && hmin[0] != hmin[1];
+
+    isa_name(d->isa, sizeof d->isa);
+    const size_t w = sizeof d->isa;
+    char *all = malloc((size_t)d->size * w);
+    if (!all) {
+        fprintf(stderr, "mlp: [rank %d] error: out of memory (%zu bytes)\n", d->rank,
+                (size_t)d->size * w);
+        MPI_Abort(MPI_COMM_WORLD, 1);
+    }
+    MPI_Allgather(d->isa, (int)w, MPI_CHAR, all, (int)w, MPI_CHAR, MPI_COMM_WORLD);
+    d->isa_count = 0;
+    d->isas[0] = '\0';
+    size_t used = 0;
+    for (int r = 0; r < d->size; r++) {
+        const char *name = all + (size_t)r * w;
+        int seen = 0;
+        for (int q = 0; q < r && !seen; q++)
+            seen = strncmp(name, all + (size_t)q * w, w) == 0;
+        if (seen)
+            continue;
+        d->isa_count++;
+        int n = snprintf(d->isas + used, sizeof d->isas - used, "%s%.*s",
+                         used ? "; " : "", (int)w, name);
+        if (n < 0 || (size_t)n >= sizeof d->isas - used) {
+            snprintf(d->isas + sizeof d->isas - 4, 4, "...");
+            used = sizeof d->isas - 1;
+        } else {
+            used += (size_t)n;
+        }
+    }
+    free(all);
 }
 
 void dist_init(Dist *d, int *argc, char ***argv)
@@ -81,6 +214,7 @@ void dist_init(Dist *d, int *argc, char ***argv)
     MPI_Allreduce(&leader, &d->nodes, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
     choose_threads(d, node);
     MPI_Comm_free(&node);
+    survey(d);
 }
 
 void dist_finalize(Dist *d)

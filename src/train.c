@@ -362,10 +362,34 @@ static void print_banner(const Run *run)
 {
     const Dist *d = run->dist;
     const Config *c = run->cfg;
-    printf("mlp %s: %d rank%s on %d node%s, %d thread%s per rank (%s), %d CPUs per node\n",
-           MLP_VERSION, d->size, d->size == 1 ? "" : "s", d->nodes, d->nodes == 1 ? "" : "s",
-           d->threads, d->threads == 1 ? "" : "s",
-           d->threads_from_env ? "OMP_NUM_THREADS" : "its CPUs / ranks sharing them", d->cpus_node);
+    /* Every rank's figures (dist_init gathers them): a range when ranks or nodes differ. */
+    char threads[32], cpus[32], from[64];
+    snprintf(threads, sizeof threads, d->threads_min == d->threads_max ? "%d" : "%d-%d",
+             d->threads_min, d->threads_max);
+    snprintf(cpus, sizeof cpus, d->cpus_node_min == d->cpus_node_max ? "%d" : "%d-%d",
+             d->cpus_node_min, d->cpus_node_max);
+    if (d->threads_env_ranks == d->size || d->threads_env_ranks == 0)
+        snprintf(from, sizeof from, "%s", d->threads_env_ranks ? "OMP_NUM_THREADS"
+                 : "its CPUs / ranks sharing them");
+    else
+        snprintf(from, sizeof from, "OMP_NUM_THREADS on %d of %d ranks", d->threads_env_ranks,
+                 d->size);
+    printf("mlp %s: %d rank%s on %d node%s, %s thread%s per rank (%s), %s CPUs per node, "
+           "ISA %s\n", MLP_VERSION, d->size, d->size == 1 ? "" : "s", d->nodes,
+           d->nodes == 1 ? "" : "s", threads, d->threads_max == 1 ? "" : "s", from, cpus,
+           d->isa_count > 1 ? d->isas : d->isa);
+    if (d->threads_min != d->threads_max)
+        printf("warning: threads per rank differ between ranks (%s): the ranks with fewer "
+               "threads set the pace; give every rank the same OMP_NUM_THREADS (mpirun -x "
+               "OMP_NUM_THREADS)\n", threads);
+    if (d->cpus_node_min != d->cpus_node_max)
+        printf("warning: CPUs per node differ between nodes (%s): the ranks share the "
+               "minibatch evenly, so the smaller nodes set the pace\n", cpus);
+    if (d->isa_count > 1 || d->binaries_differ)
+        printf("warning: the ranks run different binaries (ISA %s): exact mode is the same "
+               "mathematics, but each rank rounds as its own binary does (FMA, vector "
+               "paths), so the bits may differ from a run of one binary; use one binary for "
+               "the whole job\n", d->isas);
     const char *job = getenv("SLURM_JOB_ID");
     if (job && *job) {
         const char *nodes = getenv("SLURM_JOB_NODELIST"), *restarts = getenv("SLURM_RESTART_COUNT");
@@ -373,9 +397,9 @@ static void print_banner(const Run *run)
                restarts && *restarts ? restarts : "0");
     }
     if (d->oversubscribed)
-        printf("warning: oversubscribed: %d ranks x %d threads on a node with %d CPUs; steps "
-               "will be slow%s (see README, Launching)\n",
-               d->local_size, d->threads, d->cpus_node,
+        printf("warning: oversubscribed: %d ranks with %d threads in all on a node with %d "
+               "CPUs; steps will be slow%s (see README, Launching)\n",
+               d->over_ranks, d->over_threads, d->over_cpus,
                getenv("OMP_WAIT_POLICY") ? "" : "; set OMP_WAIT_POLICY=passive");
     long nchunks = (c->train.batch + c->train.chunk - 1) / c->train.chunk;
     if (nchunks < d->size)

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# A private single-node SLURM cluster on this machine, for the job-script tests.
+# A private SLURM cluster on this machine, for the job-script tests: one node, or several
+# simulated ones.
 #
 #   tests/slurm/cluster.sh up       install munge + slurm if missing, start the cluster
+#   tests/slurm/cluster.sh up N     the same on N simulated nodes (tests/cluster/cluster.sh:
+#                                   network + UTS namespaces on a private bridge), one
+#                                   slurmd per node with its own NodeName and address
 #   tests/slurm/cluster.sh down     stop exactly the daemons `up` started, and their jobs
 #   tests/slurm/cluster.sh status   exit 0 and describe it if up, exit 1 if down
 #   tests/slurm/cluster.sh env      print `export SLURM_CONF=...` for eval
@@ -18,11 +22,19 @@
 # 10 s), and kills job processes that escaped proctrack/linuxproc (re-parented to init),
 # found through SLURM_CONF=D/etc/slurm.conf and SLURMD_NODENAME in /proc/PID/environ.
 # Never anything by name. MLP_SLURM_KEEP=1 keeps D (logs) after `down`.
+#
+# With N nodes: slurmctld runs on node 1 (address 10.77.0.1) and slurmd -N HOSTNAME on each
+# node, inside its namespaces; munged stays on the machine (its socket is a file, which the
+# nodes share). The controller is reachable only from the nodes, so clients run there:
+# `up` prints `export MLP_CLUSTER=...` too, and callers run sbatch, scontrol, squeue ... as
+# `tests/cluster/cluster.sh exec 1 sbatch ...`. `down` also tears the nodes down.
 # Settings and pitfalls: the project's shared notes on SLURM on this machine (slurm-local).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 STATE=${MLP_SLURM_STATE:-$ROOT/build/slurm/state}
-NODE=localhost
+NODES_SH=$ROOT/tests/cluster/cluster.sh
+NODE=localhost   # the node names, space-separated: localhost, or the simulated nodes'
+NNODES=1
 
 say() { echo "cluster: $*" >&2; }
 die() { echo "cluster: error: $*" >&2; exit 1; }
@@ -75,7 +87,7 @@ job_pids() {
         [ "$pid" = $$ ] && continue
         grep -qzxF "SLURM_CONF=$D/etc/slurm.conf" "$f" 2>/dev/null || continue
         comm=$(cat "/proc/$pid/comm" 2>/dev/null) || continue
-        if [[ $comm == slurmstepd* ]] || grep -qzxF "SLURMD_NODENAME=$NODE" "$f" 2>/dev/null; then
+        if [[ $comm == slurmstepd* ]] || grep -qzx "SLURMD_NODENAME=\(${NODE// /\|}\)" "$f" 2>/dev/null; then
             alive "$pid" && echo "$pid"
         fi
     done
@@ -126,8 +138,13 @@ PY
 }
 
 write_config() {
-    local ports ctld_port slurmd_port cpus mem user
-    ports=$(free_ports 2>/dev/null) || ports="6817 6818"
+    local ports ctld_port slurmd_port cpus mem user ctld_host nodes_conf
+    if [ "$NNODES" -gt 1 ]; then
+        # The nodes' own network namespaces: nothing else listens there.
+        ports="6817 6818"
+    else
+        ports=$(free_ports 2>/dev/null) || ports="6817 6818"
+    fi
     read -r ctld_port slurmd_port <<< "$ports"
     # At least 8 CPUs so that 2x4 and 8x1 jobs fit on a 2-core machine (config_overrides
     # accepts more CPUs than the hardware has); memory in MB, not a consumable here.
@@ -135,11 +152,24 @@ write_config() {
     mem=$(awk '/^MemTotal:/ { print int($2 / 1024 * 0.9) }' /proc/meminfo)
     user=$(id -un)
     mkdir -p "$D"/{etc,munge,state,spool/slurmd,run,log,tmp}
+    ctld_host="localhost(127.0.0.1)"
+    local hw="CPUs=$cpus Boards=1 SocketsPerBoard=1 CoresPerSocket=$cpus ThreadsPerCore=1 RealMemory=$mem"
+    nodes_conf="NodeName=$NODE NodeAddr=127.0.0.1 NodeHostname=localhost $hw State=UNKNOWN"
+    if [ "$NNODES" -gt 1 ]; then
+        local i host addr
+        nodes_conf=
+        while read -r i host addr; do
+            [ "$i" = 1 ] && ctld_host="$host($addr)"
+            nodes_conf+="NodeName=$host NodeAddr=$addr NodeHostname=$host $hw State=UNKNOWN"$'\n'
+            mkdir -p "$D/spool/slurmd-$host"
+        done < <(MLP_CLUSTER=$MLP_CLUSTER "$NODES_SH" nodes)
+        nodes_conf=${nodes_conf%$'\n'}
+    fi
     chmod 0755 "$D" "$D/munge"   # munged refuses a socket dir not searchable by all
     cat > "$D/etc/slurm.conf" <<EOF
-# Written by mlp tests/slurm/cluster.sh: a private one-node cluster, no cgroups.
+# Written by mlp tests/slurm/cluster.sh: a private cluster of $NNODES node(s), no cgroups.
 ClusterName=mlptest
-SlurmctldHost=localhost(127.0.0.1)
+SlurmctldHost=$ctld_host
 SlurmctldPort=$ctld_port
 SlurmdPort=$slurmd_port
 SlurmUser=$user
@@ -148,12 +178,12 @@ AuthType=auth/munge
 CredType=cred/munge
 AuthInfo=socket=$D/munge/munge.socket,cred_expire=10
 StateSaveLocation=$D/state
-SlurmdSpoolDir=$D/spool/slurmd
-TmpFS=$D/tmp
+SlurmdSpoolDir=$D/spool/slurmd$( [ "$NNODES" -gt 1 ] && echo -%n)
+TmpFS=$D/tmp$( [ "$NNODES" -gt 1 ] && echo /%n)
 SlurmctldPidFile=$D/run/slurmctld.pid
-SlurmdPidFile=$D/run/slurmd.pid
+SlurmdPidFile=$D/run/slurmd$( [ "$NNODES" -gt 1 ] && echo -%n).pid
 SlurmctldLogFile=$D/log/slurmctld.log
-SlurmdLogFile=$D/log/slurmd.log
+SlurmdLogFile=$D/log/slurmd$( [ "$NNODES" -gt 1 ] && echo -%n).log
 SlurmctldDebug=info
 SlurmdDebug=info
 MailProg=/bin/true
@@ -175,11 +205,19 @@ KillWait=10
 InactiveLimit=0
 MinJobAge=300
 Waittime=0
-NodeName=$NODE NodeAddr=127.0.0.1 NodeHostname=localhost CPUs=$cpus Boards=1 SocketsPerBoard=1 CoresPerSocket=$cpus ThreadsPerCore=1 RealMemory=$mem State=UNKNOWN
-PartitionName=debug Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
+$nodes_conf
+PartitionName=debug Nodes=${NODE// /,} Default=YES MaxTime=INFINITE State=UP
 EOF
     # PMIx client files of srun --mpi=pmix steps go into D too, not into a shared /tmp.
-    echo "PMIxCliTmpDirBase=$D/tmp" > "$D/etc/mpi.conf"
+    # Several nodes: each into its own TmpFS (D/tmp/NODE, slurmstepd's default when no
+    # base is set), since the names are per step, not per node, and D is shared.
+    if [ "$NNODES" -gt 1 ]; then
+        local n
+        for n in $NODE; do mkdir -p "$D/tmp/$n"; done
+        : > "$D/etc/mpi.conf"
+    else
+        echo "PMIxCliTmpDirBase=$D/tmp" > "$D/etc/mpi.conf"
+    fi
     dd if=/dev/urandom of="$D/munge/munge.key" bs=1024 count=1 status=none
     chmod 0400 "$D/munge/munge.key"
 }
@@ -193,18 +231,51 @@ wait_for() {   # tenths, command...: until the command succeeds
     done
     return 1
 }
-node_idle() {
-    sinfo -h -n "$NODE" -o %T 2>/dev/null | grep -qx idle
+# A client command (sinfo, scontrol, squeue, scancel): on node 1 when the nodes are
+# simulated, since the controller listens on the bridge only.
+client() {
+    if [ "$NNODES" -gt 1 ]; then
+        MLP_CLUSTER=$MLP_CLUSTER "$NODES_SH" exec 1 "$@"
+    else
+        "$@"
+    fi
+}
+node_idle() {   # every node idle
+    local states
+    states=$(client sinfo -h -N -o %T 2>/dev/null) || return 1
+    [ "$(grep -cx idle <<< "$states")" -eq "$NNODES" ] && [ "$(wc -l <<< "$states")" -eq "$NNODES" ]
 }
 
-is_up() {   # D set; all three daemons of D alive
+slurmd_pidfiles() {
+    local n
+    if [ "$NNODES" -gt 1 ]; then
+        for n in $NODE; do echo "$D/run/slurmd-$n.pid"; done
+    else
+        echo "$D/run/slurmd.pid"
+    fi
+}
+is_up() {   # D set; all daemons of D alive
     [ -n "${D:-}" ] && [ -d "$D" ] &&
         our_pid "$D/munge/munged.pid" >/dev/null &&
-        our_pid "$D/run/slurmctld.pid" >/dev/null &&
-        our_pid "$D/run/slurmd.pid" >/dev/null
+        our_pid "$D/run/slurmctld.pid" >/dev/null || return 1
+    local f
+    for f in $(slurmd_pidfiles); do our_pid "$f" >/dev/null || return 1; done
 }
-load_state() { D=$(cat "$STATE" 2>/dev/null || true); }
-print_env() { echo "export SLURM_CONF=$D/etc/slurm.conf"; }
+# D, and with simulated nodes their count, names and cluster (D/nodes.state).
+load_state() {
+    D=$(cat "$STATE" 2>/dev/null || true)
+    NNODES=1 NODE=localhost
+    if [ -n "$D" ] && [ -s "$D/nnodes" ]; then
+        NNODES=$(cat "$D/nnodes")
+        MLP_CLUSTER=$(cat "$D/nodes.state" 2>/dev/null || true)
+        NODE=$(cat "$D/nodenames" 2>/dev/null || true)
+    fi
+}
+print_env() {
+    echo "export SLURM_CONF=$D/etc/slurm.conf"
+    [ "$NNODES" -gt 1 ] && echo "export MLP_CLUSTER=$MLP_CLUSTER"
+    return 0
+}
 show_logs() {
     local f
     for f in "$D"/log/*.log; do
@@ -221,17 +292,28 @@ up_failed() {
 }
 
 cmd_up() {
+    local want=${1:-1}
+    [[ $want =~ ^[0-9]+$ ]] && [ "$want" -ge 1 ] || die "up: N must be a number of nodes, not '$want'"
     load_state
-    if is_up; then
+    if is_up && [ "$NNODES" = "$want" ]; then
         say "already up in $D"
         print_env
         return 0
     fi
-    [ -n "${D:-}" ] && { say "stale state $D: cleaning up"; cmd_down; }
+    [ -n "${D:-}" ] && { say "stale state $D (or another size): cleaning up"; cmd_down; }
     install_packages
     mkdir -p "$(dirname "$STATE")"
     D=$(mktemp -d "${TMPDIR:-/tmp}/mlp-slurm.XXXXXX")
     echo "$D" > "$STATE"
+    NNODES=$want
+    if [ "$NNODES" -gt 1 ]; then
+        echo "$NNODES" > "$D/nnodes"
+        local line
+        line=$(MLP_CLUSTER_STATE=$D/nodes.state "$NODES_SH" up "$NNODES") || up_failed "simulated nodes failed"
+        MLP_CLUSTER=${line#export MLP_CLUSTER=}
+        NODE=$(MLP_CLUSTER=$MLP_CLUSTER "$NODES_SH" nodes | awk '{ printf "%s%s", sep, $2; sep = " " }')
+        echo "$NODE" > "$D/nodenames"
+    fi
     write_config
     export SLURM_CONF=$D/etc/slurm.conf
     local start=$SECONDS
@@ -239,10 +321,20 @@ cmd_up() {
         --pid-file="$D/munge/munged.pid" --log-file="$D/log/munged.log" \
         --seed-file="$D/munge/munged.seed" || up_failed "munged failed to start"
     wait_for 50 test -S "$D/munge/munge.socket" || up_failed "no munge socket after 5 s"
-    slurmctld -f "$SLURM_CONF" -i || up_failed "slurmctld failed to start"
-    wait_for 100 scontrol ping || up_failed "slurmctld does not answer after 10 s"
-    slurmd -f "$SLURM_CONF" -N "$NODE" || up_failed "slurmd failed to start"
-    wait_for 300 node_idle || up_failed "node not idle after 30 s: $(sinfo -h -N -o '%T %E' 2>&1)"
+    client slurmctld -f "$SLURM_CONF" -i || up_failed "slurmctld failed to start"
+    wait_for 100 client scontrol ping || up_failed "slurmctld does not answer after 10 s"
+    if [ "$NNODES" -gt 1 ]; then
+        local i=0 n
+        for n in $NODE; do
+            i=$((i + 1))
+            MLP_CLUSTER=$MLP_CLUSTER "$NODES_SH" exec "$i" slurmd -f "$SLURM_CONF" -N "$n" ||
+                up_failed "slurmd on node $i ($n) failed to start"
+        done
+    else
+        slurmd -f "$SLURM_CONF" -N "$NODE" || up_failed "slurmd failed to start"
+    fi
+    wait_for 300 node_idle ||
+        up_failed "nodes not idle after 30 s: $(client sinfo -h -N -o '%N %T %E' 2>&1)"
     say "up in $((SECONDS - start)) s: $D (SLURM_CONF=$SLURM_CONF)"
     print_env
 }
@@ -255,19 +347,18 @@ cmd_down() {
         return 0
     fi
     export SLURM_CONF=$D/etc/slurm.conf
-    local ctld slurmd munged jobs
+    local ctld slurmd='' munged jobs f
     ctld=$(our_pid "$D/run/slurmctld.pid" || true)
-    slurmd=$(our_pid "$D/run/slurmd.pid" || true)
+    for f in $(slurmd_pidfiles); do slurmd+=" $(our_pid "$f" || true)"; done
     munged=$(our_pid "$D/munge/munged.pid" || true)
     # Cancel the jobs first, so that slurmd and its slurmstepds end them cleanly.
     if [ -n "$ctld" ] && [ -n "$munged" ]; then
-        jobs=$(squeue -h -o %i 2>/dev/null || true)
+        jobs=$(client squeue -h -o %i 2>/dev/null || true)
         if [ -n "$jobs" ]; then
             say "cancelling jobs: $(tr '\n' ' ' <<< "$jobs")"
             # shellcheck disable=SC2086
-            scancel $jobs 2>/dev/null || true
-            wait_for 150 sh -c '[ -z "$(squeue -h -t R,CG,CF,S -o %i 2>/dev/null)" ]' ||
-                say "warning: jobs still running after 15 s"
+            client scancel $jobs 2>/dev/null || true
+            wait_for 150 jobs_gone || say "warning: jobs still running after 15 s"
         fi
     fi
     stop_pids "$slurmd" slurmd
@@ -280,6 +371,10 @@ cmd_down() {
         say "killing leftover job processes: $(tr '\n' ' ' <<< "$stray")"
         # shellcheck disable=SC2086
         stop_pids "$stray" "job processes"
+    fi
+    # The simulated nodes last: what still runs inside them is ended there.
+    if [ "$NNODES" -gt 1 ] && [ -s "$D/nodes.state" ]; then
+        MLP_CLUSTER_STATE=$D/nodes.state "$NODES_SH" down || say "warning: the simulated nodes did not come down"
     fi
     rm -f "$STATE"
     if [ "${MLP_SLURM_KEEP:-0}" = 1 ]; then
@@ -295,15 +390,16 @@ cmd_status() {
     if [ -z "$D" ]; then echo "down"; return 1; fi
     export SLURM_CONF=$D/etc/slurm.conf
     local name file pid state=up
-    for name in munged slurmctld slurmd; do
-        case $name in munged) file=$D/munge/munged.pid ;; *) file=$D/run/$name.pid ;; esac
+    for file in "$D/munge/munged.pid" "$D/run/slurmctld.pid" $(slurmd_pidfiles); do
+        name=$(basename "$file" .pid)
         if pid=$(our_pid "$file"); then echo "$name: pid $pid"; else echo "$name: not running"; state=partial; fi
     done
     echo "dir: $D"
     echo "SLURM_CONF=$SLURM_CONF"
+    [ "$NNODES" -gt 1 ] && echo "simulated nodes: $NODE (MLP_CLUSTER=$MLP_CLUSTER)"
     if [ $state = up ]; then
-        sinfo 2>&1 || true
-        squeue 2>&1 || true
+        client sinfo 2>&1 || true
+        client squeue 2>&1 || true
     fi
     local stray
     stray=$(job_pids)
@@ -312,11 +408,13 @@ cmd_status() {
     [ $state = up ]
 }
 
-D=
+jobs_gone() { [ -z "$(client squeue -h -t R,CG,CF,S -o %i 2>/dev/null)" ]; }
+
+D='' MLP_CLUSTER=${MLP_CLUSTER:-}
 case ${1:-} in
-    up) cmd_up ;;
+    up) cmd_up "${2:-1}" ;;
     down) cmd_down ;;
     status) cmd_status ;;
     env) load_state; [ -n "$D" ] || die "not up"; print_env ;;
-    *) echo "usage: $0 up|down|status|env" >&2; exit 2 ;;
+    *) echo "usage: $0 up [N]|down|status|env" >&2; exit 2 ;;
 esac
