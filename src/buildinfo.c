@@ -7,18 +7,53 @@
 #include <stdio.h>
 #include <string.h>
 
-/* The kernels are compiled with the same -march as this file, so the same macros hold. */
-#if defined(__AVX512F__)
-#define MLP_ISA "avx512f"
-#elif defined(__AVX2__) && defined(__FMA__)
-#define MLP_ISA "avx2+fma"
-#elif defined(__AVX__)
-#define MLP_ISA "avx"
-#elif defined(__x86_64__)
-#define MLP_ISA "sse2"
+/* The instruction set this file was compiled for: the same -march as the kernels, so the
+ * vector paths (and, with FMA, the rounding of fast mode) that the binary takes. */
+#if defined(__x86_64__)
+#define ISA_ARCH "x86-64"
+#elif defined(__aarch64__)
+#define ISA_ARCH "aarch64"
+#elif defined(__powerpc64__)
+#define ISA_ARCH "ppc64"
 #else
-#define MLP_ISA "generic"
+#define ISA_ARCH "unknown-arch"
 #endif
+#ifdef __SSE4_2__
+#define ISA_SSE42 "+sse4.2"
+#else
+#define ISA_SSE42 ""
+#endif
+#ifdef __AVX__
+#define ISA_AVX "+avx"
+#else
+#define ISA_AVX ""
+#endif
+#ifdef __AVX2__
+#define ISA_AVX2 "+avx2"
+#else
+#define ISA_AVX2 ""
+#endif
+#ifdef __FMA__
+#define ISA_FMA "+fma"
+#else
+#define ISA_FMA ""
+#endif
+#ifdef __AVX512F__
+#define ISA_AVX512 "+avx512f"
+#else
+#define ISA_AVX512 ""
+#endif
+#ifdef __ARM_NEON
+#define ISA_NEON "+neon"
+#else
+#define ISA_NEON ""
+#endif
+#ifdef __ARM_FEATURE_SVE
+#define ISA_SVE "+sve"
+#else
+#define ISA_SVE ""
+#endif
+#define MLP_ISA ISA_ARCH ISA_SSE42 ISA_AVX ISA_AVX2 ISA_FMA ISA_AVX512 ISA_NEON ISA_SVE
 
 const BuildInfo *buildinfo(void)
 {

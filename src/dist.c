@@ -2,6 +2,8 @@
 #define _GNU_SOURCE   /* sched_getaffinity, CPU_COUNT */
 #include "dist.h"
 
+#include "buildinfo.h"
+
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -73,59 +75,6 @@ void dist_range_int(int v, int *min, int *max)
     *max = out[1];
 }
 
-/* The instruction set this file was compiled for: the same -march as the kernels, so the
- * vector paths (and, with FMA, the rounding of non-exact mode) that the binary takes. */
-static void isa_name(char *buf, size_t len)
-{
-    const char *arch =
-#if defined(__x86_64__)
-        "x86-64"
-#elif defined(__aarch64__)
-        "aarch64"
-#elif defined(__powerpc64__)
-        "ppc64"
-#else
-        "unknown-arch"
-#endif
-        ;
-    snprintf(buf, len, "%s%s%s%s%s%s%s%s", arch,
-#ifdef __SSE4_2__
-             "+sse4.2",
-#else
-             "",
-#endif
-#ifdef __AVX__
-             "+avx",
-#else
-             "",
-#endif
-#ifdef __AVX2__
-             "+avx2",
-#else
-             "",
-#endif
-#ifdef __FMA__
-             "+fma",
-#else
-             "",
-#endif
-#ifdef __AVX512F__
-             "+avx512f",
-#else
-             "",
-#endif
-#ifdef __ARM_NEON
-             "+neon",
-#else
-             "",
-#endif
-#ifdef __ARM_FEATURE_SVE
-             "+sve"
-#else
-             ""
-#endif
-    );
-}
 
 /* FNV-1a of the running executable's bytes (/proc/self/exe), or 0 if it cannot be read:
  * two ranks with different hashes run different binaries. */
@@ -160,7 +109,7 @@ static void survey(Dist *d)
     MPI_Allreduce(&hv[1], &hmin[1], 1, MPI_UINT64_T, MPI_MAX, MPI_COMM_WORLD);
     d->binaries_differ = hmin[0] != UINT64_MAX && hmin[0] != hmin[1];
 
-    isa_name(d->isa, sizeof d->isa);
+    snprintf(d->isa, sizeof d->isa, "%s", buildinfo()->isa);
     const size_t w = sizeof d->isa;
     char *all = malloc((size_t)d->size * w);
     if (!all) {

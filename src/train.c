@@ -416,8 +416,7 @@ static void print_banner(const Run *run)
     const BuildInfo *bi = buildinfo();
     char cpu[128];
     buildinfo_cpu_model(cpu, sizeof cpu);
-    printf("build: mlp %s, commit %s, kernels for %s (%s); cpu: %s\n", bi->version, bi->commit,
-           bi->isa, bi->flags, cpu);
+    printf("build: commit %s, %s; cpu: %s\n", bi->commit, bi->flags, cpu);
     printf("config: %s resolved into %s/%s (`mlp config %s` prints it)\n", c->source,
            c->checkpoint.dir, RUNDIR_CONFIG, c->source);
     if (run->resume_note[0])

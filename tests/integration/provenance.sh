@@ -22,7 +22,8 @@ rc=0; "$MLP" config "$cfg" --set train.lr=abc 2> "$T/config.err" || rc=$?
 
 D=$T/prov/run
 run_np 2 "$cfg" --set checkpoint.dir="$D" --set train.epochs=1 --set data.train_limit=500 > "$T/run.out"
-grep -q "^build: mlp .*, commit $commit, kernels for $isa " "$T/run.out" || fail "banner: $(grep build "$T/run.out")"
+grep -q "^mlp .*, ISA $isa\$" "$T/run.out" || fail "banner ISA: $(head -n 1 "$T/run.out")"
+grep -q "^build: commit $commit, -O" "$T/run.out" || fail "banner: $(grep build "$T/run.out")"
 grep -q "^config: $cfg resolved into $D/config.ini" "$T/run.out" || fail "banner config line"
 ! grep -q '^lr = ' "$T/run.out" || fail "the resolved config is printed on every run"
 cmp <("$MLP" config "$cfg" --set checkpoint.dir="$D" --set train.epochs=1 --set data.train_limit=500) \
