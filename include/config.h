@@ -43,6 +43,7 @@ typedef struct {
         double lr;                         /* eta */
         long chunk;                        /* samples per reduction chunk */
         ReduceMode reduce;
+        char kernels[16];                  /* "fast" | "reference": kernels.h, kernels_select */
         long eval_every;                   /* epochs between test evaluations; 0 = only at end */
     } train;
     struct {

@@ -59,6 +59,7 @@ typedef enum {
     CONFIG_RESUME,   /* "auto", "none" or a path */
     CONFIG_INIT,     /* "xavier" */
     CONFIG_REDUCE,   /* exact | fast */
+    CONFIG_KERNELS,  /* fast | reference (kernels.h: kernels_select) */
     CONFIG_PROGRESS  /* auto | on | off */
 } ConfigType;
 
@@ -93,6 +94,7 @@ static const ConfigKey config_keys[] = {
     CONFIG_KEY(train, lr, CONFIG_LR, 0, 0),
     CONFIG_KEY(train, chunk, CONFIG_LONG, 1, 1048576),
     CONFIG_KEY(train, reduce, CONFIG_REDUCE, 0, 0),
+    CONFIG_KEY(train, kernels, CONFIG_KERNELS, 0, 0),
     CONFIG_KEY(train, eval_every, CONFIG_LONG, 0, 1000000),
     CONFIG_KEY(checkpoint, dir, CONFIG_PATH, 0, 0),
     CONFIG_KEY(checkpoint, every, CONFIG_LONG, 0, 1000000),
@@ -175,6 +177,7 @@ void config_defaults(Config *c)
     c->train.lr = 0.5;
     c->train.chunk = 16;
     c->train.reduce = REDUCE_EXACT;
+    config_put(c->train.kernels, sizeof c->train.kernels, "fast");
     c->train.eval_every = 1;
     config_put(c->checkpoint.dir, sizeof c->checkpoint.dir, "runs/mnist");
     c->checkpoint.every = 0;
@@ -386,6 +389,11 @@ static const char *config_set(Config *c, const ConfigKey *k, const char *value, 
     case CONFIG_INIT:
         if (strcmp(value, "xavier") != 0)
             return "must be xavier";
+        config_put(field, k->size, value);
+        return NULL;
+    case CONFIG_KERNELS:
+        if (!kernels_select(value))
+            return "must be fast or reference";
         config_put(field, k->size, value);
         return NULL;
     case CONFIG_REDUCE:
@@ -734,6 +742,7 @@ char *config_to_ini(const Config *c)
         case CONFIG_PATH:
         case CONFIG_RESUME:
         case CONFIG_INIT:
+        case CONFIG_KERNELS:
             shown = field;
             /* A Config that did not come from config_load (config_defaults alone) has no
              * log.metrics yet: print the path config_load would give it. */

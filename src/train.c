@@ -355,6 +355,10 @@ static int alloc_model(Run *run)
         set_msg(run, "out of memory for a %zu-%zu-%zu model with batch %zu", d, h, k, rows);
         return 0;
     }
+    if (model_workspace_kernels(&run->ws, c->train.kernels) != 0) {   /* config_load checked it */
+        set_msg(run, "train.kernels = %s: unknown kernels", c->train.kernels);
+        return 0;
+    }
     return 1;
 }
 
@@ -410,9 +414,10 @@ static void print_banner(const Run *run)
            "), K = %d classes\n",
            run->train.n, c->data.train_limit ? " (train_limit)" : "", run->test.n, run->train.d,
            run->train.rows, run->train.cols, run->train.classes);
-    printf("model: %zu-%zu-%zu, %zu parameters; batch %ld, lr %g, reduce %s (chunk %ld)\n",
-           run->params.d, run->params.h, run->params.k, run->params.count, c->train.batch,
-           c->train.lr, config_reduce_name(c->train.reduce), c->train.chunk);
+    printf("model: %zu-%zu-%zu, %zu parameters; batch %ld, lr %g, reduce %s (chunk %ld), %s "
+           "kernels\n", run->params.d, run->params.h, run->params.k, run->params.count,
+           c->train.batch, c->train.lr, config_reduce_name(c->train.reduce), c->train.chunk,
+           c->train.kernels);
     const BuildInfo *bi = buildinfo();
     char cpu[128];
     buildinfo_cpu_model(cpu, sizeof cpu);

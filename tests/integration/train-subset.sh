@@ -39,3 +39,16 @@ assert list(f["history/epoch"][()]) == [1, 2, 3]
 assert abs(f["history/test_acc"][-1] - float(rows[-1]["test_acc"])) < 1e-9
 print("h5py: ok")
 PY
+
+# The plain reference kernels (train.kernels = reference, src/kernels_ref.c) train the same
+# model to the same floor, with the same bits for any rank count.
+for np in 1 2; do
+    run_np $np "$cfg" --set train.epochs=3 --set train.kernels=reference \
+        --set checkpoint.dir="$T/ref$np" --set log.metrics="$T/ref$np/metrics.csv" \
+        > "$T/ref$np.out" 2>&1 || { cat "$T/ref$np.out"; fail "reference kernels at -np $np"; }
+done
+grep -q 'reduce exact (chunk 8), reference kernels$' "$T/ref1.out" || fail "banner: $(grep '^model' "$T/ref1.out")"
+[ "$(hashes "$T/ref1/metrics.csv")" = "$(hashes "$T/ref2/metrics.csv")" ] ||
+    fail "reference kernels: -np 1 and -np 2 differ"
+acc=$(sed -n 's/^done: test accuracy \([0-9.]*\).*/\1/p' "$T/ref1.out")
+awk -v a="$acc" 'BEGIN { exit !(a >= 0.85) }' || fail "reference kernels: test accuracy $acc < 0.85"

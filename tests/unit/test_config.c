@@ -109,6 +109,7 @@ static void assert_config_equal(const Config *a, const Config *b)
     assert_int_equal(a->checkpoint.overwrite, b->checkpoint.overwrite);
     assert_string_equal(a->log.metrics, b->log.metrics);
     assert_int_equal(a->log.progress, b->log.progress);
+    assert_string_equal(a->train.kernels, b->train.kernels);
     assert_int_equal(a->log.progress_seconds, b->log.progress_seconds);
 }
 
@@ -169,6 +170,7 @@ static void test_defaults(void **state)
     assert_string_equal(c.log.metrics, "");  /* config_load: checkpoint.dir/metrics.csv */
     assert_int_equal(c.log.progress, PROGRESS_AUTO);
     assert_int_equal(c.log.progress_seconds, 30);
+    assert_string_equal(c.train.kernels, "fast");
 }
 
 static void test_mnist_ini_is_defaults(void **state)
@@ -275,6 +277,7 @@ static void test_every_key(void **state)
         "lr = 1e-3\n"
         "chunk = 1048576\n"
         "reduce = fast\n"
+        "kernels = reference\n"
         "eval_every = 1000000\n"
         "[checkpoint]\n"
         "dir = out dir\n"
@@ -309,6 +312,7 @@ static void test_every_key(void **state)
     assert_true(c.train.lr == 1e-3);
     assert_int_equal(c.train.chunk, 1048576);
     assert_int_equal(c.train.reduce, REDUCE_FAST);
+    assert_string_equal(c.train.kernels, "reference");
     assert_int_equal(c.train.eval_every, 1000000);
     assert_string_equal(c.checkpoint.dir, "out dir");
     assert_int_equal(c.checkpoint.every, 1000000);
@@ -517,6 +521,8 @@ static void test_error_bad_enum(void **state)
     (void)state;
     static const BadValue bad[] = {
         {"train", "reduce", "slow", "must be exact or fast"},
+        {"train", "kernels", "naive", "must be fast or reference"},
+        {"train", "kernels", "Fast", "must be fast or reference"},
         {"train", "reduce", "Exact", "must be exact or fast"},
         {"log", "progress", "yes", "must be auto, on or off"},
         {"model", "init", "he", "must be xavier"},
@@ -830,7 +836,7 @@ static void test_to_ini_layout(void **state)
         "\ntrain_labels = ", "\ntest_images = ", "\ntest_labels = ", "\ntrain_limit = 0\n",
         "\n[model]\n", "\nhidden = 128\n", "\nseed = 42\n", "\ninit = xavier\n",
         "\nclasses = 0\n", "\n[train]\n", "\nepochs = 30\n", "\nbatch = 32\n", "\nlr = 0.5\n", "\nchunk = 16\n",
-        "\nreduce = exact\n", "\neval_every = 1\n",
+        "\nreduce = exact\n", "\nkernels = fast\n", "\neval_every = 1\n",
         "\n[checkpoint]\n", "\ndir = runs/mnist\n", "\nevery = 0\n", "\nevery_steps = 0\n",
         "\nkeep = 3\n", "\nresume = none\n", "\noverwrite = false\n",
         "\n[log]\n", "\nmetrics = runs/mnist/metrics.csv\n", "\nprogress = auto\n",
