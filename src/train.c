@@ -79,6 +79,7 @@ typedef struct {
     RunDir rundir;           /* rank 0: checkpoint.dir, locked for the whole run */
     RunFiles prior;          /* rank 0: what a previous run left there */
     int outputs_ready;       /* rank 0: prepare_outputs wrote into the run directory */
+    int replace;             /* rank 0: checkpoint.overwrite replaces the run found there */
     char msg[MSG_MAX];       /* this rank's error, if any */
 } Run;
 
@@ -828,6 +829,7 @@ static int open_run_dir(Run *run)
                 "or replace it with --set checkpoint.overwrite=true", dir, what);
         return 0;
     }
+    run->replace = rundir_has_run(&run->prior) && !continues;   /* overwrite says so */
     return 1;
 }
 
@@ -840,8 +842,7 @@ static int prepare_outputs(Run *run)
     const char *path = c->log.metrics;
     char err[MSG_MAX], aside[CONFIG_PATH_MAX + 64] = "";
     int removed = 0;
-    const int replace = !run->resumed_from[0] && c->checkpoint.overwrite &&
-                        rundir_has_run(&run->prior);
+    const int replace = run->replace;
     run->outputs_ready = 1;
     if (make_parent_dirs(path) != 0) {
         set_msg(run, "%s: cannot create its directory: %s", path, strerror(errno));

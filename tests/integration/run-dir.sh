@@ -153,5 +153,13 @@ grep -q "^checkpoint.overwrite: replaced the previous run in $O (4 files removed
     fail "overwrite message: $(cat "$T/over.out")"
 [ "$(ls "$O" | tr '\n' ' ')" = "config.ini epoch-0001.h5 latest.h5 metrics.csv " ] || fail "after overwrite: $(ls "$O")"
 [ "$(tail -n +2 "$O/metrics.csv" | wc -l)" -eq 1 ] || fail "overwrite kept old rows: $(cat "$O/metrics.csv")"
+note "checkpoint.overwrite with a resume from another directory: the old run goes, the new continues"
+P=$T/rd/over-path
+cp -a "$D" "$P"
+run --set checkpoint.dir="$P" --set checkpoint.overwrite=true --set train.epochs=2 \
+    --set checkpoint.resume="$T/other/latest.h5" > "$T/over-path.out"
+grep -q "^resuming from $T/other/latest.h5: after epoch 1 " "$T/over-path.out" || fail "did not resume: $(cat "$T/over-path.out")"
+[ "$(ls "$P" | tr '\n' ' ')" = "config.ini epoch-0002.h5 latest.h5 metrics.csv " ] || fail "after overwrite + resume: $(ls "$P")"
+[ "$(tail -n +2 "$P/metrics.csv" | cut -d, -f1 | tr '\n' ' ')" = "2 " ] || fail "metrics mixed two runs: $(cat "$P/metrics.csv")"
 [ "$(snapshot "$D")" = "$before" ] || fail "the first run's files changed"
 echo "run-dir: all cases passed"
