@@ -61,12 +61,23 @@ typedef enum { DATA_FORMAT_AUTO = 0, DATA_FORMAT_IDX, DATA_FORMAT_HDF5 } DataFor
 
 /* Where one data set lives. IDX: x_path holds the images, y_path the labels; the names are
  * ignored. HDF5: x_name and y_name are dataset paths ("/X", "/train/y") in x_path and
- * y_path (often the same file). y_path NULL: features only (mlp predict). */
+ * y_path (often the same file). y_path NULL: features only (mlp predict).
+ * y_optional (HDF5): a y_name absent from y_path means no labels, not an error. */
 typedef struct {
     const char *x_path, *y_path;
     const char *x_name, *y_name;
     DataFormat format;
+    int y_optional;
 } DataSource;
+
+/* The HDF5 path of dataset `name` in `group`: "/" + "X" -> "/X", "/train" + "X" ->
+ * "/train/X"; a name that starts with '/' is taken as it is. Returns 0, or -1 if it does
+ * not fit out (len bytes). */
+int data_dataset_path(char *out, size_t len, const char *group, const char *name);
+
+/* The format of the file at path by its signature (DATA_FORMAT_IDX, the fallback, for a
+ * file of no known signature or one that cannot be read). */
+DataFormat data_format_of(const char *path);
 
 /* "auto", "idx", "hdf5" -> DataFormat; -1 for any other name. */
 int data_format_parse(const char *name);

@@ -35,6 +35,16 @@ void data_fail(char *err, size_t errlen, const char *path, const char *fmt, ...)
     va_end(ap);
 }
 
+int data_dataset_path(char *out, size_t len, const char *group, const char *name)
+{
+    size_t g = strlen(group);
+    while (g > 0 && group[g - 1] == '/')
+        g--;
+    const int n = name[0] == '/' ? snprintf(out, len, "%s", name)
+                                 : snprintf(out, len, "%.*s/%s", (int)g, group, name);
+    return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
 int data_format_parse(const char *name)
 {
     if (strcmp(name, "auto") == 0)
@@ -60,6 +70,12 @@ static const DataReader *data_reader_for(const DataSource *src)
             return r;
     }
     return data_readers[DATA_NREADERS - 1];
+}
+
+DataFormat data_format_of(const char *path)
+{
+    const DataSource src = {path, NULL, "", "", DATA_FORMAT_AUTO, 0};
+    return data_reader_for(&src)->format;
 }
 
 static void data_clear_err(char *err, size_t errlen)
@@ -98,7 +114,7 @@ int data_read_into(Dataset *ds, const DataSource *src, int classes, DataType typ
 
 static DataSource data_default_source(const char *images_path, const char *labels_path)
 {
-    return (DataSource){images_path, labels_path, "/X", "/y", DATA_FORMAT_AUTO};
+    return (DataSource){images_path, labels_path, "/X", "/y", DATA_FORMAT_AUTO, 0};
 }
 
 int data_probe(DataShape *shape, const char *images_path, const char *labels_path, char *err,

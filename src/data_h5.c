@@ -236,6 +236,18 @@ static void data_h5_restore(const DataH5Quiet *q)
         (void)H5Eset_auto2(H5E_DEFAULT, q->func, q->data);
 }
 
+/* Whether `name` is a link in the HDF5 file at path (1 when the file does not open: the
+ * caller's open of it then says why). */
+static int data_h5_exists(const char *path, const char *name)
+{
+    hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (file < 0)
+        return 1;   /* let data_h5_open report the file */
+    const int found = name[0] != '\0' && H5LTpath_valid(file, name, true) > 0;
+    H5Fclose(file);
+    return found;
+}
+
 /* Open the features (and the labels, when src has them) and check that they pair up. */
 static int data_h5_open_pair(DataH5Set *x, DataH5Set *y, const DataSource *src, char *err,
                              size_t errlen)
@@ -246,6 +258,8 @@ static int data_h5_open_pair(DataH5Set *x, DataH5Set *y, const DataSource *src, 
         return -1;
     if (src->y_path == NULL)
         return 0;
+    if (src->y_optional && !data_h5_exists(src->y_path, src->y_name))
+        return 0;   /* no labels: the caller sees ds->labels == NULL */
     if (data_h5_open(y, src->y_path, src->y_name, 1, "labels", err, errlen) != 0) {
         data_h5_close(x);
         return -1;
@@ -383,7 +397,7 @@ static int data_h5_read(Dataset *ds, const DataSource *src, int classes, DataTyp
         goto out;
     }
     /* Labels first: small, and a bad label is caught before the features are read. */
-    if (src->y_path != NULL && data_h5_labels(ds, &fy, classes, err, errlen) != 0)
+    if (fy.dset >= 0 && data_h5_labels(ds, &fy, classes, err, errlen) != 0)
         goto out;
 
     const size_t total = n * d * elem;
