@@ -76,6 +76,25 @@ static void data_h5_fail(char *err, size_t errlen, const char *path, const char 
         data_fail(err, errlen, path, "%s", what);
 }
 
+/* File access properties for every open of a data file: the same for all (HDF5 refuses to
+ * open a file twice with different close degrees). STRONG: closing the file closes
+ * anything of it still open. Best-effort locking, as for checkpoints (Lustre, NFS). */
+static hid_t data_h5_fapl(void)
+{
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl < 0)
+        return H5I_INVALID_HID;
+    if (H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG) < 0
+#if H5_VERSION_GE(1, 10, 7) && !(H5_VERS_MAJOR == 1 && H5_VERS_MINOR == 12 && H5_VERS_RELEASE == 0)
+        || H5Pset_file_locking(fapl, true, true) < 0
+#endif
+    ) {
+        H5Pclose(fapl);
+        return H5I_INVALID_HID;
+    }
+    return fapl;
+}
+
 /* One open dataset of a file, and what its header says. */
 typedef struct {
     const char *path, *name;
@@ -127,20 +146,13 @@ static int data_h5_open(DataH5Set *s, const char *path, const char *name, int ra
         return -1;
     }
     close(fd);
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    if (fapl < 0 || H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG) < 0) {
+    hid_t fapl = data_h5_fapl();
+    if (fapl < 0) {
         data_h5_fail(err, errlen, path, "cannot create file access properties");
-        goto fail_fapl;
+        return -1;
     }
-#if H5_VERSION_GE(1, 10, 7) && !(H5_VERS_MAJOR == 1 && H5_VERS_MINOR == 12 && H5_VERS_RELEASE == 0)
-    if (H5Pset_file_locking(fapl, true, true) < 0) {
-        data_h5_fail(err, errlen, path, "cannot set file locking");
-        goto fail_fapl;
-    }
-#endif
     s->file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
     H5Pclose(fapl);
-    fapl = H5I_INVALID_HID;
     if (s->file < 0) {
         data_h5_fail(err, errlen, path, "cannot open as HDF5");
         return -1;
@@ -209,9 +221,6 @@ static int data_h5_open(DataH5Set *s, const char *path, const char *name, int ra
         s->dims[1] = 1;
     return 0;
 
-fail_fapl:
-    if (fapl >= 0)
-        H5Pclose(fapl);
 fail:
     data_h5_close(s);
     return -1;
@@ -240,7 +249,10 @@ static void data_h5_restore(const DataH5Quiet *q)
  * caller's open of it then says why). */
 static int data_h5_exists(const char *path, const char *name)
 {
-    hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t fapl = data_h5_fapl();
+    hid_t file = fapl >= 0 ? H5Fopen(path, H5F_ACC_RDONLY, fapl) : H5I_INVALID_HID;
+    if (fapl >= 0)
+        H5Pclose(fapl);
     if (file < 0)
         return 1;   /* let data_h5_open report the file */
     const int found = name[0] != '\0' && H5LTpath_valid(file, name, true) > 0;

@@ -184,6 +184,11 @@ assert np.array_equal(got, conf), (got, conf)
 assert abs(h.attrs["accuracy"] - (pred == y).mean()) < 1e-15
 PY
 grep -q "^accuracy: " pred-h5.out || fail "predict --out: accuracy on stdout"
+# an HDF5 file without /y: no accuracy, the same probabilities
+$PY -c "import h5py; h5py.File('nolab.h5', 'w')['X'] = h5py.File('eq-test.h5')['X'][()]"
+$MLP predict "$ck" nolab.h5 > nolab.csv 2> nolab.err || { cat nolab.err; fail "predict without /y"; }
+[ ! -s nolab.err ] || fail "predict without labels printed: $(cat nolab.err)"
+cmp -s <(cut -d, -f3- pred.csv) <(cut -d, -f3- nolab.csv) || fail "probabilities depend on labels"
 
 note "predict on IDX (MNIST subset) agrees with eval"
 cfg=$(small_config idx)
