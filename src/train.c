@@ -321,9 +321,11 @@ static int check_same_data(Run *run)
         const Dataset *ds = sets[i];
         const uint64_t size = (uint64_t)ds->n << 32 | ds->d;
         if (size != size0[i]) {
-            set_msg(run, "%s, %s: content differs from rank 0's (%zu samples of %zu features, "
+            set_msg(run, "%s, %s: content differs from rank 0's (%zu samples of %zu %s, "
                     "rank 0 has %" PRIu64 " of %" PRIu64 "): every rank must read the same data",
-                    paths[i][0], paths[i][1], ds->n, ds->d, size0[i] >> 32, size0[i] & UINT32_MAX);
+                    paths[i][0], paths[i][1], ds->n, ds->d,
+                    run->type == DATA_U8 ? "pixels" : "features", size0[i] >> 32,
+                    size0[i] & UINT32_MAX);
             return 0;
         }
         if (ds->crc != crc0[i]) {
