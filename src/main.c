@@ -13,7 +13,7 @@ static void usage(FILE *out)
             "usage: mlp CONFIG.ini [--set section.key=value]...   train\n"
             "       mlp inspect CHECKPOINT.h5                      summary of a checkpoint\n"
             "       mlp eval CHECKPOINT.h5 [CONFIG.ini]            test-set evaluation\n"
-            "       mlp predict CHECKPOINT.h5 INPUT [--out F.h5]   class probabilities per sample\n"
+            "       mlp predict CHECKPOINT.h5 INPUT [--out F.h5]   predictions (CSV or HDF5)\n"
             "       mlp reseal CHECKPOINT.h5                       re-seal after a deliberate edit\n"
             "       mlp config CONFIG.ini [--set section.key=value]...  the resolved config\n"
             "       mlp --help | --version\n"
