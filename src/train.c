@@ -798,6 +798,13 @@ static int resume(Run *run)
         set_msg(run, "%s: checkpoint has seed %" PRIu64 " and batch %" PRId64 " but the config "
                 "has %" PRIu64 " and %ld: its epoch order and position would not apply here",
                 path, s.seed, s.batch, c->model.seed, c->train.batch);
+    else if ((s.normalize[0] && strcmp(s.normalize, c->data.normalize) != 0) ||
+             (s.input_type[0] && strcmp(s.input_type, run->type == DATA_U8 ? "uint8"
+                                                                          : "float32") != 0))
+        set_msg(run, "%s: checkpoint was trained on %s inputs with data.normalize = %s but "
+                "this run's are %s with %s: its weights would not apply to them", path,
+                s.input_type, s.normalize[0] ? s.normalize : "none",
+                run->type == DATA_U8 ? "uint8" : "float32", c->data.normalize);
     else if (s.epoch_step < 0 || (size_t)s.epoch_step >= steps)
         set_msg(run, "%s: checkpoint is at step %" PRId64 " of an epoch, but an epoch here has "
                 "%zu steps (was data.train_limit changed?)", path, s.epoch_step, steps);

@@ -133,6 +133,13 @@ run_np 3 eq.ini --set checkpoint.dir="$T/run-eq-resume" --set train.epochs=3 \
     --set checkpoint.resume=auto > eq-r2.log 2>&1 || { cat eq-r2.log; fail "resume: second part"; }
 [ "$(hashes run-eq-resume/metrics.csv | tr '\n' ' ')" = "$ref" ] || fail "resumed run differs"
 [ "$(model_sha run-eq-resume/latest.h5)" = "$refsha" ] || fail "resumed /model bytes differ"
+# resuming with another normalisation is refused (the weights would not apply)
+if run_np 1 eq.ini --set checkpoint.dir="$T/run-eq-resume" --set train.epochs=4 \
+    --set checkpoint.resume=auto --set data.normalize=none > eq-r3.log 2>&1; then
+    fail "resume with data.normalize changed was accepted"
+fi
+grep -q "trained on float32 inputs with data.normalize = standardize but this run's are float32 with none" \
+    eq-r3.log || { cat eq-r3.log; fail "resume normalize message"; }
 # and the comparison can fail: another seed gives other bits
 run_np 2 eq.ini --set checkpoint.dir="$T/run-eq-seed" --set train.epochs=3 --set model.seed=4 \
     > eq-seed.log 2>&1 || fail "seed run"
