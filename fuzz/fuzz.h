@@ -46,5 +46,6 @@ void fuzz_check_err(const char *who, int rc, const char *err, size_t errlen);
 int fuzz_config(const uint8_t *data, size_t size);
 int fuzz_idx(const uint8_t *data, size_t size);
 int fuzz_checkpoint(const uint8_t *data, size_t size);
+int fuzz_h5data(const uint8_t *data, size_t size);   /* the HDF5 data reader */
 
 #endif

@@ -1,4 +1,5 @@
-/* make-seeds: write the seed corpora fuzz/corpus/{config,idx,checkpoint}/ (`make fuzz-seeds`).
+/* make-seeds: write the seed corpora fuzz/corpus/{config,idx,checkpoint,h5data}/
+ * (`make fuzz-seeds`).
  *
  *   build/fuzz/make-seeds OUTDIR
  *
@@ -265,6 +266,61 @@ static void seeds_checkpoint(const char *dir)
         seeds_die("%s: cannot clean up: %s", tmpdir, strerror(errno));
 }
 
+/* ------------------------------------------------------------------ h5data */
+
+/* One HDF5 data file: /X (n, d) of xtype from x (as double), /y (n) of ytype from y
+ * (as int64, omitted when y is NULL); chunked + gzip when gzip. */
+static void seeds_h5data_one(const char *dir, const char *name, hid_t xtype, hsize_t n,
+                             hsize_t d, const double *x, hid_t ytype, const int64_t *y,
+                             int gzip)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/h5data-seed.h5", dir);
+    hid_t file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    const hsize_t dims[2] = {n, d}, chunk[2] = {n > 1 ? n / 2 : 1, d};
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    if (file < 0 || dcpl < 0 || (gzip && (H5Pset_chunk(dcpl, 2, chunk) < 0 ||
+                                          H5Pset_deflate(dcpl, 6) < 0)))
+        seeds_die("%s: cannot create", path);
+    hid_t sx = H5Screate_simple(2, dims, NULL), sy = H5Screate_simple(1, dims, NULL);
+    hid_t dx = H5Dcreate2(file, "X", xtype, sx, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    if (dx < 0 || H5Dwrite(dx, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) < 0)
+        seeds_die("%s: cannot write /X", path);
+    H5Dclose(dx);
+    if (y) {
+        hid_t dy = H5Dcreate2(file, "y", ytype, sy, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        if (dy < 0 || H5Dwrite(dy, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, y) < 0)
+            seeds_die("%s: cannot write /y", path);
+        H5Dclose(dy);
+    }
+    H5Sclose(sx);
+    H5Sclose(sy);
+    H5Pclose(dcpl);
+    if (H5Fclose(file) < 0)
+        seeds_die("%s: cannot close", path);
+    unsigned char b[SEEDS_MAX];
+    size_t len = seeds_read(path, b, sizeof b);
+    seeds_write(dir, "h5data", name, b, len);
+    if (unlink(path) != 0)
+        seeds_die("%s: cannot remove: %s", path, strerror(errno));
+}
+
+/* Inputs of fuzz_h5data: whole HDF5 files, /X and /y. */
+static void seeds_h5data(const char *dir)
+{
+    const double x[12] = {0, 1, 2, 3, 250, 5, 6, 7, 8, 9, 10, 255};
+    const int64_t y[4] = {2, 0, 1, 2}, bad[4] = {0, -1, 3, 300};
+    const int64_t y12[12] = {0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2};
+    const double nan_x[6] = {0, 1, NAN, 3, 4, 5};
+    seeds_h5data_one(dir, "f64.h5", H5T_IEEE_F64LE, 4, 3, x, H5T_STD_I64LE, y, 0);
+    seeds_h5data_one(dir, "f32-gzip.h5", H5T_IEEE_F32LE, 4, 3, x, H5T_STD_I32LE, y, 1);
+    seeds_h5data_one(dir, "u8.h5", H5T_STD_U8LE, 4, 3, x, H5T_STD_U8LE, y, 0);
+    seeds_h5data_one(dir, "u8-gzip.h5", H5T_STD_U8LE, 6, 2, x, H5T_STD_I16LE, y12, 1);
+    seeds_h5data_one(dir, "i64-d1.h5", H5T_STD_I64LE, 12, 1, x, H5T_STD_U16LE, y12, 0);
+    seeds_h5data_one(dir, "bad-labels.h5", H5T_STD_U16LE, 4, 3, x, H5T_STD_I64LE, bad, 0);
+    seeds_h5data_one(dir, "nan.h5", H5T_IEEE_F64LE, 2, 3, nan_x, H5T_STD_I64LE, y, 1);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -274,5 +330,6 @@ int main(int argc, char **argv)
     seeds_config(argv[1]);
     seeds_idx(argv[1]);
     seeds_checkpoint(argv[1]);
+    seeds_h5data(argv[1]);
     return 0;
 }

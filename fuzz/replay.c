@@ -54,9 +54,10 @@ int main(int argc, char **argv)
         {"config", fuzz_config},
         {"idx", fuzz_idx},
         {"checkpoint", fuzz_checkpoint},
+        {"h5data", fuzz_h5data},
     };
     if (argc < 3) {
-        fprintf(stderr, "usage: %s config|idx|checkpoint FILE...\n", argv[0]);
+        fprintf(stderr, "usage: %s config|idx|checkpoint|h5data FILE...\n", argv[0]);
         return 2;
     }
     for (size_t t = 0; t < sizeof targets / sizeof targets[0]; t++) {
@@ -67,6 +68,7 @@ int main(int argc, char **argv)
                 return 1;
         return 0;
     }
-    fprintf(stderr, "replay: unknown target '%s' (config, idx or checkpoint)\n", argv[1]);
+    fprintf(stderr, "replay: unknown target '%s' (config, idx, checkpoint or h5data)\n",
+            argv[1]);
     return 2;
 }

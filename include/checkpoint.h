@@ -6,7 +6,9 @@
  * /history/{epoch (int64), train_loss, train_acc, test_acc, seconds (float64)}, 1-D;
  * root attributes format, format_version, d, hidden, classes, epoch, step, epoch_step,
  * epoch_loss, epoch_correct, epoch_seconds, seed, batch, lr, reduce, ranks,
- * threads_per_rank, config, created, mlp_version. The first 512 bytes are an HDF5 user
+ * threads_per_rank, config, created, mlp_version (then optional ones: provenance, data);
+ * optional /model/x_mean, /model/x_std (d) float64 (data.normalize = standardize).
+ * The first 512 bytes are an HDF5 user
  * block holding the seal line "mlp-checkpoint crc32 XXXXXXXX size N".
  *
  * Writing is for rank 0 only and atomic: the file is built in memory, written to a
@@ -63,6 +65,15 @@ typedef struct {
     char build_commit[64], build_compiler[160], build_flags[192], build_isa[32];
     char cpu_model[128];
     int64_t nodes;
+    /* The data (since mlp 0.3; "" and 0 in older files): samples trained and tested on,
+     * the type the inputs were held in ("uint8" = pixels / 255, "float32"), the CRC-32 of
+     * the training inputs and labels as every rank compared them (data.h, Dataset.crc),
+     * and data.normalize. With "standardize", x_mean and x_std (d each, float64) are the
+     * training set's statistics that eval and predict apply; NULL otherwise. */
+    int64_t train_samples, test_samples, train_crc;
+    char input_type[16];
+    char normalize[16];
+    double *x_mean, *x_std;     /* (d) each, or both NULL */
     CkptHistory history;
 } CkptState;
 

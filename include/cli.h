@@ -2,6 +2,7 @@
  *
  *   mlp inspect CHECKPOINT.h5            shapes, root attributes, history, weight statistics
  *   mlp eval CHECKPOINT.h5 [CONFIG.ini]  test loss, accuracy and confusion matrix
+ *   mlp predict CHECKPOINT.h5 INPUT      per-sample class and probabilities (CSV or HDF5)
  *   mlp reseal CHECKPOINT.h5             after a deliberate edit (h5py): validate as a load
  *                                        would, then rewrite the sealed header
  *   mlp config CONFIG.ini [--set k=v]... the resolved configuration, as a run would save it
@@ -20,6 +21,10 @@
 
 int cli_inspect(int argc, char **argv);
 int cli_eval(int argc, char **argv);
+/* mlp predict CHECKPOINT.h5 INPUT [--out FILE.h5] [--features NAME] [--labels NAME]:
+ * class and probabilities per sample (CSV on stdout, or HDF5), the accuracy when INPUT has
+ * labels; the predicted classes are eval's, bit for bit. */
+int cli_predict(int argc, char **argv);
 int cli_reseal(int argc, char **argv);
 /* path and the --set overrides as main collected them. */
 int cli_config(const char *path, int nsets, char *const sets[]);

@@ -30,6 +30,12 @@ typedef struct {
         char test_images[CONFIG_PATH_MAX];
         char test_labels[CONFIG_PATH_MAX];
         long train_limit;                  /* first N training samples; 0 = all */
+        char format[8];                    /* "auto" (by signature), "idx" or "hdf5" */
+        char x_dataset[256];               /* HDF5: features dataset, in each group */
+        char y_dataset[256];               /* HDF5: labels dataset, in each group */
+        char train_group[256];             /* HDF5: group of the training datasets ("/") */
+        char test_group[256];              /* HDF5: group of the test datasets ("/") */
+        char normalize[16];                /* "none" or "standardize" */
     } data;
     struct {
         long hidden;                       /* h, hidden units */

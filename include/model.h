@@ -73,17 +73,18 @@ typedef struct {
 } ModelStats;
 
 /* Forward and backward over samples idx[0..m) (m <= w->rows) of X (n, d) with labels.
+ * X: uint8 pixels or float32 features (kernels.h, KernelsInput).
  * dZ2 is normalised by m_global, the GLOBAL minibatch size. The W1 b1 W2 b2 gradient goes
  * to grad_f or grad_i, stored (see kernels.h: float sums, or sums of fixed-point chunk
  * values).
  * Returns the loss and accuracy of the forward pass. */
-ModelStats model_step_gradients(const Params *p, const uint8_t *X, const uint8_t *labels,
+ModelStats model_step_gradients(const Params *p, const KernelsInput *X, const uint8_t *labels,
                                 const uint32_t *idx, size_t m, size_t m_global,
                                 Workspace *w, size_t chunk, float *grad_f, int64_t *grad_i,
                                 float limit, int64_t *bad);
 
 /* Forward only over samples first..first+m of X, in workspace-sized blocks. */
-ModelStats model_evaluate(const Params *p, const uint8_t *X, const uint8_t *labels,
+ModelStats model_evaluate(const Params *p, const KernelsInput *X, const uint8_t *labels,
                           size_t first, size_t m, Workspace *w);
 
 /* Evaluation with the confusion matrix, forward only, over samples first..first+m of X
@@ -91,7 +92,7 @@ ModelStats model_evaluate(const Params *p, const uint8_t *X, const uint8_t *labe
  * counts samples of true label y predicted as p: ADDED to (the caller zeroes it). The
  * per-sample cross-entropy losses are added to *loss_sum in sample order (double).
  * The diagonal agrees exactly with model_evaluate's `correct`. Labels must be < k. */
-void model_confusion(const Params *p, const uint8_t *X, const uint8_t *labels, size_t first,
+void model_confusion(const Params *p, const KernelsInput *X, const uint8_t *labels, size_t first,
                      size_t m, Workspace *w, int64_t *conf, double *loss_sum);
 
 #endif

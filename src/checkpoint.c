@@ -294,6 +294,8 @@ void ckpt_state_free(CkptState *s)
     free(s->b1);
     free(s->W2);
     free(s->b2);
+    free(s->x_mean);
+    free(s->x_std);
     free(s->config);
     ckpt_history_free(&s->history);
     memset(s, 0, sizeof *s);
@@ -505,26 +507,33 @@ typedef struct {
     int rank;
     CkptDim dims[2];            /* (rank) */
     size_t off;                 /* offset in CkptState of the array's pointer */
+    bool optional;              /* may be absent (then the pointer stays NULL); written
+                                 * only when the pointer is set */
 } CkptDsetSpec;
 
 static const char *const ckpt_groups[] = {"/model", "/history"};
 
 /* In file order. The history columns share one length, set by the first of them. */
 static const CkptDsetSpec ckpt_dsets[] = {
-    {"/model/W1", "/model", CKPT_F32, 2, {CKPT_DIM_D, CKPT_DIM_H}, offsetof(CkptState, W1)},
-    {"/model/b1", "/model", CKPT_F32, 1, {CKPT_DIM_H}, offsetof(CkptState, b1)},
-    {"/model/W2", "/model", CKPT_F32, 2, {CKPT_DIM_H, CKPT_DIM_K}, offsetof(CkptState, W2)},
-    {"/model/b2", "/model", CKPT_F32, 1, {CKPT_DIM_K}, offsetof(CkptState, b2)},
+    {"/model/W1", "/model", CKPT_F32, 2, {CKPT_DIM_D, CKPT_DIM_H}, offsetof(CkptState, W1),
+     false},
+    {"/model/b1", "/model", CKPT_F32, 1, {CKPT_DIM_H}, offsetof(CkptState, b1), false},
+    {"/model/W2", "/model", CKPT_F32, 2, {CKPT_DIM_H, CKPT_DIM_K}, offsetof(CkptState, W2),
+     false},
+    {"/model/b2", "/model", CKPT_F32, 1, {CKPT_DIM_K}, offsetof(CkptState, b2), false},
     {"/history/epoch", "/history", CKPT_I64, 1, {CKPT_DIM_HIST},
-     offsetof(CkptState, history.epoch)},
+     offsetof(CkptState, history.epoch), false},
     {"/history/train_loss", "/history", CKPT_F64, 1, {CKPT_DIM_HIST},
-     offsetof(CkptState, history.train_loss)},
+     offsetof(CkptState, history.train_loss), false},
     {"/history/train_acc", "/history", CKPT_F64, 1, {CKPT_DIM_HIST},
-     offsetof(CkptState, history.train_acc)},
+     offsetof(CkptState, history.train_acc), false},
     {"/history/test_acc", "/history", CKPT_F64, 1, {CKPT_DIM_HIST},
-     offsetof(CkptState, history.test_acc)},
+     offsetof(CkptState, history.test_acc), false},
     {"/history/seconds", "/history", CKPT_F64, 1, {CKPT_DIM_HIST},
-     offsetof(CkptState, history.seconds)},
+     offsetof(CkptState, history.seconds), false},
+    /* data.normalize = standardize (since mlp 0.3): the training set's statistics */
+    {"/model/x_mean", "/model", CKPT_F64, 1, {CKPT_DIM_D}, offsetof(CkptState, x_mean), true},
+    {"/model/x_std", "/model", CKPT_F64, 1, {CKPT_DIM_D}, offsetof(CkptState, x_std), true},
 };
 #define CKPT_NDSETS (sizeof ckpt_dsets / sizeof ckpt_dsets[0])
 
@@ -590,6 +599,16 @@ static const CkptAttrSpec ckpt_attrs[] = {
     {"cpu_model", CKPT_STR, NULL, CKPT_FIELD(cpu_model), CKPT_CAP(cpu_model), 0, 0, false,
      true},
     {"nodes", CKPT_I64, NULL, CKPT_FIELD(nodes), 0, 0, CKPT_MAX_I32, false, true},
+    /* The data (since mlp 0.3): absent from older files. */
+    {"train_samples", CKPT_I64, NULL, CKPT_FIELD(train_samples), 0, 0, CKPT_MAX_U32, false,
+     true},
+    {"test_samples", CKPT_I64, NULL, CKPT_FIELD(test_samples), 0, 0, CKPT_MAX_U32, false,
+     true},
+    {"train_crc", CKPT_I64, NULL, CKPT_FIELD(train_crc), 0, 0, CKPT_MAX_U32, false, true},
+    {"input_type", CKPT_STR, NULL, CKPT_FIELD(input_type), CKPT_CAP(input_type), 0, 0, false,
+     true},
+    {"normalize", CKPT_STR, NULL, CKPT_FIELD(normalize), CKPT_CAP(normalize), 0, 0, false,
+     true},
 };
 #define CKPT_NATTRS (sizeof ckpt_attrs / sizeof ckpt_attrs[0])
 
@@ -779,6 +798,8 @@ static int ckpt_write_dsets(hid_t file, const char *path, const CkptState *s, ch
     ckpt_dims_of(s, dim);
     for (size_t i = 0; i < CKPT_NDSETS; i++) {
         const CkptDsetSpec *d = &ckpt_dsets[i];
+        if (d->optional && ckpt_dset_array(s, d) == NULL)
+            continue;
         hsize_t dims[2];
         for (int j = 0; j < d->rank; j++)
             dims[j] = dim[d->dims[j]];
@@ -975,6 +996,14 @@ static int ckpt_check_values(const CkptState *s, const char *who, char *err, siz
         if (!ckpt_attrs[i].constant && ckpt_attrs[i].type != CKPT_STR &&
             ckpt_check_number(s, &ckpt_attrs[i], who, err, errlen) != 0)
             return -1;
+    for (uint64_t j = 0; s->x_mean && s->x_std && j < s->d; j++) {
+        if (!isfinite(s->x_mean[j]) || !(s->x_std[j] > 0.0) || !isfinite(s->x_std[j])) {
+            ckpt_err(err, errlen, "%s: /model/x_mean, x_std at feature %" PRIu64 " are %g, %g "
+                     "(a mean must be finite, a standard deviation finite and > 0)", who, j,
+                     s->x_mean[j], s->x_std[j]);
+            return -1;
+        }
+    }
     if (s->epoch_step > s->step) {
         ckpt_err(err, errlen, "%s: attribute 'epoch_step' = %" PRId64 " exceeds 'step' = %"
                  PRId64, who, s->epoch_step, s->step);
@@ -1020,6 +1049,10 @@ static int ckpt_check_state(const CkptState *s, long keep, char *err, size_t err
 {
     if (!s->W1 || !s->b1 || !s->W2 || !s->b2) {
         ckpt_err(err, errlen, "checkpoint: model arrays missing (W1, b1, W2, b2 must be set)");
+        return -1;
+    }
+    if ((s->x_mean == NULL) != (s->x_std == NULL)) {
+        ckpt_err(err, errlen, "checkpoint: x_mean and x_std go together");
         return -1;
     }
     const CkptHistory *h = &s->history;
@@ -1554,10 +1587,23 @@ static int ckpt_read_dsets(hid_t file, const char *path, uint64_t file_size, Ckp
     ckpt_dims_of(t, sh.dim);
     sh.known[CKPT_DIM_D] = sh.known[CKPT_DIM_H] = sh.known[CKPT_DIM_K] = true;
     hsize_t count[CKPT_NDSETS];
-    for (size_t i = 0; i < CKPT_NDSETS; i++)
+    bool absent[CKPT_NDSETS] = {false};
+    for (size_t i = 0; i < CKPT_NDSETS; i++) {
+        if (ckpt_dsets[i].optional) {
+            htri_t ex = H5Lexists(file, ckpt_dsets[i].name, H5P_DEFAULT);
+            if (ex < 0) {
+                ckpt_h5_fail(err, errlen, path, "cannot look up %s", ckpt_dsets[i].name);
+                return -1;
+            }
+            if (ex == 0) {
+                absent[i] = true;   /* an older file, or no statistics to keep */
+                continue;
+            }
+        }
         if (ckpt_check_dset(file, path, file_size, &ckpt_dsets[i], &sh, &count[i], err,
                             errlen) != 0)
             return -1;
+    }
     const hsize_t len = sh.dim[CKPT_DIM_HIST];
     if (len > SIZE_MAX / sizeof(double) || ckpt_history_init(&t->history, (size_t)len) != 0) {
         ckpt_err(err, errlen, "%s: out of memory for a history of %llu epochs", path,
@@ -1566,15 +1612,19 @@ static int ckpt_read_dsets(hid_t file, const char *path, uint64_t file_size, Ckp
     }
     for (size_t i = 0; i < CKPT_NDSETS; i++) {
         const CkptDsetSpec *d = &ckpt_dsets[i];
+        if (absent[i])
+            continue;
         if (!ckpt_dset_in_history(d)) {
-            /* model arrays: float32, count bounded by ckpt_check_size */
-            float *buf = malloc((size_t)count[i] * sizeof *buf);
+            /* model arrays: float32 (statistics: float64), count bounded by
+             * ckpt_check_size */
+            const size_t bytes = (size_t)count[i] * ckpt_type_size(d->type);
+            void *buf = malloc(bytes > 0 ? bytes : 1);
             if (!buf) {
                 ckpt_err(err, errlen, "%s: out of memory for %s (%zu bytes)", path, d->name,
-                         (size_t)count[i] * sizeof *buf);
+                         bytes);
                 return -1;
             }
-            *(float **)((char *)t + d->off) = buf;
+            *(void **)((char *)t + d->off) = buf;
         }
         if (count[i] > 0 &&
             H5LTread_dataset(file, d->name, ckpt_mtype(d->type, H5I_INVALID_HID),

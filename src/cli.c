@@ -14,6 +14,7 @@
 #include "model.h"
 
 #include <errno.h>
+#include <hdf5.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
@@ -367,6 +368,20 @@ int cli_inspect(int argc, char **argv)
     cli_attr_str("build_isa", s.build_isa);
     cli_attr_str("cpu_model", s.cpu_model);
     printf("  %-16s = %" PRId64 "\n", "nodes", s.nodes);
+    printf("  %-16s = %" PRId64 "\n", "train_samples", s.train_samples);
+    printf("  %-16s = %" PRId64 "\n", "test_samples", s.test_samples);
+    printf("  %-16s = %08" PRIx64 "\n", "train_crc", (uint64_t)s.train_crc);
+    cli_attr_str("input_type", s.input_type);
+    cli_attr_str("normalize", s.normalize);
+    if (s.x_mean) {   /* finite, std > 0: ckpt_load checked */
+        double lo[2] = {s.x_mean[0], s.x_std[0]}, hi[2] = {s.x_mean[0], s.x_std[0]};
+        for (uint64_t j = 1; j < d; j++) {
+            lo[0] = fmin(lo[0], s.x_mean[j]), hi[0] = fmax(hi[0], s.x_mean[j]);
+            lo[1] = fmin(lo[1], s.x_std[j]), hi[1] = fmax(hi[1], s.x_std[j]);
+        }
+        printf("  standardisation: /model/x_mean, /model/x_std [%" PRIu64 "] float64: mean "
+               "%.6g..%.6g, std %.6g..%.6g\n", d, lo[0], hi[0], lo[1], hi[1]);
+    }
     printf("  config:\n");
     cli_print_indented(s.config ? s.config : "", "    ");
 
@@ -377,6 +392,69 @@ int cli_inspect(int argc, char **argv)
     if (cli_finish_stdout() != 0)
         rc = 1;
     return rc;
+}
+
+/* ------------------------------------------------------------------ inputs */
+
+/* Read a data set for a checkpoint's model, as training held it: float32 when the
+ * checkpoint says so (any HDF5 type, or standardised), uint8 pixels (/ 255) when it was
+ * trained on them (then the file must hold uint8 too: float values would reach a model
+ * that expects 0..255 / 255), the file's own type for a file of an older mlp. The
+ * checkpoint's standardisation, if any, is applied. ds is owned by the caller (data_free)
+ * on success; 0 or -1 after one error line (a reader's error ends with note). */
+static int cli_read_inputs(const char *ckpt_path, const CkptState *s, const DataSource *src,
+                           const char *note, Dataset *ds, KernelsInput *in)
+{
+    char err[DATA_ERR_MAX];
+    DataShape shape;
+    memset(ds, 0, sizeof *ds);
+    if (data_probe_source(&shape, src, err, sizeof err) != 0) {
+        cli_error("%s%s", err, note);
+        return -1;
+    }
+    DataType type = shape.native;
+    if (!strcmp(s->input_type, "float32") || s->x_mean)
+        type = DATA_F32;
+    else if (!strcmp(s->input_type, "uint8") && shape.native != DATA_U8) {
+        cli_error("%s: holds %s features but checkpoint %s was trained on uint8 inputs "
+                  "(scaled by 1/255): convert them the same way", src->x_path, shape.stored,
+                  ckpt_path);
+        return -1;
+    }
+    if (shape.d != s->d) {
+        if (shape.rows > 1)
+            cli_error("%s: images are %" PRIu32 "x%" PRIu32 " = %zu pixels but checkpoint %s "
+                      "has d = %" PRIu64, src->x_path, shape.rows, shape.cols, shape.d,
+                      ckpt_path, s->d);
+        else
+            cli_error("%s: %zu features per sample but checkpoint %s has d = %" PRIu64,
+                      src->x_path, shape.d, ckpt_path, s->d);
+        return -1;
+    }
+    if (data_read_into(ds, src, (int)s->classes, type, 1, NULL, 0, err, sizeof err) != 0) {
+        cli_error("%s%s", err, note);
+        return -1;
+    }
+    if (s->x_mean)
+        data_standardize_apply(ds->features, ds->n, ds->d, s->x_mean, s->x_std);
+    *in = type == DATA_U8 ? (KernelsInput){.u8 = ds->images}
+                          : (KernelsInput){.f32 = ds->features};
+    return 0;
+}
+
+/* The checkpoint's weights into p (allocated; model_params_free). 0, or -1 after the line. */
+static int cli_params(const char *path, const CkptState *s, Params *p)
+{
+    if (model_params_init(p, (size_t)s->d, (size_t)s->hidden, (size_t)s->classes) != 0) {
+        cli_error("%s: out of memory for the parameters (d=%" PRIu64 " hidden=%" PRIu64
+                  " classes=%" PRIu64 ")", path, s->d, s->hidden, s->classes);
+        return -1;
+    }
+    memcpy(p->W1, s->W1, p->d * p->h * sizeof(float));
+    memcpy(p->b1, s->b1, p->h * sizeof(float));
+    memcpy(p->W2, s->W2, p->h * p->k * sizeof(float));
+    memcpy(p->b2, s->b2, p->k * sizeof(float));
+    return 0;
 }
 
 /* ------------------------------------------------------------------ eval */
@@ -505,10 +583,12 @@ int cli_eval(int argc, char **argv)
     CkptState s;
     Config cfg;
     Dataset ds;
+    KernelsInput in;
     Params p;
     Workspace w;
     int64_t *conf = NULL;
     char err[CKPT_ERR_MAX > DATA_ERR_MAX ? CKPT_ERR_MAX : DATA_ERR_MAX];
+    char xname[600], yname[600];
     int have_s = 0, have_ds = 0, have_p = 0, have_w = 0;
     rc = 1;
 
@@ -534,35 +614,25 @@ int cli_eval(int argc, char **argv)
                   KERNELS_MAX_CLASSES);
         goto done;
     }
-    if (data_load(&ds, cfg.data.test_images, cfg.data.test_labels, (int)s.classes, err,
-                  sizeof err) != 0) {
-        if (config_path)
-            cli_error("%s", err);
-        else   /* the stored paths are as the training run saw them */
-            cli_error("%s (test set named by the config stored in %s; relative paths resolve "
-                      "against the current directory; or give CONFIG.ini)", err, path);
+    data_dataset_path(xname, sizeof xname, cfg.data.test_group, cfg.data.x_dataset);
+    data_dataset_path(yname, sizeof yname, cfg.data.test_group, cfg.data.y_dataset);
+    const int format = data_format_parse(cfg.data.format);
+    const DataSource src = {cfg.data.test_images, cfg.data.test_labels, xname, yname,
+                            format < 0 ? DATA_FORMAT_AUTO : (DataFormat)format, 0};
+    char note[CONFIG_PATH_MAX + 160] = "";
+    if (!config_path)   /* the stored paths are as the training run saw them */
+        snprintf(note, sizeof note, " (test set named by the config stored in %s; relative "
+                 "paths resolve against the current directory; or give CONFIG.ini)", path);
+    if (cli_read_inputs(path, &s, &src, note, &ds, &in) != 0)
         goto done;
-    }
     have_ds = 1;
-    if (ds.d != s.d) {
-        cli_error("%s: images are %" PRIu32 "x%" PRIu32 " = %zu pixels but checkpoint %s has "
-                  "d = %" PRIu64, cfg.data.test_images, ds.rows, ds.cols, ds.d, path, s.d);
-        goto done;
-    }
     if (ds.n == 0) {
         cli_error("%s: no test samples", cfg.data.test_images);
         goto done;
     }
-    if (model_params_init(&p, (size_t)s.d, (size_t)s.hidden, k) != 0) {
-        cli_error("%s: out of memory for the parameters (d=%" PRIu64 " hidden=%" PRIu64
-                  " classes=%" PRIu64 ")", path, s.d, s.hidden, s.classes);
+    if (cli_params(path, &s, &p) != 0)
         goto done;
-    }
     have_p = 1;
-    memcpy(p.W1, s.W1, p.d * p.h * sizeof(float));
-    memcpy(p.b1, s.b1, p.h * sizeof(float));
-    memcpy(p.W2, s.W2, p.h * p.k * sizeof(float));
-    memcpy(p.b2, s.b2, p.k * sizeof(float));
     size_t rows = ds.n < CLI_EVAL_ROWS ? ds.n : CLI_EVAL_ROWS;
     if (model_workspace_init(&w, &p, rows) != 0) {
         cli_error("out of memory for the evaluation workspace (%zu samples)", rows);
@@ -575,7 +645,7 @@ int cli_eval(int argc, char **argv)
         goto done;
     }
     double loss_sum = 0;
-    model_confusion(&p, ds.images, ds.labels, 0, ds.n, &w, conf, &loss_sum);
+    model_confusion(&p, &in, ds.labels, 0, ds.n, &w, conf, &loss_sum);
     int64_t correct = 0;
     for (size_t i = 0; i < k; i++)
         correct += conf[i * k + i];
@@ -601,6 +671,262 @@ int cli_eval(int argc, char **argv)
     rc = cli_finish_stdout();
 done:
     free(conf);
+    if (have_w)
+        model_workspace_free(&w);
+    if (have_p)
+        model_params_free(&p);
+    if (have_ds)
+        data_free(&ds);
+    if (have_s)
+        ckpt_state_free(&s);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ predict */
+
+static const char *const cli_usage_predict =
+    "usage: mlp predict CHECKPOINT.h5 INPUT [--out FILE.h5] [--features NAME] [--labels NAME]\n"
+    "For every sample of INPUT (HDF5 or IDX, d features as the checkpoint's model), the\n"
+    "predicted class and the K class probabilities: CSV on stdout (index,predicted,p0..pK-1),\n"
+    "or HDF5 with --out (/predicted, /probabilities). The checkpoint's normalisation is\n"
+    "applied. HDF5: features in dataset NAME (default /X, the checkpoint's x_dataset); labels\n"
+    "(default /y) used when present. IDX: --labels FILE, a label file. With labels, the\n"
+    "accuracy too (stderr with CSV output, stdout with --out).\n";
+
+/* Prediction of block rows [0, n) of the workspace, whose A1 the kernel has filled (and
+ * correct[], when labels): z by the same plain loop as model_confusion, so that with labels
+ * the class is eval's exactly (the kernel's verdict when right, else the argmax over the
+ * other classes); without labels the argmax of z, first index on ties. Probabilities:
+ * softmax(z) in double. pred (n); prob (n, k). */
+static void cli_predict_block(const Params *p, const Workspace *w, const uint8_t *labels,
+                              size_t n, int32_t *pred, float *prob)
+{
+    const size_t h = p->h, k = p->k;
+    float z[KERNELS_MAX_CLASSES];
+    for (size_t r = 0; r < n; r++) {
+        const float *a = w->A1 + r * h;   /* (h) */
+        for (size_t j = 0; j < k; j++)
+            z[j] = p->b2[j];
+        for (size_t i = 0; i < h; i++)
+            for (size_t j = 0; j < k; j++)
+                z[j] += a[i] * p->W2[i * k + j];
+        size_t best = 0;
+        if (labels != NULL) {
+            const size_t y = labels[w->idx[r]];
+            best = y;
+            if (!w->correct[r]) {
+                best = y == 0 ? 1 : 0;
+                for (size_t j = 0; j < k; j++)
+                    if (j != y && z[j] > z[best])
+                        best = j;
+            }
+        } else {
+            for (size_t j = 1; j < k; j++)
+                if (z[j] > z[best])
+                    best = j;
+        }
+        pred[r] = (int32_t)best;
+        double zmax = z[0], sum = 0;
+        for (size_t j = 1; j < k; j++)
+            if (z[j] > zmax)
+                zmax = z[j];
+        double e[KERNELS_MAX_CLASSES];
+        for (size_t j = 0; j < k; j++)
+            sum += e[j] = exp((double)z[j] - zmax);
+        for (size_t j = 0; j < k; j++)
+            prob[r * k + j] = (float)(e[j] / sum);
+    }
+}
+
+/* /predicted (n) int32, /probabilities (n, k) float32, /labels (n) when known, and the
+ * accuracy as a root attribute: a new file at out (replaced if it exists). */
+static int cli_predict_h5(const char *out, const int32_t *pred, const float *prob,
+                          const uint8_t *labels, size_t n, size_t k, double accuracy)
+{
+    hid_t file = H5I_INVALID_HID, space = H5I_INVALID_HID, aspace = H5I_INVALID_HID;
+    int rc = -1;
+    const hsize_t dims[2] = {n, k};
+    H5E_auto2_t func;
+    void *data;
+    const int saved = H5Eget_auto2(H5E_DEFAULT, &func, &data) >= 0;
+    (void)H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    if ((file = H5Fcreate(out, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT)) < 0) {
+        cli_error("%s: cannot create the HDF5 output file", out);
+        goto done;
+    }
+    const struct { const char *name; int rank; hid_t ftype, mtype; const void *buf; } sets[3] = {
+        {"predicted", 1, H5T_STD_I32LE, H5T_NATIVE_INT32, pred},
+        {"probabilities", 2, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, prob},
+        {"labels", 1, H5T_STD_U8LE, H5T_NATIVE_UINT8, labels},
+    };
+    for (int i = 0; i < 3; i++) {
+        if (sets[i].buf == NULL)
+            continue;
+        space = H5Screate_simple(sets[i].rank, dims, NULL);
+        hid_t dset = space < 0 ? H5I_INVALID_HID
+                               : H5Dcreate2(file, sets[i].name, sets[i].ftype, space,
+                                            H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        const int ok = dset >= 0 && H5Dwrite(dset, sets[i].mtype, H5S_ALL, H5S_ALL,
+                                             H5P_DEFAULT, sets[i].buf) >= 0;
+        if (dset >= 0)
+            H5Dclose(dset);
+        if (space >= 0)
+            H5Sclose(space);
+        space = H5I_INVALID_HID;
+        if (!ok) {
+            cli_error("%s: cannot write dataset /%s", out, sets[i].name);
+            goto done;
+        }
+    }
+    if (labels != NULL) {
+        aspace = H5Screate(H5S_SCALAR);
+        hid_t attr = aspace < 0 ? H5I_INVALID_HID
+                                : H5Acreate2(file, "accuracy", H5T_IEEE_F64LE, aspace,
+                                             H5P_DEFAULT, H5P_DEFAULT);
+        const int ok = attr >= 0 && H5Awrite(attr, H5T_NATIVE_DOUBLE, &accuracy) >= 0;
+        if (attr >= 0)
+            H5Aclose(attr);
+        if (!ok) {
+            cli_error("%s: cannot write attribute accuracy", out);
+            goto done;
+        }
+    }
+    rc = 0;
+done:
+    if (aspace >= 0)
+        H5Sclose(aspace);
+    if (file >= 0 && H5Fclose(file) < 0 && rc == 0) {
+        cli_error("%s: cannot close the HDF5 output file (disk full?)", out);
+        rc = -1;
+    }
+    if (saved)
+        (void)H5Eset_auto2(H5E_DEFAULT, func, data);
+    return rc;
+}
+
+int cli_predict(int argc, char **argv)
+{
+    const char *pos[2] = {NULL, NULL}, *out = NULL, *features = NULL, *labels_opt = NULL;
+    int npos = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char **opt = !strcmp(a, "--out") ? &out : !strcmp(a, "--features") ? &features
+                         : !strcmp(a, "--labels") ? &labels_opt : NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            fputs(cli_usage_predict, stdout);
+            return 0;
+        } else if (opt && i + 1 < argc) {
+            *opt = argv[++i];
+        } else if (a[0] == '-' && a[1] != '\0') {
+            fprintf(stderr, "mlp predict: %s '%s'\n%s", opt ? "missing value after" :
+                    "unknown option", a, cli_usage_predict);
+            return 2;
+        } else if (npos == 2) {
+            fprintf(stderr, "mlp predict: unexpected argument '%s'\n%s", a, cli_usage_predict);
+            return 2;
+        } else {
+            pos[npos++] = a;
+        }
+    }
+    if (npos < 2) {
+        fprintf(stderr, "mlp predict: missing %s\n%s", npos ? "INPUT" : "CHECKPOINT.h5",
+                cli_usage_predict);
+        return 2;
+    }
+    const char *path = pos[0], *input = pos[1];
+    CkptState s;
+    Config cfg;
+    Dataset ds;
+    KernelsInput in;
+    Params p;
+    Workspace w;
+    int32_t *pred = NULL;
+    float *prob = NULL;
+    char err[CKPT_ERR_MAX], xname[600], yname[600];
+    int have_s = 0, have_ds = 0, have_p = 0, have_w = 0, rc = 1;
+
+    if (ckpt_load(path, &s, err, sizeof err) != 0) {
+        cli_error("%s", err);
+        goto done;
+    }
+    have_s = 1;
+    if (cli_check_finite(path, &s) != 0)
+        goto done;
+    if (s.classes > KERNELS_MAX_CLASSES || s.classes < 2) {
+        cli_error("%s: %" PRIu64 " classes; mlp predicts 2..%d", path, s.classes,
+                  KERNELS_MAX_CLASSES);
+        goto done;
+    }
+    /* Dataset names: the options, else the training run's names at the file's root. */
+    config_defaults(&cfg);
+    if (s.config && s.config[strspn(s.config, " \t\r\n")] &&
+        cli_stored_config(path, s.config, &cfg) != 0)
+        goto done;
+    data_dataset_path(xname, sizeof xname, "/", features ? features : cfg.data.x_dataset);
+    data_dataset_path(yname, sizeof yname, "/", labels_opt ? labels_opt : cfg.data.y_dataset);
+    DataSource src = {input, input, xname, yname, DATA_FORMAT_AUTO, labels_opt == NULL};
+    if (data_format_of(input) != DATA_FORMAT_HDF5) {
+        src.y_path = labels_opt;   /* IDX: --labels names the label file */
+        src.y_optional = 0;
+    }
+    if (cli_read_inputs(path, &s, &src, "", &ds, &in) != 0)
+        goto done;
+    have_ds = 1;
+    if (cli_params(path, &s, &p) != 0)
+        goto done;
+    have_p = 1;
+    const size_t n = ds.n, k = p.k, rows = n < CLI_EVAL_ROWS ? n : CLI_EVAL_ROWS;
+    if (model_workspace_init(&w, &p, rows) != 0) {
+        cli_error("out of memory for the prediction workspace (%zu samples)", rows);
+        goto done;
+    }
+    have_w = 1;
+    pred = malloc(n * sizeof *pred);
+    prob = n <= SIZE_MAX / sizeof *prob / k ? malloc(n * k * sizeof *prob) : NULL;
+    if (!pred || !prob) {
+        cli_error("out of memory for %zu predictions of %zu classes", n, k);
+        goto done;
+    }
+    int64_t correct = 0;
+    for (size_t r0 = 0; r0 < n; r0 += w.rows) {
+        const size_t m = n - r0 < w.rows ? n - r0 : w.rows;
+        for (size_t r = 0; r < m; r++)
+            w.idx[r] = (uint32_t)(r0 + r);
+        w.ops->hidden_forward(&in, w.idx, m, p.d, p.h, p.W1, p.b1, w.A1, &w.scratch);
+        if (ds.labels)
+            w.ops->output_backward(w.A1, ds.labels, w.idx, m, p.h, k, p.W2, p.b2, w.W2t, 0.0f,
+                                   NULL, NULL, NULL, w.loss, w.correct);
+        cli_predict_block(&p, &w, ds.labels, m, pred + r0, prob + r0 * k);
+        for (size_t r = 0; ds.labels && r < m; r++)
+            correct += pred[r0 + r] == ds.labels[r0 + r];
+    }
+    const double accuracy = (double)correct / (double)n;
+    if (out) {
+        if (cli_predict_h5(out, pred, prob, ds.labels, n, k, accuracy) != 0)
+            goto done;
+        printf("predictions: %zu samples, %zu classes -> ", n, k);
+        cli_put(out);
+        putchar('\n');
+        if (ds.labels)
+            printf("accuracy:    %.4f (%" PRId64 " / %zu)\n", accuracy, correct, n);
+    } else {
+        printf("index,predicted");
+        for (size_t j = 0; j < k; j++)
+            printf(",p%zu", j);
+        putchar('\n');
+        for (size_t i = 0; i < n; i++) {
+            printf("%zu,%d", i, (int)pred[i]);
+            for (size_t j = 0; j < k; j++)
+                printf(",%.9g", (double)prob[i * k + j]);
+            putchar('\n');
+        }
+        if (ds.labels)
+            fprintf(stderr, "accuracy: %.4f (%" PRId64 " / %zu)\n", accuracy, correct, n);
+    }
+    rc = cli_finish_stdout();
+done:
+    free(pred);
+    free(prob);
     if (have_w)
         model_workspace_free(&w);
     if (have_p)

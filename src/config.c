@@ -60,7 +60,9 @@ typedef enum {
     CONFIG_INIT,     /* "xavier" */
     CONFIG_REDUCE,   /* exact | fast */
     CONFIG_KERNELS,  /* fast | reference (kernels.h: kernels_select) */
-    CONFIG_PROGRESS  /* auto | on | off */
+    CONFIG_PROGRESS, /* auto | on | off */
+    CONFIG_FORMAT,   /* auto | idx | hdf5, held as the word */
+    CONFIG_NORMALIZE /* none | standardize, held as the word */
 } ConfigType;
 
 typedef struct {
@@ -85,6 +87,12 @@ static const ConfigKey config_keys[] = {
     CONFIG_KEY(data, test_images, CONFIG_PATH, 0, 0),
     CONFIG_KEY(data, test_labels, CONFIG_PATH, 0, 0),
     CONFIG_KEY(data, train_limit, CONFIG_LONG, 0, CONFIG_INT31_MAX),
+    CONFIG_KEY(data, format, CONFIG_FORMAT, 0, 0),
+    CONFIG_KEY(data, x_dataset, CONFIG_PATH, 0, 0),
+    CONFIG_KEY(data, y_dataset, CONFIG_PATH, 0, 0),
+    CONFIG_KEY(data, train_group, CONFIG_PATH, 0, 0),
+    CONFIG_KEY(data, test_group, CONFIG_PATH, 0, 0),
+    CONFIG_KEY(data, normalize, CONFIG_NORMALIZE, 0, 0),
     CONFIG_KEY(model, hidden, CONFIG_LONG, 1, 1048576),
     CONFIG_KEY(model, seed, CONFIG_SEED, 0, 0),
     CONFIG_KEY(model, init, CONFIG_INIT, 0, 0),
@@ -168,6 +176,12 @@ void config_defaults(Config *c)
     config_put(c->data.test_labels, sizeof c->data.test_labels,
                "data/mnist/t10k-labels-idx1-ubyte");
     c->data.train_limit = 0;
+    config_put(c->data.format, sizeof c->data.format, "auto");
+    config_put(c->data.x_dataset, sizeof c->data.x_dataset, "X");
+    config_put(c->data.y_dataset, sizeof c->data.y_dataset, "y");
+    config_put(c->data.train_group, sizeof c->data.train_group, "/");
+    config_put(c->data.test_group, sizeof c->data.test_group, "/");
+    config_put(c->data.normalize, sizeof c->data.normalize, "none");
     c->model.hidden = 128;
     c->model.seed = 42;
     config_put(c->model.init, sizeof c->model.init, "xavier");
@@ -385,6 +399,17 @@ static const char *config_set(Config *c, const ConfigKey *k, const char *value, 
             return bad;
         if (config_put(field, k->size, value) != 0)
             return "too long";  /* unreachable: CONFIG_VALUE_MAX < CONFIG_PATH_MAX */
+        return NULL;
+    case CONFIG_FORMAT:
+        if (strcmp(value, "auto") != 0 && strcmp(value, "idx") != 0 &&
+            strcmp(value, "hdf5") != 0)
+            return "must be auto, idx or hdf5";
+        config_put(field, k->size, value);
+        return NULL;
+    case CONFIG_NORMALIZE:
+        if (strcmp(value, "none") != 0 && strcmp(value, "standardize") != 0)
+            return "must be none or standardize";
+        config_put(field, k->size, value);
         return NULL;
     case CONFIG_INIT:
         if (strcmp(value, "xavier") != 0)
@@ -743,6 +768,8 @@ char *config_to_ini(const Config *c)
         case CONFIG_RESUME:
         case CONFIG_INIT:
         case CONFIG_KERNELS:
+        case CONFIG_FORMAT:
+        case CONFIG_NORMALIZE:
             shown = field;
             /* A Config that did not come from config_load (config_defaults alone) has no
              * log.metrics yet: print the path config_load would give it. */

@@ -13,6 +13,7 @@ static void usage(FILE *out)
             "usage: mlp CONFIG.ini [--set section.key=value]...   train\n"
             "       mlp inspect CHECKPOINT.h5                      summary of a checkpoint\n"
             "       mlp eval CHECKPOINT.h5 [CONFIG.ini]            test-set evaluation\n"
+            "       mlp predict CHECKPOINT.h5 INPUT [--out F.h5]   predictions (CSV or HDF5)\n"
             "       mlp reseal CHECKPOINT.h5                       re-seal after a deliberate edit\n"
             "       mlp config CONFIG.ini [--set section.key=value]...  the resolved config\n"
             "       mlp --help | --version\n"
@@ -37,6 +38,8 @@ int main(int argc, char **argv)
         return cli_inspect(argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "eval"))
         return cli_eval(argc - 1, argv + 1);
+    if (argc >= 2 && !strcmp(argv[1], "predict"))
+        return cli_predict(argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "reseal"))
         return cli_reseal(argc - 1, argv + 1);
     const int config_only = argc >= 2 && !strcmp(argv[1], "config");

@@ -167,7 +167,7 @@ static void stats_add(ModelStats *st, const Workspace *w, size_t m)
     }
 }
 
-ModelStats model_step_gradients(const Params *p, const uint8_t *X, const uint8_t *labels,
+ModelStats model_step_gradients(const Params *p, const KernelsInput *X, const uint8_t *labels,
                                 const uint32_t *idx, size_t m, size_t m_global,
                                 Workspace *w, size_t chunk, float *grad_f, int64_t *grad_i,
                                 float limit, int64_t *bad)
@@ -187,24 +187,23 @@ ModelStats model_step_gradients(const Params *p, const uint8_t *X, const uint8_t
     KernelsSink s2 = {.out_f = grad_f ? grad_f + off2 : NULL,
                       .out_i = grad_i ? grad_i + off2 : NULL, .chunk = chunk, .limit = limit,
                       .bad = bad};
-    const KernelsInput in = {.u8 = X};
     const KernelOps *ops = w->ops;
     /* One team for the whole step: each kernel shares its loops among these threads and
      * ends in a barrier, instead of starting and joining a team of its own. */
 #pragma omp parallel
     {
-        ops->hidden_forward(&in, idx, m, d, h, p->W1, p->b1, w->A1, &w->scratch);
+        ops->hidden_forward(X, idx, m, d, h, p->W1, p->b1, w->A1, &w->scratch);
         ops->output_backward(w->A1, labels, idx, m, h, k, p->W2, p->b2, w->W2t,
                              1.0f / (float)m_global, w->dZ2, w->dZ1, w->dZ1_max, w->loss,
                              w->correct);
-        ops->grad_layer1(&in, idx, m, d, h, w->dZ1, &w->scratch, &s1);
+        ops->grad_layer1(X, idx, m, d, h, w->dZ1, &w->scratch, &s1);
         ops->grad_layer2(w->A1, m, h, k, w->dZ2, &s2);
     }
     stats_add(&st, w, m);
     return st;
 }
 
-ModelStats model_evaluate(const Params *p, const uint8_t *X, const uint8_t *labels,
+ModelStats model_evaluate(const Params *p, const KernelsInput *X, const uint8_t *labels,
                           size_t first, size_t m, Workspace *w)
 {
     ModelStats st = {0};
@@ -212,10 +211,9 @@ ModelStats model_evaluate(const Params *p, const uint8_t *X, const uint8_t *labe
         size_t n = m - r0 < w->rows ? m - r0 : w->rows;
         for (size_t r = 0; r < n; r++)
             w->idx[r] = (uint32_t)(first + r0 + r);
-        const KernelsInput in = {.u8 = X};
 #pragma omp parallel
         {
-            w->ops->hidden_forward(&in, w->idx, n, p->d, p->h, p->W1, p->b1, w->A1,
+            w->ops->hidden_forward(X, w->idx, n, p->d, p->h, p->W1, p->b1, w->A1,
                                    &w->scratch);
             w->ops->output_backward(w->A1, labels, w->idx, n, p->h, p->k, p->W2, p->b2,
                                     w->W2t, 0.0f, NULL, NULL, NULL, w->loss, w->correct);
@@ -230,7 +228,7 @@ ModelStats model_evaluate(const Params *p, const uint8_t *X, const uint8_t *labe
  * contraction and the plain loop below without, so a near-tie could round differently;
  * the loop is therefore only asked which class OTHER than the label a wrong sample went to
  * (the kernel's argmax is one of those). */
-void model_confusion(const Params *p, const uint8_t *X, const uint8_t *labels, size_t first,
+void model_confusion(const Params *p, const KernelsInput *X, const uint8_t *labels, size_t first,
                      size_t m, Workspace *w, int64_t *conf, double *loss_sum)
 {
     const size_t h = p->h, k = p->k;
@@ -241,8 +239,7 @@ void model_confusion(const Params *p, const uint8_t *X, const uint8_t *labels, s
         size_t n = m - r0 < w->rows ? m - r0 : w->rows;
         for (size_t r = 0; r < n; r++)
             w->idx[r] = (uint32_t)(first + r0 + r);
-        const KernelsInput in = {.u8 = X};
-        w->ops->hidden_forward(&in, w->idx, n, p->d, h, p->W1, p->b1, w->A1, &w->scratch);
+        w->ops->hidden_forward(X, w->idx, n, p->d, h, p->W1, p->b1, w->A1, &w->scratch);
         w->ops->output_backward(w->A1, labels, w->idx, n, h, k, p->W2, p->b2, w->W2t, 0.0f,
                                 NULL, NULL, NULL, w->loss, w->correct);
         for (size_t r = 0; r < n; r++) {

@@ -57,11 +57,14 @@ typedef struct {
 typedef struct {
     const Config *cfg;
     const Dist *dist;
-    Dataset train, test;     /* images point into `pixels`; labels are this rank's */
+    Dataset train, test;     /* features point into `inputs`; labels are this rank's */
     DataShape train_shape, test_shape;   /* as the headers announce (before train_limit) */
-    DistShared pixels;       /* the node's one copy of the train then the test pixels */
-    size_t test_offset;      /* where the test pixels start in it */
-    size_t pixel_bytes;      /* its size: train pixels, padding to 64 bytes, test pixels */
+    DataType type;           /* how the inputs are held: uint8 pixels or float32 */
+    DistShared inputs;       /* the node's one copy of the train then the test inputs */
+    size_t test_offset;      /* where the test inputs start in it, bytes */
+    size_t input_bytes;      /* its size: train inputs, padding to 64 bytes, test inputs */
+    KernelsInput train_in, test_in;   /* the kernels' view of the two */
+    double *mean, *std;      /* (d) data.normalize = standardize: the training set's */
     Params params;
     Workspace ws;
     uint32_t *order;         /* (train.n) this epoch's sample order */
@@ -156,40 +159,70 @@ static int make_parent_dirs(const char *path)
     return 0;
 }
 
-/* Every rank: both pairs of headers, checked before any pixel is read, so that the node's
- * shared block can be sized. */
+/* Where the training (test = 0) or test set lives: [data]'s paths, and for HDF5 the
+ * dataset paths in their group. names: two buffers of DATA_NAME_MAX bytes. */
+#define DATA_NAME_MAX 600
+static DataSource data_source(const Config *c, int test, char names[2][DATA_NAME_MAX])
+{
+    const char *group = test ? c->data.test_group : c->data.train_group;
+    /* Both fit: a group and a name are at most 255 bytes each (config.h). */
+    data_dataset_path(names[0], DATA_NAME_MAX, group, c->data.x_dataset);
+    data_dataset_path(names[1], DATA_NAME_MAX, group, c->data.y_dataset);
+    const int format = data_format_parse(c->data.format);
+    return (DataSource){test ? c->data.test_images : c->data.train_images,
+                        test ? c->data.test_labels : c->data.train_labels, names[0], names[1],
+                        format < 0 ? DATA_FORMAT_AUTO : (DataFormat)format, 0};
+}
+
+/* Every rank: both pairs of headers, checked before any feature is read, so that the
+ * node's shared block can be sized: by the element type the inputs will be held in
+ * (uint8 pixels only when both sets are uint8 and not standardised; float32 otherwise). */
 static int probe_data(Run *run)
 {
     const Config *c = run->cfg;
     const DataShape *tr = &run->train_shape, *te = &run->test_shape;
-    char err[DATA_ERR_MAX];
-    if (data_probe(&run->train_shape, c->data.train_images, c->data.train_labels, err,
-                   sizeof err) != 0 ||
-        data_probe(&run->test_shape, c->data.test_images, c->data.test_labels, err,
-                   sizeof err) != 0) {
+    char err[DATA_ERR_MAX], names[2][DATA_NAME_MAX];
+    DataSource train = data_source(c, 0, names);
+    if (data_probe_source(&run->train_shape, &train, err, sizeof err) != 0) {
+        set_msg(run, "%s", err);
+        return 0;
+    }
+    DataSource test = data_source(c, 1, names);
+    if (data_probe_source(&run->test_shape, &test, err, sizeof err) != 0) {
         set_msg(run, "%s", err);
         return 0;
     }
     if (te->d != tr->d) {
-        set_msg(run, "%s: images are %" PRIu32 "x%" PRIu32 " but %s has %" PRIu32 "x%" PRIu32,
-                c->data.test_images, te->rows, te->cols, c->data.train_images, tr->rows, tr->cols);
+        if (tr->native == DATA_U8 && te->native == DATA_U8 && tr->rows > 1 && te->rows > 1)
+            set_msg(run, "%s: images are %" PRIu32 "x%" PRIu32 " but %s has %" PRIu32 "x%"
+                    PRIu32, c->data.test_images, te->rows, te->cols, c->data.train_images,
+                    tr->rows, tr->cols);
+        else
+            set_msg(run, "%s: %zu features per sample but %s has %zu", c->data.test_images,
+                    te->d, c->data.train_images, tr->d);
         return 0;
     }
+    const int standardize = !strcmp(c->data.normalize, "standardize");
+    run->type = tr->native == DATA_U8 && te->native == DATA_U8 && !standardize ? DATA_U8
+                                                                                : DATA_F32;
+    const size_t elem = data_type_size(run->type);
     if (tr->d > UINT32_MAX || tr->n > UINT32_MAX) {
         set_msg(run, "%s: %zu samples of %zu pixels: mlp indexes both with 32 bits",
                 c->data.train_images, tr->n, tr->d);
         return 0;
     }
-    /* The node's block: the training pixels, then the test pixels from the next 64-byte
-     * boundary. Each product fits (data_probe checked); the sum must too. */
-    const size_t train = tr->n * tr->d, test = te->n * te->d;
-    if (train > SIZE_MAX - 63 - test) {
-        set_msg(run, "%s and %s: %zu + %zu pixels overflow this machine's sizes",
-                c->data.train_images, c->data.test_images, train, test);
+    /* The node's block: the training inputs, then the test inputs from the next 64-byte
+     * boundary, in bytes of the held type (HDF5's expanded size, whatever its storage).
+     * Each product fits in elements (the probe checked); in bytes, and the sum, must too. */
+    const size_t train_n = tr->n * tr->d, test_n = te->n * te->d;
+    if (train_n > SIZE_MAX / elem || test_n > SIZE_MAX / elem ||
+        train_n * elem > SIZE_MAX - 63 - test_n * elem) {
+        set_msg(run, "%s and %s: %zu + %zu values overflow this machine's sizes",
+                c->data.train_images, c->data.test_images, train_n, test_n);
         return 0;
     }
-    run->test_offset = (train + 63) / 64 * 64;
-    run->pixel_bytes = run->test_offset + test;
+    run->test_offset = (train_n * elem + 63) / 64 * 64;
+    run->input_bytes = run->test_offset + test_n * elem;
     return 1;
 }
 
@@ -208,26 +241,27 @@ static size_t mem_available(void)
     return kb > SIZE_MAX / 1024 ? SIZE_MAX : (size_t)kb * 1024;
 }
 
-/* The pixels are held once per node, whatever its rank count: they must fit once, checked
- * before the block is allocated (the model's share per rank is checked by check_memory). */
+/* The inputs are held once per node, whatever its rank count: they must fit once, checked
+ * before the block is allocated (the model's share per rank is checked by check_memory).
+ * HDF5 inputs count at their expanded, converted size, before anything is decompressed. */
 static int check_data_memory(Run *run)
 {
     const Config *c = run->cfg;
-    const size_t bytes = run->pixel_bytes, avail = mem_available();
+    const size_t bytes = run->input_bytes, avail = mem_available();
     if (run->dist->local_rank == 0 && avail && bytes > avail) {
-        set_msg(run, "%s and %s: the pixels need %zu bytes (one copy per node, shared by its "
-                "ranks) but %zu bytes are available", c->data.train_images, c->data.test_images,
-                bytes, avail);
+        set_msg(run, "%s and %s: the inputs need %zu bytes (%s, one copy per node, shared by "
+                "its ranks) but %zu bytes are available", c->data.train_images,
+                c->data.test_images, bytes, run->type == DATA_U8 ? "uint8" : "float32", avail);
         return 0;
     }
     return 1;
 }
 
-/* COLLECTIVE. The node's block for the pixels (dist_node_shared). */
+/* COLLECTIVE. The node's block for the inputs (dist_node_shared). */
 static int share_data(Run *run)
 {
     char err[MSG_MAX];
-    if (dist_node_shared(&run->pixels, run->pixel_bytes, err, sizeof err) != 0) {
+    if (dist_node_shared(&run->inputs, run->input_bytes, err, sizeof err) != 0) {
         set_msg(run, "%s", err);
         return 0;
     }
@@ -235,20 +269,25 @@ static int share_data(Run *run)
 }
 
 /* Every rank reads and checks both pairs of files in full: the node's leader keeps the
- * pixels in the node's shared block, the other ranks only checksum theirs (ds->crc), so
+ * inputs in the node's shared block, the other ranks only checksum theirs (ds->crc), so
  * that check_same_data can compare every rank's files with rank 0's. Labels are per rank. */
 static int load_data(Run *run)
 {
     const Config *c = run->cfg;
-    const int leader = run->pixels.leader;
-    uint8_t *base = run->pixels.base;
-    const size_t train_bytes = run->train_shape.n * run->train_shape.d;
-    const size_t test_bytes = run->test_shape.n * run->test_shape.d;
-    char err[DATA_ERR_MAX];
-    if (data_load_into(&run->train, c->data.train_images, c->data.train_labels,
-                       (int)c->model.classes,
-                       leader ? base : NULL, train_bytes, err, sizeof err) != 0 ||
-        data_load_into(&run->test, c->data.test_images, c->data.test_labels, run->train.classes,
+    const int leader = run->inputs.leader;
+    uint8_t *base = run->inputs.base;
+    const size_t elem = data_type_size(run->type);
+    const size_t train_bytes = run->train_shape.n * run->train_shape.d * elem;
+    const size_t test_bytes = run->test_shape.n * run->test_shape.d * elem;
+    char err[DATA_ERR_MAX], names[2][DATA_NAME_MAX];
+    DataSource train = data_source(c, 0, names);
+    if (data_read_into(&run->train, &train, (int)c->model.classes, run->type, 0,
+                       leader ? base : NULL, train_bytes, err, sizeof err) != 0) {
+        set_msg(run, "%s", err);
+        return 0;
+    }
+    DataSource test = data_source(c, 1, names);
+    if (data_read_into(&run->test, &test, run->train.classes, run->type, 0,
                        leader ? base + run->test_offset : NULL, test_bytes, err,
                        sizeof err) != 0) {
         set_msg(run, "%s", err);
@@ -274,7 +313,7 @@ static int check_same_data(Run *run)
     const char *paths[2][2] = {{c->data.train_images, c->data.train_labels},
                                {c->data.test_images, c->data.test_labels}};
     uint64_t crc0[2], size0[2];
-    dist_node_shared_sync(&run->pixels);   /* the leader's pixels are visible from here on */
+    dist_node_shared_sync(&run->inputs);   /* the leader's inputs are visible from here on */
     for (int i = 0; i < 2; i++) {
         crc0[i] = dist_root_value(sets[i]->crc);
         size0[i] = dist_root_value((uint64_t)sets[i]->n << 32 | sets[i]->d); /* both < 2^32 */
@@ -283,9 +322,11 @@ static int check_same_data(Run *run)
         const Dataset *ds = sets[i];
         const uint64_t size = (uint64_t)ds->n << 32 | ds->d;
         if (size != size0[i]) {
-            set_msg(run, "%s, %s: content differs from rank 0's (%zu samples of %zu pixels, "
+            set_msg(run, "%s, %s: content differs from rank 0's (%zu samples of %zu %s, "
                     "rank 0 has %" PRIu64 " of %" PRIu64 "): every rank must read the same data",
-                    paths[i][0], paths[i][1], ds->n, ds->d, size0[i] >> 32, size0[i] & UINT32_MAX);
+                    paths[i][0], paths[i][1], ds->n, ds->d,
+                    run->type == DATA_U8 ? "pixels" : "features", size0[i] >> 32,
+                    size0[i] & UINT32_MAX);
             return 0;
         }
         if (ds->crc != crc0[i]) {
@@ -295,12 +336,55 @@ static int check_same_data(Run *run)
             return 0;
         }
     }
-    uint8_t *base = run->pixels.base;
-    run->train.images = base;
-    run->test.images = base + run->test_offset;
+    uint8_t *base = run->inputs.base;
+    if (run->type == DATA_U8) {
+        run->train.images = base;
+        run->test.images = base + run->test_offset;
+        run->train_in = (KernelsInput){.u8 = run->train.images};
+        run->test_in = (KernelsInput){.u8 = run->test.images};
+    } else {
+        run->train.features = (float *)(void *)base;
+        run->test.features = (float *)(void *)(base + run->test_offset);
+        run->train_in = (KernelsInput){.f32 = run->train.features};
+        run->test_in = (KernelsInput){.f32 = run->test.features};
+    }
     if (c->data.train_limit > 0 && (size_t)c->data.train_limit < run->train.n)
         run->train.n = (size_t)c->data.train_limit;
     return 1;
+}
+
+/* data.normalize = standardize: room for the statistics. */
+static int alloc_standardize(Run *run)
+{
+    if (strcmp(run->cfg->data.normalize, "standardize") != 0)
+        return 1;
+    run->mean = malloc(run->train.d * sizeof *run->mean);
+    run->std = malloc(run->train.d * sizeof *run->std);
+    if (!run->mean || !run->std) {
+        set_msg(run, "out of memory for the statistics of %zu features", run->train.d);
+        return 0;
+    }
+    return 1;
+}
+
+/* NODE-COLLECTIVE (every rank). data.normalize = standardize: every rank computes the
+ * per-feature mean and standard deviation of the training samples it trains on (after
+ * train_limit) from the node's shared copy, in data_standardize_stats' fixed order, so
+ * they are the same bits on every rank (and they go into the checkpoint for eval and
+ * predict). Once every rank of the node has read the raw values, the leader standardises
+ * the shared training and test inputs in place, and the result is made visible. */
+static void standardize_data(Run *run)
+{
+    if (!run->mean)
+        return;
+    const size_t d = run->train.d;
+    data_standardize_stats(run->train.features, run->train.n, d, run->mean, run->std);
+    dist_node_shared_sync(&run->inputs);   /* every rank is done reading the raw values */
+    if (run->inputs.leader) {
+        data_standardize_apply(run->train.features, run->train.n, d, run->mean, run->std);
+        data_standardize_apply(run->test.features, run->test.n, d, run->mean, run->std);
+    }
+    dist_node_shared_sync(&run->inputs);
 }
 
 /* The model must fit before anything is allocated: a clear error with the bytes it needs,
@@ -411,10 +495,17 @@ static void print_banner(const Run *run)
         printf("warning: a minibatch is %ld chunk%s (batch %ld / chunk %ld), so only %ld of %d "
                "ranks compute; lower train.chunk to use them all\n",
                nchunks, nchunks == 1 ? "" : "s", c->train.batch, c->train.chunk, nchunks, d->size);
-    printf("data: %zu training samples%s, %zu test samples, d = %zu (%" PRIu32 "x%" PRIu32
-           "), K = %d classes\n",
+    char what[96];
+    if (run->train_shape.rows > 1)
+        snprintf(what, sizeof what, "%" PRIu32 "x%" PRIu32, run->train.rows, run->train.cols);
+    else
+        snprintf(what, sizeof what, "%s as %s", run->train_shape.stored,
+                 run->type == DATA_U8 ? "uint8 / 255" : "float32");
+    if (run->mean)
+        snprintf(what + strlen(what), sizeof what - strlen(what), ", standardized");
+    printf("data: %zu training samples%s, %zu test samples, d = %zu (%s), K = %d classes\n",
            run->train.n, c->data.train_limit ? " (train_limit)" : "", run->test.n, run->train.d,
-           run->train.rows, run->train.cols, run->train.classes);
+           what, run->train.classes);
     printf("model: %zu-%zu-%zu, %zu parameters; batch %ld, lr %g, reduce %s (chunk %ld), %s "
            "kernels\n", run->params.d, run->params.h, run->params.k, run->params.count,
            c->train.batch, c->train.lr, config_reduce_name(c->train.reduce), c->train.chunk,
@@ -537,7 +628,7 @@ static StepsEnd run_steps(Run *run, int64_t *bad_out)
             const size_t nchunks = (m + chunk - 1) / chunk;
             const float limit = (float)(0x1p22 / (double)nchunks);
             int64_t *g = run->grad_i;   /* written whole by each step (see kernels.h) */
-            st = model_step_gradients(p, run->train.images, run->train.labels, idx, r1 - r0, m,
+            st = model_step_gradients(p, &run->train_in, run->train.labels, idx, r1 - r0, m,
                                       &run->ws, chunk, NULL, g, limit, &bad);
             g[count + SLOT_LOSS] = st.loss_fix;
             g[count + SLOT_CORRECT] = st.correct;
@@ -555,7 +646,7 @@ static StepsEnd run_steps(Run *run, int64_t *bad_out)
             stop = g[count + SLOT_STOP];
         } else {
             float *g = run->grad_f;
-            st = model_step_gradients(p, run->train.images, run->train.labels, idx, r1 - r0, m,
+            st = model_step_gradients(p, &run->train_in, run->train.labels, idx, r1 - r0, m,
                                       &run->ws, chunk, g, NULL, 0, NULL);
             g[count + SLOT_LOSS] = (float)((double)st.loss_fix / MODEL_LOSS_SCALE);
             g[count + SLOT_CORRECT] = (float)st.correct;
@@ -599,7 +690,7 @@ static double evaluate(Run *run)
     const size_t N = run->test.n;
     size_t first = N * (size_t)d->rank / (size_t)d->size;
     size_t last = N * ((size_t)d->rank + 1) / (size_t)d->size;
-    ModelStats st = model_evaluate(&run->params, run->test.images, run->test.labels, first,
+    ModelStats st = model_evaluate(&run->params, &run->test_in, run->test.labels, first,
                                    last - first, &run->ws);
     int64_t correct = st.correct;
     dist_sum_i64(d, &correct, 1);
@@ -636,6 +727,11 @@ static int save_checkpoint(Run *run, char *path, size_t path_len)
     snprintf(s.mlp_version, sizeof s.mlp_version, "%s", MLP_VERSION);
     provenance(&s, run->dist);
     s.history = run->history;
+    s.train_samples = (int64_t)run->train.n, s.test_samples = (int64_t)run->test.n;
+    s.train_crc = run->train.crc;
+    snprintf(s.input_type, sizeof s.input_type, "%s", run->type == DATA_U8 ? "uint8" : "float32");
+    snprintf(s.normalize, sizeof s.normalize, "%s", c->data.normalize);
+    s.x_mean = run->mean, s.x_std = run->std;
     char err[CKPT_ERR_MAX], warn[CKPT_ERR_MAX];
     if (ckpt_save_warn(c->checkpoint.dir, &s, c->checkpoint.keep, path, path_len, warn,
                        sizeof warn, err, sizeof err) != 0) {
@@ -731,6 +827,13 @@ static int resume(Run *run)
         set_msg(run, "%s: checkpoint has seed %" PRIu64 " and batch %" PRId64 " but the config "
                 "has %" PRIu64 " and %ld: its epoch order and position would not apply here",
                 path, s.seed, s.batch, c->model.seed, c->train.batch);
+    else if ((s.normalize[0] && strcmp(s.normalize, c->data.normalize) != 0) ||
+             (s.input_type[0] && strcmp(s.input_type, run->type == DATA_U8 ? "uint8"
+                                                                          : "float32") != 0))
+        set_msg(run, "%s: checkpoint was trained on %s inputs with data.normalize = %s but "
+                "this run's are %s with %s: its weights would not apply to them", path,
+                s.input_type, s.normalize[0] ? s.normalize : "none",
+                run->type == DATA_U8 ? "uint8" : "float32", c->data.normalize);
     else if (s.epoch_step < 0 || (size_t)s.epoch_step >= steps)
         set_msg(run, "%s: checkpoint is at step %" PRId64 " of an epoch, but an epoch here has "
                 "%zu steps (was data.train_limit changed?)", path, s.epoch_step, steps);
@@ -1034,7 +1137,9 @@ static void run_free(Run *run)
 {
     data_free(&run->train);
     data_free(&run->test);
-    dist_node_shared_free(&run->pixels);   /* NODE-COLLECTIVE: every rank gets here */
+    dist_node_shared_free(&run->inputs);   /* NODE-COLLECTIVE: every rank gets here */
+    free(run->mean);
+    free(run->std);
     model_params_free(&run->params);
     model_workspace_free(&run->ws);
     free(run->order);
@@ -1062,7 +1167,7 @@ int train_run(const Config *cfg, const Dist *dist)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGUSR1, &sa, NULL);
-    /* The pixels are read once per node into a block its ranks share: headers first, to
+    /* The inputs are read once per node into a block its ranks share: headers first, to
      * size it; then the node's leader fills it while the other ranks checksum their own
      * files; then every rank's checksum is compared with rank 0's. */
     int ok = agree(&run, probe_data(&run));
@@ -1071,6 +1176,9 @@ int train_run(const Config *cfg, const Dist *dist)
     ok = ok && agree(&run, share_data(&run));
     ok = ok && agree(&run, load_data(&run));
     ok = ok && agree(&run, check_same_data(&run));
+    ok = ok && agree(&run, alloc_standardize(&run));
+    if (ok)
+        standardize_data(&run);
     ok = ok && agree(&run, check_memory(&run));
     ok = ok && agree(&run, alloc_model(&run));
     ok = ok && agree(&run, resume(&run));

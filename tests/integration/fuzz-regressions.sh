@@ -10,7 +10,7 @@ replay=$(make -s --no-print-directory fuzz-replay | tail -n 1)
 [ -x "$replay" ] || fail "make fuzz-replay did not build the replay driver ($replay)"
 expected=fuzz/regressions/expected
 n=0
-for t in config idx checkpoint; do
+for t in config idx checkpoint h5data; do
     inputs=(fuzz/corpus/$t/* fuzz/regressions/$t/*)
     [ -e "${inputs[0]}" ] || fail "no seeds in fuzz/corpus/$t"
     for f in "${inputs[@]}"; do

@@ -343,6 +343,60 @@ static void roundtrip(uint64_t d, uint64_t h, uint64_t k, int64_t epoch, size_t 
     rm_rf(dir);
 }
 
+/* data.normalize = standardize: the statistics and the data attributes round-trip; a
+ * checkpoint without them loads with NULL; bad statistics are refused on save. */
+static void test_standardize_roundtrip(void **state)
+{
+    (void)state;
+    char dir[64], path[4096], err[CKPT_ERR_MAX] = "";
+    CkptState s, t;
+    make_tmpdir(dir, sizeof dir);
+    make_state(&s, 3, 17, 5, 1, 1, 200);
+    if (ckpt_save(dir, &s, 0, path, sizeof path, err, sizeof err) != 0)
+        fail_msg("save: %s", err);
+    if (ckpt_load(path, &t, err, sizeof err) != 0)
+        fail_msg("load: %s", err);
+    assert_null(t.x_mean);
+    assert_null(t.x_std);
+    ckpt_state_free(&t);
+
+    s.x_mean = malloc(3 * sizeof *s.x_mean);
+    s.x_std = malloc(3 * sizeof *s.x_std);
+    assert_non_null(s.x_mean);
+    assert_non_null(s.x_std);
+    const double mean[3] = {-1.5, 0.0, 1e30}, sd[3] = {0.25, 1.0, 3e-300};
+    memcpy(s.x_mean, mean, sizeof mean);
+    memcpy(s.x_std, sd, sizeof sd);
+    s.train_samples = 1000, s.test_samples = 7, s.train_crc = 0xdeadbeef;
+    snprintf(s.input_type, sizeof s.input_type, "float32");
+    snprintf(s.normalize, sizeof s.normalize, "standardize");
+    s.epoch = 2;
+    if (ckpt_save(dir, &s, 0, path, sizeof path, err, sizeof err) != 0)
+        fail_msg("save: %s", err);
+    if (ckpt_load(path, &t, err, sizeof err) != 0)
+        fail_msg("load: %s", err);
+    assert_non_null(t.x_mean);
+    assert_memory_equal(t.x_mean, mean, sizeof mean);
+    assert_memory_equal(t.x_std, sd, sizeof sd);
+    assert_int_equal(t.train_samples, 1000);
+    assert_int_equal(t.test_samples, 7);
+    assert_int_equal(t.train_crc, 0xdeadbeef);
+    assert_string_equal(t.input_type, "float32");
+    assert_string_equal(t.normalize, "standardize");
+    ckpt_state_free(&t);
+
+    s.x_std[1] = 0.0;   /* a standard deviation must be > 0 */
+    s.epoch = 3;
+    assert_int_equal(ckpt_save(dir, &s, 0, path, sizeof path, err, sizeof err), -1);
+    assert_contains(err, "at feature 1");
+    free(s.x_std);
+    s.x_std = NULL;     /* one without the other */
+    assert_int_equal(ckpt_save(dir, &s, 0, path, sizeof path, err, sizeof err), -1);
+    assert_contains(err, "x_mean and x_std go together");
+    ckpt_state_free(&s);
+    rm_rf(dir);
+}
+
 static void test_roundtrip_odd(void **state)
 {
     (void)state;
@@ -1369,6 +1423,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_history_grows),
         cmocka_unit_test(test_roundtrip_odd),
+        cmocka_unit_test(test_standardize_roundtrip),
         cmocka_unit_test(test_roundtrip_tiny),
         cmocka_unit_test(test_epoch_name_wide),
         cmocka_unit_test(test_save_trailing_slash_and_mkdir_p),

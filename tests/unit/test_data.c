@@ -17,6 +17,9 @@
 
 #include "data.h"
 
+#include <hdf5.h>
+#include <math.h>
+
 #define MAGIC_IMAGES 0x00000803u
 #define MAGIC_LABELS 0x00000801u
 
@@ -789,6 +792,232 @@ static void test_order_pinned(void **state)
 
 /* ---- fixture ------------------------------------------------------------------------- */
 
+/* ---- HDF5 input and standardisation ------------------------------------------------- */
+
+/* An HDF5 file at tmp_path(name): /X (n, d) of xtype from x (doubles), /y (n) of ytype
+ * from y, or a 3-D /X (n, d, 1) when rank3. gzip: chunked + deflate. */
+static const char *write_h5(const char *name, hid_t xtype, hsize_t n, hsize_t d,
+                            const double *x, hid_t ytype, const int64_t *y, int gzip,
+                            int rank3)
+{
+    const char *path = tmp_path(name);
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    assert_true(f >= 0);
+    const hsize_t dims[3] = {n, d, 1}, chunk[3] = {2, d, 1};
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    if (gzip) {
+        assert_true(H5Pset_chunk(dcpl, rank3 ? 3 : 2, chunk) >= 0);
+        assert_true(H5Pset_deflate(dcpl, 4) >= 0);
+    }
+    hid_t sx = H5Screate_simple(rank3 ? 3 : 2, dims, NULL);
+    hid_t dx = H5Dcreate2(f, "X", xtype, sx, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    assert_true(H5Dwrite(dx, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) >= 0);
+    hid_t sy = H5Screate_simple(1, dims, NULL);
+    hid_t dy = H5Dcreate2(f, "y", ytype, sy, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    assert_true(H5Dwrite(dy, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, y) >= 0);
+    H5Dclose(dx);
+    H5Dclose(dy);
+    H5Sclose(sx);
+    H5Sclose(sy);
+    H5Pclose(dcpl);
+    assert_true(H5Fclose(f) >= 0);
+    return path;
+}
+
+static const double h5_x[6] = {0.5, -2.0, 1e3, 3.25, 255.0, -0.125};   /* (3, 2) */
+static const int64_t h5_y[3] = {1, 0, 2};
+
+/* float64 and gzip'd int32 features: float32 values as they are, native type float32,
+ * the same CRC-32 read owned, into a buffer and checksum only; uint8 stays uint8 and
+ * reads as float32 with the same values. */
+static void test_h5_types(void **state)
+{
+    (void)state;
+    char err[DATA_ERR_MAX];
+    const char *f64 = write_h5("f64.h5", H5T_IEEE_F64LE, 3, 2, h5_x, H5T_STD_I32LE, h5_y, 0, 0);
+    assert_int_equal(data_format_of(f64), DATA_FORMAT_HDF5);
+    assert_int_equal(data_format_of(good_images_file()), DATA_FORMAT_IDX);
+    DataShape shape;
+    assert_int_equal(data_probe(&shape, f64, f64, err, sizeof err), 0);
+    assert_int_equal(shape.n, 3);
+    assert_int_equal(shape.d, 2);
+    assert_int_equal(shape.native, DATA_F32);
+    assert_string_equal(shape.stored, "float64");
+    Dataset ds, other;
+    assert_int_equal(data_load(&ds, f64, f64, 0, err, sizeof err), 0);
+    assert_int_equal(ds.type, DATA_F32);
+    assert_null(ds.images);
+    for (int i = 0; i < 6; i++)
+        assert_true(ds.features[i] == (float)h5_x[i]);
+    assert_int_equal(ds.classes, 3);
+    assert_memory_equal(ds.labels, ((uint8_t[]){1, 0, 2}), 3);
+    const DataSource src = {f64, f64, "/X", "/y", DATA_FORMAT_AUTO, 0};
+    float buf[6];
+    assert_int_equal(data_read_into(&other, &src, 0, DATA_F32, 0, buf, sizeof buf, err,
+                                    sizeof err), 0);
+    assert_int_equal(other.crc, ds.crc);
+    assert_memory_equal(buf, ds.features, sizeof buf);
+    data_free(&other);
+    assert_int_equal(data_read_into(&other, &src, 0, DATA_F32, 0, NULL, 0, err, sizeof err), 0);
+    assert_int_equal(other.crc, ds.crc);
+    assert_null(other.features);
+    data_free(&other);
+    /* a buffer of the wrong size is refused */
+    assert_int_equal(data_read_into(&other, &src, 0, DATA_F32, 0, buf, 5 * sizeof(float), err,
+                                    sizeof err), -1);
+    assert_non_null(strstr(err, "did the file change"));
+    /* as uint8: refused, it is not */
+    assert_int_equal(data_read_into(&other, &src, 0, DATA_U8, 1, NULL, 0, err, sizeof err), -1);
+    assert_non_null(strstr(err, "holds float64: cannot be held as uint8"));
+
+    /* the same values as gzip'd int32 give the same float32 bytes only where exact */
+    const double ints[6] = {0, -2, 1000, 3, 255, 7};
+    const char *i32 = write_h5("i32.h5", H5T_STD_I32LE, 3, 2, ints, H5T_STD_U8LE, h5_y, 1, 0);
+    Dataset di;
+    assert_int_equal(data_load(&di, i32, i32, 0, err, sizeof err), 0);
+    for (int i = 0; i < 6; i++)
+        assert_true(di.features[i] == (float)ints[i]);
+    data_free(&di);
+
+    const double u8[6] = {0, 1, 2, 128, 254, 255};
+    const char *pu8 = write_h5("u8.h5", H5T_STD_U8LE, 3, 2, u8, H5T_STD_I64LE, h5_y, 1, 0);
+    assert_int_equal(data_load(&di, pu8, pu8, 0, err, sizeof err), 0);
+    assert_int_equal(di.type, DATA_U8);
+    assert_memory_equal(di.images, ((uint8_t[]){0, 1, 2, 128, 254, 255}), 6);
+    const DataSource su8 = {pu8, pu8, "/X", "/y", DATA_FORMAT_HDF5, 0};
+    assert_int_equal(data_read_into(&other, &su8, 0, DATA_F32, 1, NULL, 0, err, sizeof err), 0);
+    for (int i = 0; i < 6; i++)
+        assert_true(other.features[i] == (float)u8[i]);
+    data_free(&other);
+    data_free(&di);
+    /* IDX pixels as float32: the values, and the IDX checksum of the file's bytes */
+    const DataSource sidx = {good_images_file(), good_labels_file(), "", "", DATA_FORMAT_AUTO, 0};
+    Dataset a, b;
+    assert_int_equal(data_read_into(&a, &sidx, 0, DATA_U8, 1, NULL, 0, err, sizeof err), 0);
+    assert_int_equal(data_read_into(&b, &sidx, 0, DATA_F32, 1, NULL, 0, err, sizeof err), 0);
+    assert_int_equal(a.crc, b.crc);
+    for (size_t i = 0; i < a.n * a.d; i++)
+        assert_true(b.features[i] == (float)a.images[i]);
+    data_free(&a);
+    data_free(&b);
+    /* no labels (predict) */
+    const DataSource nolab = {f64, NULL, "/X", "/y", DATA_FORMAT_AUTO, 0};
+    assert_int_equal(data_read_into(&other, &nolab, 0, DATA_F32, 1, NULL, 0, err, sizeof err), 0);
+    assert_null(other.labels);
+    data_free(&other);
+    const DataSource optional = {f64, f64, "/X", "/nolabels", DATA_FORMAT_AUTO, 1};
+    assert_int_equal(data_read_into(&other, &optional, 0, DATA_F32, 1, NULL, 0, err, sizeof err),
+                     0);
+    assert_null(other.labels);
+    data_free(&other);
+    data_free(&ds);
+}
+
+/* Each bad input: -1, one line naming the file, the dataset and the index. */
+static void h5_fails(const char *path, int classes, const char *want)
+{
+    char err[DATA_ERR_MAX];
+    Dataset ds;
+    memset(&ds, 0xAB, sizeof ds);
+    assert_int_equal(data_load(&ds, path, path, classes, err, sizeof err), -1);
+    if (strncmp(err, path, strlen(path)) != 0 || !strstr(err, want) || strchr(err, '\n'))
+        fail_msg("got '%s', want '%s: ...%s...'", err, path, want);
+    assert_null(ds.labels);
+    assert_null(ds.features);
+}
+
+static void test_h5_errors(void **state)
+{
+    (void)state;
+    double x[6];
+    int64_t y[3];
+    memcpy(y, h5_y, sizeof y);
+    memcpy(x, h5_x, sizeof x);
+    x[3] = NAN;
+    h5_fails(write_h5("nan.h5", H5T_IEEE_F64LE, 3, 2, x, H5T_STD_I64LE, y, 1, 0), 0,
+             "dataset /X: value nan at sample index 1, feature 1 is not finite");
+    memcpy(x, h5_x, sizeof x);
+    x[4] = 1e39;
+    h5_fails(write_h5("big.h5", H5T_IEEE_F64LE, 3, 2, x, H5T_STD_I64LE, y, 0, 0), 0,
+             "value 1e+39 at sample index 2, feature 0 is beyond float32's range");
+    memcpy(x, h5_x, sizeof x);
+    y[1] = -3;
+    h5_fails(write_h5("neg.h5", H5T_IEEE_F64LE, 3, 2, x, H5T_STD_I8LE, y, 0, 0), 0,
+             "dataset /y: label -3 at sample index 1 is negative");
+    y[1] = 2;
+    h5_fails(write_h5("range.h5", H5T_IEEE_F64LE, 3, 2, x, H5T_STD_I64LE, y, 0, 0), 2,
+             "label 2 at sample index 1 is out of range: classes = 2");
+    y[1] = 256;
+    h5_fails(write_h5("k.h5", H5T_IEEE_F64LE, 3, 2, x, H5T_STD_U16LE, y, 0, 0), 0,
+             "label 256 at sample index 1 is out of range: mlp supports at most 256 classes");
+    y[1] = 0;
+    h5_fails(write_h5("r3.h5", H5T_IEEE_F64LE, 3, 2, x, H5T_STD_I64LE, y, 1, 1), 0,
+             "dataset /X has 3 dimensions; the features must have 2");
+    h5_fails(write_h5("fy.h5", H5T_IEEE_F64LE, 3, 2, x, H5T_IEEE_F32LE, y, 0, 0), 0,
+             "dataset /y: the labels must be integers");
+    h5_fails(write_h5("e.h5", H5T_IEEE_F64LE, 0, 2, x, H5T_STD_I64LE, y, 0, 0), 0,
+             "dataset /X is empty (shape 0 x 2)");
+    h5_fails(write_h5("e2.h5", H5T_IEEE_F64LE, 3, 0, x, H5T_STD_I64LE, y, 0, 0), 0,
+             "dataset /X is empty (shape 3 x 0)");
+}
+
+static void test_dataset_path(void **state)
+{
+    (void)state;
+    char out[32];
+    assert_int_equal(data_dataset_path(out, sizeof out, "/", "X"), 0);
+    assert_string_equal(out, "/X");
+    assert_int_equal(data_dataset_path(out, sizeof out, "/train/", "X"), 0);
+    assert_string_equal(out, "/train/X");
+    assert_int_equal(data_dataset_path(out, sizeof out, "test", "y"), 0);
+    assert_string_equal(out, "test/y");
+    assert_int_equal(data_dataset_path(out, sizeof out, "/train", "/abs/X"), 0);
+    assert_string_equal(out, "/abs/X");
+    assert_int_equal(data_dataset_path(out, 5, "/train", "X"), -1);
+    assert_int_equal(data_format_parse("hdf5"), DATA_FORMAT_HDF5);
+    assert_int_equal(data_format_parse("idx"), DATA_FORMAT_IDX);
+    assert_int_equal(data_format_parse("auto"), DATA_FORMAT_AUTO);
+    assert_int_equal(data_format_parse("csv"), -1);
+}
+
+/* Against a plain long-double two-pass computation; a constant feature gets std 1. */
+static void test_standardize(void **state)
+{
+    (void)state;
+    enum { N = 7, D = 3 };
+    float x[N * D];
+    for (int i = 0; i < N; i++) {
+        x[i * D + 0] = (float)(i * i) * 0.37f - 2.0f;
+        x[i * D + 1] = 4.5f;                        /* constant */
+        x[i * D + 2] = (float)(1e6 + i * 0.125);
+    }
+    double mean[D], sd[D];
+    data_standardize_stats(x, N, D, mean, sd);
+    for (int j = 0; j < D; j++) {
+        long double m = 0, v = 0;
+        for (int i = 0; i < N; i++)
+            m += x[i * D + j];
+        m /= N;
+        for (int i = 0; i < N; i++)
+            v += (x[i * D + j] - m) * (x[i * D + j] - m);
+        const double want_sd = j == 1 ? 1.0 : (double)sqrtl(v / N);
+        assert_true(fabs(mean[j] - (double)m) <= 1e-12 * fabs((double)m) + 1e-15);
+        assert_true(fabs(sd[j] - want_sd) <= 1e-9 * want_sd);
+    }
+    float y[N * D];
+    memcpy(y, x, sizeof x);
+    data_standardize_apply(y, N, D, mean, sd);
+    for (int i = 0; i < N * D; i++)
+        assert_true(y[i] == (float)(((double)x[i] - mean[i % D]) / sd[i % D]));
+    for (int i = 0; i < N; i++)
+        assert_true(y[i * D + 1] == 0.0f);
+    /* the same bits again (a fixed order, nothing else) */
+    double mean2[D], sd2[D];
+    data_standardize_stats(x, N, D, mean2, sd2);
+    assert_memory_equal(mean, mean2, sizeof mean);
+    assert_memory_equal(sd, sd2, sizeof sd);
+}
+
 static int make_tmpdir(void **state)
 {
     (void)state;
@@ -830,6 +1059,10 @@ int main(void)
         cmocka_unit_test(test_order_is_permutation),
         cmocka_unit_test(test_order_deterministic),
         cmocka_unit_test(test_order_pinned),
+        cmocka_unit_test(test_h5_types),
+        cmocka_unit_test(test_h5_errors),
+        cmocka_unit_test(test_dataset_path),
+        cmocka_unit_test(test_standardize),
     };
     return cmocka_run_group_tests_name("data", tests, make_tmpdir, remove_tmpdir);
 }

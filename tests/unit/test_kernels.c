@@ -18,6 +18,9 @@
 #include "kernels.h"
 #include "model.h"
 
+/* pixels as the model takes them (kernels.h) */
+#define U8(p) (&(const KernelsInput){.u8 = (p)})
+
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 static uint32_t rnd(void)
 {
@@ -357,20 +360,20 @@ static void test_select_and_model_step(void **state)
     const size_t cnt = p.count;
     int64_t *fast = malloc(cnt * sizeof *fast), *ref1 = malloc(cnt * sizeof *ref1);
     int64_t *ref3 = malloc(cnt * sizeof *ref3), *part = malloc(cnt * sizeof *part), bad = 0;
-    model_step_gradients(&p, x.u8, labels, x.idx, n, n, &w, chunk, NULL, fast, 1e6f, &bad);
+    model_step_gradients(&p, U8(x.u8), labels, x.idx, n, n, &w, chunk, NULL, fast, 1e6f, &bad);
     assert_int_equal(model_workspace_kernels(&w, "reference"), 0);
     omp_set_num_threads(1);
-    ModelStats s1 = model_step_gradients(&p, x.u8, labels, x.idx, n, n, &w, chunk, NULL, ref1,
+    ModelStats s1 = model_step_gradients(&p, U8(x.u8), labels, x.idx, n, n, &w, chunk, NULL, ref1,
                                          1e6f, &bad);
     omp_set_num_threads(3);
-    ModelStats s3 = model_step_gradients(&p, x.u8, labels, x.idx, n, n, &w, chunk, NULL, ref3,
+    ModelStats s3 = model_step_gradients(&p, U8(x.u8), labels, x.idx, n, n, &w, chunk, NULL, ref3,
                                          1e6f, &bad);
     assert_memory_equal(ref1, ref3, cnt * sizeof *ref1);
     assert_int_equal(s1.loss_fix, s3.loss_fix);
     memset(ref3, 0, cnt * sizeof *ref3);
     for (size_t b = 0; b < n; b += 2 * chunk) {   /* shards of two chunks */
         const size_t e = b + 2 * chunk < n ? b + 2 * chunk : n;
-        model_step_gradients(&p, x.u8, labels, x.idx + b, e - b, n, &w, chunk, NULL, part, 1e6f,
+        model_step_gradients(&p, U8(x.u8), labels, x.idx + b, e - b, n, &w, chunk, NULL, part, 1e6f,
                              &bad);
         for (size_t i = 0; i < cnt; i++)
             ref3[i] += part[i];

@@ -17,6 +17,9 @@
 #include "model.h"
 #include "reference.h"
 
+/* pixels as the model takes them (kernels.h) */
+#define U8(p) (&(const KernelsInput){.u8 = (p)})
+
 typedef struct {
     size_t n, d, h, k;
     uint8_t *X, *labels;
@@ -166,7 +169,7 @@ static void test_gradients_vs_reference(void **state)
         float *gf = malloc(n * sizeof *gf);
         int64_t *gi = malloc(n * sizeof *gi);
 
-        ModelStats st = model_step_gradients(&f.p, f.X, f.labels, f.idx, m, m, &w, 0, gf, NULL,
+        ModelStats st = model_step_gradients(&f.p, U8(f.X), f.labels, f.idx, m, m, &w, 0, gf, NULL,
                                              0, NULL);
         if (rel_err(gf, ref, n) > 1e-4)
             fail_msg("shape %zu fast: relative error %g", s, rel_err(gf, ref, n));
@@ -178,7 +181,7 @@ static void test_gradients_vs_reference(void **state)
         for (size_t c = 0; c < 4; c++) {
             memset(gi, 0x5a, n * sizeof *gi);
             int64_t bad = 0;
-            model_step_gradients(&f.p, f.X, f.labels, f.idx, m, m, &w, chunks[c], NULL, gi, 1e6f,
+            model_step_gradients(&f.p, U8(f.X), f.labels, f.idx, m, m, &w, chunks[c], NULL, gi, 1e6f,
                                  &bad);
             assert_int_equal(bad, 0);
             for (size_t i = 0; i < n; i++)
@@ -206,12 +209,12 @@ static void test_exact_independent_of_threads_and_shards(void **state)
     int64_t *want = calloc(n, sizeof *want), *got = calloc(n, sizeof *got);
     int64_t bad = 0;
     omp_set_num_threads(1);
-    ModelStats s1 = model_step_gradients(&f.p, f.X, f.labels, f.idx, m, m, &w, chunk, NULL, want,
+    ModelStats s1 = model_step_gradients(&f.p, U8(f.X), f.labels, f.idx, m, m, &w, chunk, NULL, want,
                                          1e6f, &bad);
     for (int threads = 2; threads <= 3; threads++) {
         omp_set_num_threads(threads);
         memset(got, 0x5a, n * sizeof *got);
-        ModelStats s2 = model_step_gradients(&f.p, f.X, f.labels, f.idx, m, m, &w, chunk, NULL,
+        ModelStats s2 = model_step_gradients(&f.p, U8(f.X), f.labels, f.idx, m, m, &w, chunk, NULL,
                                              got, 1e6f, &bad);
         assert_memory_equal(want, got, n * sizeof *got);
         assert_int_equal(s1.loss_fix, s2.loss_fix);
@@ -224,7 +227,7 @@ static void test_exact_independent_of_threads_and_shards(void **state)
             size_t b, e;
             dist_shard(m, chunk, r, ranks, &b, &e);
             memset(part, 0x5a, n * sizeof *part);   /* stored, never added to */
-            ModelStats st = model_step_gradients(&f.p, f.X, f.labels, f.idx + b, e - b, m, &w,
+            ModelStats st = model_step_gradients(&f.p, U8(f.X), f.labels, f.idx + b, e - b, m, &w,
                                                  chunk, NULL, part, 1e6f, &bad);
             for (size_t i = 0; i < n; i++)
                 got[i] += part[i];
@@ -250,12 +253,12 @@ static void test_exact_rejects_out_of_range(void **state)
     Workspace w;
     assert_int_equal(model_workspace_init(&w, &f.p, f.n), 0);
     int64_t *g = calloc(f.p.count, sizeof *g), bad = 0;
-    model_step_gradients(&f.p, f.X, f.labels, f.idx, f.n, f.n, &w, 2, NULL, g, 1e-12f, &bad);
+    model_step_gradients(&f.p, U8(f.X), f.labels, f.idx, f.n, f.n, &w, 2, NULL, g, 1e-12f, &bad);
     assert_true(bad > 0);
     f.p.W2[0] = NAN;
     bad = 0;
     memset(g, 0, f.p.count * sizeof *g);
-    ModelStats st = model_step_gradients(&f.p, f.X, f.labels, f.idx, f.n, f.n, &w, 2, NULL, g,
+    ModelStats st = model_step_gradients(&f.p, U8(f.X), f.labels, f.idx, f.n, f.n, &w, 2, NULL, g,
                                          1e6f, &bad);
     assert_true(bad + st.bad > 0);
     free(g);
@@ -504,13 +507,13 @@ static void test_sgd_step_vs_reference(void **state)
     int64_t *gi = calloc(n, sizeof *gi), bad = 0;
     memcpy(start, f.p.block, n * sizeof *start);
 
-    model_step_gradients(&f.p, f.X, f.labels, f.idx, f.n, f.n, &w, 0, gf, NULL, 0, NULL);
+    model_step_gradients(&f.p, U8(f.X), f.labels, f.idx, f.n, f.n, &w, 0, gf, NULL, 0, NULL);
     kernels_sgd_f32(f.p.block, gf, n, lr);
     for (size_t i = 0; i < n; i++)
         assert_true(fabs(f.p.block[i] - ref[i]) < 1e-6 + 1e-5 * fabs(ref[i]));
 
     memcpy(f.p.block, start, n * sizeof *start);
-    model_step_gradients(&f.p, f.X, f.labels, f.idx, f.n, f.n, &w, 5, NULL, gi, 1e6f, &bad);
+    model_step_gradients(&f.p, U8(f.X), f.labels, f.idx, f.n, f.n, &w, 5, NULL, gi, 1e6f, &bad);
     kernels_sgd_fixed(f.p.block, gi, n, lr);
     for (size_t i = 0; i < n; i++)
         assert_true(fabs(f.p.block[i] - ref[i]) < 1e-6 + 1e-5 * fabs(ref[i]));
@@ -532,11 +535,11 @@ static void test_evaluate(void **state)
                                     &ref_correct);
     Workspace w;
     assert_int_equal(model_workspace_init(&w, &f.p, 5), 0);   /* several blocks, last short */
-    ModelStats st = model_evaluate(&f.p, f.X, f.labels, 0, f.n, &w);
+    ModelStats st = model_evaluate(&f.p, U8(f.X), f.labels, 0, f.n, &w);
     assert_int_equal(st.correct, ref_correct);
     assert_true(fabs((double)st.loss_fix / MODEL_LOSS_SCALE - ref_loss) < 1e-4 * ref_loss);
-    ModelStats a = model_evaluate(&f.p, f.X, f.labels, 0, 20, &w);
-    ModelStats b = model_evaluate(&f.p, f.X, f.labels, 20, f.n - 20, &w);
+    ModelStats a = model_evaluate(&f.p, U8(f.X), f.labels, 0, 20, &w);
+    ModelStats b = model_evaluate(&f.p, U8(f.X), f.labels, 20, f.n - 20, &w);
     assert_int_equal(a.correct + b.correct, st.correct);
     assert_int_equal(a.loss_fix + b.loss_fix, st.loss_fix);
     model_workspace_free(&w);
