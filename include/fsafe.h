@@ -51,9 +51,15 @@ int fsafe_fsync_dir(const char *dir, char *err, size_t errlen);
  * same directory, fsync it, rename it over path, fsync the directory. Readers see the old
  * or the new content, never a part. If path is a symlink (or a chain of them), the file it
  * points to is replaced and the link is kept (a dangling link's target is created). The
- * directory must exist. On failure the temporary is removed and path is untouched. */
+ * directory must exist. On a failure before the rename the temporary is removed and path is
+ * untouched; a failure to fsync the directory AFTER the rename is reported too (-1), but
+ * path then already holds the new bytes. */
 int fsafe_write_atomic(const char *path, const void *buf, size_t len, char *err,
                        size_t errlen);
+
+/* Create path, which must not exist (O_EXCL; errno EEXIST then), write the len bytes and
+ * fsync them; on failure nothing is left at path (unless it existed). */
+int fsafe_write_new(const char *path, const void *buf, size_t len, char *err, size_t errlen);
 
 /* Make DIR/link_name a symlink to target (stored as given, so a relative target keeps
  * working when DIR moves), atomically: a fresh link under a temporary name is renamed over

@@ -77,6 +77,14 @@ int rundir_clear(const char *dir, int *removed, char *err, size_t errlen);
 int rundir_metrics_resume(const char *path, const char *header, int64_t epoch, char *aside,
                           size_t asidelen, char *err, size_t errlen);
 
+/* On resume at (epoch, epoch_step): the checkpoint files in dir of a LATER place (from a
+ * run that went on past the resume point, or files that did not load) are renamed to
+ * NAME.aside-YYYYMMDDTHHMMSSZ[-N] (never replaced, and no longer checkpoints to ckpt_list),
+ * so that the resumed run writing those places does not overwrite them. *moved counts them;
+ * first names the first one moved ("" when none). */
+int rundir_set_aside_later(const char *dir, int64_t epoch, int64_t epoch_step, int *moved,
+                           char *first, size_t firstlen, char *err, size_t errlen);
+
 /* Write text to DIR/config.ini atomically (temporary, fsync, rename, directory fsync). */
 int rundir_save_config(const char *dir, const char *text, char *err, size_t errlen);
 

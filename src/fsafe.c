@@ -86,11 +86,11 @@ static int fsafe_mkdir_one(const char *p, const char *dir, char *err, size_t err
     if (stat(p, &st) == 0) {
         if (S_ISDIR(st.st_mode))
             return 0;
-        fsafe_err(err, errlen, "%s: exists and is not a directory (checkpoint dir %s)", p, dir);
+        fsafe_err(err, errlen, "cannot create %s: %s exists and is not a directory", dir, p);
         return -1;
     }
     if (errno != ENOENT) {
-        fsafe_err(err, errlen, "%s: %s (checkpoint dir %s)", p, strerror(errno), dir);
+        fsafe_err(err, errlen, "cannot create %s: %s: %s", dir, p, strerror(errno));
         return -1;
     }
     if (mkdir(p, 0777) == 0)
@@ -98,7 +98,7 @@ static int fsafe_mkdir_one(const char *p, const char *dir, char *err, size_t err
     /* Another process may have created it between stat and mkdir. */
     if (errno == EEXIST && stat(p, &st) == 0 && S_ISDIR(st.st_mode))
         return 0;
-    fsafe_err(err, errlen, "%s: cannot create directory: %s", p, strerror(errno));
+    fsafe_err(err, errlen, "cannot create %s: %s: %s", dir, p, strerror(errno));
     return -1;
 }
 
@@ -209,15 +209,16 @@ static int fsafe_resolve(const char *path, char *out, size_t outlen, char *err, 
 
 /* Write the bytes to `path` and fsync it. *created tells the caller whether a file now
  * exists there that it must remove on failure. */
-static int fsafe_write_fsync(const char *path, const void *buf, size_t len, int *created,
-                             char *err, size_t errlen)
+static int fsafe_write_fsync(const char *path, const void *buf, size_t len, int excl,
+                             int *created, char *err, size_t errlen)
 {
     *created = 0;
-    /* O_TRUNC, not O_EXCL: a stale temporary left by a crashed writer whose pid we now
-     * share (common in containers) is ours to overwrite. O_NOFOLLOW: never write through a
-     * link planted under the temporary's name. A directory of that name makes open fail,
-     * and is left alone. */
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0666);
+    /* A temporary is opened O_TRUNC, not O_EXCL: a stale one left by a crashed writer
+     * whose pid we now share (common in containers) is ours to overwrite; a new file
+     * (excl) must not exist. O_NOFOLLOW: never write through a link planted under the
+     * name. A directory of that name makes open fail, and is left alone. */
+    int fd = open(path, O_WRONLY | O_CREAT | (excl ? O_EXCL : O_TRUNC) | O_NOFOLLOW | O_CLOEXEC,
+                  0666);
     if (fd < 0) {
         fsafe_err(err, errlen, "%s: cannot create: %s", path, strerror(errno));
         return -1;
@@ -267,7 +268,7 @@ int fsafe_write_atomic(const char *path, const void *buf, size_t len, char *err,
         fsafe_split(final, dir, sizeof dir, &base, err, errlen) != 0 ||
         fsafe_temp_path(final, tmp, sizeof tmp, err, errlen) != 0)
         return -1;
-    if (fsafe_write_fsync(tmp, buf, len, &created, err, errlen) != 0)
+    if (fsafe_write_fsync(tmp, buf, len, 0, &created, err, errlen) != 0)
         goto fail;
     if (rename(tmp, final) != 0) {
         fsafe_err(err, errlen, "%s: cannot rename to %s: %s", tmp, final, strerror(errno));
@@ -281,6 +282,18 @@ fail:
      * (which made the create fail) is not ours to delete. */
     if (created)
         unlink(tmp);
+    return -1;
+}
+
+int fsafe_write_new(const char *path, const void *buf, size_t len, char *err, size_t errlen)
+{
+    int created;
+    if (fsafe_write_fsync(path, buf, len, 1, &created, err, errlen) == 0)
+        return 0;
+    const int e = errno;
+    if (created)
+        unlink(path);
+    errno = e;
     return -1;
 }
 

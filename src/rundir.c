@@ -36,59 +36,14 @@ static int rundir_join(char *out, size_t len, const char *dir, const char *name,
     return 0;
 }
 
-/* mkdir -p; *created says whether the last component was made here. */
-static int rundir_mkdir_p(const char *dir, int *created, char *err, size_t errlen)
+/* "20261201T102447Z": the stamp of side files. */
+static void rundir_stamp(char *buf, size_t len)
 {
-    char buf[RUNDIR_PATH_MAX];
-    snprintf(buf, sizeof buf, "%s", dir);
-    *created = 0;
-    for (char *p = buf + 1;; p++) {
-        if (*p != '/' && *p != '\0')
-            continue;
-        const char c = *p;
-        *p = '\0';
-        if (mkdir(buf, 0777) == 0) {
-            *created = c == '\0';
-        } else if (errno != EEXIST) {
-            return rundir_fail(err, errlen, "checkpoint.dir = %s: cannot create %s: %s", dir, buf,
-                               strerror(errno));
-        }
-        *p = c;
-        if (c == '\0')
-            return 0;
-    }
-}
-
-/* Durable write of one new small file (O_EXCL): the probe, or a side file of metrics rows. */
-static int rundir_write_fsync(const char *path, const void *buf, size_t len, char *err,
-                              size_t errlen)
-{
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    if (fd < 0)
-        return rundir_fail(err, errlen, "%s: cannot create: %s", path, strerror(errno));
-    const char *p = buf;
-    size_t left = len;
-    while (left > 0) {
-        ssize_t w = write(fd, p, left);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            int e = w < 0 ? errno : ENOSPC;
-            close(fd);
-            unlink(path);
-            return rundir_fail(err, errlen, "%s: cannot write: %s", path, strerror(e));
-        }
-        p += w;
-        left -= (size_t)w;
-    }
-    if (fsync(fd) != 0 || close(fd) != 0) {
-        int e = errno;
-        close(fd);
-        unlink(path);
-        return rundir_fail(err, errlen, "%s: cannot write to disk (fsync): %s", path,
-                           strerror(e));
-    }
-    return 0;
+    time_t now = time(NULL);
+    struct tm tm;
+    snprintf(buf, len, "unknown");
+    if (gmtime_r(&now, &tm))
+        strftime(buf, len, "%Y%m%dT%H%M%SZ", &tm);
 }
 
 /* ------------------------------------------------------------------ lock and probe */
@@ -125,6 +80,15 @@ static int rundir_lock(RunDir *r, char *err, size_t errlen)
         close(fd);
         return rundir_fail(err, errlen, "%s: cannot lock: %s", path, strerror(e));
     }
+    /* The lock counts only on the file now under the name: a run refused at start-up
+     * removes the lock file of a directory it made (rundir_close), and we may have opened
+     * that file just before. */
+    struct stat now_st;
+    if (stat(path, &now_st) != 0 || now_st.st_ino != st.st_ino || now_st.st_dev != st.st_dev) {
+        close(fd);
+        return rundir_fail(err, errlen, "checkpoint.dir = %s: its lock file %s changed while "
+                           "another run started or ended there: try again", r->dir, path);
+    }
     /* Who holds it, for the message a second run prints. */
     char host[128] = "?", when[32] = "?";
     gethostname(host, sizeof host);
@@ -153,7 +117,7 @@ static int rundir_probe(const RunDir *r, char *err, size_t errlen)
         return -1;
     unlink(path);   /* a leftover of a killed run with our pid */
     memset(block, 'm', sizeof block);
-    if (rundir_write_fsync(path, block, sizeof block, err, errlen) != 0)
+    if (fsafe_write_new(path, block, sizeof block, err, errlen) != 0)
         return -1;
     if (unlink(path) != 0)
         return rundir_fail(err, errlen, "%s: cannot remove: %s", path, strerror(errno));
@@ -173,11 +137,14 @@ int rundir_open(RunDir *r, const char *dir, char *err, size_t errlen)
     while (n > 1 && r->dir[n - 1] == '/')
         r->dir[--n] = '\0';
     struct stat st;
-    if (stat(r->dir, &st) == 0 && !S_ISDIR(st.st_mode))
+    const int existed = stat(r->dir, &st) == 0;
+    if (existed && !S_ISDIR(st.st_mode))
         return rundir_fail(err, errlen, "checkpoint.dir = %s exists and is not a directory",
                            r->dir);
-    if (rundir_mkdir_p(r->dir, &r->created, err, errlen) != 0)
-        return -1;
+    char why[RUNDIR_PATH_MAX + 256];
+    if (fsafe_mkdir_p(r->dir, why, sizeof why) != 0)
+        return rundir_fail(err, errlen, "checkpoint.dir = %s: %s", r->dir, why);
+    r->created = !existed;
     if (rundir_lock(r, err, errlen) != 0 || rundir_probe(r, err, errlen) != 0) {
         rundir_close(r, 1);
         return -1;
@@ -231,6 +198,8 @@ static long rundir_count_rows(const char *path, char *err, size_t errlen, int *f
     }
     if (last != '\n')
         lines++;
+    if (ferror(f))
+        *fail = rundir_fail(err, errlen, "%s: cannot read: %s", path, strerror(errno));
     fclose(f);
     return lines > 0 ? lines - 1 : 0;
 }
@@ -316,40 +285,24 @@ int rundir_clear(const char *dir, int *removed, char *err, size_t errlen)
 
 static int rundir_read_all(const char *path, char **out, size_t *len, char *err, size_t errlen)
 {
+    struct stat st;
     *out = NULL;
     *len = 0;
-    struct stat st;
-    char why[256];
-    int fd = fsafe_open_regular(path, &st, why, sizeof why);
-    if (fd == -1 && errno == ENOENT)
-        return 0;
-    if (fd < 0)
-        return rundir_fail(err, errlen, "%s: cannot %s: %s", path, fd == -1 ? "open" : "read",
-                           why);
-    if ((uint64_t)st.st_size > RUNDIR_METRICS_MAX) {
-        close(fd);
+    if (stat(path, &st) != 0 && errno == ENOENT)
+        return 0;   /* no metrics yet */
+    if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size > RUNDIR_METRICS_MAX)
         return rundir_fail(err, errlen, "%s: larger than %u MiB: not an mlp metrics file", path,
                            RUNDIR_METRICS_MAX >> 20);
+    char *text = fsafe_read_file(path, len, err, errlen);
+    if (!text)
+        return -1;
+    char *z = realloc(text, *len + 1);   /* NUL-terminated for strtoll */
+    if (!z) {
+        free(text);
+        return rundir_fail(err, errlen, "%s: out of memory", path);
     }
-    char *buf = malloc((size_t)st.st_size + 1);
-    size_t got = 0;
-    while (buf && got < (size_t)st.st_size) {
-        ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-    }
-    close(fd);
-    if (!buf || got != (size_t)st.st_size) {
-        free(buf);
-        return rundir_fail(err, errlen, "%s: cannot read: %s", path,
-                           buf ? "short read" : "out of memory");
-    }
-    buf[got] = '\0';
-    *out = buf;
-    *len = got;
+    z[*len] = '\0';
+    *out = z;
     return 0;
 }
 
@@ -357,21 +310,21 @@ static int rundir_read_all(const char *path, char **out, size_t *len, char *err,
 static int rundir_write_aside(const char *path, const char *text, size_t len, char *name,
                               size_t namelen, char *err, size_t errlen)
 {
-    char stamp[32] = "unknown";
-    time_t now = time(NULL);
-    struct tm tm;
-    if (gmtime_r(&now, &tm))
-        strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
+    char stamp[32];
+    rundir_stamp(stamp, sizeof stamp);
     for (int i = 0; i < 1000; i++) {
         int n = i == 0 ? snprintf(name, namelen, "%s.aside-%s", path, stamp)
                        : snprintf(name, namelen, "%s.aside-%s-%d", path, stamp, i);
         if (n < 0 || (size_t)n >= namelen)
             return rundir_fail(err, errlen, "%s: path too long for its side file", path);
-        struct stat st;
-        if (lstat(name, &st) == 0)
-            continue;
-        return rundir_write_fsync(name, text, len, err, errlen);
+        if (fsafe_write_new(name, text, len, err, errlen) == 0)
+            return 0;
+        if (errno != EEXIST) {
+            name[0] = '\0';
+            return -1;
+        }
     }
+    name[0] = '\0';
     return rundir_fail(err, errlen, "%s: no free name for its side file", path);
 }
 
@@ -417,16 +370,55 @@ int rundir_metrics_resume(const char *path, const char *header, int64_t epoch, c
         at = end;
     }
     int rc = 0;
+    /* The side file first, durable, then the rewrite: a failure anywhere leaves every row
+     * in one file or the other (at worst in both), never in neither. */
     if (nmoved > hlen + 1) {
         rc = rundir_write_aside(path, moved, nmoved, aside, asidelen, err, errlen);
         if (rc == 0)
             rc = fsafe_write_atomic(path, keep, nkeep, err, errlen);
-        if (rc != 0 && aside[0]) {
-            unlink(aside);   /* the metrics file was not rewritten: nothing was moved */
-            aside[0] = '\0';
-        }
     }
     free(text), free(keep), free(moved);
+    return rc;
+}
+
+int rundir_set_aside_later(const char *dir, int64_t epoch, int64_t epoch_step, int *moved,
+                           char *first, size_t firstlen, char *err, size_t errlen)
+{
+    CkptEntry *list = NULL;
+    size_t n = 0;
+    char from[RUNDIR_PATH_MAX], to[RUNDIR_PATH_MAX + 64], stamp[32];
+    *moved = 0;
+    first[0] = '\0';
+    if (ckpt_list(dir, &list, &n, err, errlen) != 0)
+        return -1;
+    rundir_stamp(stamp, sizeof stamp);
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        const CkptEntry *e = &list[i];
+        if (e->epoch < epoch || (e->epoch == epoch && e->epoch_step <= epoch_step))
+            continue;
+        if (rundir_join(from, sizeof from, dir, e->name, err, errlen) != 0) {
+            rc = -1;
+            break;
+        }
+        for (int k = 0;; k++) {
+            if (k == 0)
+                snprintf(to, sizeof to, "%s.aside-%s", from, stamp);
+            else
+                snprintf(to, sizeof to, "%s.aside-%s-%d", from, stamp, k);
+            if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
+                break;
+            if (errno != EEXIST || k == 999) {
+                rc = rundir_fail(err, errlen, "%s: cannot move aside: %s", from, strerror(errno));
+                break;
+            }
+        }
+        if (rc == 0 && (*moved)++ == 0)
+            snprintf(first, firstlen, "%s", to);
+    }
+    free(list);
+    if (rc == 0 && *moved > 0)
+        rc = fsafe_fsync_dir(dir, err, errlen);
     return rc;
 }
 

@@ -3,6 +3,7 @@
 
 #include "checkpoint.h"
 #include "data.h"
+#include "fsafe.h"
 #include "kernels.h"
 #include "buildinfo.h"
 #include "model.h"
@@ -138,23 +139,6 @@ static int agree(Run *run, int ok)
     if (first == run->dist->rank) {
         fprintf(stderr, "mlp: [rank %d] error: %s\n", run->dist->rank, run->msg);
         fflush(stderr);
-    }
-    return 0;
-}
-
-/* mkdir -p for the parent directory of path. */
-static int make_parent_dirs(const char *path)
-{
-    char buf[CONFIG_PATH_MAX];
-    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
-        return -1;
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-            return -1;
-        *p = '/';
     }
     return 0;
 }
@@ -514,8 +498,9 @@ static void print_banner(const Run *run)
     char cpu[128];
     buildinfo_cpu_model(cpu, sizeof cpu);
     printf("build: commit %s, %s; cpu: %s\n", bi->commit, bi->flags, cpu);
-    printf("config: %s resolved into %s/%s (`mlp config %s` prints it)\n", c->source,
-           c->checkpoint.dir, RUNDIR_CONFIG, c->source);
+    if (run->outputs_ready)
+        printf("config: %s resolved into %s/%s (`mlp config %s` prints it)\n", c->source,
+               c->checkpoint.dir, RUNDIR_CONFIG, c->source);
     if (run->resume_note[0])
         printf("%s\n", run->resume_note);
     if (run->resume_warn[0])
@@ -756,7 +741,12 @@ static int choose_auto(Run *run, CkptState *s, char *path, size_t len)
     struct stat st;
     path[0] = '\0';
     snprintf(path, len, "%s/latest.h5", dir);
-    if (lstat(path, &st) == 0) {
+    const int present = lstat(path, &st) == 0;
+    if (!present && errno != ENOENT) {
+        set_msg(run, "resume: %s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (present) {
         tried++;
         ssize_t t = readlink(path, target, sizeof target - 1);
         target[t > 0 ? t : 0] = '\0';
@@ -947,9 +937,15 @@ static int prepare_outputs(Run *run)
     int removed = 0;
     const int replace = run->replace;
     run->outputs_ready = 1;
-    if (make_parent_dirs(path) != 0) {
-        set_msg(run, "%s: cannot create its directory: %s", path, strerror(errno));
-        return 0;
+    char parent[CONFIG_PATH_MAX];
+    snprintf(parent, sizeof parent, "%s", path);
+    char *slash = strrchr(parent, '/');
+    if (slash && slash != parent) {   /* log.metrics may lie outside the run directory */
+        *slash = '\0';
+        if (fsafe_mkdir_p(parent, err, sizeof err) != 0) {
+            set_msg(run, "log.metrics = %s: %s", path, err);
+            return 0;
+        }
     }
     if (replace && rundir_clear(c->checkpoint.dir, &removed, err, sizeof err) != 0) {
         set_msg(run, "%s", err);
@@ -957,6 +953,15 @@ static int prepare_outputs(Run *run)
     }
     if (!replace && rundir_metrics_resume(path, METRICS_HEADER, run->pos.epoch, aside,
                                           sizeof aside, err, sizeof err) != 0) {
+        set_msg(run, "%s", err);
+        return 0;
+    }
+    /* Checkpoints of later places would be overwritten as the run reaches them. */
+    char first[CONFIG_PATH_MAX + 96];
+    int later = 0;
+    if (!replace && rundir_set_aside_later(c->checkpoint.dir, run->pos.epoch,
+                                           run->pos.epoch_step, &later, first, sizeof first,
+                                           err, sizeof err) != 0) {
         set_msg(run, "%s", err);
         return 0;
     }
@@ -980,6 +985,9 @@ static int prepare_outputs(Run *run)
     if (aside[0])
         printf("metrics: rows after epoch %" PRId64 " (from a run that went on past its last "
                "checkpoint) moved to %s\n", run->pos.epoch, aside);
+    if (later)
+        printf("checkpoints: %d file%s of later places than the resume point moved aside "
+               "(%s%s)\n", later, later == 1 ? "" : "s", first, later > 1 ? ", ..." : "");
     return 1;
 }
 

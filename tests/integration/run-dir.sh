@@ -54,7 +54,7 @@ expect_refused fifo-metrics "log.metrics = $T/fifo: a FIFO, not a regular file" 
 : > "$T/plain-file"
 expect_refused dir-is-a-file "checkpoint.dir = $T/plain-file exists and is not a directory" \
     run --set checkpoint.dir="$T/plain-file"
-expect_refused dir-below-a-file "checkpoint.dir = $T/plain-file/sub: cannot create" \
+expect_refused dir-below-a-file "checkpoint.dir = $T/plain-file/sub: cannot create $T/plain-file/sub: $T/plain-file exists and is not a directory" \
     run --set checkpoint.dir="$T/plain-file/sub"
 [ ! -s "$T/plain-file" ] || fail "the file in the way was written"
 
@@ -133,6 +133,11 @@ grep -qF "metrics: rows after epoch 1 (from a run that went on past its last che
 [ "$(tail -n +2 "$aside")" = "$(cat "$T/later-rows")" ] || fail "aside file: $(cat "$aside")"
 [ "$(tail -n +2 "$S/metrics.csv" | cut -d, -f1 | tr '\n' ' ')" = "1 2 " ] || fail "metrics: $(cat "$S/metrics.csv")"
 [ "$(sed -n 3p "$S/metrics.csv" | cut -d, -f1-4,7)" = "$(sed -n 3p "$D/metrics.csv" | cut -d, -f1-4,7)" ] || fail "epoch 2 differs from the uninterrupted run's"
+note "checkpoints of later places than the resume point are moved aside, not overwritten"
+grep -q "^checkpoints: 1 file of later places than the resume point moved aside ($S/epoch-0002.h5.aside-" "$T/aside.out" ||
+    fail "no checkpoint set aside: $(grep -i aside "$T/aside.out")"
+cmp "$S"/epoch-0002.h5.aside-* "$D/epoch-0002.h5" || fail "the set-aside checkpoint is not the old run's"
+[ "$(model_sha "$S/epoch-0002.h5")" = "$(model_sha "$D/epoch-0002.h5")" ] || fail "the resumed run's epoch 2 differs"
 
 note "a symlinked metrics file is written through"
 Y=$T/rd/link

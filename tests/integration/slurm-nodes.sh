@@ -50,7 +50,7 @@ unset MLP_LAUNCHER MLP_CONFIG MLP_RUN_DIR MLP_MPIRUN_ARGS
 [ -x "$MLP" ] || fail "no trainer at $MLP"
 
 submit() { local id; id=$(on1 sbatch --parsable -o "$T/out-%j" "$@") || fail "sbatch $*"; echo "${id%%;*}"; }
-field() { on1 scontrol -o show job "$1" | grep -o " $2=[^ ]*" | head -n 1 | cut -d= -f2-; }
+field() { on1 scontrol -o show job "$1" | awk -v k=" $2=" '{ i = index($0, k); if (i && !done) { v = substr($0, i + length(k)); sub(/ .*/, "", v); print v; done = 1 } }'; }
 wait_job() {   # job [timeout seconds]: prints the final state
     local job=$1 deadline=$((SECONDS + ${2:-120})) state
     while :; do

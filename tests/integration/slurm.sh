@@ -45,7 +45,7 @@ unset MLP_LAUNCHER MLP_CONFIG MLP_RUN_DIR MLP_MPIRUN_ARGS
 
 # --- helpers: job ids restart at 1 with every cluster, so every output goes into $T -----
 submit() { local id; id=$(sbatch --parsable -o "$T/out-%j" "$@") || fail "sbatch $*"; echo "${id%%;*}"; }
-field() { scontrol -o show job "$1" | grep -o " $2=[^ ]*" | head -n 1 | cut -d= -f2-; }
+field() { scontrol -o show job "$1" | awk -v k=" $2=" '{ i = index($0, k); if (i && !done) { v = substr($0, i + length(k)); sub(/ .*/, "", v); print v; done = 1 } }'; }
 # Poll every 0.5 s (never sbatch --wait) until the job ends; prints its final state.
 wait_job() {   # job [timeout seconds]
     local job=$1 deadline=$((SECONDS + ${2:-120})) state

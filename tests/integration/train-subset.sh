@@ -16,7 +16,7 @@ csv=$T/run/metrics.csv
 [ "$(head -1 "$csv")" = "epoch,train_loss,train_acc,test_acc,seconds,samples_per_s,param_hash" ] ||
     fail "metrics header: $(head -1 "$csv")"
 [ "$(wc -l < "$csv")" -eq 4 ] || fail "metrics should have 3 rows"
-hashes "$csv" | grep -qvE '^[0-9a-f]{16}$' && fail "param_hash not 16 hex digits"
+[ -z "$(hashes "$csv" | grep -vE '^[0-9a-f]{16}$' || true)" ] || fail "param_hash not 16 hex digits"
 
 ck=$T/run/ckpt/latest.h5
 [ -L "$ck" ] || fail "latest.h5 is not a symlink"
