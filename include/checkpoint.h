@@ -4,9 +4,11 @@
  *
  * Layout: /model/W1 (d,h) /model/b1 (h) /model/W2 (h,K) /model/b2 (K), float32;
  * /history/{epoch (int64), train_loss, train_acc, test_acc, seconds (float64)}, 1-D;
+ * /optimizer/{W1,b1,W2,b2}, float32, the velocity of momentum/nesterov (absent for sgd);
  * root attributes format, format_version, d, hidden, classes, epoch, step, epoch_step,
  * epoch_loss, epoch_correct, epoch_seconds, seed, batch, lr, reduce, ranks,
- * threads_per_rank, config, created, mlp_version. The first 512 bytes are an HDF5 user
+ * threads_per_rank, config, created, mlp_version, provenance, best_val_acc, best_epoch.
+ * The first 512 bytes are an HDF5 user
  * block holding the seal line "mlp-checkpoint crc32 XXXXXXXX size N".
  *
  * Writing is for rank 0 only and atomic: the file is built in memory, written to a
@@ -23,7 +25,11 @@
 #include <stdint.h>
 
 #define CKPT_FORMAT "mlp-checkpoint"
-#define CKPT_FORMAT_VERSION 1
+/* Written by this mlp; CKPT_FORMAT_VERSION_MIN..CKPT_FORMAT_VERSION load. Version 2 added
+ * the optimizer state (/optimizer/...) and the best validation epoch; a version 1 file
+ * loads with neither (plain SGD, no validation). */
+#define CKPT_FORMAT_VERSION 2
+#define CKPT_FORMAT_VERSION_MIN 1
 #define CKPT_ERR_MAX 1024
 
 typedef struct {
@@ -64,6 +70,13 @@ typedef struct {
     char cpu_model[128];
     int64_t nodes;
     CkptHistory history;
+    /* Optimizer state (format_version 2): the velocity, shaped as W1 b1 W2 b2, all four
+     * NULL when the optimizer keeps none (sgd, and every version 1 file). */
+    float *vW1, *vb1, *vW2, *vb2;
+    /* The best validation accuracy so far and its epoch (0: none yet, or a version 1 file),
+     * so that checkpoint.best and train.patience continue across a resume. */
+    double best_val_acc;
+    int64_t best_epoch;
 } CkptState;
 
 /* Write s atomically as DIR/epoch-NNNN.h5 (NNNN = s->epoch), or DIR/epoch-NNNN-SSSSSS.h5
@@ -113,6 +126,11 @@ int ckpt_load(const char *path, CkptState *s, char *err, size_t errlen);
 int ckpt_reseal(const char *path, char *err, size_t errlen);
 
 void ckpt_state_free(CkptState *s);
+
+/* Write s atomically to `path` (a file name of its own, e.g. DIR/best.h5: not an epoch
+ * file, so never listed, pruned or resumed from by `auto`), with the same checks, image
+ * and seal as ckpt_save_warn, without touching latest.h5. 0, or -1 with err. */
+int ckpt_save_as(const char *path, CkptState *s, char *err, size_t errlen);
 
 /* Copy the NUL-terminated `in` to out (outlen > 0 bytes, always terminated) with every
  * byte that is not printable escaped: \n \r \t, other controls and bytes of invalid UTF-8

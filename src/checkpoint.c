@@ -294,6 +294,10 @@ void ckpt_state_free(CkptState *s)
     free(s->b1);
     free(s->W2);
     free(s->b2);
+    free(s->vW1);
+    free(s->vb1);
+    free(s->vW2);
+    free(s->vb2);
     free(s->config);
     ckpt_history_free(&s->history);
     memset(s, 0, sizeof *s);
@@ -505,26 +509,39 @@ typedef struct {
     int rank;
     CkptDim dims[2];            /* (rank) */
     size_t off;                 /* offset in CkptState of the array's pointer */
+    bool optional;              /* written when its array is set; may be absent on load
+                                 * (files of an older mlp, or an optimizer without state):
+                                 * the pointer then stays NULL */
 } CkptDsetSpec;
 
-static const char *const ckpt_groups[] = {"/model", "/history"};
+static const char *const ckpt_groups[] = {"/model", "/history", "/optimizer"};
+#define CKPT_NGROUPS (sizeof ckpt_groups / sizeof ckpt_groups[0])
 
 /* In file order. The history columns share one length, set by the first of them. */
 static const CkptDsetSpec ckpt_dsets[] = {
-    {"/model/W1", "/model", CKPT_F32, 2, {CKPT_DIM_D, CKPT_DIM_H}, offsetof(CkptState, W1)},
-    {"/model/b1", "/model", CKPT_F32, 1, {CKPT_DIM_H}, offsetof(CkptState, b1)},
-    {"/model/W2", "/model", CKPT_F32, 2, {CKPT_DIM_H, CKPT_DIM_K}, offsetof(CkptState, W2)},
-    {"/model/b2", "/model", CKPT_F32, 1, {CKPT_DIM_K}, offsetof(CkptState, b2)},
+    {"/model/W1", "/model", CKPT_F32, 2, {CKPT_DIM_D, CKPT_DIM_H}, offsetof(CkptState, W1),
+     false},
+    {"/model/b1", "/model", CKPT_F32, 1, {CKPT_DIM_H}, offsetof(CkptState, b1), false},
+    {"/model/W2", "/model", CKPT_F32, 2, {CKPT_DIM_H, CKPT_DIM_K}, offsetof(CkptState, W2),
+     false},
+    {"/model/b2", "/model", CKPT_F32, 1, {CKPT_DIM_K}, offsetof(CkptState, b2), false},
     {"/history/epoch", "/history", CKPT_I64, 1, {CKPT_DIM_HIST},
-     offsetof(CkptState, history.epoch)},
+     offsetof(CkptState, history.epoch), false},
     {"/history/train_loss", "/history", CKPT_F64, 1, {CKPT_DIM_HIST},
-     offsetof(CkptState, history.train_loss)},
+     offsetof(CkptState, history.train_loss), false},
     {"/history/train_acc", "/history", CKPT_F64, 1, {CKPT_DIM_HIST},
-     offsetof(CkptState, history.train_acc)},
+     offsetof(CkptState, history.train_acc), false},
     {"/history/test_acc", "/history", CKPT_F64, 1, {CKPT_DIM_HIST},
-     offsetof(CkptState, history.test_acc)},
+     offsetof(CkptState, history.test_acc), false},
     {"/history/seconds", "/history", CKPT_F64, 1, {CKPT_DIM_HIST},
-     offsetof(CkptState, history.seconds)},
+     offsetof(CkptState, history.seconds), false},
+    /* format_version 2: the velocity of momentum / nesterov */
+    {"/optimizer/W1", "/optimizer", CKPT_F32, 2, {CKPT_DIM_D, CKPT_DIM_H},
+     offsetof(CkptState, vW1), true},
+    {"/optimizer/b1", "/optimizer", CKPT_F32, 1, {CKPT_DIM_H}, offsetof(CkptState, vb1), true},
+    {"/optimizer/W2", "/optimizer", CKPT_F32, 2, {CKPT_DIM_H, CKPT_DIM_K},
+     offsetof(CkptState, vW2), true},
+    {"/optimizer/b2", "/optimizer", CKPT_F32, 1, {CKPT_DIM_K}, offsetof(CkptState, vb2), true},
 };
 #define CKPT_NDSETS (sizeof ckpt_dsets / sizeof ckpt_dsets[0])
 
@@ -590,6 +607,9 @@ static const CkptAttrSpec ckpt_attrs[] = {
     {"cpu_model", CKPT_STR, NULL, CKPT_FIELD(cpu_model), CKPT_CAP(cpu_model), 0, 0, false,
      true},
     {"nodes", CKPT_I64, NULL, CKPT_FIELD(nodes), 0, 0, CKPT_MAX_I32, false, true},
+    /* format_version 2: the best validation epoch so far (0 = none) and its accuracy */
+    {"best_val_acc", CKPT_F64, NULL, CKPT_FIELD(best_val_acc), 0, 0, 1, false, true},
+    {"best_epoch", CKPT_I64, NULL, CKPT_FIELD(best_epoch), 0, 0, CKPT_MAX_I32, false, true},
 };
 #define CKPT_NATTRS (sizeof ckpt_attrs / sizeof ckpt_attrs[0])
 
@@ -761,7 +781,7 @@ static hid_t ckpt_image_create(const char *path, const CkptState *s, hid_t *fapl
 static int ckpt_write_groups(hid_t file, const char *path, hid_t *groups, char *err,
                              size_t errlen)
 {
-    for (size_t i = 0; i < sizeof ckpt_groups / sizeof ckpt_groups[0]; i++) {
+    for (size_t i = 0; i < CKPT_NGROUPS; i++) {
         groups[i] = H5Gcreate2(file, ckpt_groups[i], H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
         if (groups[i] < 0) {
             ckpt_h5_fail(err, errlen, path, "cannot create group %s", ckpt_groups[i]);
@@ -780,6 +800,8 @@ static int ckpt_write_dsets(hid_t file, const char *path, const CkptState *s, ch
     for (size_t i = 0; i < CKPT_NDSETS; i++) {
         const CkptDsetSpec *d = &ckpt_dsets[i];
         hsize_t dims[2];
+        if (d->optional && !ckpt_dset_array(s, d))
+            continue;
         for (int j = 0; j < d->rank; j++)
             dims[j] = dim[d->dims[j]];
         if (ckpt_write_dset(file, path, d->name, ckpt_ftype(d->type, H5I_INVALID_HID),
@@ -862,7 +884,8 @@ static int ckpt_build_image(const char *path, const CkptState *s, void **image, 
                             char *err, size_t errlen)
 {
     hid_t fapl = H5I_INVALID_HID, fcpl = H5I_INVALID_HID, file = H5I_INVALID_HID,
-          groups[2] = {H5I_INVALID_HID, H5I_INVALID_HID}, strtype = H5I_INVALID_HID;
+          groups[CKPT_NGROUPS] = {H5I_INVALID_HID, H5I_INVALID_HID, H5I_INVALID_HID},
+          strtype = H5I_INVALID_HID;
     int rc = -1;
     *image = NULL;
     *len = 0;
@@ -893,7 +916,7 @@ done:
         ckpt_h5_fail(err, errlen, path, "cannot close string type");
         rc = -1;
     }
-    for (int i = 1; i >= 0; i--) {
+    for (int i = (int)CKPT_NGROUPS - 1; i >= 0; i--) {
         if (groups[i] >= 0 && H5Gclose(groups[i]) < 0 && rc == 0) {
             ckpt_h5_fail(err, errlen, path, "cannot close group %s", ckpt_groups[i]);
             rc = -1;
@@ -1020,6 +1043,11 @@ static int ckpt_check_state(const CkptState *s, long keep, char *err, size_t err
 {
     if (!s->W1 || !s->b1 || !s->W2 || !s->b2) {
         ckpt_err(err, errlen, "checkpoint: model arrays missing (W1, b1, W2, b2 must be set)");
+        return -1;
+    }
+    const int nv = !!s->vW1 + !!s->vb1 + !!s->vW2 + !!s->vb2;
+    if (nv != 0 && nv != 4) {
+        ckpt_err(err, errlen, "checkpoint: velocity arrays: %d of 4 set (all or none)", nv);
         return -1;
     }
     const CkptHistory *h = &s->history;
@@ -1554,10 +1582,34 @@ static int ckpt_read_dsets(hid_t file, const char *path, uint64_t file_size, Ckp
     ckpt_dims_of(t, sh.dim);
     sh.known[CKPT_DIM_D] = sh.known[CKPT_DIM_H] = sh.known[CKPT_DIM_K] = true;
     hsize_t count[CKPT_NDSETS];
-    for (size_t i = 0; i < CKPT_NDSETS; i++)
-        if (ckpt_check_dset(file, path, file_size, &ckpt_dsets[i], &sh, &count[i], err,
-                            errlen) != 0)
+    bool absent[CKPT_NDSETS];
+    for (size_t i = 0; i < CKPT_NDSETS; i++) {
+        absent[i] = false;
+        if (ckpt_dsets[i].optional) {
+            htri_t ex = H5Lexists(file, ckpt_dsets[i].group, H5P_DEFAULT);
+            if (ex > 0)
+                ex = H5Lexists(file, ckpt_dsets[i].name, H5P_DEFAULT);
+            if (ex < 0) {
+                ckpt_h5_fail(err, errlen, path, "cannot look up %s", ckpt_dsets[i].name);
+                return -1;
+            }
+            absent[i] = ex == 0;
+        }
+        if (!absent[i] && ckpt_check_dset(file, path, file_size, &ckpt_dsets[i], &sh,
+                                          &count[i], err, errlen) != 0)
             return -1;
+    }
+    /* the velocity is all or nothing */
+    bool some = false, all = true;
+    for (size_t i = 0; i < CKPT_NDSETS; i++)
+        if (ckpt_dsets[i].optional) {
+            some = some || !absent[i];
+            all = all && !absent[i];
+        }
+    if (some && !all) {
+        ckpt_err(err, errlen, "%s: /optimizer holds only some of W1, b1, W2, b2", path);
+        return -1;
+    }
     const hsize_t len = sh.dim[CKPT_DIM_HIST];
     if (len > SIZE_MAX / sizeof(double) || ckpt_history_init(&t->history, (size_t)len) != 0) {
         ckpt_err(err, errlen, "%s: out of memory for a history of %llu epochs", path,
@@ -1566,6 +1618,8 @@ static int ckpt_read_dsets(hid_t file, const char *path, uint64_t file_size, Ckp
     }
     for (size_t i = 0; i < CKPT_NDSETS; i++) {
         const CkptDsetSpec *d = &ckpt_dsets[i];
+        if (absent[i])
+            continue;
         if (!ckpt_dset_in_history(d)) {
             /* model arrays: float32, count bounded by ckpt_check_size */
             float *buf = malloc((size_t)count[i] * sizeof *buf);
@@ -1618,9 +1672,9 @@ static int ckpt_read_version(hid_t file, const char *path, char *err, size_t err
     if (ckpt_read_num(file, path, "format_version", H5T_NATIVE_INT64, false, &version, err,
                       errlen) != 0)
         return -1;
-    if (version != CKPT_FORMAT_VERSION) {
-        ckpt_err(err, errlen, "%s: format_version %" PRId64 " not supported (this mlp reads %d)",
-                 path, version, CKPT_FORMAT_VERSION);
+    if (version < CKPT_FORMAT_VERSION_MIN || version > CKPT_FORMAT_VERSION) {
+        ckpt_err(err, errlen, "%s: format_version %" PRId64 " not supported (this mlp reads "
+                 "%d to %d)", path, version, CKPT_FORMAT_VERSION_MIN, CKPT_FORMAT_VERSION);
         return -1;
     }
     return 0;
@@ -1839,6 +1893,38 @@ done:
         rc = -1;
     }
     ckpt_state_free(&t);
+    free(image);
+    ckpt_h5_restore(&quiet);
+    return rc;
+}
+
+int ckpt_save_as(const char *path, CkptState *s, char *err, size_t errlen)
+{
+    char tmp[CKPT_PATH_MAX];
+    void *image = NULL;
+    size_t image_len = 0;
+    int rc = -1;
+    CkptH5Quiet quiet;
+    ckpt_h5_quiet(&quiet);
+    if (!path || !s) {
+        ckpt_err(err, errlen, "checkpoint: no path or state given");
+        goto done;
+    }
+    if (ckpt_check_state(s, 0, err, errlen) != 0 ||
+        fsafe_temp_path(path, tmp, sizeof tmp, err, errlen) != 0)
+        goto done;
+    time_t now = time(NULL);
+    struct tm tm;
+    if (now == (time_t)-1 || !gmtime_r(&now, &tm) ||
+        strftime(s->created, sizeof s->created, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
+        ckpt_err(err, errlen, "%s: cannot read the clock for 'created'", path);
+        goto done;
+    }
+    if (ckpt_build_image(tmp, s, &image, &image_len, err, errlen) != 0 ||
+        fsafe_write_atomic(path, image, image_len, err, errlen) != 0)
+        goto done;
+    rc = 0;
+done:
     free(image);
     ckpt_h5_restore(&quiet);
     return rc;
