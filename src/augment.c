@@ -50,15 +50,19 @@ int augment_init(Augment *a, const AugmentSpec *spec, uint32_t rows, uint32_t co
     a->cols = cols;
     a->threads = threads > 0 ? threads : omp_get_max_threads();
     const size_t n = (size_t)rows * cols;
-    if (n == 0 || n > SIZE_MAX / 3 / sizeof(float))
-        return -1;
-    a->per_thread = 3 * n;
-    if (a->per_thread > SIZE_MAX / sizeof(float) / (size_t)a->threads)
-        return -1;
     if (spec->kind == AUGMENT_ELASTIC) {
         a->radius = (int)ceil(3 * spec->sigma);
         if (a->radius < 1)
             a->radius = 1;
+    }
+    /* dx, dy (n each); tmp ((rows + 2R) W), W = cols rounded up to 32; pad (W + 2R) */
+    const size_t R = (size_t)a->radius, W = ((size_t)cols + 31) / 32 * 32;
+    if (n == 0 || rows > 65536 || cols > 65536 || R > 1024)
+        return -1;
+    a->per_thread = 2 * n + (rows + 2 * R) * W + W + 2 * R;
+    if (a->per_thread > SIZE_MAX / sizeof(float) / (size_t)a->threads)
+        return -1;
+    if (spec->kind == AUGMENT_ELASTIC) {
         a->kernel = malloc((size_t)(2 * a->radius + 1) * sizeof *a->kernel);
         if (!a->kernel)
             return -1;
@@ -93,7 +97,10 @@ static inline float bilinear(const uint8_t *in, int rows, int cols, float y, flo
     const int y0 = (int)fy, x0 = (int)fx;
     const float wy = y - fy, wx = x - fx;
     float v[4] = {0, 0, 0, 0};
-    for (int j = 0; j < 4; j++) {
+    if (y0 >= 0 && y0 + 1 < rows && x0 >= 0 && x0 + 1 < cols) {
+        const uint8_t *p = in + y0 * cols + x0;
+        v[0] = p[0], v[1] = p[1], v[2] = p[cols], v[3] = p[cols + 1];
+    } else for (int j = 0; j < 4; j++) {
         const int yy = y0 + (j >> 1), xx = x0 + (j & 1);
         if (yy >= 0 && yy < rows && xx >= 0 && xx < cols)
             v[j] = (float)in[yy * cols + xx];
@@ -101,33 +108,66 @@ static inline float bilinear(const uint8_t *in, int rows, int cols, float y, flo
     return (1 - wy) * ((1 - wx) * v[0] + wx * v[1]) + wy * ((1 - wx) * v[2] + wx * v[3]);
 }
 
+/* To the nearest integer (halves up; v is never negative), clamped to 0..255. */
 static inline uint8_t quantise(float v)
 {
-    v = roundf(v);
-    return v <= 0 ? 0 : v >= 255 ? 255 : (uint8_t)v;
+    return v <= 0 ? 0 : v >= 254.5f ? 255 : (uint8_t)(v + 0.5f);
 }
 
-/* f (rows, cols) convolved with the Gaussian along both axes, zero outside; tmp (rows,
- * cols) scratch. */
-static void smooth(const Augment *a, float *f, float *tmp)
+typedef float v8f __attribute__((vector_size(32)));
+
+static inline v8f load8(const float *p)
 {
-    const int rows = (int)a->rows, cols = (int)a->cols, R = a->radius;
-    const float *k = a->kernel + R;
-    for (int r = 0; r < rows; r++)
-        for (int c = 0; c < cols; c++) {
-            const int lo = c - R < 0 ? -c : -R, hi = c + R >= cols ? cols - 1 - c : R;
-            float s = 0;
-            for (int i = lo; i <= hi; i++)
-                s += k[i] * f[r * cols + c + i];
-            tmp[r * cols + c] = s;
-        }
+    v8f v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* f (rows, cols) convolved with the Gaussian along both axes, zero outside. Rows of the
+ * intermediate are W = cols rounded up to 32 wide. tmp ((rows + 2R) * W), pad (W + 2R):
+ * scratch. Each output is a sum over the taps in a fixed order (terms beyond the image
+ * are exact zeros), 32 columns at a time in four vector registers (independent chains of
+ * additions, which hide their latency): lane c computes exactly what the scalar loop
+ * would, so the bits depend on nothing but the input. */
+static void smooth(const Augment *a, float *f, float *tmp, float *pad)
+{
+    const int rows = (int)a->rows, cols = (int)a->cols, R = a->radius, taps = 2 * R + 1;
+    const int W = (cols + 31) / 32 * 32;
+    const float *k = a->kernel;
+    memset(pad, 0, (size_t)(W + 2 * R) * sizeof *pad);
+    memset(tmp, 0, (size_t)R * (size_t)W * sizeof *tmp);
+    memset(tmp + (size_t)(rows + R) * (size_t)W, 0, (size_t)R * (size_t)W * sizeof *tmp);
     for (int r = 0; r < rows; r++) {
-        const int lo = r - R < 0 ? -r : -R, hi = r + R >= rows ? rows - 1 - r : R;
-        for (int c = 0; c < cols; c++) {
-            float s = 0;
-            for (int i = lo; i <= hi; i++)
-                s += k[i] * tmp[(r + i) * cols + c];
-            f[r * cols + c] = s;
+        memcpy(pad + R, f + (size_t)r * (size_t)cols, (size_t)cols * sizeof *pad);
+        float *out = tmp + (size_t)(r + R) * (size_t)W;
+        for (int c0 = 0; c0 < W; c0 += 32) {
+            v8f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+            for (int i = 0; i < taps; i++) {
+                const float *in = pad + c0 + i;
+                a0 += k[i] * load8(in);
+                a1 += k[i] * load8(in + 8);
+                a2 += k[i] * load8(in + 16);
+                a3 += k[i] * load8(in + 24);
+            }
+            memcpy(out + c0, &a0, sizeof a0);
+            memcpy(out + c0 + 8, &a1, sizeof a1);
+            memcpy(out + c0 + 16, &a2, sizeof a2);
+            memcpy(out + c0 + 24, &a3, sizeof a3);
+        }
+    }
+    for (int r = 0; r < rows; r++) {
+        for (int c0 = 0; c0 < W; c0 += 32) {
+            v8f acc[4], a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+            for (int i = 0; i < taps; i++) {
+                const float *in = tmp + (size_t)(r + i) * (size_t)W + (size_t)c0;
+                a0 += k[i] * load8(in);
+                a1 += k[i] * load8(in + 8);
+                a2 += k[i] * load8(in + 16);
+                a3 += k[i] * load8(in + 24);
+            }
+            acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3;
+            const int n = cols - c0 < 32 ? cols - c0 : 32;
+            memcpy(f + (size_t)r * (size_t)cols + c0, acc, (size_t)n * sizeof(float));
         }
     }
 }
@@ -140,13 +180,17 @@ void augment_sample(const Augment *a, const uint8_t *in, uint8_t *out, uint64_t 
     const uint64_t key = sample_key(seed, epoch, index);
     switch (a->spec.kind) {
     case AUGMENT_ELASTIC: {
+        const size_t R = (size_t)a->radius, W = ((size_t)cols + 31) / 32 * 32;
         float *dx = scratch, *dy = scratch + n, *tmp = scratch + 2 * n;
+        float *pad = tmp + ((size_t)rows + 2 * R) * W;
+        /* pixel p: counter p's 64 bits, the top 24 for dx, the next 24 for dy */
         for (size_t p = 0; p < n; p++) {
-            dx[p] = 2 * uniform_at(key, 2 * p) - 1;
-            dy[p] = 2 * uniform_at(key, 2 * p + 1) - 1;
+            const uint64_t h = mix64(key + (p + 1) * 0x9e3779b97f4a7c15ull);
+            dx[p] = 2 * ((float)(h >> 40) * 0x1p-24f) - 1;
+            dy[p] = 2 * ((float)((h >> 16) & 0xffffff) * 0x1p-24f) - 1;
         }
-        smooth(a, dx, tmp);
-        smooth(a, dy, tmp);
+        smooth(a, dx, tmp, pad);
+        smooth(a, dy, tmp, pad);
         const float alpha = (float)a->spec.alpha;
         for (int r = 0; r < rows; r++)
             for (int c = 0; c < cols; c++) {
