@@ -60,8 +60,11 @@ void augment_batch(const Augment *a, const uint8_t *images, const uint8_t *label
                    const uint32_t *idx, size_t m, uint8_t *out, uint8_t *out_labels,
                    uint64_t seed, uint64_t epoch);
 
-/* The counter-based stream: a uniform float in [0, 1) (24 bits) for counter k of key
- * (seed, epoch, index). */
+/* The counter-based stream of a sample: word k (64 bits) of key (seed, epoch, index), and
+ * the uniform float in [0, 1) of its top 24 bits. Affine uses the uniforms of words 0..3
+ * (angle, scale, shift y, shift x); elastic uses word p for pixel p (row-major): dx from
+ * its top 24 bits, dy from the next 24, each 2 u - 1. */
+uint64_t augment_word(uint64_t seed, uint64_t epoch, uint64_t index, uint64_t k);
 float augment_uniform(uint64_t seed, uint64_t epoch, uint64_t index, uint64_t k);
 
 const char *augment_kind_name(AugmentKind k);

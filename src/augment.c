@@ -31,9 +31,19 @@ static inline uint64_t sample_key(uint64_t seed, uint64_t epoch, uint64_t index)
     return mix64(h ^ (index + 0x8cb92ba72f3d8dd7ull));
 }
 
+static inline uint64_t word_at(uint64_t key, uint64_t k)
+{
+    return mix64(key + (k + 1) * 0x9e3779b97f4a7c15ull);
+}
+
 static inline float uniform_at(uint64_t key, uint64_t k)
 {
-    return (float)(mix64(key + (k + 1) * 0x9e3779b97f4a7c15ull) >> 40) * 0x1p-24f;
+    return (float)(word_at(key, k) >> 40) * 0x1p-24f;
+}
+
+uint64_t augment_word(uint64_t seed, uint64_t epoch, uint64_t index, uint64_t k)
+{
+    return word_at(sample_key(seed, epoch, index), k);
 }
 
 float augment_uniform(uint64_t seed, uint64_t epoch, uint64_t index, uint64_t k)
@@ -185,7 +195,7 @@ void augment_sample(const Augment *a, const uint8_t *in, uint8_t *out, uint64_t 
         float *pad = tmp + ((size_t)rows + 2 * R) * W;
         /* pixel p: counter p's 64 bits, the top 24 for dx, the next 24 for dy */
         for (size_t p = 0; p < n; p++) {
-            const uint64_t h = mix64(key + (p + 1) * 0x9e3779b97f4a7c15ull);
+            const uint64_t h = word_at(key, p);
             dx[p] = 2 * ((float)(h >> 40) * 0x1p-24f) - 1;
             dy[p] = 2 * ((float)((h >> 16) & 0xffffff) * 0x1p-24f) - 1;
         }
