@@ -3,7 +3,8 @@
  * disk safely (atomic replace, symlink swap, fsyncs, the CRC seal) is fsafe's (fsafe.h).
  *
  * Layout: /model/W1 (d,h) /model/b1 (h) /model/W2 (h,K) /model/b2 (K), float32;
- * /history/{epoch (int64), train_loss, train_acc, test_acc, seconds (float64)}, 1-D;
+ * /history/{epoch (int64), train_loss, train_acc, test_acc, seconds, val_loss, val_acc,
+ * test_loss (float64)}, 1-D (the last three since format_version 2);
  * /optimizer/{W1,b1,W2,b2}, float32, the velocity of momentum/nesterov (absent for sgd);
  * root attributes format, format_version, d, hidden, classes, epoch, step, epoch_step,
  * epoch_loss, epoch_correct, epoch_seconds, seed, batch, lr, reduce, ranks,
@@ -37,6 +38,8 @@ typedef struct {
     size_t cap;
     int64_t *epoch;             /* (cap) */
     double *train_loss, *train_acc, *test_acc, *seconds;   /* (cap) each; NaN = not measured */
+    double *val_loss, *val_acc, *test_loss;   /* (cap) each, format_version 2; NaN = not
+                                               * measured (and in every version 1 file) */
 } CkptHistory;
 
 int ckpt_history_init(CkptHistory *h, size_t cap);
@@ -44,6 +47,8 @@ void ckpt_history_free(CkptHistory *h);
 /* Append one epoch (grows if needed). Returns 0 or -1 on allocation failure. */
 int ckpt_history_push(CkptHistory *h, int64_t epoch, double train_loss, double train_acc,
                       double test_acc, double seconds);
+/* The last epoch's validation loss and accuracy and test loss (push leaves them NaN). */
+void ckpt_history_set_eval(CkptHistory *h, double val_loss, double val_acc, double test_loss);
 
 /* Everything a checkpoint holds. Arrays are borrowed on save, owned (free with
  * ckpt_state_free) after ckpt_load. */

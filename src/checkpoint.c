@@ -225,7 +225,11 @@ int ckpt_history_init(CkptHistory *h, size_t cap)
     h->train_acc = malloc(cap * sizeof(double));
     h->test_acc = malloc(cap * sizeof(double));
     h->seconds = malloc(cap * sizeof(double));
-    if (!h->epoch || !h->train_loss || !h->train_acc || !h->test_acc || !h->seconds) {
+    h->val_loss = malloc(cap * sizeof(double));
+    h->val_acc = malloc(cap * sizeof(double));
+    h->test_loss = malloc(cap * sizeof(double));
+    if (!h->epoch || !h->train_loss || !h->train_acc || !h->test_acc || !h->seconds ||
+        !h->val_loss || !h->val_acc || !h->test_loss) {
         ckpt_history_free(h);
         return -1;
     }
@@ -242,6 +246,9 @@ void ckpt_history_free(CkptHistory *h)
     free(h->train_acc);
     free(h->test_acc);
     free(h->seconds);
+    free(h->val_loss);
+    free(h->val_acc);
+    free(h->test_loss);
     memset(h, 0, sizeof *h);
 }
 
@@ -262,17 +269,21 @@ int ckpt_history_push(CkptHistory *h, int64_t epoch, double train_loss, double t
         size_t cap = h->cap ? h->cap * 2 : 16;
         if (cap < h->cap || cap > SIZE_MAX / sizeof(double))
             return -1;
-        void *p[5] = {h->epoch, h->train_loss, h->train_acc, h->test_acc, h->seconds};
+        void *p[8] = {h->epoch, h->train_loss, h->train_acc, h->test_acc, h->seconds,
+                      h->val_loss, h->val_acc, h->test_loss};
         int rc = 0;
-        for (int i = 0; i < 5 && rc == 0; i++)
+        for (int i = 0; i < 8 && rc == 0; i++)
             rc = ckpt_grow(&p[i], cap, 8);
         /* Store every pointer back, grown or not, so nothing leaks on failure; cap only
-         * moves once all five columns have the room. */
+         * moves once all eight columns have the room. */
         h->epoch = p[0];
         h->train_loss = p[1];
         h->train_acc = p[2];
         h->test_acc = p[3];
         h->seconds = p[4];
+        h->val_loss = p[5];
+        h->val_acc = p[6];
+        h->test_loss = p[7];
         if (rc != 0)
             return -1;
         h->cap = cap;
@@ -282,8 +293,18 @@ int ckpt_history_push(CkptHistory *h, int64_t epoch, double train_loss, double t
     h->train_acc[h->len] = train_acc;
     h->test_acc[h->len] = test_acc;
     h->seconds[h->len] = seconds;
+    h->val_loss[h->len] = h->val_acc[h->len] = h->test_loss[h->len] = NAN;
     h->len++;
     return 0;
+}
+
+void ckpt_history_set_eval(CkptHistory *h, double val_loss, double val_acc, double test_loss)
+{
+    if (h->len == 0)
+        return;
+    h->val_loss[h->len - 1] = val_loss;
+    h->val_acc[h->len - 1] = val_acc;
+    h->test_loss[h->len - 1] = test_loss;
 }
 
 void ckpt_state_free(CkptState *s)
@@ -535,6 +556,14 @@ static const CkptDsetSpec ckpt_dsets[] = {
      offsetof(CkptState, history.test_acc), false},
     {"/history/seconds", "/history", CKPT_F64, 1, {CKPT_DIM_HIST},
      offsetof(CkptState, history.seconds), false},
+    /* format_version 2: the validation split's columns and the test loss (NaN where not
+     * measured; filled with NaN when a version 1 file lacks them) */
+    {"/history/val_loss", "/history", CKPT_F64, 1, {CKPT_DIM_HIST},
+     offsetof(CkptState, history.val_loss), true},
+    {"/history/val_acc", "/history", CKPT_F64, 1, {CKPT_DIM_HIST},
+     offsetof(CkptState, history.val_acc), true},
+    {"/history/test_loss", "/history", CKPT_F64, 1, {CKPT_DIM_HIST},
+     offsetof(CkptState, history.test_loss), true},
     /* format_version 2: the velocity of momentum / nesterov */
     {"/optimizer/W1", "/optimizer", CKPT_F32, 2, {CKPT_DIM_D, CKPT_DIM_H},
      offsetof(CkptState, vW1), true},
@@ -1602,7 +1631,7 @@ static int ckpt_read_dsets(hid_t file, const char *path, uint64_t file_size, Ckp
     /* the velocity is all or nothing */
     bool some = false, all = true;
     for (size_t i = 0; i < CKPT_NDSETS; i++)
-        if (ckpt_dsets[i].optional) {
+        if (ckpt_dsets[i].optional && !ckpt_dset_in_history(&ckpt_dsets[i])) {
             some = some || !absent[i];
             all = all && !absent[i];
         }
@@ -1618,6 +1647,12 @@ static int ckpt_read_dsets(hid_t file, const char *path, uint64_t file_size, Ckp
     }
     for (size_t i = 0; i < CKPT_NDSETS; i++) {
         const CkptDsetSpec *d = &ckpt_dsets[i];
+        if (absent[i] && ckpt_dset_in_history(d)) {
+            double *col = ckpt_dset_array(t, d);
+            for (hsize_t j = 0; j < len; j++)
+                col[j] = NAN;   /* not measured (an older file) */
+            continue;
+        }
         if (absent[i])
             continue;
         if (!ckpt_dset_in_history(d)) {

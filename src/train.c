@@ -1153,6 +1153,8 @@ static int finish_epoch(Run *run, int *stopped, int *early, char *ckpt_path, siz
     int ok = ckpt_history_push(&run->history, e, loss, acc, tacc, seconds) == 0;
     if (!ok)
         set_msg(run, "out of memory for the training history");
+    else
+        ckpt_history_set_eval(&run->history, vloss, vacc, tloss);
     if (d->rank == 0 && ok) {
         char val[64] = "", b1[32], b2[32], b3[32];
         if (run->val_n)
