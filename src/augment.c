@@ -166,9 +166,11 @@ static void smooth(const Augment *a, float *f, float *tmp, float *pad)
         }
     }
     for (int r = 0; r < rows; r++) {
+        /* taps on the zero rows above and below the image add +0: skipped, same bits */
+        const int i0 = R - r > 0 ? R - r : 0, i1 = R + rows - r < taps ? R + rows - r : taps;
         for (int c0 = 0; c0 < W; c0 += 32) {
             v8f acc[4], a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
-            for (int i = 0; i < taps; i++) {
+            for (int i = i0; i < i1; i++) {
                 const float *in = tmp + (size_t)(r + i) * (size_t)W + (size_t)c0;
                 a0 += k[i] * load8(in);
                 a1 += k[i] * load8(in + 8);
