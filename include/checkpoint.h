@@ -3,11 +3,14 @@
  * disk safely (atomic replace, symlink swap, fsyncs, the CRC seal) is fsafe's (fsafe.h).
  *
  * Layout: /model/W1 (d,h) /model/b1 (h) /model/W2 (h,K) /model/b2 (K), float32;
- * /history/{epoch (int64), train_loss, train_acc, test_acc, seconds (float64)}, 1-D;
+ * /history/{epoch (int64), train_loss, train_acc, test_acc, seconds, val_loss, val_acc,
+ * test_loss (float64)}, 1-D (the last three since format_version 2);
+ * /optimizer/{W1,b1,W2,b2}, float32, the velocity of momentum/nesterov (absent for sgd);
  * root attributes format, format_version, d, hidden, classes, epoch, step, epoch_step,
  * epoch_loss, epoch_correct, epoch_seconds, seed, batch, lr, reduce, ranks,
- * threads_per_rank, config, created, mlp_version (then optional ones: provenance, data);
- * optional /model/x_mean, /model/x_std (d) float64 (data.normalize = standardize).
+ * threads_per_rank, config, created, mlp_version (then optional ones: provenance, data,
+ * best_val_acc, best_epoch); optional /model/x_mean, /model/x_std (d) float64
+ * (data.normalize = standardize).
  * The first 512 bytes are an HDF5 user
  * block holding the seal line "mlp-checkpoint crc32 XXXXXXXX size N".
  *
@@ -25,7 +28,11 @@
 #include <stdint.h>
 
 #define CKPT_FORMAT "mlp-checkpoint"
-#define CKPT_FORMAT_VERSION 1
+/* Written by this mlp; CKPT_FORMAT_VERSION_MIN..CKPT_FORMAT_VERSION load. Version 2 added
+ * the optimizer state (/optimizer/...) and the best validation epoch; a version 1 file
+ * loads with neither (plain SGD, no validation). */
+#define CKPT_FORMAT_VERSION 2
+#define CKPT_FORMAT_VERSION_MIN 1
 #define CKPT_ERR_MAX 1024
 
 typedef struct {
@@ -33,6 +40,8 @@ typedef struct {
     size_t cap;
     int64_t *epoch;             /* (cap) */
     double *train_loss, *train_acc, *test_acc, *seconds;   /* (cap) each; NaN = not measured */
+    double *val_loss, *val_acc, *test_loss;   /* (cap) each, format_version 2; NaN = not
+                                               * measured (and in every version 1 file) */
 } CkptHistory;
 
 int ckpt_history_init(CkptHistory *h, size_t cap);
@@ -40,6 +49,8 @@ void ckpt_history_free(CkptHistory *h);
 /* Append one epoch (grows if needed). Returns 0 or -1 on allocation failure. */
 int ckpt_history_push(CkptHistory *h, int64_t epoch, double train_loss, double train_acc,
                       double test_acc, double seconds);
+/* The last epoch's validation loss and accuracy and test loss (push leaves them NaN). */
+void ckpt_history_set_eval(CkptHistory *h, double val_loss, double val_acc, double test_loss);
 
 /* Everything a checkpoint holds. Arrays are borrowed on save, owned (free with
  * ckpt_state_free) after ckpt_load. */
@@ -75,6 +86,13 @@ typedef struct {
     char normalize[16];
     double *x_mean, *x_std;     /* (d) each, or both NULL */
     CkptHistory history;
+    /* Optimizer state (format_version 2): the velocity, shaped as W1 b1 W2 b2, all four
+     * NULL when the optimizer keeps none (sgd, and every version 1 file). */
+    float *vW1, *vb1, *vW2, *vb2;
+    /* The best validation accuracy so far and its epoch (0: none yet, or a version 1 file),
+     * so that checkpoint.best and train.patience continue across a resume. */
+    double best_val_acc;
+    int64_t best_epoch;
 } CkptState;
 
 /* Write s atomically as DIR/epoch-NNNN.h5 (NNNN = s->epoch), or DIR/epoch-NNNN-SSSSSS.h5
@@ -124,6 +142,11 @@ int ckpt_load(const char *path, CkptState *s, char *err, size_t errlen);
 int ckpt_reseal(const char *path, char *err, size_t errlen);
 
 void ckpt_state_free(CkptState *s);
+
+/* Write s atomically to `path` (a file name of its own, e.g. DIR/best.h5: not an epoch
+ * file, so never listed, pruned or resumed from by `auto`), with the same checks, image
+ * and seal as ckpt_save_warn, without touching latest.h5. 0, or -1 with err. */
+int ckpt_save_as(const char *path, CkptState *s, char *err, size_t errlen);
 
 /* Copy the NUL-terminated `in` to out (outlen > 0 bytes, always terminated) with every
  * byte that is not printable escaped: \n \r \t, other controls and bytes of invalid UTF-8

@@ -16,6 +16,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "augment.h"
+#include "optim.h"
+
 #define CONFIG_PATH_MAX 1024
 #define CONFIG_ERR_MAX 1024
 
@@ -36,6 +39,13 @@ typedef struct {
         char train_group[256];             /* HDF5: group of the training datasets ("/") */
         char test_group[256];              /* HDF5: group of the test datasets ("/") */
         char normalize[16];                /* "none" or "standardize" */
+        long validation;                   /* training samples held out (chosen from the
+                                            * seed) and evaluated every epoch; 0 = none */
+        AugmentKind augment;
+        double elastic_sigma, elastic_alpha;   /* pixels */
+        double affine_rotate;              /* degrees */
+        double affine_scale;               /* fraction */
+        double affine_shift;               /* pixels */
     } data;
     struct {
         long hidden;                       /* h, hidden units */
@@ -51,6 +61,16 @@ typedef struct {
         ReduceMode reduce;
         char kernels[16];                  /* "fast" | "reference": kernels.h, kernels_select */
         long eval_every;                   /* epochs between test evaluations; 0 = only at end */
+        OptimKind optimizer;
+        double momentum;                   /* [0, 1) */
+        double weight_decay;               /* coupled L2, >= 0 */
+        int decay_biases;                  /* 1: b1, b2 decay too; 0 (default): W only */
+        ScheduleKind schedule;
+        double warmup_epochs;
+        long step_epochs;                  /* schedule = step: epochs between decays */
+        double step_gamma;                 /* schedule = step: factor per decay */
+        double lr_min;                     /* schedule = cosine: the floor */
+        long patience;                     /* epochs without a better val_acc; 0 = off */
     } train;
     struct {
         char dir[CONFIG_PATH_MAX];
@@ -60,6 +80,7 @@ typedef struct {
         char resume[CONFIG_PATH_MAX];      /* "auto", "none" or a path */
         int overwrite;                     /* 1: a fresh run may replace the files of an
                                             * earlier run in dir; 0: it must not */
+        int best;                          /* 1: keep DIR/best.h5, the best val_acc */
     } checkpoint;
     struct {
         char metrics[CONFIG_PATH_MAX];     /* CSV path; unset (""), config_load makes it

@@ -64,7 +64,7 @@ int rundir_has_run(const RunFiles *f);
 /* "3 checkpoints up to epoch-0030.h5, latest.h5, config.ini, metrics.csv with 30 rows". */
 void rundir_describe(const RunFiles *f, const char *metrics_path, char *buf, size_t len);
 
-/* checkpoint.overwrite: remove the previous run's checkpoints, latest.h5 and config.ini
+/* checkpoint.overwrite: remove the previous run's checkpoints, latest.h5, best.h5 and config.ini
  * (the metrics file is truncated by whoever opens it next). *removed counts the files. */
 int rundir_clear(const char *dir, int *removed, char *err, size_t errlen);
 

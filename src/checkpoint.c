@@ -225,7 +225,11 @@ int ckpt_history_init(CkptHistory *h, size_t cap)
     h->train_acc = malloc(cap * sizeof(double));
     h->test_acc = malloc(cap * sizeof(double));
     h->seconds = malloc(cap * sizeof(double));
-    if (!h->epoch || !h->train_loss || !h->train_acc || !h->test_acc || !h->seconds) {
+    h->val_loss = malloc(cap * sizeof(double));
+    h->val_acc = malloc(cap * sizeof(double));
+    h->test_loss = malloc(cap * sizeof(double));
+    if (!h->epoch || !h->train_loss || !h->train_acc || !h->test_acc || !h->seconds ||
+        !h->val_loss || !h->val_acc || !h->test_loss) {
         ckpt_history_free(h);
         return -1;
     }
@@ -242,6 +246,9 @@ void ckpt_history_free(CkptHistory *h)
     free(h->train_acc);
     free(h->test_acc);
     free(h->seconds);
+    free(h->val_loss);
+    free(h->val_acc);
+    free(h->test_loss);
     memset(h, 0, sizeof *h);
 }
 
@@ -262,17 +269,21 @@ int ckpt_history_push(CkptHistory *h, int64_t epoch, double train_loss, double t
         size_t cap = h->cap ? h->cap * 2 : 16;
         if (cap < h->cap || cap > SIZE_MAX / sizeof(double))
             return -1;
-        void *p[5] = {h->epoch, h->train_loss, h->train_acc, h->test_acc, h->seconds};
+        void *p[8] = {h->epoch, h->train_loss, h->train_acc, h->test_acc, h->seconds,
+                      h->val_loss, h->val_acc, h->test_loss};
         int rc = 0;
-        for (int i = 0; i < 5 && rc == 0; i++)
+        for (int i = 0; i < 8 && rc == 0; i++)
             rc = ckpt_grow(&p[i], cap, 8);
         /* Store every pointer back, grown or not, so nothing leaks on failure; cap only
-         * moves once all five columns have the room. */
+         * moves once all eight columns have the room. */
         h->epoch = p[0];
         h->train_loss = p[1];
         h->train_acc = p[2];
         h->test_acc = p[3];
         h->seconds = p[4];
+        h->val_loss = p[5];
+        h->val_acc = p[6];
+        h->test_loss = p[7];
         if (rc != 0)
             return -1;
         h->cap = cap;
@@ -282,8 +293,18 @@ int ckpt_history_push(CkptHistory *h, int64_t epoch, double train_loss, double t
     h->train_acc[h->len] = train_acc;
     h->test_acc[h->len] = test_acc;
     h->seconds[h->len] = seconds;
+    h->val_loss[h->len] = h->val_acc[h->len] = h->test_loss[h->len] = NAN;
     h->len++;
     return 0;
+}
+
+void ckpt_history_set_eval(CkptHistory *h, double val_loss, double val_acc, double test_loss)
+{
+    if (h->len == 0)
+        return;
+    h->val_loss[h->len - 1] = val_loss;
+    h->val_acc[h->len - 1] = val_acc;
+    h->test_loss[h->len - 1] = test_loss;
 }
 
 void ckpt_state_free(CkptState *s)
@@ -296,6 +317,10 @@ void ckpt_state_free(CkptState *s)
     free(s->b2);
     free(s->x_mean);
     free(s->x_std);
+    free(s->vW1);
+    free(s->vb1);
+    free(s->vW2);
+    free(s->vb2);
     free(s->config);
     ckpt_history_free(&s->history);
     memset(s, 0, sizeof *s);
@@ -507,11 +532,13 @@ typedef struct {
     int rank;
     CkptDim dims[2];            /* (rank) */
     size_t off;                 /* offset in CkptState of the array's pointer */
-    bool optional;              /* may be absent (then the pointer stays NULL); written
-                                 * only when the pointer is set */
+    bool optional;              /* written when its array is set; may be absent on load
+                                 * (files of an older mlp, or an optimizer without state):
+                                 * the pointer then stays NULL */
 } CkptDsetSpec;
 
-static const char *const ckpt_groups[] = {"/model", "/history"};
+static const char *const ckpt_groups[] = {"/model", "/history", "/optimizer"};
+#define CKPT_NGROUPS (sizeof ckpt_groups / sizeof ckpt_groups[0])
 
 /* In file order. The history columns share one length, set by the first of them. */
 static const CkptDsetSpec ckpt_dsets[] = {
@@ -534,6 +561,21 @@ static const CkptDsetSpec ckpt_dsets[] = {
     /* data.normalize = standardize (since mlp 0.3): the training set's statistics */
     {"/model/x_mean", "/model", CKPT_F64, 1, {CKPT_DIM_D}, offsetof(CkptState, x_mean), true},
     {"/model/x_std", "/model", CKPT_F64, 1, {CKPT_DIM_D}, offsetof(CkptState, x_std), true},
+    /* format_version 2: the validation split's columns and the test loss (NaN where not
+     * measured; filled with NaN when a version 1 file lacks them) */
+    {"/history/val_loss", "/history", CKPT_F64, 1, {CKPT_DIM_HIST},
+     offsetof(CkptState, history.val_loss), true},
+    {"/history/val_acc", "/history", CKPT_F64, 1, {CKPT_DIM_HIST},
+     offsetof(CkptState, history.val_acc), true},
+    {"/history/test_loss", "/history", CKPT_F64, 1, {CKPT_DIM_HIST},
+     offsetof(CkptState, history.test_loss), true},
+    /* format_version 2: the velocity of momentum / nesterov */
+    {"/optimizer/W1", "/optimizer", CKPT_F32, 2, {CKPT_DIM_D, CKPT_DIM_H},
+     offsetof(CkptState, vW1), true},
+    {"/optimizer/b1", "/optimizer", CKPT_F32, 1, {CKPT_DIM_H}, offsetof(CkptState, vb1), true},
+    {"/optimizer/W2", "/optimizer", CKPT_F32, 2, {CKPT_DIM_H, CKPT_DIM_K},
+     offsetof(CkptState, vW2), true},
+    {"/optimizer/b2", "/optimizer", CKPT_F32, 1, {CKPT_DIM_K}, offsetof(CkptState, vb2), true},
 };
 #define CKPT_NDSETS (sizeof ckpt_dsets / sizeof ckpt_dsets[0])
 
@@ -609,6 +651,9 @@ static const CkptAttrSpec ckpt_attrs[] = {
      true},
     {"normalize", CKPT_STR, NULL, CKPT_FIELD(normalize), CKPT_CAP(normalize), 0, 0, false,
      true},
+    /* format_version 2: the best validation epoch so far (0 = none) and its accuracy */
+    {"best_val_acc", CKPT_F64, NULL, CKPT_FIELD(best_val_acc), 0, 0, 1, false, true},
+    {"best_epoch", CKPT_I64, NULL, CKPT_FIELD(best_epoch), 0, 0, CKPT_MAX_I32, false, true},
 };
 #define CKPT_NATTRS (sizeof ckpt_attrs / sizeof ckpt_attrs[0])
 
@@ -780,7 +825,7 @@ static hid_t ckpt_image_create(const char *path, const CkptState *s, hid_t *fapl
 static int ckpt_write_groups(hid_t file, const char *path, hid_t *groups, char *err,
                              size_t errlen)
 {
-    for (size_t i = 0; i < sizeof ckpt_groups / sizeof ckpt_groups[0]; i++) {
+    for (size_t i = 0; i < CKPT_NGROUPS; i++) {
         groups[i] = H5Gcreate2(file, ckpt_groups[i], H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
         if (groups[i] < 0) {
             ckpt_h5_fail(err, errlen, path, "cannot create group %s", ckpt_groups[i]);
@@ -801,6 +846,8 @@ static int ckpt_write_dsets(hid_t file, const char *path, const CkptState *s, ch
         if (d->optional && ckpt_dset_array(s, d) == NULL)
             continue;
         hsize_t dims[2];
+        if (d->optional && !ckpt_dset_array(s, d))
+            continue;
         for (int j = 0; j < d->rank; j++)
             dims[j] = dim[d->dims[j]];
         if (ckpt_write_dset(file, path, d->name, ckpt_ftype(d->type, H5I_INVALID_HID),
@@ -883,7 +930,8 @@ static int ckpt_build_image(const char *path, const CkptState *s, void **image, 
                             char *err, size_t errlen)
 {
     hid_t fapl = H5I_INVALID_HID, fcpl = H5I_INVALID_HID, file = H5I_INVALID_HID,
-          groups[2] = {H5I_INVALID_HID, H5I_INVALID_HID}, strtype = H5I_INVALID_HID;
+          groups[CKPT_NGROUPS] = {H5I_INVALID_HID, H5I_INVALID_HID, H5I_INVALID_HID},
+          strtype = H5I_INVALID_HID;
     int rc = -1;
     *image = NULL;
     *len = 0;
@@ -914,7 +962,7 @@ done:
         ckpt_h5_fail(err, errlen, path, "cannot close string type");
         rc = -1;
     }
-    for (int i = 1; i >= 0; i--) {
+    for (int i = (int)CKPT_NGROUPS - 1; i >= 0; i--) {
         if (groups[i] >= 0 && H5Gclose(groups[i]) < 0 && rc == 0) {
             ckpt_h5_fail(err, errlen, path, "cannot close group %s", ckpt_groups[i]);
             rc = -1;
@@ -1053,6 +1101,11 @@ static int ckpt_check_state(const CkptState *s, long keep, char *err, size_t err
     }
     if ((s->x_mean == NULL) != (s->x_std == NULL)) {
         ckpt_err(err, errlen, "checkpoint: x_mean and x_std go together");
+        return -1;
+    }
+    const int nv = !!s->vW1 + !!s->vb1 + !!s->vW2 + !!s->vb2;
+    if (nv != 0 && nv != 4) {
+        ckpt_err(err, errlen, "checkpoint: velocity arrays: %d of 4 set (all or none)", nv);
         return -1;
     }
     const CkptHistory *h = &s->history;
@@ -1587,22 +1640,33 @@ static int ckpt_read_dsets(hid_t file, const char *path, uint64_t file_size, Ckp
     ckpt_dims_of(t, sh.dim);
     sh.known[CKPT_DIM_D] = sh.known[CKPT_DIM_H] = sh.known[CKPT_DIM_K] = true;
     hsize_t count[CKPT_NDSETS];
-    bool absent[CKPT_NDSETS] = {false};
+    bool absent[CKPT_NDSETS];
     for (size_t i = 0; i < CKPT_NDSETS; i++) {
+        absent[i] = false;
         if (ckpt_dsets[i].optional) {
-            htri_t ex = H5Lexists(file, ckpt_dsets[i].name, H5P_DEFAULT);
+            htri_t ex = H5Lexists(file, ckpt_dsets[i].group, H5P_DEFAULT);
+            if (ex > 0)
+                ex = H5Lexists(file, ckpt_dsets[i].name, H5P_DEFAULT);
             if (ex < 0) {
                 ckpt_h5_fail(err, errlen, path, "cannot look up %s", ckpt_dsets[i].name);
                 return -1;
             }
-            if (ex == 0) {
-                absent[i] = true;   /* an older file, or no statistics to keep */
-                continue;
-            }
+            absent[i] = ex == 0;
         }
-        if (ckpt_check_dset(file, path, file_size, &ckpt_dsets[i], &sh, &count[i], err,
-                            errlen) != 0)
+        if (!absent[i] && ckpt_check_dset(file, path, file_size, &ckpt_dsets[i], &sh,
+                                          &count[i], err, errlen) != 0)
             return -1;
+    }
+    /* the velocity is all or nothing */
+    bool some = false, all = true;
+    for (size_t i = 0; i < CKPT_NDSETS; i++)
+        if (ckpt_dsets[i].optional && !strcmp(ckpt_dsets[i].group, "/optimizer")) {
+            some = some || !absent[i];
+            all = all && !absent[i];
+        }
+    if (some && !all) {
+        ckpt_err(err, errlen, "%s: /optimizer holds only some of W1, b1, W2, b2", path);
+        return -1;
     }
     const hsize_t len = sh.dim[CKPT_DIM_HIST];
     if (len > SIZE_MAX / sizeof(double) || ckpt_history_init(&t->history, (size_t)len) != 0) {
@@ -1612,6 +1676,12 @@ static int ckpt_read_dsets(hid_t file, const char *path, uint64_t file_size, Ckp
     }
     for (size_t i = 0; i < CKPT_NDSETS; i++) {
         const CkptDsetSpec *d = &ckpt_dsets[i];
+        if (absent[i] && ckpt_dset_in_history(d)) {
+            double *col = ckpt_dset_array(t, d);
+            for (hsize_t j = 0; j < len; j++)
+                col[j] = NAN;   /* not measured (an older file) */
+            continue;
+        }
         if (absent[i])
             continue;
         if (!ckpt_dset_in_history(d)) {
@@ -1668,9 +1738,9 @@ static int ckpt_read_version(hid_t file, const char *path, char *err, size_t err
     if (ckpt_read_num(file, path, "format_version", H5T_NATIVE_INT64, false, &version, err,
                       errlen) != 0)
         return -1;
-    if (version != CKPT_FORMAT_VERSION) {
-        ckpt_err(err, errlen, "%s: format_version %" PRId64 " not supported (this mlp reads %d)",
-                 path, version, CKPT_FORMAT_VERSION);
+    if (version < CKPT_FORMAT_VERSION_MIN || version > CKPT_FORMAT_VERSION) {
+        ckpt_err(err, errlen, "%s: format_version %" PRId64 " not supported (this mlp reads "
+                 "%d to %d)", path, version, CKPT_FORMAT_VERSION_MIN, CKPT_FORMAT_VERSION);
         return -1;
     }
     return 0;
@@ -1889,6 +1959,38 @@ done:
         rc = -1;
     }
     ckpt_state_free(&t);
+    free(image);
+    ckpt_h5_restore(&quiet);
+    return rc;
+}
+
+int ckpt_save_as(const char *path, CkptState *s, char *err, size_t errlen)
+{
+    char tmp[CKPT_PATH_MAX];
+    void *image = NULL;
+    size_t image_len = 0;
+    int rc = -1;
+    CkptH5Quiet quiet;
+    ckpt_h5_quiet(&quiet);
+    if (!path || !s) {
+        ckpt_err(err, errlen, "checkpoint: no path or state given");
+        goto done;
+    }
+    if (ckpt_check_state(s, 0, err, errlen) != 0 ||
+        fsafe_temp_path(path, tmp, sizeof tmp, err, errlen) != 0)
+        goto done;
+    time_t now = time(NULL);
+    struct tm tm;
+    if (now == (time_t)-1 || !gmtime_r(&now, &tm) ||
+        strftime(s->created, sizeof s->created, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
+        ckpt_err(err, errlen, "%s: cannot read the clock for 'created'", path);
+        goto done;
+    }
+    if (ckpt_build_image(tmp, s, &image, &image_len, err, errlen) != 0 ||
+        fsafe_write_atomic(path, image, image_len, err, errlen) != 0)
+        goto done;
+    rc = 0;
+done:
     free(image);
     ckpt_h5_restore(&quiet);
     return rc;

@@ -62,7 +62,9 @@ typedef enum {
     CONFIG_KERNELS,  /* fast | reference (kernels.h: kernels_select) */
     CONFIG_PROGRESS, /* auto | on | off */
     CONFIG_FORMAT,   /* auto | idx | hdf5, held as the word */
-    CONFIG_NORMALIZE /* none | standardize, held as the word */
+    CONFIG_NORMALIZE, /* none | standardize, held as the word */
+    CONFIG_REAL,     /* finite double in [dlo, dhi], or [dlo, dhi) when hi_open */
+    CONFIG_CHOICE    /* one of names[], held as its index in an enum field */
 } ConfigType;
 
 typedef struct {
@@ -72,10 +74,25 @@ typedef struct {
     size_t offset;   /* of the field in Config */
     size_t size;     /* of the field, bytes */
     long lo, hi;     /* inclusive range, CONFIG_LONG and CONFIG_CLASSES only */
+    double dlo, dhi; /* CONFIG_REAL only */
+    int hi_open;     /* CONFIG_REAL: dhi itself excluded */
+    const char *const *names;   /* CONFIG_CHOICE: NULL-terminated */
 } ConfigKey;
 
 #define CONFIG_KEY(sec, key, type, lo, hi) \
-    { #sec, #key, type, offsetof(Config, sec.key), sizeof(((Config *)0)->sec.key), lo, hi }
+    { #sec, #key, type, offsetof(Config, sec.key), sizeof(((Config *)0)->sec.key), lo, hi, \
+      0, 0, 0, NULL }
+
+#define CONFIG_REAL_KEY(sec, key, dlo, dhi, open) \
+    { #sec, #key, CONFIG_REAL, offsetof(Config, sec.key), sizeof(((Config *)0)->sec.key), 0, 0, \
+      dlo, dhi, open, NULL }
+#define CONFIG_CHOICE_KEY(sec, key, names) \
+    { #sec, #key, CONFIG_CHOICE, offsetof(Config, sec.key), sizeof(((Config *)0)->sec.key), 0, \
+      0, 0, 0, 0, names }
+
+static const char *const config_augment_names[] = {"none", "elastic", "affine", NULL};
+static const char *const config_optimizer_names[] = {"sgd", "momentum", "nesterov", NULL};
+static const char *const config_schedule_names[] = {"constant", "step", "cosine", NULL};
 
 #define CONFIG_INT31_MAX 2147483647L  /* 2^31 - 1 */
 #define CONFIG_LR_MAX 1e6     /* spelled out in config_parse_lr's message */
@@ -93,6 +110,13 @@ static const ConfigKey config_keys[] = {
     CONFIG_KEY(data, train_group, CONFIG_PATH, 0, 0),
     CONFIG_KEY(data, test_group, CONFIG_PATH, 0, 0),
     CONFIG_KEY(data, normalize, CONFIG_NORMALIZE, 0, 0),
+    CONFIG_KEY(data, validation, CONFIG_LONG, 0, CONFIG_INT31_MAX),
+    CONFIG_CHOICE_KEY(data, augment, config_augment_names),
+    CONFIG_REAL_KEY(data, elastic_sigma, 0.5, 20, 0),
+    CONFIG_REAL_KEY(data, elastic_alpha, 0, 100, 0),
+    CONFIG_REAL_KEY(data, affine_rotate, 0, 180, 0),
+    CONFIG_REAL_KEY(data, affine_scale, 0, 0.9, 0),
+    CONFIG_REAL_KEY(data, affine_shift, 0, 100, 0),
     CONFIG_KEY(model, hidden, CONFIG_LONG, 1, 1048576),
     CONFIG_KEY(model, seed, CONFIG_SEED, 0, 0),
     CONFIG_KEY(model, init, CONFIG_INIT, 0, 0),
@@ -104,12 +128,23 @@ static const ConfigKey config_keys[] = {
     CONFIG_KEY(train, reduce, CONFIG_REDUCE, 0, 0),
     CONFIG_KEY(train, kernels, CONFIG_KERNELS, 0, 0),
     CONFIG_KEY(train, eval_every, CONFIG_LONG, 0, 1000000),
+    CONFIG_CHOICE_KEY(train, optimizer, config_optimizer_names),
+    CONFIG_REAL_KEY(train, momentum, 0, 1, 1),
+    CONFIG_REAL_KEY(train, weight_decay, 0, 1, 0),
+    CONFIG_KEY(train, decay_biases, CONFIG_BOOL, 0, 0),
+    CONFIG_CHOICE_KEY(train, schedule, config_schedule_names),
+    CONFIG_REAL_KEY(train, warmup_epochs, 0, 1000000, 0),
+    CONFIG_KEY(train, step_epochs, CONFIG_LONG, 1, 1000000),
+    CONFIG_REAL_KEY(train, step_gamma, 0, 1, 0),
+    CONFIG_REAL_KEY(train, lr_min, 0, 1000000, 0),
+    CONFIG_KEY(train, patience, CONFIG_LONG, 0, 1000000),
     CONFIG_KEY(checkpoint, dir, CONFIG_PATH, 0, 0),
     CONFIG_KEY(checkpoint, every, CONFIG_LONG, 0, 1000000),
     CONFIG_KEY(checkpoint, every_steps, CONFIG_LONG, 0, CONFIG_INT31_MAX),
     CONFIG_KEY(checkpoint, keep, CONFIG_LONG, 0, 1000000),
     CONFIG_KEY(checkpoint, resume, CONFIG_RESUME, 0, 0),
     CONFIG_KEY(checkpoint, overwrite, CONFIG_BOOL, 0, 0),
+    CONFIG_KEY(checkpoint, best, CONFIG_BOOL, 0, 0),
     CONFIG_KEY(log, metrics, CONFIG_PATH, 0, 0),
     CONFIG_KEY(log, progress, CONFIG_PROGRESS, 0, 0),
     CONFIG_KEY(log, progress_seconds, CONFIG_LONG, 0, 86400),
@@ -182,6 +217,13 @@ void config_defaults(Config *c)
     config_put(c->data.train_group, sizeof c->data.train_group, "/");
     config_put(c->data.test_group, sizeof c->data.test_group, "/");
     config_put(c->data.normalize, sizeof c->data.normalize, "none");
+    c->data.validation = 0;
+    c->data.augment = AUGMENT_NONE;
+    c->data.elastic_sigma = 4.0;      /* Simard et al. 2003 on MNIST */
+    c->data.elastic_alpha = 34.0;
+    c->data.affine_rotate = 10.0;
+    c->data.affine_scale = 0.1;
+    c->data.affine_shift = 2.0;
     c->model.hidden = 128;
     c->model.seed = 42;
     config_put(c->model.init, sizeof c->model.init, "xavier");
@@ -193,12 +235,23 @@ void config_defaults(Config *c)
     c->train.reduce = REDUCE_EXACT;
     config_put(c->train.kernels, sizeof c->train.kernels, "fast");
     c->train.eval_every = 1;
+    c->train.optimizer = OPTIM_SGD;
+    c->train.momentum = 0.9;
+    c->train.weight_decay = 0.0;
+    c->train.decay_biases = 0;
+    c->train.schedule = SCHEDULE_CONSTANT;
+    c->train.warmup_epochs = 0.0;
+    c->train.step_epochs = 10;
+    c->train.step_gamma = 0.1;
+    c->train.lr_min = 0.0;
+    c->train.patience = 0;
     config_put(c->checkpoint.dir, sizeof c->checkpoint.dir, "runs/mnist");
     c->checkpoint.every = 0;
     c->checkpoint.every_steps = 0;
     c->checkpoint.keep = 3;
     config_put(c->checkpoint.resume, sizeof c->checkpoint.resume, "none");
     c->checkpoint.overwrite = 0;
+    c->checkpoint.best = 0;
     /* log.metrics stays "" (unset): config_load makes it checkpoint.dir/metrics.csv once
      * every override is in, so that --set checkpoint.dir=X moves the metrics too. */
     c->log.progress = PROGRESS_AUTO;
@@ -338,6 +391,40 @@ static const char *config_parse_lr(const char *s, double *out, char *why, size_t
     return NULL;
 }
 
+/* A finite double in the key's range. */
+static const char *config_parse_real(const char *s, const ConfigKey *k, double *out, char *why,
+                                     size_t whylen)
+{
+    if (s[0] == '\0' || isspace((unsigned char)s[0]))
+        return "not a number";
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s)
+        return "not a number";
+    if (*end != '\0') {
+        snprintf(why, whylen, "unexpected '%s' after the number", end);
+        return why;
+    }
+    if (!isfinite(v) || errno == ERANGE || v < k->dlo || v > k->dhi ||
+        (k->hi_open && v == k->dhi)) {
+        snprintf(why, whylen, "out of range (%g <= value %s %g)", k->dlo,
+                 k->hi_open ? "<" : "<=", k->dhi);
+        return why;
+    }
+    *out = v;
+    return NULL;
+}
+
+/* "must be a, b or c" for a choice key. */
+static void config_choices(const char *const *names, char *why, size_t whylen)
+{
+    size_t used = (size_t)snprintf(why, whylen, "must be");
+    for (int i = 0; names[i] && used < whylen; i++)
+        used += (size_t)snprintf(why + used, whylen - used, "%s%s", i == 0 ? " " :
+                                 names[i + 1] ? ", " : " or ", names[i]);
+}
+
 /* A path must survive config_to_ini -> config_load unchanged: inih would end it at a
  * ';' that follows a blank (an inline comment) and a control character would break the
  * line, so both are refused rather than altered. */
@@ -437,6 +524,17 @@ static const char *config_set(Config *c, const ConfigKey *k, const char *value, 
             }
         }
         return "must be auto, on or off";
+    case CONFIG_REAL:
+        return config_parse_real(value, k, (double *)(void *)field, why, whylen);
+    case CONFIG_CHOICE:
+        for (int i = 0; k->names[i]; i++) {
+            if (strcmp(value, k->names[i]) == 0) {
+                *(int *)(void *)field = i;
+                return NULL;
+            }
+        }
+        config_choices(k->names, why, whylen);
+        return why;
     }
     return "unknown key type";  /* unreachable: the switch covers every ConfigType */
 }
@@ -764,6 +862,12 @@ char *config_to_ini(const Config *c)
                      config_progress_names[m >= PROGRESS_AUTO && m <= PROGRESS_OFF ? m : 0]);
             break;
         }
+        case CONFIG_REAL:
+            config_format_double(*(const double *)(const void *)field, num, sizeof num);
+            break;
+        case CONFIG_CHOICE:
+            snprintf(num, sizeof num, "%s", k->names[*(const int *)(const void *)field]);
+            break;
         case CONFIG_PATH:
         case CONFIG_RESUME:
         case CONFIG_INIT:

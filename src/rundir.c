@@ -267,8 +267,9 @@ int rundir_clear(const char *dir, int *removed, char *err, size_t errlen)
     if (ckpt_list(dir, &list, &n, err, errlen) != 0)
         return -1;
     int rc = 0;
-    for (size_t i = 0; i <= n + 1 && rc == 0; i++) {
-        const char *name = i < n ? list[i].name : i == n ? "latest.h5" : RUNDIR_CONFIG;
+    static const char *const others[] = {"latest.h5", "best.h5", RUNDIR_CONFIG};
+    for (size_t i = 0; i < n + 3 && rc == 0; i++) {
+        const char *name = i < n ? list[i].name : others[i - n];
         if (rundir_join(path, sizeof path, dir, name, err, errlen) != 0)
             rc = -1;
         else if (unlink(path) == 0)

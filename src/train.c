@@ -1,12 +1,14 @@
 /* train: see include/train.h. */
 #include "train.h"
 
+#include "augment.h"
 #include "checkpoint.h"
 #include "data.h"
 #include "fsafe.h"
 #include "kernels.h"
 #include "buildinfo.h"
 #include "model.h"
+#include "optim.h"
 #include "rundir.h"
 
 #include <errno.h>
@@ -68,7 +70,25 @@ typedef struct {
     double *mean, *std;      /* (d) data.normalize = standardize: the training set's */
     Params params;
     Workspace ws;
-    uint32_t *order;         /* (train.n) this epoch's sample order */
+    uint32_t *order;         /* (train.n) this epoch's sample order (n_train used) */
+    size_t n_train;          /* samples trained on: train.n less the validation split */
+    uint32_t *train_idx;     /* (n_train) their indices in the file, ascending; NULL when
+                                data.validation = 0 (then the identity) */
+    size_t val_n;            /* data.validation: samples held out, over all ranks */
+    size_t val_count;        /* this rank's block of them, gathered into: */
+    uint8_t *val_images;     /* (val_count, d) elements of the input type */
+    KernelsInput val_in, aug_in;   /* the kernels' view of val_images, aug_images */
+    uint8_t *val_labels;     /* (val_count) */
+    OptimSpec optim;
+    ScheduleSpec schedule;
+    float *velocity;         /* (params.count) momentum/nesterov state, the same on every rank */
+    Augment aug;             /* data.augment != none: */
+    uint8_t *aug_images;     /* (shard rows, d) this step's distorted shard */
+    uint8_t *aug_labels;     /* (shard rows) */
+    uint32_t *aug_idx;       /* (shard rows) 0, 1, 2, ...: rows of aug_images */
+    double best_val_acc;     /* the best validation accuracy so far, at epoch best_epoch */
+    int64_t best_epoch;      /* 0 = none yet */
+    int metrics_v1;          /* rank 0: continuing a metrics file without the val columns */
     float *grad_f;           /* (params.count + SLOTS), fast mode */
     int64_t *grad_i;         /* (params.count + SLOTS), exact mode */
     CkptHistory history;
@@ -90,7 +110,7 @@ typedef struct {
 static size_t steps_per_epoch(const Run *run)
 {
     const size_t B = (size_t)run->cfg->train.batch;
-    return (run->train.n + B - 1) / B;
+    return (run->n_train + B - 1) / B;
 }
 
 /* Rows of the largest shard any rank computes: ceil(chunks / ranks) whole chunks. */
@@ -390,6 +410,13 @@ static int check_memory(Run *run)
      * so MemAvailable has already gone down by them. */
     total = 2 * pb + wb + (pb / sizeof(float) + SLOTS) * grad_elem +
             run->train.n * sizeof(uint32_t);
+    /* + the velocity, the distorted shard and the validation block (small next to these
+     * unless h or the batch is huge; bounded by the checks above times small factors) */
+    if (c->train.optimizer != OPTIM_SGD)
+        total += pb;
+    if (c->data.augment != AUGMENT_NONE)
+        total += rows * (d + 5) + (size_t)run->dist->threads * 3 * d * sizeof(float);
+    total += (size_t)c->data.validation / (size_t)run->dist->size * (d + 1) + run->train.n * 4;
     size_t avail = mem_available(), ranks = (size_t)run->dist->local_size;
     if (avail && total > avail / ranks) {
         set_msg(run, "[model] hidden = %ld with [train] batch = %ld needs %zu bytes per rank "
@@ -419,8 +446,36 @@ static int alloc_model(Run *run)
         run->grad_i = calloc(nbuf, sizeof *run->grad_i);
     else
         run->grad_f = malloc(nbuf * sizeof *run->grad_f);
+    run->optim = (OptimSpec){c->train.optimizer, (float)c->train.momentum};
+    run->schedule = (ScheduleSpec){c->train.schedule, c->train.lr, c->train.lr_min,
+                                   c->train.warmup_epochs, c->train.step_epochs,
+                                   c->train.step_gamma, c->train.epochs};
+    int extra_ok = 1;
+    if (optim_has_velocity(&run->optim))
+        extra_ok = (run->velocity = calloc(p->count, sizeof *run->velocity)) != NULL;
+    if (c->data.augment != AUGMENT_NONE && (run->type != DATA_U8 || run->train.rows < 2)) {
+        set_msg(run, "[data] augment = %s distorts images: it needs uint8 images with rows and "
+                "columns (IDX), not %s features", augment_kind_name(c->data.augment),
+                run->type == DATA_U8 ? "flat uint8" : "float32");
+        return 0;
+    }
+    if (c->data.augment != AUGMENT_NONE && extra_ok) {
+        const AugmentSpec spec = {c->data.augment, c->data.elastic_sigma, c->data.elastic_alpha,
+                                  c->data.affine_rotate, c->data.affine_scale,
+                                  c->data.affine_shift};
+        run->aug_images = malloc(rows * d);
+        run->aug_labels = malloc(rows);
+        run->aug_idx = malloc(rows * sizeof *run->aug_idx);
+        extra_ok = run->aug_images && run->aug_labels && run->aug_idx &&
+                   augment_init(&run->aug, &spec, run->train.rows, run->train.cols,
+                                run->dist->threads) == 0;
+        for (size_t r = 0; extra_ok && r < rows; r++)
+            run->aug_idx[r] = (uint32_t)r;
+        run->aug_in = (KernelsInput){.u8 = run->aug_images};
+    }
     if (model_workspace_init(&run->ws, p, rows) != 0 || !run->order ||
-        (!run->grad_i && !run->grad_f) || ckpt_history_init(&run->history, 16) != 0) {
+        (!run->grad_i && !run->grad_f) || ckpt_history_init(&run->history, 16) != 0 ||
+        !extra_ok) {
         set_msg(run, "out of memory for a %zu-%zu-%zu model with batch %zu", d, h, k, rows);
         return 0;
     }
@@ -428,6 +483,72 @@ static int alloc_model(Run *run)
         set_msg(run, "train.kernels = %s: unknown kernels", c->train.kernels);
         return 0;
     }
+    return 1;
+}
+
+/* The sample that data.validation's split puts first, as an "epoch" of data_epoch_order
+ * that no run reaches (train.epochs <= 10^6): the split is a function of the seed alone. */
+#define VALIDATION_KEY UINT64_MAX
+
+/* Every rank: data.validation = N holds out N training samples, the first N of a
+ * permutation of the file's samples drawn from the seed, the same for any ranks; the rest,
+ * in file order, are what the epochs permute. Each rank gathers its contiguous block of
+ * the held-out samples (in file order) for evaluation. */
+static int split_validation(Run *run)
+{
+    const Config *c = run->cfg;
+    const size_t n = run->train.n, N = (size_t)c->data.validation, d = run->train.d;
+    run->n_train = n;
+    if (N == 0 && (c->checkpoint.best || c->train.patience > 0)) {
+        set_msg(run, "%s needs a validation split: set [data] validation = N (held-out "
+                "samples)", c->checkpoint.best ? "[checkpoint] best = true" :
+                "[train] patience > 0");
+        return 0;
+    }
+    if (N == 0)
+        return 1;
+    if (N >= n) {
+        set_msg(run, "[data] validation = %zu: must be less than the %zu training samples%s",
+                N, n, c->data.train_limit ? " (after data.train_limit)" : "");
+        return 0;
+    }
+    uint8_t *held = calloc(n, 1);
+    run->train_idx = malloc((n - N) * sizeof *run->train_idx);
+    const size_t first = N * (size_t)run->dist->rank / (size_t)run->dist->size;
+    const size_t last = N * ((size_t)run->dist->rank + 1) / (size_t)run->dist->size;
+    run->val_n = N;
+    run->val_count = last - first;
+    const size_t elem = data_type_size(run->type), row = d * elem;
+    run->val_images = malloc(run->val_count * row + 1);
+    run->val_labels = malloc(run->val_count + 1);
+    if (!held || !run->train_idx || !run->val_images || !run->val_labels) {
+        free(held);
+        set_msg(run, "out of memory for the validation split of %zu samples", N);
+        return 0;
+    }
+    data_epoch_order(run->order, n, c->model.seed, VALIDATION_KEY);
+    for (size_t i = 0; i < N; i++)
+        held[run->order[i]] = 1;
+    size_t t = 0, v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!held[i]) {
+            run->train_idx[t++] = (uint32_t)i;
+            continue;
+        }
+        if (v >= first && v < last) {
+            const uint8_t *src = run->type == DATA_U8 ? run->train.images
+                                                      : (const uint8_t *)run->train.features;
+            memcpy(run->val_images + (v - first) * row, src + i * row, row);
+            run->val_labels[v - first] = run->train.labels[i];
+        }
+        v++;
+    }
+    free(held);
+    run->n_train = t;
+    if (run->type == DATA_U8)
+        run->val_in = (KernelsInput){.u8 = run->val_images};
+    else
+        run->val_in = (KernelsInput){.f32 = (const float *)(const void *)run->val_images};
     return 1;
 }
 
@@ -479,7 +600,7 @@ static void print_banner(const Run *run)
         printf("warning: a minibatch is %ld chunk%s (batch %ld / chunk %ld), so only %ld of %d "
                "ranks compute; lower train.chunk to use them all\n",
                nchunks, nchunks == 1 ? "" : "s", c->train.batch, c->train.chunk, nchunks, d->size);
-    char what[96];
+    char what[96], held[96] = "";
     if (run->train_shape.rows > 1)
         snprintf(what, sizeof what, "%" PRIu32 "x%" PRIu32, run->train.rows, run->train.cols);
     else
@@ -487,13 +608,24 @@ static void print_banner(const Run *run)
                  run->type == DATA_U8 ? "uint8 / 255" : "float32");
     if (run->mean)
         snprintf(what + strlen(what), sizeof what - strlen(what), ", standardized");
-    printf("data: %zu training samples%s, %zu test samples, d = %zu (%s), K = %d classes\n",
-           run->train.n, c->data.train_limit ? " (train_limit)" : "", run->test.n, run->train.d,
-           what, run->train.classes);
+    if (run->val_n)
+        snprintf(held, sizeof held, " (+ %zu held out for validation)", run->val_n);
+    printf("data: %zu training samples%s%s, %zu test samples, d = %zu (%s), K = %d classes\n",
+           run->n_train, c->data.train_limit ? " (train_limit)" : "", held, run->test.n,
+           run->train.d, what, run->train.classes);
     printf("model: %zu-%zu-%zu, %zu parameters; batch %ld, lr %g, reduce %s (chunk %ld), %s "
            "kernels\n", run->params.d, run->params.h, run->params.k, run->params.count,
            c->train.batch, c->train.lr, config_reduce_name(c->train.reduce), c->train.chunk,
            c->train.kernels);
+    if (c->train.optimizer != OPTIM_SGD || c->train.weight_decay > 0 ||
+        c->train.schedule != SCHEDULE_CONSTANT || c->train.warmup_epochs > 0 ||
+        c->data.augment != AUGMENT_NONE)
+        printf("learning: %s (momentum %g), weight decay %g (coupled L2, %s), schedule %s "
+               "(warm-up %g epochs), augment %s\n", optim_kind_name(c->train.optimizer),
+               c->train.optimizer == OPTIM_SGD ? 0.0 : c->train.momentum, c->train.weight_decay,
+               c->train.decay_biases ? "W and b" : "W only",
+               optim_schedule_name(c->train.schedule), c->train.warmup_epochs,
+               augment_kind_name(c->data.augment));
     const BuildInfo *bi = buildinfo();
     char cpu[128];
     buildinfo_cpu_model(cpu, sizeof cpu);
@@ -554,7 +686,7 @@ static void progress_report(Progress *pr, const Run *run, size_t done, size_t st
     if (!pr->on || now - pr->last < pr->every)
         return;
     pr->last = now;
-    const size_t n = run->train.n, B = (size_t)run->cfg->train.batch;
+    const size_t n = run->n_train, B = (size_t)run->cfg->train.batch;
     const size_t seen = done * B < n ? done * B : n, seen0 = pr->step0 * B;
     const double rate = now > pr->t0 ? (double)(seen - seen0) / (now - pr->t0) : 0;
     const int64_t epoch = run->pos.epoch + 1, epochs = run->cfg->train.epochs;
@@ -580,6 +712,69 @@ static void progress_end(const Progress *pr)
 
 typedef enum { STEPS_EPOCH_DONE, STEPS_SIGNAL, STEPS_CHECKPOINT, STEPS_DIVERGED } StepsEnd;
 
+/* A step's totals over every rank, from the slots of its one reduction. */
+typedef struct {
+    int64_t bad;       /* rejected gradient values and non-finite losses (+ non-finite sums) */
+    double loss;       /* sum of the batch's per-sample losses */
+    int64_t correct;
+    int64_t stop;      /* a stop signal reached some rank */
+} StepTotals;
+
+/* COLLECTIVE. The step's one reduction: this rank's gradient (stored by the kernels in
+ * grad_i or grad_f) and totals summed over every rank, in place. */
+static StepTotals reduce_step(Run *run, const ModelStats *st, int64_t bad)
+{
+    const size_t count = run->params.count;
+    const int64_t stop = atomic_load(&train_stop_signal) != 0;
+    StepTotals t;
+    if (run->grad_i) {
+        int64_t *g = run->grad_i;
+        g[count + SLOT_LOSS] = st->loss_fix;
+        g[count + SLOT_CORRECT] = st->correct;
+        g[count + SLOT_BAD] = bad + st->bad;
+        g[count + SLOT_STOP] = stop;
+        dist_sum_i64(run->dist, g, count + SLOTS);
+        t = (StepTotals){g[count + SLOT_BAD], (double)g[count + SLOT_LOSS] / MODEL_LOSS_SCALE,
+                         g[count + SLOT_CORRECT], g[count + SLOT_STOP]};
+    } else {
+        float *g = run->grad_f;
+        g[count + SLOT_LOSS] = (float)((double)st->loss_fix / MODEL_LOSS_SCALE);
+        g[count + SLOT_CORRECT] = (float)st->correct;
+        g[count + SLOT_BAD] = (float)st->bad;
+        g[count + SLOT_STOP] = (float)stop;
+        dist_sum_f32(run->dist, g, count + SLOTS);
+        t = (StepTotals){kernels_count_nonfinite(g, count) + (int64_t)g[count + SLOT_BAD],
+                         g[count + SLOT_LOSS], (int64_t)g[count + SLOT_CORRECT],
+                         g[count + SLOT_STOP] > 0};
+    }
+    return t;
+}
+
+/* The update of every parameter from the summed gradient (optim.h); weight decay on W1 and
+ * W2, and on the biases only with train.decay_biases. The same on every rank. */
+static void update_params(Run *run, float lr)
+{
+    const Config *c = run->cfg;
+    Params *p = &run->params;
+    const float wd = (float)c->train.weight_decay, wdb = c->train.decay_biases ? wd : 0.0f;
+    if (wd == 0.0f && !run->velocity) {   /* plain SGD: one call over the whole block */
+        optim_update(&run->optim, p->block, NULL, (OptimGrad){run->grad_f, run->grad_i},
+                     p->count, lr, 0.0f);
+        return;
+    }
+    /* W1 b1 W2 b2 are consecutive in the block, the gradient and the velocity alike */
+    const size_t len[4] = {p->d * p->h, p->h, p->h * p->k, p->k};
+    const float decay[4] = {wd, wdb, wd, wdb};
+    size_t off = 0;
+    for (int i = 0; i < 4; i++) {
+        const OptimGrad g = {run->grad_f ? run->grad_f + off : NULL,
+                             run->grad_i ? run->grad_i + off : NULL};
+        optim_update(&run->optim, p->block + off, run->velocity ? run->velocity + off : NULL,
+                     g, len[i], lr, decay[i]);
+        off += len[i];
+    }
+}
+
 /* SGD steps from run->pos to the end of its epoch, or until a stop signal on any rank, a
  * mid-epoch checkpoint (checkpoint.every_steps) or divergence. COLLECTIVE: every rank runs
  * the same steps, one reduction each, and returns the same verdict. */
@@ -589,8 +784,8 @@ static StepsEnd run_steps(Run *run, int64_t *bad_out)
     const Dist *d = run->dist;
     Params *p = &run->params;
     Position *pos = &run->pos;
-    const size_t n = run->train.n, B = (size_t)c->train.batch, chunk = (size_t)c->train.chunk;
-    const size_t steps = steps_per_epoch(run), count = p->count;
+    const size_t n = run->n_train, B = (size_t)c->train.batch, chunk = (size_t)c->train.chunk;
+    const size_t steps = steps_per_epoch(run);
     const int exact = c->train.reduce == REDUCE_EXACT;
     const double t0 = now_seconds();
     Progress progress;
@@ -599,6 +794,9 @@ static StepsEnd run_steps(Run *run, int64_t *bad_out)
 
     if (run->order_epoch != pos->epoch) {
         data_epoch_order(run->order, n, c->model.seed, (uint64_t)pos->epoch);
+        if (run->train_idx)   /* a permutation of the samples left after the validation split */
+            for (size_t i = 0; i < n; i++)
+                run->order[i] = run->train_idx[run->order[i]];
         run->order_epoch = pos->epoch;
     }
     for (size_t s = (size_t)pos->epoch_step; s < steps; s++) {
@@ -606,49 +804,36 @@ static StepsEnd run_steps(Run *run, int64_t *bad_out)
         size_t r0, r1;
         dist_shard(m, chunk, d->rank, d->size, &r0, &r1);
         const uint32_t *idx = run->order + b0 + r0;
-        ModelStats st;
-        int64_t bad = 0, stop;
-        if (exact) {
-            /* Each chunk's sum must fit so that the sum of all chunks stays below 2^62. */
-            const size_t nchunks = (m + chunk - 1) / chunk;
-            const float limit = (float)(0x1p22 / (double)nchunks);
-            int64_t *g = run->grad_i;   /* written whole by each step (see kernels.h) */
-            st = model_step_gradients(p, &run->train_in, run->train.labels, idx, r1 - r0, m,
-                                      &run->ws, chunk, NULL, g, limit, &bad);
-            g[count + SLOT_LOSS] = st.loss_fix;
-            g[count + SLOT_CORRECT] = st.correct;
-            g[count + SLOT_BAD] = bad + st.bad;
-            g[count + SLOT_STOP] = atomic_load(&train_stop_signal) != 0;
-            dist_sum_i64(d, g, count + SLOTS);
-            if (g[count + SLOT_BAD] > 0) {
-                *bad_out = g[count + SLOT_BAD];
-                end = STEPS_DIVERGED;
-                break;
-            }
-            kernels_sgd_fixed(p->block, g, count, (float)c->train.lr);
-            pos->loss_sum += (double)g[count + SLOT_LOSS] / MODEL_LOSS_SCALE;
-            pos->correct += g[count + SLOT_CORRECT];
-            stop = g[count + SLOT_STOP];
-        } else {
-            float *g = run->grad_f;
-            st = model_step_gradients(p, &run->train_in, run->train.labels, idx, r1 - r0, m,
-                                      &run->ws, chunk, g, NULL, 0, NULL);
-            g[count + SLOT_LOSS] = (float)((double)st.loss_fix / MODEL_LOSS_SCALE);
-            g[count + SLOT_CORRECT] = (float)st.correct;
-            g[count + SLOT_BAD] = (float)st.bad;
-            g[count + SLOT_STOP] = atomic_load(&train_stop_signal) != 0;
-            dist_sum_f32(d, g, count + SLOTS);
-            int64_t nonfinite = kernels_count_nonfinite(g, count);
-            if (nonfinite > 0 || g[count + SLOT_BAD] > 0) {
-                *bad_out = nonfinite + (int64_t)g[count + SLOT_BAD];
-                end = STEPS_DIVERGED;
-                break;
-            }
-            kernels_sgd_f32(p->block, g, count, (float)c->train.lr);
-            pos->loss_sum += g[count + SLOT_LOSS];
-            pos->correct += (int64_t)g[count + SLOT_CORRECT];
-            stop = g[count + SLOT_STOP] > 0;
+        const KernelsInput *X = &run->train_in;
+        const uint8_t *labels = run->train.labels;
+        if (run->aug_images) {
+            /* the shard's samples, distorted (keyed by their file index), as rows 0.. */
+            augment_batch(&run->aug, run->train.images, labels, idx, r1 - r0, run->aug_images,
+                          run->aug_labels, c->model.seed, (uint64_t)pos->epoch);
+            X = &run->aug_in;
+            labels = run->aug_labels;
+            idx = run->aug_idx;
         }
+        /* Gradients, one reduction, one update. Exact mode: each chunk's sum must fit so
+         * that the sum of all chunks stays below 2^62. */
+        const size_t nchunks = (m + chunk - 1) / chunk;
+        const float limit = (float)(0x1p22 / (double)nchunks);
+        int64_t bad = 0;
+        ModelStats st = model_step_gradients(p, X, labels, idx, r1 - r0, m, &run->ws, chunk,
+                                             run->grad_f, run->grad_i, exact ? limit : 0,
+                                             exact ? &bad : NULL);
+        StepTotals t = reduce_step(run, &st, bad);
+        if (t.bad > 0) {
+            *bad_out = t.bad;
+            end = STEPS_DIVERGED;
+            break;
+        }
+        const float lr = (float)optim_schedule_lr(&run->schedule, pos->epoch, (int64_t)s,
+                                                  (int64_t)steps);
+        update_params(run, lr);
+        pos->loss_sum += t.loss;
+        pos->correct += t.correct;
+        const int64_t stop = t.stop;
         run->step++;
         pos->epoch_step = (int64_t)s + 1;
         progress_report(&progress, run, s + 1, steps);
@@ -667,19 +852,37 @@ static StepsEnd run_steps(Run *run, int64_t *bad_out)
     return end;
 }
 
-/* COLLECTIVE. Test accuracy over the whole test set: each rank takes a contiguous block,
- * so each sample is counted exactly once whatever the rank count. */
-static double evaluate(Run *run)
+typedef struct {
+    double loss, acc;   /* mean cross-entropy and accuracy over the set */
+} Eval;
+
+/* COLLECTIVE. Loss and accuracy over a set of `total` samples of which this rank holds
+ * samples first..first+count of X: each sample counted exactly once whatever the rank
+ * count, the sums exact (integers). */
+static Eval evaluate_set(Run *run, const KernelsInput *X, const uint8_t *labels,
+                         size_t first, size_t count, size_t total)
+{
+    ModelStats st = model_evaluate(&run->params, X, labels, first, count, &run->ws);
+    int64_t sums[2] = {st.loss_fix, st.correct};
+    dist_sum_i64(run->dist, sums, 2);
+    return (Eval){(double)sums[0] / MODEL_LOSS_SCALE / (double)total,
+                  (double)sums[1] / (double)total};
+}
+
+/* COLLECTIVE. The whole test set: each rank takes a contiguous block. */
+static Eval evaluate(Run *run)
 {
     const Dist *d = run->dist;
     const size_t N = run->test.n;
     size_t first = N * (size_t)d->rank / (size_t)d->size;
     size_t last = N * ((size_t)d->rank + 1) / (size_t)d->size;
-    ModelStats st = model_evaluate(&run->params, &run->test_in, run->test.labels, first,
-                                   last - first, &run->ws);
-    int64_t correct = st.correct;
-    dist_sum_i64(d, &correct, 1);
-    return (double)correct / (double)N;
+    return evaluate_set(run, &run->test_in, run->test.labels, first, last - first, N);
+}
+
+/* COLLECTIVE. The validation split: each rank holds its block (split_validation). */
+static Eval evaluate_validation(Run *run)
+{
+    return evaluate_set(run, &run->val_in, run->val_labels, 0, run->val_count, run->val_n);
 }
 
 /* The binary and the machine, as a checkpoint records them. */
@@ -694,8 +897,22 @@ static void provenance(CkptState *s, const Dist *d)
     s->nodes = d ? d->nodes : 1;
 }
 
-/* Rank 0: a checkpoint of the current position (an epoch boundary or mid-epoch). */
-static int save_checkpoint(Run *run, char *path, size_t path_len)
+/* The optimizer state and the best validation epoch, as a checkpoint records them. */
+static void ckpt_fill_learning(const Run *run, CkptState *s)
+{
+    if (run->velocity) {
+        const Params *p = &run->params;
+        s->vW1 = run->velocity;
+        s->vb1 = run->velocity + (p->b1 - p->block);
+        s->vW2 = run->velocity + (p->W2 - p->block);
+        s->vb2 = run->velocity + (p->b2 - p->block);
+    }
+    s->best_val_acc = run->best_epoch ? run->best_val_acc : 0;
+    s->best_epoch = run->best_epoch;
+}
+
+/* The state a checkpoint of the current position records (arrays borrowed). */
+static void fill_state(const Run *run, CkptState *sp)
 {
     const Config *c = run->cfg;
     CkptState s;
@@ -717,6 +934,16 @@ static int save_checkpoint(Run *run, char *path, size_t path_len)
     snprintf(s.input_type, sizeof s.input_type, "%s", run->type == DATA_U8 ? "uint8" : "float32");
     snprintf(s.normalize, sizeof s.normalize, "%s", c->data.normalize);
     s.x_mean = run->mean, s.x_std = run->std;
+    ckpt_fill_learning(run, &s);
+    *sp = s;
+}
+
+/* Rank 0: a checkpoint of the current position (an epoch boundary or mid-epoch). */
+static int save_checkpoint(Run *run, char *path, size_t path_len)
+{
+    const Config *c = run->cfg;
+    CkptState s;
+    fill_state(run, &s);
     char err[CKPT_ERR_MAX], warn[CKPT_ERR_MAX];
     if (ckpt_save_warn(c->checkpoint.dir, &s, c->checkpoint.keep, path, path_len, warn,
                        sizeof warn, err, sizeof err) != 0) {
@@ -725,6 +952,21 @@ static int save_checkpoint(Run *run, char *path, size_t path_len)
     }
     if (warn[0])   /* an old checkpoint that could not be pruned costs space, not the run */
         fprintf(stderr, "mlp: [rank 0] warning: %s\n", warn);
+    return 1;
+}
+
+/* Rank 0: DIR/best.h5, the checkpoint of the epoch with the best validation accuracy
+ * (checkpoint.best), replaced atomically; never pruned, never resumed from by auto. */
+static int save_best(Run *run)
+{
+    char path[CONFIG_PATH_MAX + 16], err[CKPT_ERR_MAX];
+    snprintf(path, sizeof path, "%s/best.h5", run->cfg->checkpoint.dir);
+    CkptState s;
+    fill_state(run, &s);
+    if (ckpt_save_as(path, &s, err, sizeof err) != 0) {
+        set_msg(run, "%s", err);
+        return 0;
+    }
     return 1;
 }
 
@@ -849,6 +1091,20 @@ static int resume(Run *run)
         memcpy(p->b1, s.b1, p->h * sizeof(float));
         memcpy(p->W2, s.W2, p->h * p->k * sizeof(float));
         memcpy(p->b2, s.b2, p->k * sizeof(float));
+        if (run->velocity && s.vW1) {
+            memcpy(run->velocity, s.vW1, p->d * p->h * sizeof(float));
+            memcpy(run->velocity + (p->b1 - p->block), s.vb1, p->h * sizeof(float));
+            memcpy(run->velocity + (p->W2 - p->block), s.vW2, p->h * p->k * sizeof(float));
+            memcpy(run->velocity + (p->b2 - p->block), s.vb2, p->k * sizeof(float));
+        } else if (run->velocity && s.step > 0) {
+            snprintf(run->resume_warn + strlen(run->resume_warn),
+                     sizeof run->resume_warn - strlen(run->resume_warn), "%swarning: %s holds "
+                     "no optimizer velocity (written by plain SGD or an older mlp): %s starts "
+                     "from zero velocity", run->resume_warn[0] ? "\n" : "", path,
+                     optim_kind_name(c->train.optimizer));
+        }
+        run->best_val_acc = s.best_val_acc;
+        run->best_epoch = s.best_epoch;
         ckpt_history_free(&run->history);
         run->history = s.history;           /* taken over */
         memset(&s.history, 0, sizeof s.history);
@@ -879,7 +1135,11 @@ static int check_same_start(Run *run)
     return 0;
 }
 
-#define METRICS_HEADER "epoch,train_loss,train_acc,test_acc,seconds,samples_per_s,param_hash"
+/* The columns of mlp 0.2 first, then those of the validation split and the test loss
+ * (empty where not evaluated). A metrics file with the old header is continued with the
+ * old columns (metrics_v1). */
+#define METRICS_HEADER_V1 "epoch,train_loss,train_acc,test_acc,seconds,samples_per_s,param_hash"
+#define METRICS_HEADER METRICS_HEADER_V1 ",val_loss,val_acc,test_loss"
 
 /* Whether `path` (a checkpoint to resume from) lies in directory dir. */
 static int in_dir(const char *path, const char *dir)
@@ -953,8 +1213,14 @@ static int prepare_outputs(Run *run)
     }
     if (!replace && rundir_metrics_resume(path, METRICS_HEADER, run->pos.epoch, aside,
                                           sizeof aside, err, sizeof err) != 0) {
-        set_msg(run, "%s", err);
-        return 0;
+        /* a run begun by an older mlp: continue its file with its own columns */
+        char err1[MSG_MAX];
+        if (rundir_metrics_resume(path, METRICS_HEADER_V1, run->pos.epoch, aside,
+                                  sizeof aside, err1, sizeof err1) != 0) {
+            set_msg(run, "%s", err);
+            return 0;
+        }
+        run->metrics_v1 = 1;
     }
     /* Checkpoints of later places would be overwritten as the run reaches them. */
     char first[CONFIG_PATH_MAX + 96];
@@ -991,20 +1257,48 @@ static int prepare_outputs(Run *run)
     return 1;
 }
 
-/* An epoch's steps are done: evaluate, record, log, checkpoint. COLLECTIVE. */
-static int finish_epoch(Run *run, int *stopped, char *ckpt_path, size_t ckpt_len,
+/* A metrics field: %.9g, or empty for a value not measured (NaN). */
+static const char *csv_num(char *buf, size_t len, double v)
+{
+    if (isnan(v))
+        buf[0] = '\0';
+    else
+        snprintf(buf, len, "%.9g", v);
+    return buf;
+}
+
+/* An epoch's steps are done: evaluate (validation every epoch, test every eval_every),
+ * record, log, checkpoint (and best.h5 on a better val_acc). *early: train.patience epochs
+ * passed without a better val_acc, so this epoch is the last. COLLECTIVE. */
+static int finish_epoch(Run *run, int *stopped, int *early, char *ckpt_path, size_t ckpt_len,
                         double *test_acc)
 {
     const Config *c = run->cfg;
     const Dist *d = run->dist;
     const int64_t e = run->pos.epoch + 1, epochs = c->train.epochs;
-    const double n = (double)run->train.n;
+    const double n = (double)run->n_train;
     const double loss = run->pos.loss_sum / n, acc = (double)run->pos.correct / n;
     const double seconds = run->pos.seconds;
-    const int last = e == epochs;
-    double tacc = NAN;
-    if (last || (c->train.eval_every > 0 && e % c->train.eval_every == 0))
-        tacc = *test_acc = evaluate(run);
+    double tacc = NAN, tloss = NAN, vacc = NAN, vloss = NAN;
+    int improved = 0;
+    if (run->val_n) {
+        const Eval v = evaluate_validation(run);
+        vacc = v.acc, vloss = v.loss;
+        /* strictly better: the earliest of equal epochs stays the best */
+        if (run->best_epoch == 0 || vacc > run->best_val_acc) {
+            run->best_val_acc = vacc;
+            run->best_epoch = e;
+            improved = 1;
+        }
+    }
+    *early = e < epochs && run->val_n && c->train.patience > 0 &&
+             e - run->best_epoch >= c->train.patience;
+    const int last = e == epochs || *early;
+    if (last || (c->train.eval_every > 0 && e % c->train.eval_every == 0)) {
+        const Eval t = evaluate(run);
+        tacc = *test_acc = t.acc;
+        tloss = t.loss;
+    }
     /* A signal that came during the last step's update or the evaluation stops here,
      * with this epoch's checkpoint, rather than one step into the next epoch. */
     if (!last && !*stopped)
@@ -1014,12 +1308,22 @@ static int finish_epoch(Run *run, int *stopped, char *ckpt_path, size_t ckpt_len
     int ok = ckpt_history_push(&run->history, e, loss, acc, tacc, seconds) == 0;
     if (!ok)
         set_msg(run, "out of memory for the training history");
+    else
+        ckpt_history_set_eval(&run->history, vloss, vacc, tloss);
     if (d->rank == 0 && ok) {
-        printf("epoch %3" PRId64 "/%" PRId64 "  loss %.4f  train_acc %.4f  test_acc %.4f  "
-               "%.2f s  %.0f samples/s\n", e, epochs, loss, acc, tacc, seconds, n / seconds);
+        char val[64] = "", b1[32], b2[32], b3[32];
+        if (run->val_n)
+            snprintf(val, sizeof val, "  val_acc %.4f%s", vacc, improved ? "*" : "");
+        printf("epoch %3" PRId64 "/%" PRId64 "  loss %.4f  train_acc %.4f%s  test_acc %.4f  "
+               "%.2f s  %.0f samples/s\n", e, epochs, loss, acc, val, tacc, seconds,
+               n / seconds);
         fflush(stdout);
-        fprintf(run->metrics, "%" PRId64 ",%.9g,%.9g,%.9g,%.6f,%.1f,%016" PRIx64 "\n", e, loss,
+        fprintf(run->metrics, "%" PRId64 ",%.9g,%.9g,%.9g,%.6f,%.1f,%016" PRIx64, e, loss,
                 acc, tacc, seconds, n / seconds, hash);
+        if (!run->metrics_v1)
+            fprintf(run->metrics, ",%s,%s,%s", csv_num(b1, sizeof b1, vloss),
+                    csv_num(b2, sizeof b2, vacc), csv_num(b3, sizeof b3, tloss));
+        fputc('\n', run->metrics);
         if (fflush(run->metrics) != 0 || ferror(run->metrics)) {
             set_msg(run, "%s: cannot write: %s", c->log.metrics, strerror(errno));
             ok = 0;
@@ -1027,6 +1331,8 @@ static int finish_epoch(Run *run, int *stopped, char *ckpt_path, size_t ckpt_len
         if (ok && (last || *stopped ||
                    (c->checkpoint.every > 0 && e % c->checkpoint.every == 0)))
             ok = save_checkpoint(run, ckpt_path, ckpt_len);
+        if (ok && improved && c->checkpoint.best)
+            ok = save_best(run);
     }
     return agree(run, ok);
 }
@@ -1093,6 +1399,14 @@ static int train_loop(Run *run)
     double test_acc = NAN;
     char ckpt_path[CONFIG_PATH_MAX + 64] = "";
 
+    if (run->pos.epoch < epochs && run->pos.epoch_step == 0 && c->train.patience > 0 &&
+        run->best_epoch > 0 && run->pos.epoch - run->best_epoch >= c->train.patience) {
+        if (d->rank == 0)
+            printf("done: nothing to train: %s stopped early at epoch %" PRId64 " (no better "
+                   "val_acc since epoch %" PRId64 ", train.patience = %ld)\n", run->resumed_from,
+                   run->pos.epoch, run->best_epoch, c->train.patience);
+        return 1;
+    }
     if (run->pos.epoch >= epochs) {
         if (d->rank == 0)
             printf("done: nothing to train: %s is at epoch %" PRId64 " and train.epochs = %"
@@ -1111,10 +1425,17 @@ static int train_loop(Run *run)
                         c->train.lr);
             return 0;
         }
-        int stopped = end == STEPS_SIGNAL;
+        int stopped = end == STEPS_SIGNAL, early = 0;
         if ((size_t)run->pos.epoch_step == steps_per_epoch(run)) {
-            if (!finish_epoch(run, &stopped, ckpt_path, sizeof ckpt_path, &test_acc))
+            if (!finish_epoch(run, &stopped, &early, ckpt_path, sizeof ckpt_path, &test_acc))
                 return 0;
+            if (early) {
+                if (d->rank == 0)
+                    printf("early stop: no better val_acc for %ld epochs (train.patience); "
+                           "the best, %.4f, was after epoch %" PRId64 "\n", c->train.patience,
+                           run->best_val_acc, run->best_epoch);
+                break;
+            }
         } else if (!agree(run, d->rank != 0 || save_checkpoint(run, ckpt_path, sizeof ckpt_path))) {
             return 0;   /* a mid-epoch checkpoint (every_steps, or a stop signal) failed */
         }
@@ -1133,8 +1454,11 @@ static int train_loop(Run *run)
     if (d->rank == 0) {
         printf("done: test accuracy %.4f (%.2f%%) after %" PRId64 " epoch%s; checkpoint %s; "
                "metrics %s\n",
-               test_acc, 100 * test_acc, epochs, epochs == 1 ? "" : "s", ckpt_path,
-               c->log.metrics);
+               test_acc, 100 * test_acc, run->pos.epoch, run->pos.epoch == 1 ? "" : "s",
+               ckpt_path, c->log.metrics);
+        if (c->checkpoint.best && run->best_epoch)
+            printf("best: val_acc %.4f after epoch %" PRId64 "; checkpoint %s/best.h5\n",
+                   run->best_val_acc, run->best_epoch, c->checkpoint.dir);
         fflush(stdout);
     }
     report_memory(run);
@@ -1153,6 +1477,14 @@ static void run_free(Run *run)
     free(run->order);
     free(run->grad_f);
     free(run->grad_i);
+    free(run->train_idx);
+    free(run->val_images);
+    free(run->val_labels);
+    free(run->velocity);
+    free(run->aug_images);
+    free(run->aug_labels);
+    free(run->aug_idx);
+    augment_free(&run->aug);
     ckpt_history_free(&run->history);
     free(run->config_text);
 }
@@ -1189,6 +1521,7 @@ int train_run(const Config *cfg, const Dist *dist)
         standardize_data(&run);
     ok = ok && agree(&run, check_memory(&run));
     ok = ok && agree(&run, alloc_model(&run));
+    ok = ok && agree(&run, split_validation(&run));
     ok = ok && agree(&run, resume(&run));
     ok = ok && agree(&run, check_same_start(&run));
     if (ok) {

@@ -41,7 +41,7 @@ def main(argv):
         for k in ["format", "reduce", "config", "created", "mlp_version"]:
             check(isinstance(a[k], str), f"attribute {k} is {type(a[k]).__name__}, not str")
         check(a["format"] == "mlp-checkpoint", f"format is {a['format']!r}")
-        check(int(a["format_version"]) == 1, f"format_version is {a['format_version']!r}")
+        check(int(a["format_version"]) == 2, f"format_version is {a['format_version']!r}")
         for k in ["d", "hidden", "classes", "epoch", "step", "seed", "batch", "ranks",
                   "threads_per_rank"]:
             check(np.issubdtype(np.asarray(a[k]).dtype, np.integer), f"attribute {k} not integer")
@@ -60,6 +60,11 @@ def main(argv):
             ds = f[key]
             check(ds.shape == shape, f"/{key} shape {ds.shape}, expected {shape}")
             check(ds.dtype == np.dtype("<f4"), f"/{key} dtype {ds.dtype}, expected float32 LE")
+            # the optimizer's velocity (momentum, nesterov), when present, is shaped alike
+            key = f"optimizer/{name}"
+            if key in f:
+                check(f[key].shape == shape and f[key].dtype == np.dtype("<f4"),
+                      f"/{key} shape {f[key].shape} {f[key].dtype}, expected {shape} float32")
 
         lengths = set()
         for name, dt in [("epoch", "<i8"), ("train_loss", "<f8"), ("train_acc", "<f8"),

@@ -29,7 +29,7 @@ grep -qx "file: $ck" "$T/out" || fail "inspect: no file line"
 for s in 'W1  \[784,32\]' 'b1  \[32\]' 'W2  \[32,10\]' 'b2  \[10\]'; do
     grep -qx "  $s" "$T/out" || fail "inspect: no shape line '$s'"
 done
-for a in 'format = mlp-checkpoint' 'format_version = 1' 'd = 784' 'hidden = 32' \
+for a in 'format = mlp-checkpoint' 'format_version = 2' 'd = 784' 'hidden = 32' \
          'classes = 10' 'epoch = 2' 'ranks = 2' 'reduce = exact' 'lr = 0.5' 'batch = 50'; do
     grep -qE "^  ${a%% = *} += ${a#* = }\$" "$T/out" || fail "inspect: no attribute line '$a'"
 done

@@ -64,7 +64,8 @@ epochs = len(open(f"{run}/metrics.csv").readlines()) - 1
 curves = summary[f"{out}/curves.png"]
 loss, acc = curves["axes"]
 assert loss["yscale"] == "log", loss
-assert loss["legend"] == ["runA train"], loss["legend"]
+# the checkpoint's history has test_loss since format_version 2: its curve is drawn too
+assert loss["legend"] == ["runA train", "runA test"], loss["legend"]
 assert acc["legend"] == ["runA train", "runA test"], acc["legend"]
 assert acc["lines"] == {"runA train": epochs, "runA test": epochs}, acc["lines"]
 
@@ -140,8 +141,9 @@ fig = json.load(open(sys.argv[1]))[sys.argv[2]]
 a = len(open(sys.argv[3]).readlines()) - 1   # runA's epochs
 loss, acc, speed = fig["axes"]
 assert loss["yscale"] == "log", loss["yscale"]
-assert loss["lines"] == {"runA train": a, "runB train": 3, "synth train": 4,
-                         "synth val": 4, "synth test": 2}, loss["lines"]
+# mlp's metrics have test_loss (empty where the test set was not evaluated)
+assert loss["lines"] == {"runA train": a, "runA test": a, "runB train": 3, "runB test": 2,
+                         "synth train": 4, "synth val": 4, "synth test": 2}, loss["lines"]
 assert acc["legend"] == ["runA train", "runA test", "runB train", "runB test",
                          "synth train", "synth val", "synth test"], acc["legend"]
 assert acc["lines"]["runB test"] == 2, acc["lines"]       # epochs 2 and 3 (the last) only

@@ -13,7 +13,7 @@ acc=$(sed -n 's/^done: test accuracy \([0-9.]*\).*/\1/p' "$out")
 awk -v a="$acc" 'BEGIN { exit !(a >= 0.85) }' || fail "test accuracy $acc < 0.85"
 
 csv=$T/run/metrics.csv
-[ "$(head -1 "$csv")" = "epoch,train_loss,train_acc,test_acc,seconds,samples_per_s,param_hash" ] ||
+[ "$(head -1 "$csv")" = "epoch,train_loss,train_acc,test_acc,seconds,samples_per_s,param_hash,val_loss,val_acc,test_loss" ] ||
     fail "metrics header: $(head -1 "$csv")"
 [ "$(wc -l < "$csv")" -eq 4 ] || fail "metrics should have 3 rows"
 [ -z "$(hashes "$csv" | grep -vE '^[0-9a-f]{16}$' || true)" ] || fail "param_hash not 16 hex digits"
@@ -31,7 +31,7 @@ assert f["model/b1"].shape == (32,) and f["model/W2"].shape == (32, 10)
 assert f["model/b2"].shape == (10,)
 a = f.attrs
 assert a["format"] == "mlp-checkpoint" and isinstance(a["format"], str), a["format"]
-assert int(a["format_version"]) == 1 and int(a["epoch"]) == 3 and int(a["ranks"]) == 2
+assert int(a["format_version"]) == 2 and int(a["epoch"]) == 3 and int(a["ranks"]) == 2
 assert int(a["d"]) == 784 and int(a["hidden"]) == 32 and int(a["classes"]) == 10
 assert "hidden = 32" in a["config"]
 rows = list(csv.DictReader(open(sys.argv[2])))

@@ -1,0 +1,229 @@
+/* Unit tests for optim: sgd, momentum and nesterov, with and without coupled weight decay,
+ * against a plain double-precision reference over several steps on an odd size, from a
+ * float gradient and from a fixed-point one; plain SGD bit for bit the seed's kernels;
+ * the same bits for any thread count; each schedule against its formula. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "kernels.h"
+#include "optim.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define N 37      /* odd: not a multiple of any vector width */
+#define STEPS 12
+
+static uint64_t rng_state = 12345;
+static double uniform(void)   /* [-1, 1) */
+{
+    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
+    return (double)(rng_state >> 11) * 0x1p-52 - 1.0;
+}
+
+/* The header's update in double: g' = g + lambda theta; v = mu v + g';
+ * sgd theta -= lr g'; momentum theta -= lr v; nesterov theta -= lr (g' + mu v). */
+static void ref_update(OptimKind kind, double mu, double *theta, double *vel, const double *g,
+                       size_t n, double lr, double lambda)
+{
+    for (size_t i = 0; i < n; i++) {
+        const double gi = g[i] + lambda * theta[i];
+        if (kind == OPTIM_SGD) {
+            theta[i] -= lr * gi;
+            continue;
+        }
+        vel[i] = mu * vel[i] + gi;
+        theta[i] -= lr * (kind == OPTIM_NESTEROV ? gi + mu * vel[i] : vel[i]);
+    }
+}
+
+static void run_against_reference(OptimKind kind, float lambda, int fixed)
+{
+    const OptimSpec o = {kind, 0.9f};
+    float theta[N], vel[N], gf[N];
+    int64_t gi[N];
+    double rt[N], rv[N], rg[N];
+    for (size_t i = 0; i < N; i++) {
+        theta[i] = (float)uniform();
+        rt[i] = theta[i];
+        vel[i] = 0, rv[i] = 0;
+    }
+    for (int s = 0; s < STEPS; s++) {
+        const float lr = 0.05f * (float)(s + 1) / STEPS;   /* as a schedule would change it */
+        for (size_t i = 0; i < N; i++) {
+            const double g = 0.5 * uniform();
+            if (fixed) {
+                gi[i] = (int64_t)llround(g * 0x1p40);
+                rg[i] = (double)gi[i] * 0x1p-40;
+            } else {
+                gf[i] = (float)g;
+                rg[i] = gf[i];
+            }
+        }
+        optim_update(&o, theta, optim_has_velocity(&o) ? vel : NULL,
+                     (OptimGrad){fixed ? NULL : gf, fixed ? gi : NULL}, N, lr, lambda);
+        ref_update(kind, (double)o.momentum, rt, rv, rg, N, (double)lr, (double)lambda);
+    }
+    for (size_t i = 0; i < N; i++) {
+        /* float rounding over a dozen steps: a few ulps of values of order 1 */
+        if (fabs(theta[i] - rt[i]) > 2e-6 * (1 + fabs(rt[i])))
+            fail_msg("%s lambda %g %s: theta[%zu] = %.9g, reference %.9g",
+                     optim_kind_name(kind), (double)lambda, fixed ? "fixed" : "float", i,
+                     (double)theta[i], rt[i]);
+        if (kind != OPTIM_SGD && fabs(vel[i] - rv[i]) > 2e-6 * (1 + fabs(rv[i])))
+            fail_msg("%s: vel[%zu] = %.9g, reference %.9g", optim_kind_name(kind), i,
+                     (double)vel[i], rv[i]);
+    }
+}
+
+static void test_updates_vs_reference(void **state)
+{
+    (void)state;
+    for (int k = OPTIM_SGD; k <= OPTIM_NESTEROV; k++)
+        for (int fixed = 0; fixed < 2; fixed++) {
+            run_against_reference((OptimKind)k, 0.0f, fixed);
+            run_against_reference((OptimKind)k, 1e-3f, fixed);
+            run_against_reference((OptimKind)k, 0.3f, fixed);   /* decay that shows */
+        }
+}
+
+/* Momentum with mu = 0 is SGD; decay pulls a weight with zero gradient towards 0 by
+ * exactly the factor (1 - lr lambda) per step (in float). */
+static void test_special_cases(void **state)
+{
+    (void)state;
+    float t1[N], t2[N], v[N] = {0}, g[N];
+    for (size_t i = 0; i < N; i++)
+        t1[i] = t2[i] = (float)uniform(), g[i] = (float)uniform();
+    const OptimSpec m0 = {OPTIM_MOMENTUM, 0.0f}, sgd = {OPTIM_SGD, 0.9f};
+    optim_update(&m0, t1, v, (OptimGrad){g, NULL}, N, 0.1f, 0.01f);
+    optim_update(&sgd, t2, NULL, (OptimGrad){g, NULL}, N, 0.1f, 0.01f);
+    assert_memory_equal(t1, t2, sizeof t1);
+    float z[N] = {0};
+    memcpy(t2, t1, sizeof t1);
+    optim_update(&sgd, t1, NULL, (OptimGrad){z, NULL}, N, 0.5f, 0.2f);
+    for (size_t i = 0; i < N; i++)
+        assert_true(t1[i] == t2[i] - 0.5f * (0.0f + 0.2f * t2[i]));
+}
+
+/* SGD without decay is the seed's update, bit for bit (configs/mnist.ini's weights). */
+static void test_sgd_is_the_seed_kernel(void **state)
+{
+    (void)state;
+    const OptimSpec o = {OPTIM_SGD, 0.9f};
+    float a[N], b[N], gf[N];
+    int64_t gi[N];
+    for (size_t i = 0; i < N; i++) {
+        a[i] = b[i] = (float)uniform();
+        gf[i] = (float)uniform();
+        gi[i] = (int64_t)(uniform() * 0x1p40);
+    }
+    optim_update(&o, a, NULL, (OptimGrad){NULL, gi}, N, 0.37f, 0.0f);
+    kernels_sgd_fixed(b, gi, N, 0.37f);
+    assert_memory_equal(a, b, sizeof a);
+    optim_update(&o, a, NULL, (OptimGrad){gf, NULL}, N, 0.37f, 0.0f);
+    kernels_sgd_f32(b, gf, N, 0.37f);
+    assert_memory_equal(a, b, sizeof a);
+}
+
+/* The same bits with 1, 2 or 3 threads (each element by one thread, one expression). */
+static void test_threads(void **state)
+{
+    (void)state;
+    enum { M = 1001 };
+    static float t[3][M], v[3][M];
+    static int64_t g[M];
+    for (size_t i = 0; i < M; i++) {
+        t[0][i] = t[1][i] = t[2][i] = (float)uniform();
+        v[0][i] = v[1][i] = v[2][i] = (float)uniform();
+        g[i] = (int64_t)(uniform() * 0x1p38);
+    }
+    for (int k = OPTIM_MOMENTUM; k <= OPTIM_NESTEROV; k++) {
+        const OptimSpec o = {(OptimKind)k, 0.95f};
+        for (int th = 1; th <= 3; th++) {
+            omp_set_num_threads(th);
+            for (int s = 0; s < 3; s++)
+                optim_update(&o, t[th - 1], v[th - 1], (OptimGrad){NULL, g}, M, 0.01f, 5e-4f);
+        }
+        assert_memory_equal(t[0], t[1], sizeof t[0]);
+        assert_memory_equal(t[0], t[2], sizeof t[0]);
+        assert_memory_equal(v[0], v[2], sizeof v[0]);
+    }
+    omp_set_num_threads(1);
+}
+
+static void assert_near(double got, double want)
+{
+    if (fabs(got - want) > 1e-12 * (1 + fabs(want)))
+        fail_msg("%.17g, expected %.17g", got, want);
+}
+
+static void test_schedules(void **state)
+{
+    (void)state;
+    const int64_t spe = 10;   /* steps per epoch */
+    ScheduleSpec s = {SCHEDULE_CONSTANT, 0.1, 0.001, 0, 3, 0.5, 9};
+    assert_true(optim_schedule_lr(&s, 0, 0, spe) == 0.1);   /* exactly train.lr */
+    assert_true(optim_schedule_lr(&s, 8, 9, spe) == 0.1);
+
+    /* warm-up over 1.5 epochs = 15 steps: lr (k + 1) / 15, then the schedule */
+    s.warmup_epochs = 1.5;
+    assert_near(optim_schedule_lr(&s, 0, 0, spe), 0.1 / 15);
+    assert_near(optim_schedule_lr(&s, 1, 3, spe), 0.1 * 14 / 15);
+    assert_near(optim_schedule_lr(&s, 1, 4, spe), 0.1);
+    assert_near(optim_schedule_lr(&s, 1, 5, spe), 0.1);
+
+    /* step: lr gamma^floor(epoch / step_epochs), epochs from 0 */
+    s = (ScheduleSpec){SCHEDULE_STEP, 0.1, 0, 0, 3, 0.5, 9};
+    assert_near(optim_schedule_lr(&s, 0, 0, spe), 0.1);
+    assert_near(optim_schedule_lr(&s, 2, 9, spe), 0.1);
+    assert_near(optim_schedule_lr(&s, 3, 0, spe), 0.05);
+    assert_near(optim_schedule_lr(&s, 8, 5, spe), 0.025);
+
+    /* cosine from lr at the end of warm-up to lr_min at the end of the run */
+    s = (ScheduleSpec){SCHEDULE_COSINE, 0.1, 0.001, 1, 3, 0.5, 9};
+    const double K = 9 * 10, Kw = 10;
+    for (int64_t k = 10; k < 90; k += 7) {
+        const double p = ((double)k - Kw) / (K - Kw);
+        assert_near(optim_schedule_lr(&s, k / spe, k % spe, spe),
+                    0.001 + (0.1 - 0.001) * 0.5 * (1 + cos(M_PI * p)));
+    }
+    assert_near(optim_schedule_lr(&s, 1, 0, spe), 0.1);
+    assert_near(optim_schedule_lr(&s, 5, 0, spe), 0.0505);    /* half-way: the mean */
+    assert_true(optim_schedule_lr(&s, 8, 9, spe) > 0.001);
+    assert_true(optim_schedule_lr(&s, 8, 9, spe) < 0.00105);
+    assert_near(optim_schedule_lr(&s, 0, 4, spe), 0.1 * 5 / 10);   /* its warm-up */
+
+    /* a warm-up longer than the run: still a ramp, never above lr */
+    s.warmup_epochs = 20;
+    assert_near(optim_schedule_lr(&s, 8, 9, spe), 0.1 * 90 / 200);
+}
+
+static void test_names(void **state)
+{
+    (void)state;
+    assert_string_equal(optim_kind_name(OPTIM_NESTEROV), "nesterov");
+    assert_string_equal(optim_schedule_name(SCHEDULE_COSINE), "cosine");
+    assert_string_equal(optim_kind_name((OptimKind)7), "?");
+    const OptimSpec s = {OPTIM_SGD, 0.9f}, m = {OPTIM_MOMENTUM, 0.9f};
+    assert_false(optim_has_velocity(&s));
+    assert_true(optim_has_velocity(&m));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_updates_vs_reference),
+        cmocka_unit_test(test_special_cases),
+        cmocka_unit_test(test_sgd_is_the_seed_kernel),
+        cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_schedules),
+        cmocka_unit_test(test_names),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
