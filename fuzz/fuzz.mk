@@ -46,7 +46,8 @@ $(FB)/fuzz_config: $(FB)/lf/src/config.o $(FB)/lf/src/fsafe.o
 FUZZ_DATA_OBJ := $(FB)/lf/src/data.o $(FB)/lf/src/data_idx.o $(FB)/lf/src/data_h5.o
 $(FB)/fuzz_idx: $(FUZZ_DATA_OBJ) $(FB)/lf/src/fsafe.o
 $(FB)/fuzz_h5data: $(FUZZ_DATA_OBJ) $(FB)/lf/src/fsafe.o
-$(FB)/fuzz_checkpoint: $(FB)/lf/src/checkpoint.o $(FB)/lf/src/fsafe.o
+$(FB)/fuzz_checkpoint: $(FB)/lf/src/checkpoint.o $(FB)/lf/src/ckpt_schema.o $(FB)/lf/src/ckpt_read.o \
+                      $(FB)/lf/src/fsafe.o
 $(FB)/fuzz_%: $(FB)/lf/fuzz/fuzz_%.o $(FB)/lf/fuzz/fuzz_common.o
 	$(FUZZ_CC) -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $^ $(FUZZ_LIBS)
 
@@ -54,7 +55,7 @@ $(FB)/fuzz_%: $(FB)/lf/fuzz/fuzz_%.o $(FB)/lf/fuzz/fuzz_common.o
 FUZZ_REPLAY_OBJ := $(B)/fuzz/replay.o $(B)/fuzz/fuzz_common.o $(B)/fuzz/fuzz_config.o \
                    $(B)/fuzz/fuzz_idx.o $(B)/fuzz/fuzz_checkpoint.o $(B)/fuzz/fuzz_h5data.o \
                    $(B)/src/config.o $(B)/src/data.o $(B)/src/data_idx.o $(B)/src/data_h5.o \
-                   $(B)/src/checkpoint.o \
+                   $(B)/src/checkpoint.o $(B)/src/ckpt_schema.o $(B)/src/ckpt_read.o \
                    $(B)/src/fsafe.o
 $(B)/fuzz/%.o: CFLAGS += -DFUZZ_REPLAY -Ifuzz
 
@@ -65,7 +66,8 @@ $(B)/fuzz/replay: $(FUZZ_REPLAY_OBJ)
 fuzz-replay: $(B)/fuzz/replay
 	@echo $(B)/fuzz/replay
 
-$(B)/fuzz/make-seeds: $(B)/fuzz/make-seeds.o $(B)/src/config.o $(B)/src/checkpoint.o $(B)/src/fsafe.o
+$(B)/fuzz/make-seeds: $(B)/fuzz/make-seeds.o $(B)/src/config.o $(B)/src/checkpoint.o \
+                       $(B)/src/ckpt_schema.o $(B)/src/ckpt_read.o $(B)/src/fsafe.o
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 fuzz-seeds: $(B)/fuzz/make-seeds
