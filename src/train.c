@@ -419,6 +419,11 @@ static void print_banner(const Run *run)
            "kernels\n", run->params.d, run->params.h, run->params.k, run->params.count,
            c->train.batch, c->train.lr, config_reduce_name(c->train.reduce), c->train.chunk,
            c->train.kernels);
+    size_t pb, wb;   /* what alloc_model allocated, once: no step allocates */
+    if (model_memory(run->params.d, run->params.h, run->params.k, run->ws.rows, &pb, &wb) == 0)
+        printf("workspace: %zu bytes per rank for %zu samples (parameters %zu, gradient %zu "
+               "bytes), allocated before the first step\n", wb, run->ws.rows, pb,
+               (run->params.count + SLOTS) * (run->grad_i ? sizeof(int64_t) : sizeof(float)));
     const BuildInfo *bi = buildinfo();
     char cpu[128];
     buildinfo_cpu_model(cpu, sizeof cpu);
