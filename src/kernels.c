@@ -987,6 +987,40 @@ void kernels_sgd_fixed(float *theta, const int64_t *g, size_t n, float lr)
     const double M = 0x1.8p52;
     int64_t mbits;
     memcpy(&mbits, &M, sizeof mbits);
+#if defined(__AVX2__)
+    /* Sixteen at a time with one range test for all (the generic vector code below tests
+     * and branches per four, lane by lane: four times the time of kernels_sgd_f32). The
+     * double is (1.5 * 2^52 + g) 2^-40 - 1.5 * 2^-12 in one FMA: both terms are exact
+     * (power-of-two scaling), so the result is g 2^-40 exactly, as below; the update is
+     * the same fused multiply-add as the contracted `t -= lr * f`. */
+    const __m256i Mi = _mm256_set1_epi64x(mbits), bias = _mm256_set1_epi64x((int64_t)1 << 51);
+    const __m256d U = _mm256_set1_pd(FIX_UNSCALE), MU = _mm256_set1_pd(0x1.8p52 * FIX_UNSCALE);
+    const __m128 lrv = _mm_set1_ps(lr);
+#pragma omp for schedule(static)
+    for (size_t b = 0; b < (n + 15) / 16; b++) {
+        const size_t i = 16 * b;
+        if (i + 16 <= n) {
+            __m256i q[4], over = _mm256_setzero_si256();
+            for (int k = 0; k < 4; k++) {
+                q[k] = _mm256_loadu_si256((const __m256i *)(g + i + 4 * k));
+                over = _mm256_or_si256(over,
+                                       _mm256_srli_epi64(_mm256_add_epi64(q[k], bias), 52));
+            }
+            if (_mm256_testz_si256(over, over)) {   /* every |g| < 2^51 */
+                for (int k = 0; k < 4; k++) {
+                    const __m256d x =
+                        _mm256_fmsub_pd(_mm256_castsi256_pd(_mm256_add_epi64(q[k], Mi)), U, MU);
+                    const __m128 f = _mm256_cvtpd_ps(x);
+                    float *t = theta + i + 4 * k;
+                    _mm_storeu_ps(t, _mm_fnmadd_ps(lrv, f, _mm_loadu_ps(t)));
+                }
+                continue;
+            }
+        }
+        for (size_t k = i; k < n && k < i + 16; k++)
+            theta[k] -= lr * (float)((double)g[k] * FIX_UNSCALE);
+    }
+#else
 #pragma omp for schedule(static)
     for (size_t b = 0; b < (n + 3) / 4; b++) {
         const size_t i = 4 * b;
@@ -1007,6 +1041,7 @@ void kernels_sgd_fixed(float *theta, const int64_t *g, size_t n, float lr)
         for (size_t k = i; k < n && k < i + 4; k++)
             theta[k] -= lr * (float)((double)g[k] * FIX_UNSCALE);
     }
+#endif
 }
 
 int64_t kernels_count_nonfinite(const float *x, size_t n)

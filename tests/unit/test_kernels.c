@@ -407,17 +407,20 @@ static void test_select_and_model_step(void **state)
 static void test_sgd_fixed_and_nonfinite(void **state)
 {
     (void)state;
-    const size_t lens[] = {1, 3, 4, 7, 13, 255};
+    const size_t lens[] = {1, 3, 4, 7, 13, 255, 1000, 4099};
     for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
         const size_t n = lens[li];
+        /* the long ones: large values rare, so that whole blocks of 16 take the vector
+         * path, and some blocks hold one large value (or the edge) among small ones */
+        const unsigned rare = n >= 1000 ? 97 : 1;
         int64_t *g = malloc(n * sizeof *g);
         float *theta = malloc(n * sizeof *theta), *want = malloc(n * sizeof *want);
         for (size_t i = 0; i < n; i++) {
-            const int big = rnd() % 5 == 0;
+            const int big = rnd() % (5 * rare) == 0;
             g[i] = ((int64_t)rnd() << 31 ^ rnd()) >> (big ? 0 : 12);   /* up to 2^62 or 2^50 */
             if (rnd() % 2)
                 g[i] = -g[i];
-            if (rnd() % 7 == 0)
+            if (rnd() % (7 * rare) == 0)
                 g[i] = (rnd() % 2 ? 1 : -1) * ((int64_t)1 << 51);   /* the edge itself */
             theta[i] = rnd_sym();
             want[i] = theta[i] - 0.25f * (float)((double)g[i] * 0x1p-40);
