@@ -3,14 +3,23 @@
  * never links OpenBLAS.
  *
  *   sgemm_bound [-t THREADS] [-r REPS] [--keep-env] B:H [B:H ...]
+ *   sgemm_bound --cpu          (only the cpu line below)
  *
  * For every global batch B and hidden width H it times one training step's five products
  *     Z1  = X W1      [B x d] [d x H]      dW1 = X^T dZ1   [d x B] [B x H]
  *     Z2  = A1 W2     [B x H] [H x K]      dW2 = A1^T dZ2  [H x B] [B x K]
  *     dA1 = dZ2 W2^T  [B x K] [K x H]
- * (d = 784, K = 10), best of REPS steps after a warm-up, and prints per line
- *     bound B=.. h=.. threads=.. steps=.. step_s=.. epoch_s=.. gflops=.. z1_s=.. dw1_s=.. small_s=..
- * where steps = ceil(60000 / B) and epoch_s = steps * step_s.
+ * (d = 784, K = 10), each in the eight equivalent layouts (either operand stored as it is
+ * or transposed, the result computed as it is or transposed), best of REPS calls after a
+ * warm-up, and prints per line
+ *     bound B=.. h=.. threads=.. steps=.. step_s=.. epoch_s=.. gflops=.. z1_s=.. dw1_s=..
+ *           small_s=.. fixed_layout_step_s=.. layouts=z1:..,z2:..,dw2:..,da1:..,dw1:..
+ * where step_s is the sum over the products of the fastest layout's best time,
+ * steps = ceil(60000 / B), epoch_s = steps * step_s, fixed_layout_step_s the same sum with
+ * one fixed layout per product (the bound before 2026-12-01), and layouts the layout
+ * chosen per product (A and B as stored, N or T, then C or Ct). First it prints
+ *     cpu model="..." isa=x86-64+...
+ * the CPU model and the vector extensions the CPU has.
  *
  * OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE, when set, are read as libopenblas loads, before
  * main runs; they can hold OpenBLAS to slower kernels than the CPU supports. Unless
@@ -62,7 +71,46 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* One shape: times the step REPS times after a warm-up; prints one line. */
+/* One product C (m x n) = A (m x k) B (k x n) of a step, in one of its eight equivalent
+ * layouts (bits of `layout`): 1, A stored transposed (k x m); 2, B stored transposed
+ * (n x k); 4, C computed as its transpose C^T = B^T A^T (n x m). A trainer may store
+ * either way each operand it owns (W1 as d x h or h x d, and so on), so the bound takes,
+ * product by product, the fastest layout. The buffers hold the same number of floats
+ * whatever the layout; only the flags and leading dimensions change. */
+typedef struct {
+    const char *name;
+    int m, n, k;
+    const float *A, *B;
+    float *C;
+} Product;
+
+static void product_run(const Product *p, int layout)
+{
+    const int ta = layout & 1, tb = (layout >> 1) & 1;
+    const int lda = ta ? p->m : p->k, ldb = tb ? p->k : p->n;
+    if (!(layout & 4))
+        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans,
+                    tb ? CblasTrans : CblasNoTrans, p->m, p->n, p->k, 1.0f, p->A, lda, p->B,
+                    ldb, 0.0f, p->C, p->n);
+    else   /* C^T (n x m) = B^T (n x k) A^T (k x m) */
+        cblas_sgemm(CblasRowMajor, tb ? CblasNoTrans : CblasTrans,
+                    ta ? CblasNoTrans : CblasTrans, p->n, p->m, p->k, 1.0f, p->B, ldb, p->A,
+                    lda, 0.0f, p->C, p->m);
+}
+
+/* The letters of a layout for the output line: A and B as stored (N or T), then C or Ct. */
+static const char *layout_name(int layout)
+{
+    static const char *const names[8] = {"NN-C", "TN-C", "NT-C", "TT-C",
+                                         "NN-Ct", "TN-Ct", "NT-Ct", "TT-Ct"};
+    return names[layout & 7];
+}
+
+enum { NPROD = 5, NLAYOUT = 8 };
+
+/* One shape: times each product in each layout REPS times after a warm-up, the layouts
+ * interleaved (a slow spell of the machine hits all alike); the step bound is the sum over
+ * the products of the best time of the fastest layout. Prints one line. */
 static void bound(int B, int H, int threads, int reps)
 {
     unsigned seed = 12345u;
@@ -76,49 +124,94 @@ static void bound(int B, int H, int threads, int reps)
     float *dZ2 = alloc_fill((size_t)B * K, &seed, 0.01f);
     float *dW2 = alloc_fill((size_t)H * K, &seed, 0.0f);
     float *dA1 = alloc_fill((size_t)B * H, &seed, 0.0f);
-    double *t_step = malloc((size_t)reps * sizeof *t_step);
-    if (!t_step) exit(1);
-    double best_z1 = 1e30, best_dw1 = 1e30, best_small = 1e30;
-
-    for (int r = -reps / 4 - 3; r < reps; r++) {   /* negative r: warm-up */
-        double t0 = now();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, H, D, 1.0f, X, D, W1, H,
-                    0.0f, Z1, H);
-        double t1 = now();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, K, H, 1.0f, Z1, H, W2, K,
-                    0.0f, Z2, K);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, H, K, B, 1.0f, Z1, H, dZ2, K,
-                    0.0f, dW2, K);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, H, K, 1.0f, dZ2, K, W2, K,
-                    0.0f, dA1, H);
-        double t2 = now();
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, D, H, B, 1.0f, X, D, dZ1, H,
-                    0.0f, dW1, H);
-        double t3 = now();
-        if (r >= 0) {
-            t_step[r] = t3 - t0;
-            if (t1 - t0 < best_z1) best_z1 = t1 - t0;
-            if (t2 - t1 < best_small) best_small = t2 - t1;
-            if (t3 - t2 < best_dw1) best_dw1 = t3 - t2;
+    const Product prod[NPROD] = {
+        {"z1", B, H, D, X, W1, Z1},      /* Z1 = X W1 */
+        {"z2", B, K, H, Z1, W2, Z2},     /* Z2 = A1 W2 */
+        {"dw2", H, K, B, Z1, dZ2, dW2},  /* dW2 = A1^T dZ2 */
+        {"da1", B, H, K, dZ2, W2, dA1},  /* dA1 = dZ2 W2^T */
+        {"dw1", D, H, B, X, dZ1, dW1},   /* dW1 = X^T dZ1 */
+    };
+    double *t = malloc((size_t)NPROD * NLAYOUT * (size_t)reps * sizeof *t);
+    if (!t) exit(1);
+    for (int r = -reps / 4 - 3; r < reps; r++)   /* negative r: warm-up */
+        for (int p = 0; p < NPROD; p++)
+            for (int l = 0; l < NLAYOUT; l++) {
+                const double t0 = now();
+                product_run(&prod[p], l);
+                const double dt = now() - t0;
+                if (r >= 0)
+                    t[((size_t)p * NLAYOUT + (size_t)l) * (size_t)reps + (size_t)r] = dt;
+            }
+    double best[NPROD], median[NPROD], asis[NPROD];
+    int pick[NPROD];
+    for (int p = 0; p < NPROD; p++) {
+        best[p] = 1e30;
+        for (int l = 0; l < NLAYOUT; l++) {
+            double *tl = t + ((size_t)p * NLAYOUT + (size_t)l) * (size_t)reps;
+            qsort(tl, (size_t)reps, sizeof *tl, cmp_double);
+            if (l == 0)
+                asis[p] = tl[0];
+            if (tl[0] < best[p])
+                best[p] = tl[0], median[p] = tl[reps / 2], pick[p] = l;
         }
     }
-    qsort(t_step, (size_t)reps, sizeof *t_step, cmp_double);
-    double best = t_step[0], median = t_step[reps / 2];
-    int steps = (NTRAIN + B - 1) / B;
-    double flops = 2.0 * (2.0 * D * H + 3.0 * H * K) * B;   /* per step */
+    /* The layouts of the earlier bound (one fixed layout per product, as written above
+     * with A1^T, X^T and W2^T taken through the Trans flag): z1, z2 NN; dw2 TN; da1 NT;
+     * dw1 TN. asis[] holds layout 0 of each product; the fixed-layout sum is printed for
+     * comparison. */
+    const int fixed[NPROD] = {0, 0, 1, 2, 1};
+    double step = 0, step_median = 0, step_fixed = 0;
+    for (int p = 0; p < NPROD; p++) {
+        step += best[p], step_median += median[p];
+        const double *tf = t + ((size_t)p * NLAYOUT + (size_t)fixed[p]) * (size_t)reps;
+        step_fixed += tf[0];
+    }
+    (void)asis;
+    const int steps = (NTRAIN + B - 1) / B;
+    const double flops = 2.0 * (2.0 * D * H + 3.0 * H * K) * B;   /* per step */
     printf("bound B=%d h=%d threads=%d steps=%d step_s=%.9f median_step_s=%.9f epoch_s=%.6f "
-           "gflops=%.2f z1_s=%.9f dw1_s=%.9f small_s=%.9f\n",
-           B, H, threads, steps, best, median, steps * best, flops / best * 1e-9, best_z1,
-           best_dw1, best_small);
+           "gflops=%.2f z1_s=%.9f dw1_s=%.9f small_s=%.9f fixed_layout_step_s=%.9f layouts=",
+           B, H, threads, steps, step, step_median, steps * step, flops / step * 1e-9, best[0],
+           best[4], best[1] + best[2] + best[3], step_fixed);
+    for (int p = 0; p < NPROD; p++)
+        printf("%s%s:%s", p ? "," : "", prod[p].name, layout_name(pick[p]));
+    printf("\n");
     fflush(stdout);
-    free(t_step);
+    free(t);
     free(X); free(W1); free(Z1); free(dZ1); free(dW1);
     free(W2); free(Z2); free(dZ2); free(dW2); free(dA1);
 }
 
+/* The CPU model (/proc/cpuinfo) and the vector extensions it has, one line. */
+static void print_cpu(void)
+{
+    char line[512], model[256] = "unknown";
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    while (f && fgets(line, sizeof line, f)) {
+        if (!strncmp(line, "model name", 10) && strchr(line, ':')) {
+            const char *v = strchr(line, ':') + 1;
+            while (*v == ' ' || *v == '\t')
+                v++;
+            snprintf(model, sizeof model, "%s", v);
+            model[strcspn(model, "\n")] = '\0';
+            break;
+        }
+    }
+    if (f)
+        fclose(f);
+    __builtin_cpu_init();
+    printf("cpu model=\"%s\" isa=x86-64%s%s%s%s%s%s\n", model,
+           __builtin_cpu_supports("sse4.2") ? "+sse4.2" : "",
+           __builtin_cpu_supports("avx") ? "+avx" : "",
+           __builtin_cpu_supports("avx2") ? "+avx2" : "",
+           __builtin_cpu_supports("fma") ? "+fma" : "",
+           __builtin_cpu_supports("avx512f") ? "+avx512f" : "",
+           __builtin_cpu_supports("avx512dq") ? "+avx512dq" : "");
+}
+
 static void usage(void)
 {
-    fprintf(stderr, "usage: sgemm_bound [-t THREADS] [-r REPS] [--keep-env] B:H [B:H ...]\n");
+    fprintf(stderr, "usage: sgemm_bound [-t THREADS] [-r REPS] [--keep-env] B:H [B:H ...] | --cpu\n");
     exit(2);
 }
 
@@ -129,6 +222,7 @@ int main(int argc, char **argv)
         if (!strcmp(argv[i], "-t") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "-r") && i + 1 < argc) reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--keep-env")) keep_env = 1;
+        else if (!strcmp(argv[i], "--cpu")) { print_cpu(); return 0; }
         else if (argv[i][0] == '-') usage();
         else { first = i; break; }
     }
@@ -148,6 +242,7 @@ int main(int argc, char **argv)
         return 1;
     }
 
+    print_cpu();
     openblas_set_num_threads(threads);
     const char *core = openblas_get_corename();
     char *cfg = openblas_get_config();

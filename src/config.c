@@ -231,7 +231,7 @@ void config_defaults(Config *c)
     c->train.epochs = 30;
     c->train.batch = 32;
     c->train.lr = 0.5;
-    c->train.chunk = 16;
+    c->train.chunk = 4;
     c->train.reduce = REDUCE_EXACT;
     config_put(c->train.kernels, sizeof c->train.kernels, "fast");
     c->train.eval_every = 1;

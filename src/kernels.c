@@ -426,11 +426,12 @@ static size_t sink_chunk(const KernelsSink *s, size_t m)
  * the scaling exceed the exact value by at most a factor (1 + 2^-24)^(n + 2), which is
  * below 1 + (n + 3) 2^-23 while (n + 2) 2^-24 <= 1 (so for chunks up to 2^22, with room).
  * Larger chunks, NaN or infinity in row_max: cannot rule it out. */
-static double chunk_sum_bound(const float *row_max, size_t m, size_t chunk)
+static double chunk_sum_bound(const float *row_max, size_t m, size_t chunk, double *total)
 {
+    *total = INFINITY;
     if (chunk > ((size_t)1 << 22))
         return INFINITY;
-    double worst = 0;
+    double worst = 0, all = 0;
     for (size_t r0 = 0; r0 < m; r0 += chunk) {
         const size_t r1 = r0 + chunk < m ? r0 + chunk : m;
         double s = 0;
@@ -439,7 +440,9 @@ static double chunk_sum_bound(const float *row_max, size_t m, size_t chunk)
         s *= 1.0 + (double)(r1 - r0 + 3) * 0x1p-23;
         if (!(s <= worst))
             worst = s >= 0 ? s : INFINITY;   /* NaN: no bound */
+        all += s;
     }
+    *total = worst < INFINITY ? all : INFINITY;
     return worst;
 }
 
@@ -590,6 +593,13 @@ static inline int64_t fix_put1(int64_t q, float a, float scale_fix, float limit_
     return q + (int64_t)x;
 }
 
+/* The end of the chunk that holds sample r, given the end r1 of the previous chunk
+ * visited (0 at first; r >= r1): most often the next chunk, found without a division. */
+static inline size_t next_chunk_end(size_t r, size_t r1, size_t chunk)
+{
+    return r < r1 + chunk ? r1 + chunk : (r / chunk + 1) * chunk;
+}
+
 /* dW1 rows c0 .. c0 + MR (those <= d), nv VL columns: the sums over the listed samples
  * (over samples t < n when list is NULL), chunk by chunk (exact) or all at once (fast).
  * G: the dZ1 values of those columns, sample rows ldg floats apart; out_i / out_f: the
@@ -621,9 +631,9 @@ grad1_micro(const float *P, const uint32_t *list, size_t n, const float *G, size
     memset(q, 0, sizeof q);
     vi nbad[MR];   /* per row: the padding rows past feature d are not counted */
     memset(nbad, 0, sizeof nbad);
-    size_t t = 0, nchunks = 0;
+    size_t t = 0, nchunks = 0, r1 = 0;
     while (t < n) {   /* chunk by chunk; a chunk without listed samples adds nothing */
-        const size_t r1 = ((list ? list[t] : t) / chunk + 1) * chunk;
+        r1 = next_chunk_end(list ? list[t] : t, r1, chunk);
         nchunks++;
         vf a[MR][2];
         memset(a, 0, sizeof a);
@@ -659,6 +669,66 @@ grad1_micro(const float *P, const uint32_t *list, size_t n, const float *G, size
     }
     return bad;
 }
+
+#if VL == 8 && defined(__AVX2__)
+#define FIX_TINY 1
+/* Exact mode on AVX2 when every partial sum of an element's chunk values, times 2^40,
+ * stays below 2^50 (`tiny` in kernels_grad_layer1): rows i0 and i0 + 1 of a feature tile,
+ * nv VL columns, so that the chunk's float sums (four registers) and their running totals
+ * in double (eight) all stay in registers across the chunks; grad1_micro's MR-row tile
+ * keeps its int64 totals in memory, loaded and stored once per chunk, which at small
+ * chunks costs more than the products. The float sums are grad1_micro's (the same terms
+ * in the same order), scaled and truncated in float as in fix_add_small, widened to
+ * double (exact) and added to totals that start at 1.5 * 2^52: every partial total is an
+ * integer in [2^52, 2^53), where doubles are the integers, so every addition is exact and
+ * the total's bits minus those of 1.5 * 2^52 are the int64 sum: the same bits as the
+ * int64 path. Output rows past `rows` are not written. */
+static inline __attribute__((always_inline)) void
+grad1_pair_tiny(const float *P, const uint32_t *list, size_t n, const float *G, size_t ldg,
+                int nv, size_t h, size_t chunk, const float *scale, size_t i0, size_t rows,
+                int64_t *out_i)
+{
+    const __m256d M = _mm256_set1_pd(0x1.8p52);
+    __m256d q[2][2][2];   /* [row][vector][half] */
+    for (int i = 0; i < 2; i++)
+        for (int v = 0; v < 2; v++)
+            q[i][v][0] = q[i][v][1] = M;
+    const float s0 = scale[i0] * FIX_SCALE, s1 = scale[i0 + 1] * FIX_SCALE;
+    size_t t = 0, r1 = 0;
+    while (t < n) {
+        r1 = next_chunk_end(list ? list[t] : t, r1, chunk);
+        vf a[2][2];
+        memset(a, 0, sizeof a);
+        for (; t < n && (list ? list[t] : t) < r1; t++) {
+            const float *g = G + (list ? list[t] : t) * ldg;
+            const vf g0 = vload(g), g1 = nv > 1 ? vload(g + VL) : g0;
+            const float p0 = P[t * MR + i0], p1 = P[t * MR + i0 + 1];
+            a[0][0] += p0 * g0;
+            a[1][0] += p1 * g0;
+            if (nv > 1) {
+                a[0][1] += p0 * g1;
+                a[1][1] += p1 * g1;
+            }
+        }
+        for (int i = 0; i < 2; i++)
+            for (int v = 0; v < nv; v++) {
+                const __m256 x = (__m256)(a[i][v] * (i ? s1 : s0));
+                const __m256 tr = _mm256_round_ps(x, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+                q[i][v][0] = _mm256_add_pd(q[i][v][0], _mm256_cvtps_pd(_mm256_castps256_ps128(tr)));
+                q[i][v][1] = _mm256_add_pd(q[i][v][1], _mm256_cvtps_pd(_mm256_extractf128_ps(tr, 1)));
+            }
+    }
+    const __m256i Mi = _mm256_castpd_si256(M);
+    for (size_t i = 0; i < 2 && i0 + i < rows; i++)
+        for (int v = 0; v < nv; v++)
+            for (int half = 0; half < 2; half++) {
+                const __m256i r = _mm256_sub_epi64(_mm256_castpd_si256(q[i][v][half]), Mi);
+                memcpy(out_i + (i0 + i) * h + v * VL + 4 * half, &r, sizeof r);
+            }
+}
+#else
+#define FIX_TINY 0
+#endif
 
 /* The columns j0 .. j1 (fewer than VL) of the same rows, one column at a time. */
 static int64_t grad1_columns(const float *P, const uint32_t *list, size_t n, size_t h,
@@ -700,10 +770,12 @@ void kernels_grad_layer1(const KernelsInput *X, const uint32_t *idx, size_t m, s
     /* With a bound on the chunk sums (pixels only: float features have no bound of 1):
      * no range test where it cannot fail, and the short conversion where every value
      * times 2^40 stays below 2^50. Either way the result is the same. */
+    double total = INFINITY;   /* a bound on the sum of an element's |chunk sums| */
     const double bound = sink->out_i && sink->row_max && X->u8
-                             ? chunk_sum_bound(sink->row_max, m, chunk)
+                             ? chunk_sum_bound(sink->row_max, m, chunk, &total)
                              : INFINITY;
     const int checked = !(bound <= sink_limit(sink)), small = !checked && bound < 0x1p10;
+    const int tiny = FIX_TINY && small && total < 0x1p10;   /* grad1_pair_tiny applies */
     const size_t P = (d + 1 + MR - 1) / MR, G = (h + CG - 1) / CG;
     int64_t nbad = 0;   /* this thread's */
     float *Dp = scratch->panel, *ip = Dp + weight_panel_floats(m, d, h);
@@ -733,6 +805,19 @@ void kernels_grad_layer1(const KernelsInput *X, const uint32_t *idx, size_t m, s
         const size_t j1 = min_size(h, j + CG);
         for (; j + NR <= j1; j += NR) {   /* from the packed panel of dZ1 */
             const float *Gb = Dp + j / NR * m * NR;   /* (m, NR) */
+#if FIX_TINY
+            if (tiny) {
+                for (size_t i0 = 0; i0 < rows; i0 += 2) {
+                    if (n == m)
+                        grad1_pair_tiny(Pn, NULL, n, Gb, NR, 2, h, chunk, scale, i0, rows,
+                                        oi + j);
+                    else
+                        grad1_pair_tiny(Pn, list, n, Gb, NR, 2, h, chunk, scale, i0, rows,
+                                        oi + j);
+                }
+                continue;
+            }
+#endif
             if (n == m)   /* every sample listed: the list is 0, 1, ..., m - 1 */
                 nbad += grad1_micro(Pn, NULL, n, Gb, NR, 2, h, chunk, scale, rows, sink,
                                     checked, small, oi ? oi + j : NULL, of ? of + j : NULL);
@@ -740,9 +825,18 @@ void kernels_grad_layer1(const KernelsInput *X, const uint32_t *idx, size_t m, s
                 nbad += grad1_micro(Pn, list, n, Gb, NR, 2, h, chunk, scale, rows, sink,
                                     checked, small, oi ? oi + j : NULL, of ? of + j : NULL);
         }
-        for (; j + VL <= j1; j += VL)
+        for (; j + VL <= j1; j += VL) {
+#if FIX_TINY
+            if (tiny) {
+                for (size_t i0 = 0; i0 < rows; i0 += 2)
+                    grad1_pair_tiny(Pn, list, n, dZ1 + j, h, 1, h, chunk, scale, i0, rows,
+                                    oi + j);
+                continue;
+            }
+#endif
             nbad += grad1_micro(Pn, list, n, dZ1 + j, h, 1, h, chunk, scale, rows, sink,
                                 checked, small, oi ? oi + j : NULL, of ? of + j : NULL);
+        }
         if (j < j1)
             nbad += grad1_columns(Pn, list, n, h, j, j1, dZ1, chunk, scale, rows, sink, oi, of);
     }
@@ -893,6 +987,40 @@ void kernels_sgd_fixed(float *theta, const int64_t *g, size_t n, float lr)
     const double M = 0x1.8p52;
     int64_t mbits;
     memcpy(&mbits, &M, sizeof mbits);
+#if defined(__AVX2__)
+    /* Sixteen at a time with one range test for all (the generic vector code below tests
+     * and branches per four, lane by lane: four times the time of kernels_sgd_f32). The
+     * double is (1.5 * 2^52 + g) 2^-40 - 1.5 * 2^-12 in one FMA: both terms are exact
+     * (power-of-two scaling), so the result is g 2^-40 exactly, as below; the update is
+     * the same fused multiply-add as the contracted `t -= lr * f`. */
+    const __m256i Mi = _mm256_set1_epi64x(mbits), bias = _mm256_set1_epi64x((int64_t)1 << 51);
+    const __m256d U = _mm256_set1_pd(FIX_UNSCALE), MU = _mm256_set1_pd(0x1.8p52 * FIX_UNSCALE);
+    const __m128 lrv = _mm_set1_ps(lr);
+#pragma omp for schedule(static)
+    for (size_t b = 0; b < (n + 15) / 16; b++) {
+        const size_t i = 16 * b;
+        if (i + 16 <= n) {
+            __m256i q[4], over = _mm256_setzero_si256();
+            for (int k = 0; k < 4; k++) {
+                q[k] = _mm256_loadu_si256((const __m256i *)(g + i + 4 * k));
+                over = _mm256_or_si256(over,
+                                       _mm256_srli_epi64(_mm256_add_epi64(q[k], bias), 52));
+            }
+            if (_mm256_testz_si256(over, over)) {   /* every |g| < 2^51 */
+                for (int k = 0; k < 4; k++) {
+                    const __m256d x =
+                        _mm256_fmsub_pd(_mm256_castsi256_pd(_mm256_add_epi64(q[k], Mi)), U, MU);
+                    const __m128 f = _mm256_cvtpd_ps(x);
+                    float *t = theta + i + 4 * k;
+                    _mm_storeu_ps(t, _mm_fnmadd_ps(lrv, f, _mm_loadu_ps(t)));
+                }
+                continue;
+            }
+        }
+        for (size_t k = i; k < n && k < i + 16; k++)
+            theta[k] -= lr * (float)((double)g[k] * FIX_UNSCALE);
+    }
+#else
 #pragma omp for schedule(static)
     for (size_t b = 0; b < (n + 3) / 4; b++) {
         const size_t i = 4 * b;
@@ -913,6 +1041,7 @@ void kernels_sgd_fixed(float *theta, const int64_t *g, size_t n, float lr)
         for (size_t k = i; k < n && k < i + 4; k++)
             theta[k] -= lr * (float)((double)g[k] * FIX_UNSCALE);
     }
+#endif
 }
 
 int64_t kernels_count_nonfinite(const float *x, size_t n)

@@ -626,6 +626,11 @@ static void print_banner(const Run *run)
                c->train.decay_biases ? "W and b" : "W only",
                optim_schedule_name(c->train.schedule), c->train.warmup_epochs,
                augment_kind_name(c->data.augment));
+    size_t pb, wb;   /* what alloc_model allocated, once: no step allocates */
+    if (model_memory(run->params.d, run->params.h, run->params.k, run->ws.rows, &pb, &wb) == 0)
+        printf("workspace: %zu bytes per rank for %zu samples (parameters %zu, gradient %zu "
+               "bytes), allocated before the first step\n", wb, run->ws.rows, pb,
+               (run->params.count + SLOTS) * (run->grad_i ? sizeof(int64_t) : sizeof(float)));
     const BuildInfo *bi = buildinfo();
     char cpu[128];
     buildinfo_cpu_model(cpu, sizeof cpu);

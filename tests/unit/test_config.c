@@ -158,7 +158,7 @@ static void test_defaults(void **state)
     assert_int_equal(c.train.epochs, 30);
     assert_int_equal(c.train.batch, 32);
     assert_true(c.train.lr == 0.5);
-    assert_int_equal(c.train.chunk, 16);
+    assert_int_equal(c.train.chunk, 4);
     assert_int_equal(c.train.reduce, REDUCE_EXACT);
     assert_int_equal(c.train.eval_every, 1);
     assert_string_equal(c.checkpoint.dir, "runs/mnist");
@@ -835,7 +835,7 @@ static void test_to_ini_layout(void **state)
         "\n[data]\n", "\ntrain_images = data/mnist/train-images-idx3-ubyte\n",
         "\ntrain_labels = ", "\ntest_images = ", "\ntest_labels = ", "\ntrain_limit = 0\n",
         "\n[model]\n", "\nhidden = 128\n", "\nseed = 42\n", "\ninit = xavier\n",
-        "\nclasses = 0\n", "\n[train]\n", "\nepochs = 30\n", "\nbatch = 32\n", "\nlr = 0.5\n", "\nchunk = 16\n",
+        "\nclasses = 0\n", "\n[train]\n", "\nepochs = 30\n", "\nbatch = 32\n", "\nlr = 0.5\n", "\nchunk = 4\n",
         "\nreduce = exact\n", "\nkernels = fast\n", "\neval_every = 1\n",
         "\n[checkpoint]\n", "\ndir = runs/mnist\n", "\nevery = 0\n", "\nevery_steps = 0\n",
         "\nkeep = 3\n", "\nresume = none\n", "\noverwrite = false\n",

@@ -522,6 +522,82 @@ static void test_sgd_step_vs_reference(void **state)
     fixture_free(&f);
 }
 
+/* No allocation per step: this program's malloc family (below) counts its calls while
+ * `counting` is set, and hands every call to glibc's own allocator. Not under
+ * AddressSanitizer, which replaces the allocator itself (the test is skipped there). */
+#if defined(__SANITIZE_ADDRESS__)
+#define COUNT_ALLOCS 0
+#else
+#define COUNT_ALLOCS 1
+extern void *__libc_malloc(size_t);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+extern void *__libc_memalign(size_t, size_t);
+static volatile int counting;
+static volatile long allocs;   /* calls while counting, from any thread */
+static void count(void)
+{
+    if (counting)
+        __atomic_add_fetch(&allocs, 1, __ATOMIC_RELAXED);
+}
+void *malloc(size_t n) { count(); return __libc_malloc(n); }
+void *calloc(size_t a, size_t b) { count(); return __libc_calloc(a, b); }
+void *realloc(void *q, size_t n) { count(); return __libc_realloc(q, n); }
+void *aligned_alloc(size_t al, size_t n) { count(); return __libc_memalign(al, n); }
+int posix_memalign(void **q, size_t al, size_t n)
+{
+    count();
+    *q = __libc_memalign(al, n);
+    return *q ? 0 : 12;   /* ENOMEM */
+}
+#endif
+
+/* Steps after the first (exact and fast, both kernels, 1 and 2 threads, with the update
+ * and an evaluation) call no allocator: everything they use was sized by
+ * model_workspace_init. The counter itself is checked to see an allocation. */
+static void test_no_allocation_per_step(void **state)
+{
+    (void)state;
+#if COUNT_ALLOCS
+    Fixture f;
+    fixture_init(&f, 37, 100, 33, 10, 9);
+    const size_t n = f.p.count;
+    Workspace w;
+    assert_int_equal(model_workspace_init(&w, &f.p, f.n), 0);
+    float *gf = malloc(n * sizeof *gf);
+    int64_t *gi = calloc(n, sizeof *gi), bad = 0;
+    static const char *const kernels[] = {"fast", "reference"};
+    for (int kk = 0; kk < 2; kk++)
+        for (int th = 1; th <= 2; th++) {
+            assert_int_equal(model_workspace_kernels(&w, kernels[kk]), 0);
+            omp_set_num_threads(th);
+            for (int rep = 0; rep < 4; rep++) {   /* the first, uncounted: OpenMP's team */
+                counting = rep > 0;
+                model_step_gradients(&f.p, f.X, f.labels, f.idx, f.n, f.n, &w, 0, gf, NULL,
+                                     0, NULL);
+                kernels_sgd_f32(f.p.block, gf, n, 0.01f);
+                model_step_gradients(&f.p, f.X, f.labels, f.idx, f.n, f.n, &w, 4, NULL, gi,
+                                     1e6f, &bad);
+                kernels_sgd_fixed(f.p.block, gi, n, 0.01f);
+                model_evaluate(&f.p, f.X, f.labels, 0, f.n, &w);
+                counting = 0;
+                assert_int_equal(allocs, 0);
+            }
+        }
+    assert_int_equal(bad, 0);
+    counting = 1;   /* the counter works */
+    void *volatile probe = malloc(16);   /* volatile: not elided with its free */
+    counting = 0;
+    assert_int_equal(allocs, 1);
+    free(probe), free(gf), free(gi);
+    model_workspace_free(&w);
+    fixture_free(&f);
+    omp_set_num_threads(2);
+#else
+    skip();
+#endif
+}
+
 /* Evaluation over a range counts each sample once and matches the reference. */
 static void test_evaluate(void **state)
 {
@@ -612,6 +688,7 @@ int main(void)
         cmocka_unit_test(test_grad_layer2_exact_limits),
         cmocka_unit_test(test_output_dz1_max),
         cmocka_unit_test(test_sgd_step_vs_reference),
+        cmocka_unit_test(test_no_allocation_per_step),
         cmocka_unit_test(test_evaluate),
         cmocka_unit_test(test_init_and_hash),
         cmocka_unit_test(test_shards),
