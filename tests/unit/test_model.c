@@ -573,13 +573,13 @@ static void test_no_allocation_per_step(void **state)
             omp_set_num_threads(th);
             for (int rep = 0; rep < 4; rep++) {   /* the first, uncounted: OpenMP's team */
                 counting = rep > 0;
-                model_step_gradients(&f.p, f.X, f.labels, f.idx, f.n, f.n, &w, 0, gf, NULL,
+                model_step_gradients(&f.p, U8(f.X), f.labels, f.idx, f.n, f.n, &w, 0, gf, NULL,
                                      0, NULL);
                 kernels_sgd_f32(f.p.block, gf, n, 0.01f);
-                model_step_gradients(&f.p, f.X, f.labels, f.idx, f.n, f.n, &w, 4, NULL, gi,
+                model_step_gradients(&f.p, U8(f.X), f.labels, f.idx, f.n, f.n, &w, 4, NULL, gi,
                                      1e6f, &bad);
                 kernels_sgd_fixed(f.p.block, gi, n, 0.01f);
-                model_evaluate(&f.p, f.X, f.labels, 0, f.n, &w);
+                model_evaluate(&f.p, U8(f.X), f.labels, 0, f.n, &w);
                 counting = 0;
                 assert_int_equal(allocs, 0);
             }
