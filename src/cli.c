@@ -10,6 +10,7 @@
 #include "checkpoint.h"
 #include "config.h"
 #include "data.h"
+#include "fsafe.h"
 #include "kernels.h"
 #include "model.h"
 
@@ -739,7 +740,8 @@ static void cli_predict_block(const Params *p, const Workspace *w, const uint8_t
 }
 
 /* /predicted (n) int32, /probabilities (n, k) float32, /labels (n) when known, and the
- * accuracy as a root attribute: a new file at out (replaced if it exists). */
+ * accuracy as a root attribute. Written to a temporary beside out, closed, then renamed
+ * over out (fsafe's naming), so that a failure never leaves a half-written file there. */
 static int cli_predict_h5(const char *out, const int32_t *pred, const float *prob,
                           const uint8_t *labels, size_t n, size_t k, double accuracy)
 {
@@ -748,10 +750,15 @@ static int cli_predict_h5(const char *out, const int32_t *pred, const float *pro
     const hsize_t dims[2] = {n, k};
     H5E_auto2_t func;
     void *data;
+    char tmp[FSAFE_PATH_MAX], err[FSAFE_PATH_MAX + 256];
+    if (fsafe_temp_path(out, tmp, sizeof tmp, err, sizeof err) != 0) {
+        cli_error("%s", err);
+        return -1;
+    }
     const int saved = H5Eget_auto2(H5E_DEFAULT, &func, &data) >= 0;
     (void)H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    if ((file = H5Fcreate(out, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT)) < 0) {
-        cli_error("%s: cannot create the HDF5 output file", out);
+    if ((file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT)) < 0) {
+        cli_error("%s: cannot create the HDF5 output file", tmp);
         goto done;
     }
     const struct { const char *name; int rank; hid_t ftype, mtype; const void *buf; } sets[3] = {
@@ -799,6 +806,12 @@ done:
         cli_error("%s: cannot close the HDF5 output file (disk full?)", out);
         rc = -1;
     }
+    if (rc == 0 && rename(tmp, out) != 0) {
+        cli_error("%s: cannot rename to %s: %s", tmp, out, strerror(errno));
+        rc = -1;
+    }
+    if (rc != 0 && file >= 0)
+        unlink(tmp);
     if (saved)
         (void)H5Eset_auto2(H5E_DEFAULT, func, data);
     return rc;
