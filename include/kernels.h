@@ -120,6 +120,11 @@ void kernels_sgd_f32(float *theta, const float *g, size_t n, float lr);
 /* theta[i] -= lr * (g[i] * 2^-KERNELS_FIX_BITS) for the fixed-point gradient (exact mode). */
 void kernels_sgd_fixed(float *theta, const int64_t *g, size_t n, float lr);
 
+/* dst[i] = (float)(g[i] * 2^-KERNELS_FIX_BITS), the fixed-point sum as the float that
+ * kernels_sgd_fixed applies, exactly (one rounding, from the exact double). Serial: the
+ * caller splits the work (optim_update converts a block per thread). */
+void kernels_fixed_to_f32(float *dst, const int64_t *g, size_t n);
+
 /* Number of NaN or infinite values in x (n). */
 int64_t kernels_count_nonfinite(const float *x, size_t n);
 

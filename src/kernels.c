@@ -1044,6 +1044,28 @@ void kernels_sgd_fixed(float *theta, const int64_t *g, size_t n, float lr)
 #endif
 }
 
+void kernels_fixed_to_f32(float *dst, const int64_t *g, size_t n)
+{
+    /* The trick of kernels_sgd_fixed, four at a time: for |g| < 2^51 the bits of
+     * 1.5 * 2^52 + g are that double exactly, and subtracting 1.5 * 2^52 leaves g. */
+    const double M = 0x1.8p52;
+    int64_t mbits;
+    memcpy(&mbits, &M, sizeof mbits);
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        v4q q;
+        memcpy(&q, g + i, sizeof q);
+        const v4q small = (v4qu)(q + ((int64_t)1 << 51)) < ((uint64_t)1 << 52);
+        if (!(small[0] & small[1] & small[2] & small[3]))
+            break;
+        const v4d x = (v4d)(q + mbits) - M;
+        const v4f f = __builtin_convertvector(x * FIX_UNSCALE, v4f);
+        memcpy(dst + i, &f, sizeof f);
+    }
+    for (; i < n; i++)   /* the tail, and everything from the first large value on */
+        dst[i] = (float)((double)g[i] * FIX_UNSCALE);
+}
+
 int64_t kernels_count_nonfinite(const float *x, size_t n)
 {
     int64_t bad = 0;

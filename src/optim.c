@@ -44,14 +44,37 @@ double optim_schedule_lr(const ScheduleSpec *s, int64_t epoch, int64_t step,
     }
 }
 
-/* The gradient element i as a float: the float sum, or the fixed-point sum scaled back
- * exactly as kernels_sgd_fixed does. */
-static inline float grad_at(OptimGrad g, size_t i)
-{
-    return g.f ? g.f[i] : (float)((double)g.i[i] * 0x1p-40);
-}
+/* Elements per block of the fixed-point path: the block's gradient is converted to floats
+ * on the stack (kernels_fixed_to_f32), then updated by the float loops below. */
+enum { OPTIM_BLOCK = 1024 };
 
-_Static_assert(KERNELS_FIX_BITS == 40, "grad_at assumes 40 fraction bits");
+/* The update of n elements from float gradients g: one expression per element, ISO C
+ * rounding (no contraction), so any split into blocks and threads gives the same bits. */
+static void update_f32(OptimKind kind, float *restrict theta, float *restrict vel,
+                       const float *restrict g, size_t n, float lr, float lambda, float mu)
+{
+    switch (kind) {
+    case OPTIM_SGD:
+        for (size_t i = 0; i < n; i++)
+            theta[i] -= lr * (g[i] + lambda * theta[i]);
+        break;
+    case OPTIM_MOMENTUM:
+        for (size_t i = 0; i < n; i++) {
+            const float v = mu * vel[i] + (g[i] + lambda * theta[i]);
+            vel[i] = v;
+            theta[i] -= lr * v;
+        }
+        break;
+    case OPTIM_NESTEROV:
+        for (size_t i = 0; i < n; i++) {
+            const float gi = g[i] + lambda * theta[i];
+            const float v = mu * vel[i] + gi;
+            vel[i] = v;
+            theta[i] -= lr * (gi + mu * v);
+        }
+        break;
+    }
+}
 
 void optim_update(const OptimSpec *o, float *theta, float *vel, OptimGrad g, size_t n,
                   float lr, float lambda)
@@ -65,31 +88,14 @@ void optim_update(const OptimSpec *o, float *theta, float *vel, OptimGrad g, siz
         return;
     }
     const float mu = o->momentum;
-    switch (o->kind) {
-    case OPTIM_SGD:
+    const size_t blocks = (n + OPTIM_BLOCK - 1) / OPTIM_BLOCK;
 #pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < n; i++) {
-            const float gi = grad_at(g, i) + lambda * theta[i];
-            theta[i] -= lr * gi;
-        }
-        break;
-    case OPTIM_MOMENTUM:
-#pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < n; i++) {
-            const float gi = grad_at(g, i) + lambda * theta[i];
-            const float v = mu * vel[i] + gi;
-            vel[i] = v;
-            theta[i] -= lr * v;
-        }
-        break;
-    case OPTIM_NESTEROV:
-#pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < n; i++) {
-            const float gi = grad_at(g, i) + lambda * theta[i];
-            const float v = mu * vel[i] + gi;
-            vel[i] = v;
-            theta[i] -= lr * (gi + mu * v);
-        }
-        break;
+    for (size_t b = 0; b < blocks; b++) {
+        const size_t i = b * OPTIM_BLOCK, len = n - i < OPTIM_BLOCK ? n - i : OPTIM_BLOCK;
+        float buf[OPTIM_BLOCK];
+        const float *gb = g.f ? g.f + i : buf;
+        if (!g.f)
+            kernels_fixed_to_f32(buf, g.i + i, len);
+        update_f32(o->kind, theta + i, vel ? vel + i : NULL, gb, len, lr, lambda, mu);
     }
 }

@@ -405,8 +405,8 @@ static void test_select_and_model_step(void **state)
     data_free(&x);
 }
 
-/* The fixed-point update and the non-finite count, against their one-line definitions:
- * bit for bit, with values on both sides of 2^51 (the vector path's limit), odd lengths. */
+/* The fixed-point update, its conversion to floats and the non-finite count, against their
+ * one-line definitions, bit for bit, with values on both sides of 2^51 (the vector path's limit), odd lengths. */
 static void test_sgd_fixed_and_nonfinite(void **state)
 {
     (void)state;
@@ -428,6 +428,15 @@ static void test_sgd_fixed_and_nonfinite(void **state)
             theta[i] = rnd_sym();
             want[i] = theta[i] - 0.25f * (float)((double)g[i] * 0x1p-40);
         }
+        float *conv = malloc(n * sizeof *conv);
+        kernels_fixed_to_f32(conv, g, n);
+        for (size_t i = 0; i < n; i++) {
+            const float w = (float)((double)g[i] * 0x1p-40);
+            if (memcmp(&conv[i], &w, sizeof w))
+                fail_msg("fixed_to_f32: n %zu, element %zu (g = %lld): %.9g, want %.9g", n, i,
+                         (long long)g[i], conv[i], w);
+        }
+        free(conv);
         kernels_sgd_fixed(theta, g, n, 0.25f);
         for (size_t i = 0; i < n; i++)
             if (memcmp(&theta[i], &want[i], sizeof want[i]))
