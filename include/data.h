@@ -116,12 +116,14 @@ size_t data_type_size(DataType t);
 /* Frees the labels, and the features if owned; leaves ds zeroed. NULL and zeroed are fine. */
 void data_free(Dataset *ds);
 
-/* Per-feature mean and standard deviation (population: divided by n) of x (n, d) row-major,
- * computed in double in a fixed order: sums over samples in index order, then the squared
- * deviations likewise. The same bits for the same x on any rank. A feature whose deviation
- * is 0 (constant) gets std = 1, so that it stays finite (it becomes 0).
- * mean, std (d). */
-void data_standardize_stats(const float *x, size_t n, size_t d, double *mean, double *std);
+/* Per-feature mean and standard deviation (population) of the rows of x (n, d) row-major
+ * that skip does not mark (skip (n), nonzero = left out, e.g. held out for validation; NULL
+ * = every row), computed in double in a fixed order: sums over samples in index order, then
+ * the squared deviations likewise. The same bits for the same x on any rank. A feature
+ * whose deviation is 0 (constant) gets std = 1, so that it stays finite (it becomes 0).
+ * At least one row must be counted. mean, std (d). */
+void data_standardize_stats(const float *x, const uint8_t *skip, size_t n, size_t d,
+                            double *mean, double *std);
 
 /* x[i,j] = (float)((x[i,j] - mean[j]) / std[j]) for i < n. x (n, d); mean, std (d). */
 void data_standardize_apply(float *x, size_t n, size_t d, const double *mean,

@@ -168,24 +168,33 @@ void data_free(Dataset *ds)
     memset(ds, 0, sizeof *ds);
 }
 
-void data_standardize_stats(const float *x, size_t n, size_t d, double *mean, double *std)
+void data_standardize_stats(const float *x, const uint8_t *skip, size_t n, size_t d,
+                            double *mean, double *std)
 {
+    size_t rows = 0;
     for (size_t j = 0; j < d; j++)
         mean[j] = 0.0, std[j] = 0.0;
     /* Row by row (in index order) so that x is read in memory order; each feature's sum
      * is still a plain left-to-right sum over the samples. */
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
+        if (skip && skip[i])
+            continue;
+        rows++;
         for (size_t j = 0; j < d; j++)
             mean[j] += (double)x[i * d + j];
+    }
     for (size_t j = 0; j < d; j++)
-        mean[j] /= (double)n;
-    for (size_t i = 0; i < n; i++)
+        mean[j] /= (double)rows;
+    for (size_t i = 0; i < n; i++) {
+        if (skip && skip[i])
+            continue;
         for (size_t j = 0; j < d; j++) {
             const double dev = (double)x[i * d + j] - mean[j];
             std[j] += dev * dev;
         }
+    }
     for (size_t j = 0; j < d; j++) {
-        std[j] = sqrt(std[j] / (double)n);
+        std[j] = sqrt(std[j] / (double)rows);
         if (!(std[j] > 0.0) || !isfinite(std[j]))
             std[j] = 1.0;
     }

@@ -371,24 +371,66 @@ static int alloc_standardize(Run *run)
     return 1;
 }
 
+/* The sample that data.validation's split puts first, as an "epoch" of data_epoch_order
+ * that no run reaches (train.epochs <= 10^6): the split is a function of the seed alone. */
+#define VALIDATION_KEY UINT64_MAX
+
+/* data.validation = N: the marks (train.n) of the N training samples held out, the first N
+ * of a permutation of the file's samples drawn from the seed alone, the same on every rank.
+ * NULL with *oom = 0 when nothing is held out (N = 0, or N >= train.n, which
+ * split_validation refuses); NULL with *oom = 1 when out of memory. */
+static uint8_t *held_out_mask(const Run *run, int *oom)
+{
+    const size_t n = run->train.n, N = (size_t)run->cfg->data.validation;
+    *oom = 0;
+    if (N == 0 || N >= n)
+        return NULL;
+    uint8_t *held = calloc(n, 1);
+    uint32_t *order = malloc(n * sizeof *order);
+    if (held && order) {
+        data_epoch_order(order, n, run->cfg->model.seed, VALIDATION_KEY);
+        for (size_t i = 0; i < N; i++)
+            held[order[i]] = 1;
+    } else {
+        free(held);
+        held = NULL;
+        *oom = 1;
+    }
+    free(order);
+    return held;
+}
+
 /* NODE-COLLECTIVE (every rank). data.normalize = standardize: every rank computes the
  * per-feature mean and standard deviation of the training samples it trains on (after
- * train_limit) from the node's shared copy, in data_standardize_stats' fixed order, so
- * they are the same bits on every rank (and they go into the checkpoint for eval and
- * predict). Once every rank of the node has read the raw values, the leader standardises
- * the shared training and test inputs in place, and the result is made visible. */
-static void standardize_data(Run *run)
+ * train_limit, without the validation split's) from the node's shared copy, in
+ * data_standardize_stats' fixed order, so they are the same bits on every rank (and they
+ * go into the checkpoint for eval and predict). Once every rank of the node has read the
+ * raw values, the leader standardises the shared training and test inputs in place (the
+ * held-out samples with the training set's statistics), and the result is made visible.
+ * 0 when out of memory (then nothing is standardised; every rank calls the syncs). */
+static int standardize_data(Run *run)
 {
-    if (!run->mean)
-        return;
     const size_t d = run->train.d;
-    data_standardize_stats(run->train.features, run->train.n, d, run->mean, run->std);
+    int oom = 0;
+    uint8_t *held = run->mean ? held_out_mask(run, &oom) : NULL;
+    if (run->mean && !oom)
+        data_standardize_stats(run->train.features, held, run->train.n, d, run->mean,
+                               run->std);
+    free(held);
+    if (oom)
+        set_msg(run, "out of memory for the validation split of %zu samples",
+                run->train.n);
+    if (!agree(run, !oom))
+        return 0;
+    if (!run->mean)
+        return 1;
     dist_node_shared_sync(&run->inputs);   /* every rank is done reading the raw values */
     if (run->inputs.leader) {
         data_standardize_apply(run->train.features, run->train.n, d, run->mean, run->std);
         data_standardize_apply(run->test.features, run->test.n, d, run->mean, run->std);
     }
     dist_node_shared_sync(&run->inputs);
+    return 1;
 }
 
 /* The model must fit before anything is allocated: a clear error with the bytes it needs,
@@ -486,10 +528,6 @@ static int alloc_model(Run *run)
     return 1;
 }
 
-/* The sample that data.validation's split puts first, as an "epoch" of data_epoch_order
- * that no run reaches (train.epochs <= 10^6): the split is a function of the seed alone. */
-#define VALIDATION_KEY UINT64_MAX
-
 /* Every rank: data.validation = N holds out N training samples, the first N of a
  * permutation of the file's samples drawn from the seed, the same for any ranks; the rest,
  * in file order, are what the epochs permute. Each rank gathers its contiguous block of
@@ -512,7 +550,8 @@ static int split_validation(Run *run)
                 N, n, c->data.train_limit ? " (after data.train_limit)" : "");
         return 0;
     }
-    uint8_t *held = calloc(n, 1);
+    int oom;
+    uint8_t *held = held_out_mask(run, &oom);
     run->train_idx = malloc((n - N) * sizeof *run->train_idx);
     const size_t first = N * (size_t)run->dist->rank / (size_t)run->dist->size;
     const size_t last = N * ((size_t)run->dist->rank + 1) / (size_t)run->dist->size;
@@ -526,9 +565,6 @@ static int split_validation(Run *run)
         set_msg(run, "out of memory for the validation split of %zu samples", N);
         return 0;
     }
-    data_epoch_order(run->order, n, c->model.seed, VALIDATION_KEY);
-    for (size_t i = 0; i < N; i++)
-        held[run->order[i]] = 1;
     size_t t = 0, v = 0;
     for (size_t i = 0; i < n; i++) {
         if (!held[i]) {
@@ -1522,8 +1558,7 @@ int train_run(const Config *cfg, const Dist *dist)
     ok = ok && agree(&run, load_data(&run));
     ok = ok && agree(&run, check_same_data(&run));
     ok = ok && agree(&run, alloc_standardize(&run));
-    if (ok)
-        standardize_data(&run);
+    ok = ok && standardize_data(&run);
     ok = ok && agree(&run, check_memory(&run));
     ok = ok && agree(&run, alloc_model(&run));
     ok = ok && agree(&run, split_validation(&run));

@@ -1,7 +1,8 @@
 # HDF5 input end to end (files made with h5py here): every feature type; d = 1, 5, 300 and
 # K = 2, 3, 37; chunked + gzip read as contiguous (same bits); one file with groups and two
 # files (same bits); a separable problem trained to 100%; bitwise-equal weights for -np 1,
-# 2, 3 x 1, 2 threads on float64 inputs, standardised; standardisation against numpy;
+# 2, 3 x 1, 2 threads on float64 inputs, standardised; standardisation against numpy (the
+# validation split left out of its statistics);
 # predict against eval (classes, accuracy, confusion) and against a numpy forward pass;
 # predict on IDX; scripts/to-h5; every bad input a one-line error naming file, dataset and
 # index.
@@ -144,6 +145,21 @@ grep -q "trained on float32 inputs with data.normalize = standardize but this ru
 run_np 2 eq.ini --set checkpoint.dir="$T/run-eq-seed" --set train.epochs=3 --set model.seed=4 \
     > eq-seed.log 2>&1 || fail "seed run"
 [ "$(hashes run-eq-seed/metrics.csv | tr '\n' ' ')" != "$ref" ] || fail "seed 4 gave seed 3's bits"
+
+note "standardisation leaves the validation split out of its statistics"
+run_np 1 eq.ini --set checkpoint.dir="$T/run-eq-val" --set train.epochs=1 \
+    --set data.validation=50 > eq-val.log 2>&1 || { cat eq-val.log; fail "validation run"; }
+$PY - <<'PY' || fail "statistics with a validation split"
+import h5py, numpy as np
+m = h5py.File("run-eq-val/latest.h5")["model"]
+X = h5py.File("eq-train.h5")["X"][()].astype(np.float32).astype(np.float64)
+mean = m["x_mean"][()]
+# not the mean of all 203 samples, but that of 153 of them: the other 50 average to what
+# the total leaves, a mean of real rows (inside the features' range)
+assert not np.allclose(mean, X.mean(axis=0), rtol=1e-9, atol=0), "validation rows counted"
+held = (X.sum(axis=0) - 153 * mean) / 50
+assert np.all(held >= X.min(axis=0) - 1e-9) and np.all(held <= X.max(axis=0) + 1e-9)
+PY
 
 note "standardisation against numpy; predict against eval and a numpy forward pass"
 ck=run-eq-1-1/latest.h5

@@ -992,7 +992,7 @@ static void test_standardize(void **state)
         x[i * D + 2] = (float)(1e6 + i * 0.125);
     }
     double mean[D], sd[D];
-    data_standardize_stats(x, N, D, mean, sd);
+    data_standardize_stats(x, NULL, N, D, mean, sd);
     for (int j = 0; j < D; j++) {
         long double m = 0, v = 0;
         for (int i = 0; i < N; i++)
@@ -1013,9 +1013,22 @@ static void test_standardize(void **state)
         assert_true(y[i * D + 1] == 0.0f);
     /* the same bits again (a fixed order, nothing else) */
     double mean2[D], sd2[D];
-    data_standardize_stats(x, N, D, mean2, sd2);
+    data_standardize_stats(x, NULL, N, D, mean2, sd2);
     assert_memory_equal(mean, mean2, sizeof mean);
     assert_memory_equal(sd, sd2, sizeof sd);
+    /* rows marked by skip count for nothing: the same bits as the kept rows alone */
+    const uint8_t skip[N] = {0, 1, 0, 0, 1, 1, 0};
+    float kept[N * D];
+    size_t nk = 0;
+    for (int i = 0; i < N; i++)
+        if (!skip[i])
+            memcpy(kept + D * nk++, x + i * D, D * sizeof *x);
+    double mean3[D], sd3[D], mean4[D], sd4[D];
+    data_standardize_stats(x, skip, N, D, mean3, sd3);
+    data_standardize_stats(kept, NULL, nk, D, mean4, sd4);
+    assert_memory_equal(mean3, mean4, sizeof mean3);
+    assert_memory_equal(sd3, sd4, sizeof sd3);
+    assert_true(mean3[0] != mean[0] && sd3[2] != sd[2]);
 }
 
 static int make_tmpdir(void **state)
