@@ -55,6 +55,8 @@ void ckpt_history_set_eval(CkptHistory *h, double val_loss, double val_acc, doub
 /* Everything a checkpoint holds. Arrays are borrowed on save, owned (free with
  * ckpt_state_free) after ckpt_load. */
 typedef struct {
+    int64_t format_version;     /* of the file, filled by ckpt_load (ckpt_save writes
+                                 * CKPT_FORMAT_VERSION whatever it holds) */
     uint64_t d, hidden, classes;
     float *W1, *b1, *W2, *b2;   /* (d,hidden) (hidden) (hidden,classes) (classes) */
     int64_t epoch, step;        /* completed epochs; global steps taken */

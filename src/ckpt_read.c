@@ -544,7 +544,8 @@ static int ckpt_read_format(hid_t file, const char *path, char *err, size_t errl
     return rc;
 }
 
-static int ckpt_read_version(hid_t file, const char *path, char *err, size_t errlen)
+static int ckpt_read_version(hid_t file, const char *path, int64_t *out, char *err,
+                             size_t errlen)
 {
     int64_t version = 0;
     if (ckpt_read_num(file, path, "format_version", H5T_NATIVE_INT64, false, &version, err,
@@ -555,6 +556,7 @@ static int ckpt_read_version(hid_t file, const char *path, char *err, size_t err
                  "%d to %d)", path, version, CKPT_FORMAT_VERSION_MIN, CKPT_FORMAT_VERSION);
         return -1;
     }
+    *out = version;
     return 0;
 }
 
@@ -563,7 +565,7 @@ static int ckpt_read_attrs(hid_t file, const char *path, CkptState *t, char *err
                            size_t errlen)
 {
     if (ckpt_read_format(file, path, err, errlen) != 0 ||
-        ckpt_read_version(file, path, err, errlen) != 0)
+        ckpt_read_version(file, path, &t->format_version, err, errlen) != 0)
         return -1;
     for (size_t i = 0; i < CKPT_NATTRS; i++) {
         const CkptAttrSpec *a = &ckpt_attrs[i];

@@ -341,11 +341,11 @@ int cli_inspect(int argc, char **argv)
     printf("  W2  [%" PRIu64 ",%" PRIu64 "]\n", h, k);
     printf("  b2  [%" PRIu64 "]\n", k);
 
-    /* Root attributes in the order of include/checkpoint.h (format and format_version are
-     * the values ckpt_load has just checked), the mid-epoch position after `step`. */
+    /* Root attributes in the order of include/checkpoint.h (format is the value ckpt_load
+     * has just checked, format_version the file's), the mid-epoch position after `step`. */
     printf("attributes:\n");
     printf("  %-16s = %s\n", "format", CKPT_FORMAT);
-    printf("  %-16s = %d\n", "format_version", CKPT_FORMAT_VERSION);
+    printf("  %-16s = %" PRId64 "\n", "format_version", s.format_version);
     printf("  %-16s = %" PRIu64 "\n", "d", d);
     printf("  %-16s = %" PRIu64 "\n", "hidden", h);
     printf("  %-16s = %" PRIu64 "\n", "classes", k);

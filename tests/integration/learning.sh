@@ -115,6 +115,7 @@ with h5py.File(sys.argv[1], "r+") as f:
 PY
 "$MLP" reseal $T/v1.h5 > /dev/null || fail "reseal of the version 1 file"
 "$MLP" inspect $T/v1.h5 > $T/v1.log 2>&1 || { cat $T/v1.log; fail "a version 1 file does not load"; }
+grep -q "^  format_version   = 1$" $T/v1.log || { cat $T/v1.log; fail "inspect: not the file's format_version"; }
 run_np 1 "$cfg" "${opts[@]}" --set train.epochs=4 --set checkpoint.resume=$T/v1.h5 \
     --set checkpoint.dir=$T/v1r --set log.metrics=$T/v1r/m.csv > $T/v1r.log 2>&1 || { cat $T/v1r.log; fail "resume from version 1"; }
 grep -q "holds no optimizer velocity" $T/v1r.log || fail "no warning about the missing velocity"
