@@ -155,10 +155,12 @@ def finite_series(cols, x_name, y_name, positive=False):
     return x[keep], y[keep]
 
 
-def plot_curves(runs, title, throughput=False):
+def plot_curves(runs, title, throughput=False, splits=None, error=False):
     """Loss (log scale) and accuracy against the epoch, for every split present in each
-    run; with throughput, a third panel of samples/s. runs: [(name, {column: array})].
-    One colour per run, one line style per split; every legend entry names its run."""
+    run (or those named in splits); with throughput, a third panel of samples/s; with
+    error, the error rate in % on a log scale instead of the accuracy (what tells
+    98.2% from 98.4%). runs: [(name, {column: array})]. One colour per run, one line
+    style per split; every legend entry names its run."""
     panels = 3 if throughput else 2
     fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 4.4), squeeze=False)
     ax_loss, ax_acc = axes[0][0], axes[0][1]
@@ -168,9 +170,14 @@ def plot_curves(runs, title, throughput=False):
         colour = colours[i % len(colours)]
         many = len(cols.get("epoch", ())) > MARKERS_UP_TO
         for split, style, marker in SPLITS:
+            if splits is not None and split not in splits:
+                continue
             for ax, column, positive in ((ax_loss, f"{split}_loss", True),
                                          (ax_acc, f"{split}_acc", False)):
                 xy = finite_series(cols, "epoch", column, positive)
+                if xy is not None and ax is ax_acc and error:
+                    keep = xy[1] < 1  # an error of 0 has no place on a log axis
+                    xy = (xy[0][keep], 100 * (1 - xy[1][keep])) if keep.any() else None
                 if xy is None:
                     continue
                 ax.plot(*xy, linestyle=style, marker=None if many else marker,
@@ -187,9 +194,16 @@ def plot_curves(runs, title, throughput=False):
     ax_loss.yaxis.set_minor_formatter(PlainLogFormatter(minor_thresholds=(2, 1)))
     ax_loss.set_ylabel("mean cross-entropy (log scale)")
     ax_loss.set_title("loss")
-    ax_acc.yaxis.set_major_formatter(PercentFormatter(1.0))
-    ax_acc.set_ylabel("accuracy")
-    ax_acc.set_title("accuracy")
+    if error:
+        ax_acc.set_yscale("log")
+        ax_acc.yaxis.set_major_formatter(PlainLogFormatter())
+        ax_acc.yaxis.set_minor_formatter(PlainLogFormatter(minor_thresholds=(2, 1)))
+        ax_acc.set_ylabel("error, % = 100 (1 - accuracy) (log scale)")
+        ax_acc.set_title("error")
+    else:
+        ax_acc.yaxis.set_major_formatter(PercentFormatter(1.0))
+        ax_acc.set_ylabel("accuracy")
+        ax_acc.set_title("accuracy")
     if throughput:
         axes[0][2].set_ylabel("samples/s (training steps)")
         axes[0][2].set_title("throughput")

@@ -152,6 +152,20 @@ assert fig["suptitle"] == "3 runs: runA, runB, synth", fig["suptitle"]
 print("comparison ok")
 PY
 
+note "plot-runs --splits train,val --error: no test line, the error rate in % on a log scale"
+expect_rc 0 "$RUNS" --summary "$T/err.json" --out "$T/err.png" --splits train,val --error "$T/synth"
+check_pngs "$T/err.png"
+$PY - "$T/err.json" "$T/err.png" <<'PY' || fail "plot-runs --splits --error: the figure is not as described"
+import json, sys
+loss, err, speed = json.load(open(sys.argv[1]))[sys.argv[2]]["axes"]
+assert loss["lines"] == {"synth train": 4, "synth val": 4}, loss["lines"]
+assert err["yscale"] == "log" and err["title"] == "error", err
+assert err["legend"] == ["synth train", "synth val"], err["legend"]
+PY
+expect_rc 2 "$RUNS" --splits train,dev "$T/synth"
+grep -q "^plot-runs: usage error: --splits train,dev: each must be one of train, val, test" "$T/stderr" ||
+    fail "plot-runs --splits: bad split not refused"
+
 note "plot-runs: runs of the same name are told apart; --out FILE.png; refusal"
 mkdir -p "$T/x/run" "$T/y/run"
 cp "$T/runA/metrics.csv" "$T/x/run/"
