@@ -21,6 +21,10 @@
 
 #define CONFIG_PATH_MAX 1024
 #define CONFIG_ERR_MAX 1024
+/* train.chunk = auto cuts a minibatch into this many chunks: up to 8 ranks compute (the
+ * headline mpirun -np 8), and larger batches get larger chunks, so fewer fixed-point
+ * conversions in exact mode (docs/reduction.md). */
+#define CONFIG_CHUNKS_PER_BATCH 8
 
 typedef enum { REDUCE_EXACT = 0, REDUCE_FAST = 1 } ReduceMode;
 typedef enum { PROGRESS_AUTO = 0, PROGRESS_ON = 1, PROGRESS_OFF = 2 } ProgressMode;
@@ -57,7 +61,9 @@ typedef struct {
         long epochs;
         long batch;                        /* GLOBAL minibatch size B, whatever the rank count */
         double lr;                         /* eta */
-        long chunk;                        /* samples per reduction chunk */
+        long chunk;                        /* samples per reduction chunk; "auto" =
+                                            * ceil(batch / CONFIG_CHUNKS_PER_BATCH),
+                                            * resolved by config_load */
         ReduceMode reduce;
         char kernels[16];                  /* "fast" | "reference": kernels.h, kernels_select */
         long eval_every;                   /* epochs between test evaluations; 0 = only at end */

@@ -52,6 +52,7 @@ _Static_assert(CONFIG_VALUE_MAX > 0 && CONFIG_VALUE_MAX < CONFIG_PATH_MAX,
 typedef enum {
     CONFIG_LONG,     /* integer in [lo, hi] */
     CONFIG_CLASSES,  /* 0, or an integer in [lo, hi] */
+    CONFIG_CHUNK,    /* "auto" (held as 0 until config_load resolves it), or [lo, hi] */
     CONFIG_BOOL,     /* true | false, held in an int */
     CONFIG_SEED,     /* any uint64_t, decimal */
     CONFIG_LR,       /* double in [FLT_MIN, 1e6]: a normal float, as the trainer uses it */
@@ -73,7 +74,7 @@ typedef struct {
     ConfigType type;
     size_t offset;   /* of the field in Config */
     size_t size;     /* of the field, bytes */
-    long lo, hi;     /* inclusive range, CONFIG_LONG and CONFIG_CLASSES only */
+    long lo, hi;     /* inclusive range, CONFIG_LONG, CONFIG_CLASSES, CONFIG_CHUNK only */
     double dlo, dhi; /* CONFIG_REAL only */
     int hi_open;     /* CONFIG_REAL: dhi itself excluded */
     const char *const *names;   /* CONFIG_CHOICE: NULL-terminated */
@@ -124,7 +125,7 @@ static const ConfigKey config_keys[] = {
     CONFIG_KEY(train, epochs, CONFIG_LONG, 1, 1000000),
     CONFIG_KEY(train, batch, CONFIG_LONG, 1, 1048576),
     CONFIG_KEY(train, lr, CONFIG_LR, 0, 0),
-    CONFIG_KEY(train, chunk, CONFIG_LONG, 1, 1048576),
+    CONFIG_KEY(train, chunk, CONFIG_CHUNK, 1, 1048576),
     CONFIG_KEY(train, reduce, CONFIG_REDUCE, 0, 0),
     CONFIG_KEY(train, kernels, CONFIG_KERNELS, 0, 0),
     CONFIG_KEY(train, eval_every, CONFIG_LONG, 0, 1000000),
@@ -231,7 +232,7 @@ void config_defaults(Config *c)
     c->train.epochs = 30;
     c->train.batch = 32;
     c->train.lr = 0.5;
-    c->train.chunk = 4;
+    c->train.chunk = 0;   /* auto: CONFIG_CHUNKS_PER_BATCH chunks per minibatch */
     c->train.reduce = REDUCE_EXACT;
     config_put(c->train.kernels, sizeof c->train.kernels, "fast");
     c->train.eval_every = 1;
@@ -462,6 +463,16 @@ static const char *config_set(Config *c, const ConfigKey *k, const char *value, 
         return config_parse_long(value, k->lo, k->hi, (long *)(void *)field, why, whylen);
     case CONFIG_CLASSES:
         return config_parse_classes(value, k->lo, k->hi, (long *)(void *)field, why, whylen);
+    case CONFIG_CHUNK:
+        if (strcmp(value, "auto") == 0) {
+            *(long *)(void *)field = 0;
+            return NULL;
+        }
+        if (config_parse_long(value, k->lo, k->hi, (long *)(void *)field, why, whylen))
+            snprintf(why, whylen, "must be auto or an integer in %ld..%ld", k->lo, k->hi);
+        else
+            return NULL;
+        return why;
     case CONFIG_BOOL:
         /* Spelled out, one way: "1", "yes" or "on" could be typos for another key's value. */
         if (strcmp(value, "true") == 0)
@@ -793,6 +804,10 @@ int config_load(Config *c, const char *path, int noverrides, char *const overrid
     for (int i = 0; i < noverrides; i++)
         if (config_override(c, overrides[i], err, errlen) != 0)
             return -1;
+    /* train.chunk = auto: the minibatch in CONFIG_CHUNKS_PER_BATCH chunks (docs/reduction.md),
+     * a function of the batch alone, so the bits never depend on the rank count. */
+    if (c->train.chunk == 0)
+        c->train.chunk = (c->train.batch + CONFIG_CHUNKS_PER_BATCH - 1) / CONFIG_CHUNKS_PER_BATCH;
     /* An explicit log.metrics is never empty (config_check_path), so "" means unset. */
     if (c->log.metrics[0] == '\0') {
         char def[CONFIG_METRICS_BUF];
@@ -842,6 +857,12 @@ char *config_to_ini(const Config *c)
         case CONFIG_LONG:
         case CONFIG_CLASSES:
             snprintf(num, sizeof num, "%ld", *(const long *)(const void *)field);
+            break;
+        case CONFIG_CHUNK:   /* 0 (auto) only before config_load has resolved it */
+            if (*(const long *)(const void *)field == 0)
+                shown = "auto";
+            else
+                snprintf(num, sizeof num, "%ld", *(const long *)(const void *)field);
             break;
         case CONFIG_BOOL:
             snprintf(num, sizeof num, "%s", *(const int *)(const void *)field ? "true" : "false");

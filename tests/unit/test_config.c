@@ -158,7 +158,7 @@ static void test_defaults(void **state)
     assert_int_equal(c.train.epochs, 30);
     assert_int_equal(c.train.batch, 32);
     assert_true(c.train.lr == 0.5);
-    assert_int_equal(c.train.chunk, 4);
+    assert_int_equal(c.train.chunk, 0);   /* auto, resolved by config_load (test_chunk_auto) */
     assert_int_equal(c.train.reduce, REDUCE_EXACT);
     assert_int_equal(c.train.eval_every, 1);
     assert_string_equal(c.checkpoint.dir, "runs/mnist");
@@ -483,8 +483,9 @@ static void test_error_out_of_range(void **state)
         {"train", "epochs", "99999999999999999999", "out of range (1..1000000)"},
         {"train", "batch", "0", "out of range (1..1048576)"},
         {"train", "batch", "1048577", "out of range (1..1048576)"},
-        {"train", "chunk", "0", "out of range (1..1048576)"},
-        {"train", "chunk", "1048577", "out of range (1..1048576)"},
+        {"train", "chunk", "0", "must be auto or an integer in 1..1048576"},
+        {"train", "chunk", "1048577", "must be auto or an integer in 1..1048576"},
+        {"train", "chunk", "Auto", "must be auto or an integer in 1..1048576"},
         {"train", "eval_every", "-1", R1M},
         {"train", "eval_every", "1000001", R1M},
         {"train", "lr", "0", LR},
@@ -766,6 +767,37 @@ static void test_overrides(void **state)
     assert_int_equal(c.train.batch, 32);
 }
 
+/* train.chunk = auto (the default): ceil(batch / 8), resolved by config_load and printed
+ * as the number; an explicit chunk stays as given. */
+static void test_chunk_auto(void **state)
+{
+    (void)state;
+    const struct {
+        const char *batch, *chunk;
+        long want;
+    } cases[] = {{"32", NULL, 4},   {"256", NULL, 32}, {"1", NULL, 1},  {"33", NULL, 5},
+                 {"7", "auto", 1},  {"64", "auto", 8}, {"256", "16", 16}, {"3", "5", 5}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char b[64], ch[64];
+        snprintf(b, sizeof b, "train.batch=%s", cases[i].batch);
+        snprintf(ch, sizeof ch, "train.chunk=%s", cases[i].chunk ? cases[i].chunk : "auto");
+        char *ov[] = {b, ch};
+        Config c;
+        char err[CONFIG_ERR_MAX] = "";
+        assert_int_equal(config_load(&c, NULL, cases[i].chunk ? 2 : 1, ov, err, sizeof err), 0);
+        if (c.train.chunk != cases[i].want)
+            fail_msg("batch %s chunk %s: %ld, want %ld", cases[i].batch,
+                     cases[i].chunk ? cases[i].chunk : "(default)", c.train.chunk,
+                     cases[i].want);
+        char *ini = config_to_ini(&c);
+        char line[64];
+        snprintf(line, sizeof line, "\nchunk = %ld\n", cases[i].want);
+        assert_non_null(ini);
+        assert_non_null(strstr(ini, line));
+        free(ini);
+    }
+}
+
 static void test_override_errors(void **state)
 {
     (void)state;
@@ -835,7 +867,7 @@ static void test_to_ini_layout(void **state)
         "\n[data]\n", "\ntrain_images = data/mnist/train-images-idx3-ubyte\n",
         "\ntrain_labels = ", "\ntest_images = ", "\ntest_labels = ", "\ntrain_limit = 0\n",
         "\n[model]\n", "\nhidden = 128\n", "\nseed = 42\n", "\ninit = xavier\n",
-        "\nclasses = 0\n", "\n[train]\n", "\nepochs = 30\n", "\nbatch = 32\n", "\nlr = 0.5\n", "\nchunk = 4\n",
+        "\nclasses = 0\n", "\n[train]\n", "\nepochs = 30\n", "\nbatch = 32\n", "\nlr = 0.5\n", "\nchunk = auto\n",
         "\nreduce = exact\n", "\nkernels = fast\n", "\neval_every = 1\n",
         "\n[checkpoint]\n", "\ndir = runs/mnist\n", "\nevery = 0\n", "\nevery_steps = 0\n",
         "\nkeep = 3\n", "\nresume = none\n", "\noverwrite = false\n",
@@ -931,6 +963,7 @@ int main(void)
         cmocka_unit_test(test_error_syntax),
         cmocka_unit_test(test_error_control_chars),
         cmocka_unit_test(test_overrides),
+        cmocka_unit_test(test_chunk_auto),
         cmocka_unit_test(test_override_errors),
         cmocka_unit_test(test_to_ini_layout),
         cmocka_unit_test(test_to_ini_round_trip),
