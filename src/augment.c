@@ -5,6 +5,9 @@
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
 
 static const char *const augment_names[] = {"none", "elastic", "affine"};
 
@@ -124,6 +127,63 @@ static inline uint8_t quantise(float v)
     return v <= 0 ? 0 : v >= 254.5f ? 255 : (uint8_t)(v + 0.5f);
 }
 
+/* out[p] = quantise(bilinear(in, ys[p], xs[p])) for the n = rows x cols pixels. pad:
+ * room for n + 4 bytes. The AVX2 path does eight pixels at a time with the same
+ * operations in the same order (no contraction: ISO C rounding in both), so its bytes are
+ * the scalar loop's: each corner is gathered (zero outside the image, by mask) from a copy
+ * of the image with 4 bytes of padding, as a gather reads 4 bytes per lane. */
+static void remap(const uint8_t *in, int rows, int cols, const float *ys, const float *xs,
+                  uint8_t *out, uint8_t *pad)
+{
+    const size_t n = (size_t)rows * (size_t)cols;
+    size_t p = 0;
+#if defined(__AVX2__)
+    memcpy(pad, in, n);
+    memset(pad + n, 0, 4);
+    const int *base = (const int *)(const void *)pad;
+    const __m256 one = _mm256_set1_ps(1.0f), half = _mm256_set1_ps(0.5f);
+    const __m256i zero = _mm256_setzero_si256(), lowbyte = _mm256_set1_epi32(0xff);
+    const __m256i minus1 = _mm256_set1_epi32(-1), R = _mm256_set1_epi32(rows),
+                  C = _mm256_set1_epi32(cols), i1 = _mm256_set1_epi32(1);
+    for (; p + 8 <= n; p += 8) {
+        const __m256 y = _mm256_loadu_ps(ys + p), x = _mm256_loadu_ps(xs + p);
+        const __m256 fy = _mm256_floor_ps(y), fx = _mm256_floor_ps(x);
+        const __m256i y0 = _mm256_cvttps_epi32(fy), x0 = _mm256_cvttps_epi32(fx);
+        const __m256i y1 = _mm256_add_epi32(y0, i1), x1 = _mm256_add_epi32(x0, i1);
+        const __m256 wy = _mm256_sub_ps(y, fy), wx = _mm256_sub_ps(x, fx);
+        /* lane inside [0, limit): v > -1 and limit > v */
+#define INSIDE(v, lim) _mm256_and_si256(_mm256_cmpgt_epi32(v, minus1), _mm256_cmpgt_epi32(lim, v))
+        const __m256i iy0 = INSIDE(y0, R), iy1 = INSIDE(y1, R);
+        const __m256i ix0 = INSIDE(x0, C), ix1 = INSIDE(x1, C);
+#undef INSIDE
+        const __m256i at = _mm256_add_epi32(_mm256_mullo_epi32(y0, C), x0);
+        const __m256i at2 = _mm256_add_epi32(at, C);
+#define CORNER(idx, mask)                                                                  \
+    _mm256_cvtepi32_ps(_mm256_and_si256(                                                   \
+        _mm256_mask_i32gather_epi32(zero, base, idx, mask, 1), lowbyte))
+        const __m256 v0 = CORNER(at, _mm256_and_si256(iy0, ix0));
+        const __m256 v1 = CORNER(_mm256_add_epi32(at, i1), _mm256_and_si256(iy0, ix1));
+        const __m256 v2 = CORNER(at2, _mm256_and_si256(iy1, ix0));
+        const __m256 v3 = CORNER(_mm256_add_epi32(at2, i1), _mm256_and_si256(iy1, ix1));
+#undef CORNER
+        /* (1 - wy) ((1 - wx) v0 + wx v1) + wy ((1 - wx) v2 + wx v3), as bilinear() */
+        const __m256 ox = _mm256_sub_ps(one, wx), oy = _mm256_sub_ps(one, wy);
+        const __m256 top = _mm256_add_ps(_mm256_mul_ps(ox, v0), _mm256_mul_ps(wx, v1));
+        const __m256 bot = _mm256_add_ps(_mm256_mul_ps(ox, v2), _mm256_mul_ps(wx, v3));
+        const __m256 v = _mm256_add_ps(_mm256_mul_ps(oy, top), _mm256_mul_ps(wy, bot));
+        /* quantise(): v >= 0, so trunc(v + 0.5) saturated to 0..255 is the same byte */
+        const __m256i q = _mm256_cvttps_epi32(_mm256_add_ps(v, half));
+        const __m128i w = _mm_packus_epi32(_mm256_castsi256_si128(q),
+                                           _mm256_extracti128_si256(q, 1));
+        _mm_storel_epi64((__m128i *)(void *)(out + p), _mm_packus_epi16(w, w));
+    }
+#else
+    (void)pad;
+#endif
+    for (; p < n; p++)
+        out[p] = quantise(bilinear(in, rows, cols, ys[p], xs[p]));
+}
+
 typedef float v8f __attribute__((vector_size(32)));
 
 static inline v8f load8(const float *p)
@@ -204,12 +264,13 @@ void augment_sample(const Augment *a, const uint8_t *in, uint8_t *out, uint64_t 
         smooth(a, dx, tmp, pad);
         smooth(a, dy, tmp, pad);
         const float alpha = (float)a->spec.alpha;
-        for (int r = 0; r < rows; r++)
+        for (int r = 0; r < rows; r++)   /* the fields become the points each pixel reads */
             for (int c = 0; c < cols; c++) {
                 const size_t p = (size_t)r * (size_t)cols + (size_t)c;
-                out[p] = quantise(bilinear(in, rows, cols, (float)r + alpha * dy[p],
-                                           (float)c + alpha * dx[p]));
+                dy[p] = (float)r + alpha * dy[p];
+                dx[p] = (float)c + alpha * dx[p];
             }
+        remap(in, rows, cols, dy, dx, out, (uint8_t *)tmp);   /* tmp is free again */
         return;
     }
     case AUGMENT_AFFINE: {
