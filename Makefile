@@ -26,7 +26,10 @@ ifeq ($(DEBUG),1)
 OPT     := -O0
 endif
 CFLAGS  ?=
-CFLAGS  += -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(OPT) -g -march=$(ARCH) \
+# -ffp-contract=off: ISO C rounding of every operation (gcc's default under -std=c11, not
+# clang's), which the bit-for-bit twins of src/optim.c and src/augment.c rely on; the
+# kernels' OPT below turns contraction on after it.
+CFLAGS  += -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -ffp-contract=off $(OPT) -g -march=$(ARCH) \
            -Wall -Wextra -Wshadow -fopenmp -Iinclude $(HDF5_CFLAGS) $(INIH_CFLAGS) -MMD -MP
 LDLIBS  += $(HDF5_LIBS) -lhdf5_hl $(INIH_LIBS) -lz -lm
 LDFLAGS += -fopenmp

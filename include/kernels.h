@@ -120,8 +120,8 @@ void kernels_sgd_f32(float *theta, const float *g, size_t n, float lr);
 /* theta[i] -= lr * (g[i] * 2^-KERNELS_FIX_BITS) for the fixed-point gradient (exact mode). */
 void kernels_sgd_fixed(float *theta, const int64_t *g, size_t n, float lr);
 
-/* dst[i] = (float)(g[i] * 2^-KERNELS_FIX_BITS), the fixed-point sum as the float that
- * kernels_sgd_fixed applies, exactly (one rounding, from the exact double). Serial: the
+/* dst[i] = (float)((double)g[i] * 2^-KERNELS_FIX_BITS), the fixed-point sum as the float
+ * that kernels_sgd_fixed applies, bit for bit (one rounding for |g| < 2^53). Serial: the
  * caller splits the work (optim_update converts a block per thread). */
 void kernels_fixed_to_f32(float *dst, const int64_t *g, size_t n);
 

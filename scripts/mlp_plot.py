@@ -159,7 +159,7 @@ def plot_curves(runs, title, throughput=False, splits=None, error=False):
     """Loss (log scale) and accuracy against the epoch, for every split present in each
     run (or those named in splits); with throughput, a third panel of samples/s; with
     error, the error rate in % on a log scale instead of the accuracy (what tells
-    98.2% from 98.4%). runs: [(name, {column: array})]. One colour per run, one line
+    98.2% from 98.4%; epochs at 100% have no place on it and are left out). runs: [(name, {column: array})]. One colour per run, one line
     style per split; every legend entry names its run."""
     panels = 3 if throughput else 2
     fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 4.4), squeeze=False)

@@ -70,7 +70,8 @@ int augment_init(Augment *a, const AugmentSpec *spec, uint32_t rows, uint32_t co
     }
     /* dx, dy (n each); tmp ((rows + 2R) W), W = cols rounded up to 32; pad (W + 2R) */
     const size_t R = (size_t)a->radius, W = ((size_t)cols + 31) / 32 * 32;
-    if (n == 0 || rows > 65536 || cols > 65536 || R > 1024)
+    /* n < 2^30: remap's byte offsets y * cols + x stay in 32-bit lanes */
+    if (n == 0 || n >= ((size_t)1 << 30) || rows > 65536 || cols > 65536 || R > 1024)
         return -1;
     a->per_thread = 2 * n + (rows + 2 * R) * W + W + 2 * R;
     if (a->per_thread > SIZE_MAX / sizeof(float) / (size_t)a->threads)

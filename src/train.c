@@ -149,6 +149,21 @@ static void set_msg(Run *run, const char *fmt, ...)
     va_end(ap);
 }
 
+/* One more line of the warnings rank 0 prints when the run resumes. */
+static void add_resume_warn(Run *run, const char *fmt, ...)
+{
+    char *w = run->resume_warn;
+    const size_t used = strlen(w);
+    if (used + 2 >= sizeof run->resume_warn)
+        return;
+    if (used)
+        w[used] = '\n', w[used + 1] = '\0';
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(w + strlen(w), sizeof run->resume_warn - strlen(w), fmt, ap);
+    va_end(ap);
+}
+
 /* COLLECTIVE. Every rank says whether it is fine; if one is not, the lowest such rank
  * prints its message and every rank returns 0 (and then leaves the run together). */
 static int agree(Run *run, int ok)
@@ -418,8 +433,8 @@ static int standardize_data(Run *run)
                                run->std);
     free(held);
     if (oom)
-        set_msg(run, "out of memory for the validation split of %zu samples",
-                run->train.n);
+        set_msg(run, "out of memory for the validation split of %ld samples",
+                run->cfg->data.validation);
     if (!agree(run, !oom))
         return 0;
     if (!run->mean)
@@ -1123,11 +1138,28 @@ static int resume(Run *run)
                          : strcmp(s.build_isa, now.build_isa) ? "kernel ISA"
                          : strcmp(s.cpu_model, now.cpu_model) ? "CPU model" : NULL;
         if (what)
-            snprintf(run->resume_warn, sizeof run->resume_warn, "warning: resuming on another "
-                     "%s than %s was written by (commit %s, %s, %s; now %s, %s, %s): the "
-                     "weights may differ in their last bits from an uninterrupted run", what,
-                     path, s.build_commit[0] ? s.build_commit : "unrecorded", s.build_isa,
-                     s.cpu_model, now.build_commit, now.build_isa, now.cpu_model);
+            add_resume_warn(run, "warning: resuming on another %s than %s was written by "
+                            "(commit %s, %s, %s; now %s, %s, %s): the weights may differ in "
+                            "their last bits from an uninterrupted run", what, path,
+                            s.build_commit[0] ? s.build_commit : "unrecorded", s.build_isa,
+                            s.cpu_model, now.build_commit, now.build_isa, now.cpu_model);
+        /* The numerics the checkpoint's run used, where this one differs: its chunk (a
+         * train.chunk of auto, or an older default) and its standardisation statistics
+         * (another training file, or an mlp that counted the validation split in them). */
+        const char *ch = s.config ? strstr(s.config, "\nchunk = ") : NULL;
+        const long was = ch ? strtol(ch + strlen("\nchunk = "), NULL, 10) : 0;
+        if (was > 0 && was != c->train.chunk)
+            add_resume_warn(run, "warning: %s was trained with train.chunk = %ld, this run "
+                            "has %ld: the sums round differently from here on (set "
+                            "train.chunk = %ld to continue exactly)", path, was,
+                            c->train.chunk, was);
+        if (s.x_mean && run->mean &&
+            (memcmp(s.x_mean, run->mean, p->d * sizeof *run->mean) != 0 ||
+             memcmp(s.x_std, run->std, p->d * sizeof *run->std) != 0))
+            add_resume_warn(run, "warning: the standardisation statistics of this run's "
+                            "training samples differ from those in %s (another training "
+                            "file, or an older mlp that counted the validation split): the "
+                            "inputs shift from here on", path);
         memcpy(p->W1, s.W1, p->d * p->h * sizeof(float));
         memcpy(p->b1, s.b1, p->h * sizeof(float));
         memcpy(p->W2, s.W2, p->h * p->k * sizeof(float));
@@ -1138,11 +1170,9 @@ static int resume(Run *run)
             memcpy(run->velocity + (p->W2 - p->block), s.vW2, p->h * p->k * sizeof(float));
             memcpy(run->velocity + (p->b2 - p->block), s.vb2, p->k * sizeof(float));
         } else if (run->velocity && s.step > 0) {
-            snprintf(run->resume_warn + strlen(run->resume_warn),
-                     sizeof run->resume_warn - strlen(run->resume_warn), "%swarning: %s holds "
-                     "no optimizer velocity (written by plain SGD or an older mlp): %s starts "
-                     "from zero velocity", run->resume_warn[0] ? "\n" : "", path,
-                     optim_kind_name(c->train.optimizer));
+            add_resume_warn(run, "warning: %s holds no optimizer velocity (written by "
+                            "plain SGD or an older mlp): %s starts from zero velocity", path,
+                            optim_kind_name(c->train.optimizer));
         }
         run->best_val_acc = s.best_val_acc;
         run->best_epoch = s.best_epoch;

@@ -134,6 +134,19 @@ run_np 3 eq.ini --set checkpoint.dir="$T/run-eq-resume" --set train.epochs=3 \
     --set checkpoint.resume=auto > eq-r2.log 2>&1 || { cat eq-r2.log; fail "resume: second part"; }
 [ "$(hashes run-eq-resume/metrics.csv | tr '\n' ' ')" = "$ref" ] || fail "resumed run differs"
 [ "$(model_sha run-eq-resume/latest.h5)" = "$refsha" ] || fail "resumed /model bytes differ"
+# a checkpoint whose statistics differ from this run's (another file, an older mlp): warned
+cp -r run-eq-resume run-eq-stats
+$PY - run-eq-stats/latest.h5 <<'PY'
+import sys, h5py
+with h5py.File(sys.argv[1], "r+") as f:
+    f["model/x_mean"][0] += 1.0
+PY
+"$MLP" reseal run-eq-stats/latest.h5 > /dev/null || fail "reseal"
+run_np 1 eq.ini --set checkpoint.dir="$T/run-eq-stats" --set train.epochs=4 \
+    --set checkpoint.resume=auto > eq-stats.log 2>&1 || { cat eq-stats.log; fail "resume (statistics)"; }
+grep -q "^warning: the standardisation statistics of this run's training samples differ from those in $T/run-eq-stats/latest.h5" \
+    eq-stats.log || { cat eq-stats.log; fail "no warning for other statistics"; }
+! grep -q "standardisation statistics" eq-r2.log || fail "a statistics warning on an exact resume"
 # resuming with another normalisation is refused (the weights would not apply)
 if run_np 1 eq.ini --set checkpoint.dir="$T/run-eq-resume" --set train.epochs=4 \
     --set checkpoint.resume=auto --set data.normalize=none > eq-r3.log 2>&1; then

@@ -1,8 +1,8 @@
 # Which binary, on which CPU: `mlp --version` prints the commit, compiler, flags, ARCH and
 # kernel ISA; every checkpoint records the same plus the CPU model and the launch; resuming
 # from a checkpoint of another binary or CPU warns that the bits may differ; a checkpoint
-# without these attributes (an older mlp's) still loads. `mlp config` prints the resolved
-# configuration that a run saves as DIR/config.ini.
+# without these attributes (an older mlp's) still loads; resuming with another train.chunk
+# warns. `mlp config` prints the resolved configuration that a run saves as DIR/config.ini.
 source "$(dirname "$0")/../lib.sh"
 cfg=$(small_config prov)
 sed -i '/^metrics = /d' "$cfg"
@@ -69,3 +69,10 @@ note "no warning when nothing changed"
 run_np 1 "$cfg" --set checkpoint.dir="$E" --set train.epochs=3 --set data.train_limit=500 \
     --set checkpoint.resume=auto > "$T/resume-same.out" || fail "resume (same)"
 ! grep -q "^warning: resuming on another" "$T/resume-same.out" || fail "a warning for the same binary"
+
+note "another train.chunk than the checkpoint's: resuming warns, naming the way back"
+run_np 1 "$cfg" --set checkpoint.dir="$E" --set train.epochs=4 --set data.train_limit=500 \
+    --set checkpoint.resume=auto --set train.chunk=5 > "$T/resume-chunk.out" || fail "resume (chunk)"
+grep -q "^warning: $E/latest.h5 was trained with train.chunk = 8, this run has 5: .*(set train.chunk = 8 to continue exactly)" \
+    "$T/resume-chunk.out" || fail "no chunk warning: $(grep -i warn "$T/resume-chunk.out")"
+
