@@ -51,3 +51,10 @@ expect set-control "--set train.epochs=3?: control character 0x0A at column 15" 
 "
 [ "$(cat "$ck/latest.h5")" = precious ] || fail "a bad config touched the checkpoint directory"
 [ "$(ls "$ck")" = latest.h5 ] || fail "a bad config wrote into the checkpoint directory"
+
+note "every shipped configuration loads, and what the docs say of each holds"
+for f in "$ROOT"/configs/*.ini; do
+    "$MLP" config "$f" > "$T/shipped.ini" 2> "$T/shipped.err" || { cat "$T/shipped.err"; fail "$f does not load"; }
+done
+"$MLP" config "$ROOT/configs/mnist.ini" | grep -q '^chunk = 4$' || fail "configs/mnist.ini: chunk is not 4"
+"$MLP" config "$ROOT/configs/mnist-elastic.ini" | grep -q '^epochs = 250$' || fail "mnist-elastic.ini: not 250 epochs"
