@@ -78,8 +78,14 @@ one_rank() {   # dir, --set...: configs/mnist.ini on 1 rank, no SLURM, into dir
 one_rank "$T/ref" "${small[@]}"
 : > "$T/ref.log" 2>&1 || { cat "$T/ref.log"; fail "1 rank"; }
 t0=$SECONDS
-s=$(submit "${shape[@]}" jobs/mnist.sbatch "${small[@]}")
-m=$(MLP_LAUNCHER=mpirun submit "${shape[@]}" jobs/mnist.sbatch "${small[@]}")
+# The two jobs run at once on the same nodes, whose /tmp is this machine's: each gets its own
+# TMPDIR (as a cluster's per-job TMPDIR would), so that the two Open MPI jobs do not share
+# a session directory under /tmp/ompi.HOST.UID that one can remove while the other is
+# still setting up its shared memory in it (seen once: open(2) ENOENT in Open MPI's
+# shared-memory initialisation, then a crash of the srun job; the mpirun job ran on).
+mkdir -p "$T/tmp-srun" "$T/tmp-mpirun"
+s=$(TMPDIR=$T/tmp-srun submit "${shape[@]}" jobs/mnist.sbatch "${small[@]}")
+m=$(TMPDIR=$T/tmp-mpirun MLP_LAUNCHER=mpirun submit "${shape[@]}" jobs/mnist.sbatch "${small[@]}")
 for j in $s $m; do
     st=$(wait_job "$j")
     [ "$st" = COMPLETED ] || fail "job $j ended $st, expected COMPLETED"
