@@ -108,8 +108,6 @@ static size_t feature_tile_floats(size_t m)
     return m * MR + 8;
 }
 
-typedef uint8_t vu8x8 __attribute__((vector_size(8)));
-typedef float vf8x __attribute__((vector_size(32)));
 
 int kernels_scratch_size(size_t m, size_t d, size_t h, size_t *panel_floats, size_t *list_len)
 {
@@ -127,28 +125,6 @@ int kernels_scratch_size(size_t m, size_t d, size_t h, size_t *panel_floats, siz
     return 0;
 }
 
-/* Append to list (from n on) the offsets c0 + l, l < w <= 8, whose flag byte is nonzero;
- * returns the new count. Whole groups of 8 zero or 8 nonzero flags take one branch. */
-static inline size_t list_append8(uint32_t *list, size_t n, size_t c0, const uint8_t *f,
-                                  size_t w)
-{
-    uint64_t word = 0;
-    memcpy(&word, f, w);
-    if (!word)
-        return n;
-    const uint64_t ones = 0x0101010101010101ull;
-    if (w == 8 && !((word - ones) & ~word & (ones << 7))) {   /* no zero byte */
-        for (uint32_t l = 0; l < 8; l++)
-            list[n + l] = (uint32_t)c0 + l;
-        return n + 8;
-    }
-    for (size_t l = 0; l < w; l++) {   /* branch-free */
-        list[n] = (uint32_t)(c0 + l);
-        n += f[l] != 0;
-    }
-    return n;
-}
-
 /* The scale of an output sum: pixels are x / 255, float features as they are. */
 static float input_scale(const KernelsInput *X)
 {
@@ -164,41 +140,134 @@ static void pack_weight_panel(const float *A, size_t rows, size_t h, size_t b, f
             vstore(Ap + (b * rows + r) * NR + v * VL, vload(A + r * h + b * NR + v * VL));
 }
 
-/* Pack sample tile t (rows r0 .. r0 + rows): the list of features nonzero in some row,
- * and per listed feature the MR rows' values as floats (rows past the last repeat row 0). */
+/* Eight features c0 .. c0 + 7 of one sample row (element offset row in X) as floats into
+ * dst: pixels converted (not yet scaled), float features as they are. Returns a bit per
+ * feature, set where it is nonzero (NaN included). */
+static inline unsigned load8(const KernelsInput *X, size_t row, size_t c0, float *dst)
+{
+#if defined(__AVX2__)
+    if (X->u8) {
+        const __m128i b = _mm_loadl_epi64((const __m128i *)(X->u8 + row + c0));
+        _mm256_storeu_ps(dst, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(b)));
+        return ~(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(b, _mm_setzero_si128())) & 0xffu;
+    }
+    const __m256 x = _mm256_loadu_ps(X->f32 + row + c0);
+    _mm256_storeu_ps(dst, x);
+    return (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_NEQ_UQ));
+#else
+    unsigned nz = 0;
+    for (unsigned l = 0; l < 8; l++) {
+        dst[l] = X->u8 ? (float)X->u8[row + c0 + l] : X->f32[row + c0 + l];
+        nz |= (unsigned)(dst[l] != 0.0f) << l;
+    }
+    return nz;
+#endif
+}
+
+/* Append to list (from n on) the features c0 .. c0 + w - 1 (w <= 64) that are nonzero
+ * in one of the rows (byte offsets row[i], i < rows); returns the new count. */
+static size_t list_nonzero(const KernelsInput *X, const size_t *row, size_t rows, size_t c0,
+                           size_t w, uint32_t *list, size_t n)
+{
+    uint64_t nz = 0;   /* bit l: feature c0 + l is nonzero somewhere */
+#if defined(__AVX2__)
+    if (w == 32 && X->u8) {
+        __m256i any = _mm256_setzero_si256();
+        for (size_t i = 0; i < rows; i++)
+            any = _mm256_or_si256(any,
+                                  _mm256_loadu_si256((const __m256i *)(X->u8 + row[i] + c0)));
+        nz = ~(uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(any, _mm256_setzero_si256()));
+        nz &= 0xffffffffu;
+    } else if (w == 32) {   /* float features: NaN counts as nonzero */
+        for (int g = 0; g < 4; g++) {
+            __m256 any = _mm256_setzero_ps();
+            for (size_t i = 0; i < rows; i++)
+                any = _mm256_or_ps(any, _mm256_cmp_ps(_mm256_loadu_ps(X->f32 + row[i] + c0 + 8 * g),
+                                                      _mm256_setzero_ps(), _CMP_NEQ_UQ));
+            nz |= (uint64_t)(unsigned)_mm256_movemask_ps(any) << (8 * g);
+        }
+    } else
+#endif
+        for (size_t l = 0; l < w; l++) {
+            int any = 0;
+            for (size_t i = 0; i < rows; i++)
+                any |= X->u8 ? X->u8[row[i] + c0 + l] != 0 : X->f32[row[i] + c0 + l] != 0.0f;
+            nz |= (uint64_t)(any != 0) << l;
+        }
+    if (nz == (w == 64 ? ~0ull : (1ull << w) - 1)) {   /* all nonzero: the dense case */
+        for (uint32_t l = 0; l < w; l++)
+            list[n + l] = (uint32_t)c0 + l;
+        return n + w;
+    }
+    for (; nz; nz &= nz - 1)
+        list[n++] = (uint32_t)(c0 + (size_t)__builtin_ctzll(nz));
+    return n;
+}
+
+/* Pack sample tile t (rows r0 .. r0 + rows): per feature k < d, the MR rows' values as
+ * floats at P[k MR + i] (rows past the last repeat row 0), and the list of the features
+ * nonzero in some row. Eight features at a time are converted and transposed in
+ * registers. */
 static void pack_sample_tile(const KernelsInput *X, const uint32_t *idx, size_t m, size_t d,
                              size_t t, float *ip, uint32_t *lists)
 {
     const size_t r0 = t * MR, rows = min_size(MR, m - r0);
-    float *P = ip + t * MR * d;           /* (d, MR), the first n rows used */
+    float *P = ip + t * MR * d;           /* (d, MR) */
     uint32_t *list = lists + t * (d + 1);
-    size_t n = 0;
-    for (size_t c0 = 0; c0 < d; c0 += 8) {
-        const size_t w = min_size(8, d - c0);
-        uint8_t f[8] = {0};
-        for (size_t i = 0; i < rows; i++) {
-            if (X->u8) {
-                const uint8_t *x = X->u8 + (size_t)idx[r0 + i] * d + c0;
-                for (size_t l = 0; l < w; l++)
-                    f[l] |= x[l];
-            } else {
-                const float *x = X->f32 + (size_t)idx[r0 + i] * d + c0;
-                for (size_t l = 0; l < w; l++)
-                    f[l] |= x[l] != 0.0f;
-            }
-        }
-        n = list_append8(list + 1, n, c0, f, w);
-    }
+    size_t row[MR];                       /* element offsets of the rows in X */
+    for (size_t i = 0; i < MR; i++)
+        row[i] = (size_t)idx[r0 + (i < rows ? i : 0)] * d;
+    size_t n = 0, c0 = 0;
+    for (; c0 + 32 <= d; c0 += 32)
+        n = list_nonzero(X, row, rows, c0, 32, list + 1, n);
+    if (c0 < d)
+        n = list_nonzero(X, row, rows, c0, d - c0, list + 1, n);
     list[0] = (uint32_t)n;
-    for (size_t i = 0; i < MR; i++) {
-        const size_t row = (size_t)idx[r0 + (i < rows ? i : 0)] * d;
-        if (X->u8)
-            for (size_t q = 0; q < n; q++)
-                P[q * MR + i] = (float)X->u8[row + list[1 + q]];
-        else
-            for (size_t q = 0; q < n; q++)
-                P[q * MR + i] = X->f32[row + list[1 + q]];
+    for (c0 = 0; c0 + 8 <= d; c0 += 8) {
+        float v[8][8];   /* [row][feature] */
+        for (size_t i = 0; i < MR; i++)
+            load8(X, row[i], c0, v[i]);   /* the nonzero bits: from list_nonzero */
+#if defined(__AVX2__)
+        /* The 8 x 8 transpose (rows past MR are garbage and land in lanes >= MR), then per
+         * feature a store of 8 lanes whose last 8 - MR the next feature's store overwrites;
+         * the last feature's store is narrowed to MR lanes. */
+        __m256 r[8], s[8], u[8];
+        for (int i = 0; i < 8; i++)
+            r[i] = _mm256_loadu_ps(v[i < MR ? i : 0]);
+        for (int i = 0; i < 8; i += 2) {
+            s[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+            s[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+        }
+        for (int i = 0; i < 8; i += 4) {
+            u[i] = _mm256_shuffle_ps(s[i], s[i + 2], 0x44);
+            u[i + 1] = _mm256_shuffle_ps(s[i], s[i + 2], 0xee);
+            u[i + 2] = _mm256_shuffle_ps(s[i + 1], s[i + 3], 0x44);
+            u[i + 3] = _mm256_shuffle_ps(s[i + 1], s[i + 3], 0xee);
+        }
+        /* u[0..3]: rows 0-3 of features (0, 4), (1, 5), (2, 6), (3, 7); u[4..7]: rows 4-7 */
+        __m256 col[8];
+        for (int l = 0; l < 4; l++) {
+            col[l] = _mm256_permute2f128_ps(u[l], u[l + 4], 0x20);
+            col[l + 4] = _mm256_permute2f128_ps(u[l], u[l + 4], 0x31);
+        }
+        float *p = P + c0 * MR;
+        for (int l = 0; l < 7; l++)
+            _mm256_storeu_ps(p + l * MR, col[l]);
+        if (MR == 8) {
+            _mm256_storeu_ps(p + 7 * MR, col[7]);
+        } else {
+            _mm_storeu_ps(p + 7 * MR, _mm256_castps256_ps128(col[7]));
+            _mm_storel_pi((__m64 *)(p + 7 * MR + 4), _mm256_extractf128_ps(col[7], 1));
+        }
+#else
+        for (size_t l = 0; l < 8; l++)
+            for (size_t i = 0; i < MR; i++)
+                P[(c0 + l) * MR + i] = v[i][l];
+#endif
     }
+    for (; c0 < d; c0++)
+        for (size_t i = 0; i < MR; i++)
+            P[c0 * MR + i] = X->u8 ? (float)X->u8[row[i] + c0] : X->f32[row[i] + c0];
 }
 
 /* acc[i][v] = sum over the listed k (all k < n when list is NULL) of x[t, i] W[k, v VL ..]
@@ -213,7 +282,7 @@ fwd_micro(const float *P, const uint32_t *list, size_t n, const float *W, size_t
     for (size_t t = 0; t < n; t++) {
         const float *w = W + (list ? list[t] : t) * ldw;
         const vf w0 = vload(w), w1 = nv > 1 ? vload(w + VL) : w0;
-        const float *x = P + t * MR;
+        const float *x = P + (list ? list[t] : t) * MR;
         for (int i = 0; i < MR; i++) {
             a[i][0] += x[i] * w0;
             if (nv > 1)
@@ -260,7 +329,7 @@ static void fwd_task(const KernelsInput *X, size_t m, size_t d, size_t h, const 
                 for (size_t c = 0; c < bw; c++) {
                     float s = 0;
                     for (size_t q = 0; q < n; q++)
-                        s += P[q * MR + i] * W1[(size_t)list[q] * h + j + c];
+                        s += P[(size_t)list[q] * MR + i] * W1[(size_t)list[q] * h + j + c];
                     acc[i][c] = s;
                 }
         }
@@ -456,20 +525,15 @@ static void pack_feature_tile(const KernelsInput *X, const uint32_t *idx, size_t
     float *P = ip + p * feature_tile_floats(m);   /* (m, MR), compacted */
     uint32_t *list = lists + p * (m + 1) + 1;
     size_t n = 0;
-    if (c0 + 8 <= d && X->u8) {
-        /* MR <= 8 pixels of the row, 8 bytes loaded and converted at once (the values past
+    if (c0 + 8 <= d) {
+        /* MR <= 8 features of the row, 8 loaded and converted at once (the values past
          * MR land in the next entry, or in the tile's 8 floats of slack, and are
          * overwritten or unused) */
-        const uint64_t mask = MR >= 8 ? ~0ull : (1ull << (8 * MR)) - 1;
+        const unsigned mask = (1u << MR) - 1;
         for (size_t r = 0; r < m; r++) {
-            vu8x8 b;
-            uint64_t w;
-            memcpy(&b, X->u8 + (size_t)idx[r] * d + c0, 8);
-            memcpy(&w, &b, 8);
-            const vf8x v = __builtin_convertvector(b, vf8x);
-            memcpy(P + n * MR, &v, sizeof v);
+            const unsigned nz = load8(X, (size_t)idx[r] * d, c0, P + n * MR);
             list[n] = (uint32_t)r;
-            n += (w & mask) != 0;
+            n += (nz & mask) != 0;
         }
     } else {
         for (size_t r = 0; r < m; r++) {
