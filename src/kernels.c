@@ -515,27 +515,33 @@ static double chunk_sum_bound(const float *row_max, size_t m, size_t chunk, doub
     return worst;
 }
 
-/* Feature tile p of dW1 (features c0 .. c0 + MR; feature d is the constant 1 of db1, and
- * features past it are 0): per sample r, the tile's MR values as floats, for the samples
- * where one of them is nonzero, in ascending r. */
-static void pack_feature_tile(const KernelsInput *X, const uint32_t *idx, size_t m, size_t d,
-                              size_t p, float *ip, uint32_t *lists)
+/* Feature tiles p0 .. p1 of dW1 (tile p: features p MR .. p MR + MR; feature d is the
+ * constant 1 of db1, and features past it are 0): per sample r, the tile's MR values as
+ * floats, for the samples where one of them is nonzero, in ascending r. Sample by sample,
+ * so that each row is read once, a stretch of it for all the tiles; the tiles with eight
+ * features to read load and convert them at once (the values past MR land in the next
+ * entry, or in the tile's 8 floats of slack, and are overwritten or unused). */
+#define FEATURE_TILES 16   /* tiles packed together (the loop's unit of work) */
+static void pack_feature_tiles(const KernelsInput *X, const uint32_t *idx, size_t m, size_t d,
+                               size_t p0, size_t p1, float *ip, uint32_t *lists)
 {
-    const size_t c0 = p * MR;
-    float *P = ip + p * feature_tile_floats(m);   /* (m, MR), compacted */
-    uint32_t *list = lists + p * (m + 1) + 1;
-    size_t n = 0;
-    if (c0 + 8 <= d) {
-        /* MR <= 8 features of the row, 8 loaded and converted at once (the values past
-         * MR land in the next entry, or in the tile's 8 floats of slack, and are
-         * overwritten or unused) */
-        const unsigned mask = (1u << MR) - 1;
-        for (size_t r = 0; r < m; r++) {
-            const unsigned nz = load8(X, (size_t)idx[r] * d, c0, P + n * MR);
-            list[n] = (uint32_t)r;
-            n += (nz & mask) != 0;
+    size_t n[FEATURE_TILES] = {0};
+    const size_t pv = d >= 8 ? (d - 8) / MR + 1 : 0;   /* tiles p < pv: eight features read */
+    const size_t p1v = p1 < pv ? p1 : pv;
+    const unsigned mask = (1u << MR) - 1;
+    for (size_t r = 0; r < m; r++) {
+        const size_t row = (size_t)idx[r] * d;
+        for (size_t p = p0; p < p1v; p++) {
+            const size_t q = p - p0;
+            const unsigned nz =
+                load8(X, row, p * MR, ip + p * feature_tile_floats(m) + n[q] * MR);
+            lists[p * (m + 1) + 1 + n[q]] = (uint32_t)r;
+            n[q] += (nz & mask) != 0;
         }
-    } else {
+    }
+    for (size_t p = p0 > pv ? p0 : pv; p < p1; p++) {
+        const size_t q = p - p0, c0 = p * MR;
+        float *P = ip + p * feature_tile_floats(m);
         for (size_t r = 0; r < m; r++) {
             float v[MR];
             int any = 0;
@@ -546,12 +552,13 @@ static void pack_feature_tile(const KernelsInput *X, const uint32_t *idx, size_t
                              : c == d ? 1.0f : 0.0f;
                 any |= v[i] != 0.0f;
             }
-            memcpy(P + n * MR, v, sizeof v);
-            list[n] = (uint32_t)r;
-            n += any != 0;
+            memcpy(P + n[q] * MR, v, sizeof v);
+            lists[p * (m + 1) + 1 + n[q]] = (uint32_t)r;
+            n[q] += any != 0;
         }
     }
-    list[-1] = (uint32_t)n;
+    for (size_t p = p0; p < p1; p++)
+        lists[p * (m + 1)] = (uint32_t)n[p - p0];
 }
 
 /* q += trunc(x) lane by lane, for |x| < 2^62 (checked by the caller), with 32-bit
@@ -844,12 +851,14 @@ void kernels_grad_layer1(const KernelsInput *X, const uint32_t *idx, size_t m, s
     int64_t nbad = 0;   /* this thread's */
     float *Dp = scratch->panel, *ip = Dp + weight_panel_floats(m, d, h);
     /* Both packings in one loop: one barrier before the products, not two. */
+    const size_t PB = (P + FEATURE_TILES - 1) / FEATURE_TILES;
 #pragma omp for schedule(static)
-    for (size_t p = 0; p < P + h / NR; p++) {
-        if (p < P)
-            pack_feature_tile(X, idx, m, d, p, ip, scratch->list);
+    for (size_t b = 0; b < PB + h / NR; b++) {
+        if (b < PB)
+            pack_feature_tiles(X, idx, m, d, b * FEATURE_TILES,
+                               min_size(P, (b + 1) * FEATURE_TILES), ip, scratch->list);
         else
-            pack_weight_panel(dZ1, m, h, p - P, Dp);
+            pack_weight_panel(dZ1, m, h, b - PB, Dp);
     }
     /* Tasks column group by column group: a thread's consecutive tasks reuse the same
      * m x CG panel of dZ1 from its cache. Rows 0..d-1 of the output are dW1, row d db1. */
