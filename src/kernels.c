@@ -292,6 +292,35 @@ fwd_micro(const float *P, const uint32_t *list, size_t n, const float *W, size_t
     memcpy(acc, a, sizeof a);
 }
 
+/* 1 / (1 + e^-z) lane by lane, the same operations for every lane (so the same bits
+ * whichever column path a value takes). e^x for x = -z clamped to [-86, 88] (beyond, the
+ * sigmoid is 1 or below 6e-39): x = n ln 2 + r with n = round(x / ln 2), |r| <= ln2 / 2,
+ * e^r by Cephes's degree-6 expf polynomial (relative error about 1e-7) and 2^n added to
+ * its exponent (e^r 2^n stays normal for these n). NaN stays NaN. */
+static inline vf sigmoid(vf z)
+{
+    const vf lo = (vf){0} - 86.0f, hi = (vf){0} + 88.0f;
+    vf x = -z;
+    x = (vf)(((vi)(x < lo) & (vi)lo) | (~(vi)(x < lo) & (vi)x));   /* max(x, lo) */
+    x = (vf)(((vi)(x > hi) & (vi)hi) | (~(vi)(x > hi) & (vi)x));   /* min(x, hi) */
+    const vf shift = (vf){0} + 0x1.8p23f;   /* adding it rounds to an integer */
+    const vf t = x * 1.44269504088896341f + shift;
+    const vf n = t - shift;
+    const vf r = (x - n * 0.693359375f) - n * -2.12194440e-4f;   /* ln 2 = hi + lo */
+    vf p = (vf){0} + 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    const vf er = p * (r * r) + r + 1.0f;
+    const vi two_n = ((vi)t - (vi)shift) << 23;   /* n in the exponent field */
+    const vf e = (vf)((vi)er + two_n);
+    const vf s = 1.0f / (1.0f + e);
+    const vi nan = z != z;   /* (a NaN's payload could reach the exponent through two_n) */
+    return (vf)((nan & (vi)z) | (~nan & (vi)s));
+}
+
 /* A1 rows r0 .. r0 + rows, columns j0 .. j1 of sample tile t: full NR blocks from the
  * packed panels Wp of W1 (or from W1 when Wp is NULL), the columns past the last full
  * block from W1 itself. */
@@ -333,11 +362,19 @@ static void fwd_task(const KernelsInput *X, size_t m, size_t d, size_t h, const 
                     acc[i][c] = s;
                 }
         }
-        for (size_t i = 0; i < rows; i++)
-            for (size_t c = 0; c < bw; c++) {
-                const float z = b1[j + c] + scale * acc[i][c];
-                A1[(r0 + i) * h + j + c] = 1.0f / (1.0f + expf(-z));
+        for (size_t i = 0; i < rows; i++) {
+            float *out = A1 + (r0 + i) * h + j;
+            size_t c = 0;
+            for (; c + VL <= bw; c += VL)
+                vstore(out + c, sigmoid(vload(b1 + j + c) + scale * vload(acc[i] + c)));
+            if (c < bw) {   /* the last columns, through one vector (lanes past bw unused) */
+                float z[VL] = {0};
+                for (size_t l = 0; c + l < bw; l++)
+                    z[l] = b1[j + c + l] + scale * acc[i][c + l];
+                vstore(z, sigmoid(vload(z)));
+                memcpy(out + c, z, (bw - c) * sizeof *z);
             }
+        }
         j += bw;
     }
 }

@@ -10,6 +10,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <float.h>
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -165,6 +166,46 @@ static void test_forward_vs_double(void **state)
         data_free(&x);
     }
     omp_set_num_threads(2);
+}
+
+/* The sigmoid of the fast forward pass, over the whole float range: with a zero input
+ * feature (skipped, so z = b1 exactly), A1 = sigmoid(b1). h = 4099 values of z: a sweep of
+ * [-100, 100] (every column path: tiles, single vectors, the tail), the clamps' edges,
+ * tiny and huge magnitudes, infinities and NaN. Relative error within 1e-6 (a few ulp),
+ * or 1e-38 where the sigmoid is below the clamp; NaN stays NaN. */
+static void test_sigmoid_range(void **state)
+{
+    (void)state;
+    const size_t h = 4099, m = 3;
+    float *b1 = malloc(h * sizeof *b1), *W1 = random_floats(h, 1.0f);
+    float *A = malloc(m * h * sizeof *A);
+    assert_true(b1 && A);
+    const float special[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, 1e-30f, -1e-30f, 86.0f,
+                             -86.0f, 88.0f, -88.0f, 86.5f, -87.5f, 200.0f, -200.0f, FLT_MAX,
+                             -FLT_MAX, 0x1p-149f, 15.9424f, -15.9424f};
+    const size_t ns = sizeof special / sizeof special[0];
+    for (size_t j = 0; j < h; j++)
+        b1[j] = j < ns ? special[j] : -100.0f + 200.0f * (float)(j - ns) / (float)(h - ns);
+    const uint32_t payload[] = {0x7fc00001u, 0xffc001ffu, 0x7f800001u};   /* NaNs */
+    for (size_t i = 0; i < 3; i++)
+        memcpy(&b1[h - 1 - 7 * i], &payload[i], sizeof payload[i]);
+    uint8_t x[3] = {0, 0, 0};
+    uint32_t idx[3] = {0, 1, 2};
+    const KernelsInput in = {.u8 = x};
+    KernelsScratch sc = scratch_new(m, 1, h);
+    kernels_hidden_forward(&in, idx, m, 1, h, W1, b1, A, &sc);
+    for (size_t r = 0; r < m; r++)
+        for (size_t j = 0; j < h; j++) {
+            const double z = b1[j], got = A[r * h + j];
+            if (isnan(z)) {
+                assert_true(isnan(got));
+                continue;
+            }
+            const double want = 1 / (1 + exp(-z));
+            if (!(fabs(got - want) <= 1e-6 * want + 1e-38))
+                fail_msg("sigmoid(%.9g) = %.9g, double reference %.9g", z, got, want);
+        }
+    free(b1), free(W1), free(A), free(sc.panel), free(sc.list);
 }
 
 /* dW1 and db1 in double, per chunk: S (d+1, h, nch) chunk sums and T their |terms|. */
@@ -457,6 +498,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_forward_vs_double),
+        cmocka_unit_test(test_sigmoid_range),
         cmocka_unit_test(test_grad_layer1_vs_double),
         cmocka_unit_test(test_small_kernels_fast_vs_reference),
         cmocka_unit_test(test_select_and_model_step),
