@@ -6,7 +6,7 @@
 #   make         build ./mlp only
 #
 # Switches: SAN=1 (AddressSanitizer + UBSan), DEBUG=1 (-O0), ARCH=x86-64 (generic target,
-# default native), NP=8 (ranks for `make run`).
+# default native), KVL=16 (the kernels' vector width forced), NP=8 (ranks for `make run`).
 
 CC      ?= mpicc
 ifeq ($(origin CC),default)
@@ -45,6 +45,13 @@ endif
 ifneq ($(ARCH),native)
 B       := $(B)/$(ARCH)
 BIN     := $(B)/mlp
+endif
+# KVL=16 (or 8, 4): the kernels' vector width forced (KERNELS_VL), e.g. AVX-512's 8 x 32
+# micro-tiles run on an AVX2 machine (tests/integration/generic-build.sh).
+ifneq ($(KVL),)
+B       := $(B)/vl$(KVL)
+BIN     := $(B)/mlp
+$(B)/src/kernels.o: CFLAGS += -DKERNELS_VL=$(KVL)
 endif
 
 # The kernels carry the flops: let the vectoriser work hard there. Contraction to FMA is

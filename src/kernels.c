@@ -51,7 +51,8 @@ static void add_bad(int64_t *bad, int64_t n)
  * one row of NR weights (two vectors) and broadcasting MR input values. The vector width
  * VL follows the target: 16 lanes with AVX-512 (32 registers: 8 x 32 tiles), 8 with AVX2
  * (16 registers: 6 x 16), 4 with SSE2 for the portable build (6 x 8). KERNELS_VL set at
- * build time overrides it (the tests build the AVX-512 shape on AVX2 machines this way).
+ * build time (make KVL=N) overrides it: tests/integration/generic-build.sh runs the
+ * AVX-512 shape on machines without AVX-512 this way.
  *
  * Every output element is a sum over the inner index in ascending order, one multiply-add
  * per term, whatever tile, thread or column path computes it: the tiles only decide which
@@ -297,8 +298,9 @@ fwd_micro(const float *P, const uint32_t *list, size_t n, const float *W, size_t
  * sigmoid is 1 or below 6e-39): x = n ln 2 + r with n = round(x / ln 2), |r| <= ln2 / 2,
  * e^r by Cephes's degree-6 expf polynomial (relative error about 1e-7) and 2^n added to
  * its exponent (e^r 2^n stays normal for these n). NaN stays NaN. */
-static inline vf sigmoid(vf z)
+static inline void sigmoid(vf *zp)   /* in place: a vector return would change the ABI */
 {
+    const vf z = *zp;
     const vf lo = (vf){0} - 86.0f, hi = (vf){0} + 88.0f;
     vf x = -z;
     x = (vf)(((vi)(x < lo) & (vi)lo) | (~(vi)(x < lo) & (vi)x));   /* max(x, lo) */
@@ -318,7 +320,7 @@ static inline vf sigmoid(vf z)
     const vf e = (vf)((vi)er + two_n);
     const vf s = 1.0f / (1.0f + e);
     const vi nan = z != z;   /* (a NaN's payload could reach the exponent through two_n) */
-    return (vf)((nan & (vi)z) | (~nan & (vi)s));
+    *zp = (vf)((nan & (vi)z) | (~nan & (vi)s));
 }
 
 /* A1 rows r0 .. r0 + rows, columns j0 .. j1 of sample tile t: full NR blocks from the
@@ -365,13 +367,18 @@ static void fwd_task(const KernelsInput *X, size_t m, size_t d, size_t h, const 
         for (size_t i = 0; i < rows; i++) {
             float *out = A1 + (r0 + i) * h + j;
             size_t c = 0;
-            for (; c + VL <= bw; c += VL)
-                vstore(out + c, sigmoid(vload(b1 + j + c) + scale * vload(acc[i] + c)));
+            for (; c + VL <= bw; c += VL) {
+                vf z = vload(b1 + j + c) + scale * vload(acc[i] + c);
+                sigmoid(&z);
+                vstore(out + c, z);
+            }
             if (c < bw) {   /* the last columns, through one vector (lanes past bw unused) */
                 float z[VL] = {0};
                 for (size_t l = 0; c + l < bw; l++)
                     z[l] = b1[j + c + l] + scale * acc[i][c + l];
-                vstore(z, sigmoid(vload(z)));
+                vf zv = vload(z);
+                sigmoid(&zv);
+                vstore(z, zv);
                 memcpy(out + c, z, (bw - c) * sizeof *z);
             }
         }
@@ -884,6 +891,7 @@ void kernels_grad_layer1(const KernelsInput *X, const uint32_t *idx, size_t m, s
                              : INFINITY;
     const int checked = !(bound <= sink_limit(sink)), small = !checked && bound < 0x1p10;
     const int tiny = FIX_TINY && small && total < 0x1p10;   /* grad1_pair_tiny applies */
+    (void)tiny;   /* unused without FIX_TINY */
     const size_t P = (d + 1 + MR - 1) / MR, G = (h + CG - 1) / CG;
     int64_t nbad = 0;   /* this thread's */
     float *Dp = scratch->panel, *ip = Dp + weight_panel_floats(m, d, h);
