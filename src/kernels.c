@@ -787,6 +787,12 @@ grad1_micro(const float *P, const uint32_t *list, size_t n, const float *G, size
 
 #if VL == 8 && defined(__AVX2__)
 #define FIX_TINY 1
+/* Largest chunk given to grad1_pair_tiny: its four float sums are four dependent chains
+ * of multiply-adds, half the FMA rate of grad1_micro's twelve; that pays at small chunks
+ * (one conversion per 4 or 8 terms) and loses at 16 and above (measured on Zen 3: exact
+ * h = 128 batch 256 dense epoch 0.43-0.49 s without it, 0.54-0.65 s with it; batch 32
+ * 0.52-0.55 s with it, 0.69-0.71 s without). Either path gives the same bits. */
+#define TINY_MAX_CHUNK 8
 /* Exact mode on AVX2 when every partial sum of an element's chunk values, times 2^40,
  * stays below 2^50 (`tiny` in kernels_grad_layer1): rows i0 and i0 + 1 of a feature tile,
  * nv VL columns, so that the chunk's float sums (four registers) and their running totals
@@ -890,7 +896,7 @@ void kernels_grad_layer1(const KernelsInput *X, const uint32_t *idx, size_t m, s
                              ? chunk_sum_bound(sink->row_max, m, chunk, &total)
                              : INFINITY;
     const int checked = !(bound <= sink_limit(sink)), small = !checked && bound < 0x1p10;
-    const int tiny = FIX_TINY && small && total < 0x1p10;   /* grad1_pair_tiny applies */
+    const int tiny = FIX_TINY && small && total < 0x1p10 && chunk <= TINY_MAX_CHUNK;
     (void)tiny;   /* unused without FIX_TINY */
     const size_t P = (d + 1 + MR - 1) / MR, G = (h + CG - 1) / CG;
     int64_t nbad = 0;   /* this thread's */
