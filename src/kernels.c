@@ -141,6 +141,15 @@ static void pack_weight_panel(const float *A, size_t rows, size_t h, size_t b, f
             vstore(Ap + (b * rows + r) * NR + v * VL, vload(A + r * h + b * NR + v * VL));
 }
 
+/* a[i][v] = 0 for a tile of vectors (a[rows][2]): element by element, so that the tile
+ * can stay in registers (a memset of the array made GCC keep some instances of it in
+ * memory and call memset in the inner loops). */
+#define zero_tile(a)                                \
+    do {                                            \
+        for (size_t zi_ = 0; zi_ < sizeof(a) / sizeof((a)[0]); zi_++) \
+            (a)[zi_][0] = (a)[zi_][1] = (__typeof__((a)[0][0])){0}; \
+    } while (0)
+
 /* Eight features c0 .. c0 + 7 of one sample row (element offset row in X) as floats into
  * dst: pixels converted (not yet scaled), float features as they are. Returns a bit per
  * feature, set where it is nonzero (NaN included). */
@@ -279,7 +288,7 @@ fwd_micro(const float *P, const uint32_t *list, size_t n, const float *W, size_t
           vf acc[MR][2])
 {
     vf a[MR][2];
-    memset(a, 0, sizeof a);
+    zero_tile(a);
     for (size_t t = 0; t < n; t++) {
         const float *w = W + (list ? list[t] : t) * ldw;
         const vf w0 = vload(w), w1 = nv > 1 ? vload(w + VL) : w0;
@@ -726,7 +735,7 @@ grad1_micro(const float *P, const uint32_t *list, size_t n, const float *G, size
 {
     if (out_f) {
         vf a[MR][2];
-        memset(a, 0, sizeof a);
+        zero_tile(a);
         for (size_t t = 0; t < n; t++) {
             const float *g = G + (list ? list[t] : t) * ldg;
             const vf g0 = vload(g), g1 = nv > 1 ? vload(g + VL) : g0;
@@ -743,15 +752,16 @@ grad1_micro(const float *P, const uint32_t *list, size_t n, const float *G, size
     }
     const float limit_fix = sink_limit(sink) * FIX_SCALE;
     vq q[MR][2];
-    memset(q, 0, sizeof q);
+    zero_tile(q);
     vi nbad[MR];   /* per row: the padding rows past feature d are not counted */
-    memset(nbad, 0, sizeof nbad);
+    for (int i = 0; i < MR; i++)
+        nbad[i] = (vi){0};
     size_t t = 0, nchunks = 0, r1 = 0;
     while (t < n) {   /* chunk by chunk; a chunk without listed samples adds nothing */
         r1 = next_chunk_end(list ? list[t] : t, r1, chunk);
         nchunks++;
         vf a[MR][2];
-        memset(a, 0, sizeof a);
+        zero_tile(a);
         for (; t < n && (list ? list[t] : t) < r1; t++) {
             const float *g = G + (list ? list[t] : t) * ldg;
             const vf g0 = vload(g), g1 = nv > 1 ? vload(g + VL) : g0;
@@ -819,7 +829,7 @@ grad1_pair_tiny(const float *P, const uint32_t *list, size_t n, const float *G, 
     while (t < n) {
         r1 = next_chunk_end(list ? list[t] : t, r1, chunk);
         vf a[2][2];
-        memset(a, 0, sizeof a);
+        zero_tile(a);
         for (; t < n && (list ? list[t] : t) < r1; t++) {
             const float *g = G + (list ? list[t] : t) * ldg;
             const vf g0 = vload(g), g1 = nv > 1 ? vload(g + VL) : g0;
@@ -981,13 +991,14 @@ grad2_micro(const float *A1, const float *dZ2, size_t m, size_t h, size_t k, siz
     float af[MR][NR];
     int64_t ai[MR][NR];
     vq q[MR][2];
-    memset(q, 0, sizeof q);
+    zero_tile(q);
     vi nbad[MR];
-    memset(nbad, 0, sizeof nbad);
+    for (int i = 0; i < MR; i++)
+        nbad[i] = (vi){0};
     for (size_t r0 = 0; r0 < m; r0 += chunk) {
         const size_t r1 = min_size(m, r0 + chunk);
         vf a[MR][2];
-        memset(a, 0, sizeof a);
+        zero_tile(a);
         for (size_t r = r0; r < r1; r++) {
             const float *g = A1 + r * h + i0;
             const vf g0 = vload(g), g1 = nv > 1 ? vload(g + VL) : g0;
