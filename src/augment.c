@@ -186,13 +186,11 @@ static void remap(const uint8_t *in, int rows, int cols, const float *ys, const 
 }
 
 typedef float v8f __attribute__((vector_size(32)));
+typedef float v8fu __attribute__((vector_size(32), aligned(4), may_alias));
 
-static inline v8f load8(const float *p)
-{
-    v8f v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
+/* Eight floats from p, unaligned (a macro: a function returning a vector wider than the
+ * portable build's registers would change the ABI, and GCC warns about it). */
+#define load8(p) ((v8f)*(const v8fu *)(p))
 
 /* f (rows, cols) convolved with the Gaussian along both axes, zero outside. Rows of the
  * intermediate are W = cols rounded up to 32 wide. tmp ((rows + 2R) * W), pad (W + 2R):

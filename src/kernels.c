@@ -795,14 +795,14 @@ grad1_micro(const float *P, const uint32_t *list, size_t n, const float *G, size
     return bad;
 }
 
-#if VL == 8 && defined(__AVX2__)
-#define FIX_TINY 1
 /* Largest chunk given to grad1_pair_tiny: its four float sums are four dependent chains
  * of multiply-adds, half the FMA rate of grad1_micro's twelve; that pays at small chunks
  * (one conversion per 4 or 8 terms) and loses at 16 and above (measured on Zen 3: exact
  * h = 128 batch 256 dense epoch 0.43-0.49 s without it, 0.54-0.65 s with it; batch 32
  * 0.52-0.55 s with it, 0.69-0.71 s without). Either path gives the same bits. */
 #define TINY_MAX_CHUNK 8
+#if VL == 8 && defined(__AVX2__)
+#define FIX_TINY 1
 /* Exact mode on AVX2 when every partial sum of an element's chunk values, times 2^40,
  * stays below 2^50 (`tiny` in kernels_grad_layer1): rows i0 and i0 + 1 of a feature tile,
  * nv VL columns, so that the chunk's float sums (four registers) and their running totals
@@ -988,7 +988,7 @@ grad2_micro(const float *A1, const float *dZ2, size_t m, size_t h, size_t k, siz
     for (size_t i = 0; i < MR; i++)
         zr[i] = dZ2 + c0 + (i < rc ? i : rc - 1);
     const float limit_fix = sink_limit(sink) * FIX_SCALE;
-    float af[MR][NR];
+    float af[MR][NR] = {{0}};   /* (set by the loop below: m >= 1; zeroed for the compiler) */
     int64_t ai[MR][NR];
     vq q[MR][2];
     zero_tile(q);

@@ -7,6 +7,7 @@ source "$(dirname "$0")/../lib.sh"
 env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -s -C "$ROOT" ARCH=x86-64 build/x86-64/mlp \
     build/x86-64/tests/test_model build/x86-64/tests/test_kernels > "$T/make.log" 2>&1 ||
     { cat "$T/make.log"; fail "generic build"; }
+if grep -q 'warning:' "$T/make.log"; then cat "$T/make.log"; fail "the generic build warns"; fi
 objdump -d "$ROOT/build/x86-64/src/kernels.o" > "$T/kernels.asm"
 if grep -qE '%[yz]mm|vfmadd' "$T/kernels.asm"; then
     fail "the generic build's kernels use AVX registers or FMA"
@@ -37,6 +38,7 @@ echo "generic build: kernel tests pass, same weights at 1x1, 1x2, 2x1, 3x2"
 env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -s -C "$ROOT" KVL=16 build/vl16/mlp \
     build/vl16/tests/test_model build/vl16/tests/test_kernels > "$T/make16.log" 2>&1 ||
     { cat "$T/make16.log"; fail "KVL=16 build"; }
+if grep -q 'warning:' "$T/make16.log"; then cat "$T/make16.log"; fail "the KVL=16 build warns"; fi
 "$ROOT/build/vl16/tests/test_model" || fail "kernel and model tests, KVL=16"
 "$ROOT/build/vl16/tests/test_kernels" || fail "fast against reference kernels, KVL=16"
 MLP=$ROOT/build/vl16/mlp
