@@ -15,21 +15,27 @@ fi
 "$ROOT/build/x86-64/tests/test_model" || fail "kernel and model tests, generic build"
 "$ROOT/build/x86-64/tests/test_kernels" || fail "fast against reference kernels, generic build"
 
-# h = 212 = 128 + 64 + 16 + 4: every register path of the kernels, and the scalar tail.
-MLP=$ROOT/build/x86-64/mlp
+# same_weights NAME LAUNCH...: $MLP trains $cfg for one epoch at h = 212 = 128 + 64 + 16 +
+# 4 (every register path of the kernels, and the scalar tail) at each launch ("RANKS
+# THREADS"); every launch must give the first one's weights.
 cfg=$(small_config gen)
-for launch in "1 1" "1 2" "2 1" "3 2"; do
-    set -- $launch
-    OMP_NUM_THREADS=$2 run_np "$1" "$cfg" --set model.hidden=212 --set train.epochs=1 \
-        --set checkpoint.dir="$T/gen/ck-$1x$2" --set log.metrics="$T/gen/m-$1x$2.csv" \
-        > "$T/gen/out-$1x$2" 2>&1 || { cat "$T/gen/out-$1x$2"; fail "training $1 x $2"; }
-    hashes "$T/gen/m-$1x$2.csv" > "$T/gen/h-$1x$2"
-    note "$1 ranks x $2 threads: $(cat "$T/gen/h-$1x$2")"
-done
-for l in 1x2 2x1 3x2; do
-    cmp -s "$T/gen/h-1x1" "$T/gen/h-$l" || fail "generic build: $l weights differ from 1 x 1"
-done
-echo "generic build: kernel tests pass, same weights at 1x1, 1x2, 2x1, 3x2"
+same_weights() {
+    local name=$1 first="" tag
+    shift
+    for launch in "$@"; do
+        set -- $launch
+        tag=${name// /-}-$1x$2
+        OMP_NUM_THREADS=$2 run_np "$1" "$cfg" --set model.hidden=212 --set train.epochs=1 \
+            --set checkpoint.dir="$T/gen/ck-$tag" --set log.metrics="$T/gen/m-$tag.csv" \
+            > "$T/gen/out-$tag" 2>&1 || { cat "$T/gen/out-$tag"; fail "$name: training $1 x $2"; }
+        hashes "$T/gen/m-$tag.csv" > "$T/gen/h-$tag"
+        note "$name, $1 ranks x $2 threads: $(cat "$T/gen/h-$tag")"
+        [ -n "$first" ] || first=$T/gen/h-$tag
+        cmp -s "$first" "$T/gen/h-$tag" || fail "$name: $1 x $2 weights differ from the first launch"
+    done
+    echo "$name: kernel tests pass, same weights at every launch"
+}
+MLP=$ROOT/build/x86-64/mlp same_weights "generic build" "1 1" "1 2" "2 1" "3 2"
 
 # The AVX-512 shape of the kernels (16 lanes, 8 x 32 micro-tiles, the 8-row packing) on
 # whatever this machine has (make KVL=16: GCC splits the wide vectors): the same tests and
@@ -41,16 +47,4 @@ env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -s -C "$ROOT" KVL=16 build/vl16/mlp
 if grep -q 'warning:' "$T/make16.log"; then cat "$T/make16.log"; fail "the KVL=16 build warns"; fi
 "$ROOT/build/vl16/tests/test_model" || fail "kernel and model tests, KVL=16"
 "$ROOT/build/vl16/tests/test_kernels" || fail "fast against reference kernels, KVL=16"
-MLP=$ROOT/build/vl16/mlp
-for launch in "1 1" "1 2" "2 1"; do
-    set -- $launch
-    OMP_NUM_THREADS=$2 run_np "$1" "$cfg" --set model.hidden=212 --set train.epochs=1 \
-        --set checkpoint.dir="$T/gen/ck16-$1x$2" --set log.metrics="$T/gen/m16-$1x$2.csv" \
-        > "$T/gen/out16-$1x$2" 2>&1 || { cat "$T/gen/out16-$1x$2"; fail "KVL=16 training $1 x $2"; }
-    hashes "$T/gen/m16-$1x$2.csv" > "$T/gen/h16-$1x$2"
-    note "KVL=16, $1 ranks x $2 threads: $(cat "$T/gen/h16-$1x$2")"
-done
-for l in 1x2 2x1; do
-    cmp -s "$T/gen/h16-1x1" "$T/gen/h16-$l" || fail "KVL=16: $l weights differ from 1 x 1"
-done
-echo "KVL=16 build: kernel tests pass, same weights at 1x1, 1x2, 2x1"
+MLP=$ROOT/build/vl16/mlp same_weights "KVL=16" "1 1" "1 2" "2 1"
