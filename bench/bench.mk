@@ -19,11 +19,17 @@ bench: bench-deps
 bench-deps: data
 	@pkg-config --exists openblas 2>/dev/null || MLP_BENCH_DEPS=1 scripts/install-deps
 
-bench-tools: $(BENCH_DIR)/sgemm_bound $(BENCH_DIR)/allreduce
+bench-tools: $(BENCH_DIR)/sgemm_bound $(BENCH_DIR)/allreduce $(BENCH_DIR)/kernel_rate
 
 $(BENCH_DIR)/sgemm_bound: bench/sgemm_bound.c
 	@mkdir -p $(dir $@)
 	$(BENCH_CC) -std=c11 -O2 -g -Wall -Wextra $(OPENBLAS_CFLAGS) -o $@ $< $(OPENBLAS_LIBS)
+
+# The FMA peak of a core and mlp's large kernels against it: the kernels as mlp has them.
+$(BENCH_DIR)/kernel_rate: bench/kernel_rate.c $(B)/src/kernels.o $(B)/src/kernels_ref.o
+	@mkdir -p $(dir $@)
+	$(BENCH_CC) -std=c11 -O2 -g -march=$(ARCH) -ffp-contract=fast -Wall -Wextra -fopenmp -Iinclude \
+	    -o $@ $^ -lm
 
 $(BENCH_DIR)/allreduce: bench/allreduce.c
 	@mkdir -p $(dir $@)
