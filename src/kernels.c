@@ -78,6 +78,7 @@ typedef float vfu __attribute__((vector_size(4 * VL), aligned(4), may_alias));
 typedef int32_t vi __attribute__((vector_size(4 * VL)));
 typedef int64_t vq __attribute__((vector_size(8 * VL)));
 typedef uint64_t vqu __attribute__((vector_size(8 * VL)));
+typedef uint32_t viu __attribute__((vector_size(4 * VL)));
 
 /* Unaligned vector load and store (macros: a function returning a vector wider than the
  * target's registers would change the ABI, and GCC warns about it). */
@@ -325,8 +326,10 @@ static inline void sigmoid(vf *zp)   /* in place: a vector return would change t
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     const vf er = p * (r * r) + r + 1.0f;
-    const vi two_n = ((vi)t - (vi)shift) << 23;   /* n in the exponent field */
-    const vf e = (vf)((vi)er + two_n);
+    /* n in the exponent field; unsigned, so that wrapping (a NaN's payload, a negative n
+     * shifted) is defined and gives the bits of two's complement */
+    const viu two_n = ((viu)t - (viu)shift) << 23;
+    const vf e = (vf)((viu)er + two_n);
     const vf s = 1.0f / (1.0f + e);
     const vi nan = z != z;   /* (a NaN's payload could reach the exponent through two_n) */
     *zp = (vf)((nan & (vi)z) | (~nan & (vi)s));
@@ -687,7 +690,7 @@ static inline void fix_small_done(vq *q, size_t n)
         int64_t mbits;
         const double M = 0x1.8p52;
         memcpy(&mbits, &M, sizeof mbits);
-        *q -= (int64_t)((uint64_t)mbits * n);
+        *q = (vq)((vqu)*q - (uint64_t)mbits * n);   /* unsigned: the raw sums wrap */
     }
 }
 

@@ -186,8 +186,8 @@ static void test_sigmoid_range(void **state)
     const size_t ns = sizeof special / sizeof special[0];
     for (size_t j = 0; j < h; j++)
         b1[j] = j < ns ? special[j] : -100.0f + 200.0f * (float)(j - ns) / (float)(h - ns);
-    const uint32_t payload[] = {0x7fc00001u, 0xffc001ffu, 0x7f800001u};   /* NaNs */
-    for (size_t i = 0; i < 3; i++)
+    const uint32_t payload[] = {0x7fc00001u, 0xffc001ffu, 0x7f800001u, 0xffc00001u}; /* NaNs */
+    for (size_t i = 0; i < 4; i++)
         memcpy(&b1[h - 1 - 7 * i], &payload[i], sizeof payload[i]);
     uint8_t x[3] = {0, 0, 0};
     uint32_t idx[3] = {0, 1, 2};
