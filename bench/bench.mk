@@ -26,10 +26,10 @@ $(BENCH_DIR)/sgemm_bound: bench/sgemm_bound.c
 	$(BENCH_CC) -std=c11 -O2 -g -Wall -Wextra $(OPENBLAS_CFLAGS) -o $@ $< $(OPENBLAS_LIBS)
 
 # The FMA peak of a core and mlp's large kernels against it: the kernels as mlp has them.
-$(BENCH_DIR)/kernel_rate: bench/kernel_rate.c $(B)/src/kernels.o $(B)/src/kernels_ref.o
+$(BENCH_DIR)/kernel_rate: bench/kernel_rate.c bench/bench_util.h $(B)/src/kernels.o $(B)/src/kernels_ref.o
 	@mkdir -p $(dir $@)
 	$(BENCH_CC) -std=c11 -O2 -g -march=$(ARCH) -ffp-contract=fast -Wall -Wextra -fopenmp -Iinclude \
-	    -o $@ $^ -lm
+	    -o $@ $(filter-out %.h,$^) -lm
 
 $(BENCH_DIR)/allreduce: bench/allreduce.c
 	@mkdir -p $(dir $@)

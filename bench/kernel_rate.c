@@ -20,6 +20,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "kernels.h"
 
 enum { D = 784, NROWS = 60000, REPS = 200 };
@@ -32,19 +33,6 @@ enum { D = 784, NROWS = 60000, REPS = 200 };
 #define LANES 4
 #endif
 typedef float vec __attribute__((vector_size(4 * LANES)));
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static unsigned next(unsigned *s)
-{
-    *s = *s * 1664525u + 1013904223u;
-    return *s >> 8;
-}
 
 /* GFLOP/s of n rounds of 12 independent multiply-add chains (contracted to FMA where the
  * target has it): enough chains to hide the FMA latency on two FMA pipes. */

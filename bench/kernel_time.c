@@ -13,22 +13,10 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "kernels.h"
 
 enum { D = 784 };
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static unsigned next(unsigned *s)
-{
-    *s = *s * 1664525u + 1013904223u;
-    return *s >> 8;
-}
 
 static double best_call(const KernelsInput *X, const uint32_t *idx, size_t m, size_t h,
                         const float *dZ1, const KernelsScratch *sc, const KernelsSink *sink,
