@@ -84,6 +84,8 @@ typedef uint32_t viu __attribute__((vector_size(4 * VL)));
  * target's registers would change the ABI, and GCC warns about it). */
 #define vload(p) ((vf)*(const vfu *)(p))
 #define vstore(p, v) (*(vfu *)(p) = (v))
+typedef int64_t vqs __attribute__((vector_size(8 * VL), aligned(8), may_alias));
+#define vstoreq(p, v) (*(vqs *)(p) = (v))
 
 static size_t min_size(size_t a, size_t b)
 {
@@ -655,19 +657,32 @@ static inline void fix_trunc_add(vq *q, vf x)
     qq[1] = _mm256_add_epi64(qq[1], _mm256_sub_epi64(_mm256_castpd_si256(hi), Mi));
 }
 
-/* The same for values known to be below 2^51 (no test): truncated in float, widened, and
- * the raw mantissa bits of x + 1.5 * 2^52 added; the caller subtracts those of 1.5 * 2^52
- * once per added value (fix_small_done). */
-#define FIX_SMALL_RAW 1
+/* The same for values whose running total stays below 2^51 (no test; the caller knows a
+ * bound): truncated in float, widened to double (exact) and added to a total kept as a
+ * double that starts at 1.5 * 2^52 (fix_small_init). Every partial total is then an
+ * integer in [2^52, 2^53), where doubles are the integers, so each addition is exact, and
+ * the total's bits minus those of 1.5 * 2^52 are the int64 sum (fix_small_done). */
+#define FIX_SMALL 1
+static inline void fix_small_init(vq *q)
+{
+    __m256d *qd = (__m256d *)q;
+    qd[0] = qd[1] = _mm256_set1_pd(0x1.8p52);
+}
+
 static inline void fix_add_small(vq *q, vf x)
 {
-    const __m256d M = _mm256_set1_pd(0x1.8p52);
     const __m256 t = _mm256_round_ps((__m256)x, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-    const __m256d lo = _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(t)), M);
-    const __m256d hi = _mm256_add_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(t, 1)), M);
-    __m256i *qq = (__m256i *)q;
-    qq[0] = _mm256_add_epi64(qq[0], _mm256_castpd_si256(lo));
-    qq[1] = _mm256_add_epi64(qq[1], _mm256_castpd_si256(hi));
+    __m256d *qd = (__m256d *)q;
+    qd[0] = _mm256_add_pd(qd[0], _mm256_cvtps_pd(_mm256_castps256_ps128(t)));
+    qd[1] = _mm256_add_pd(qd[1], _mm256_cvtps_pd(_mm256_extractf128_ps(t, 1)));
+}
+
+static inline void fix_small_done(vq *q)
+{
+    const __m256i M = _mm256_castpd_si256(_mm256_set1_pd(0x1.8p52));
+    __m256i *qi = (__m256i *)q;
+    qi[0] = _mm256_sub_epi64(qi[0], M);
+    qi[1] = _mm256_sub_epi64(qi[1], M);
 }
 #elif VL == 16 && defined(__AVX512DQ__)
 /* AVX-512DQ converts float to int64 directly (vcvttps2qq), exact below 2^63. */
@@ -675,24 +690,24 @@ static inline void fix_trunc_add(vq *q, vf x)
 {
     *q += __builtin_convertvector(x, vq);
 }
-#define FIX_SMALL_RAW 0
-#define fix_add_small fix_trunc_add
+#define FIX_SMALL 0
 #else
 #define fix_trunc_add fix_trunc_add_split
-#define FIX_SMALL_RAW 0
-#define fix_add_small fix_trunc_add
+#define FIX_SMALL 0
 #endif
 
-/* After n calls of fix_add_small on q: remove the offsets they added. */
-static inline void fix_small_done(vq *q, size_t n)
+#if !FIX_SMALL
+/* Elsewhere the totals are int64 from the start. */
+static inline void fix_small_init(vq *q)
 {
-    if (FIX_SMALL_RAW) {
-        int64_t mbits;
-        const double M = 0x1.8p52;
-        memcpy(&mbits, &M, sizeof mbits);
-        *q = (vq)((vqu)*q - (uint64_t)mbits * n);   /* unsigned: the raw sums wrap */
-    }
+    *q = (vq){0};
 }
+#define fix_add_small fix_trunc_add
+static inline void fix_small_done(vq *q)
+{
+    (void)q;
+}
+#endif
 
 /* One chunk's sums a (VL lanes) into the fixed-point sums q: x = a * scale_fix; a lane
  * with !(|x| <= limit_fix) (NaN included) adds 0 and counts in *nbad. */
@@ -755,14 +770,19 @@ grad1_micro(const float *P, const uint32_t *list, size_t n, const float *G, size
     }
     const float limit_fix = sink_limit(sink) * FIX_SCALE;
     vq q[MR][2];
-    zero_tile(q);
+    for (int i = 0; i < MR; i++)
+        for (int v = 0; v < 2; v++) {
+            if (small)
+                fix_small_init(&q[i][v]);
+            else
+                q[i][v] = (vq){0};
+        }
     vi nbad[MR];   /* per row: the padding rows past feature d are not counted */
     for (int i = 0; i < MR; i++)
         nbad[i] = (vi){0};
-    size_t t = 0, nchunks = 0, r1 = 0;
+    size_t t = 0, r1 = 0;
     while (t < n) {   /* chunk by chunk; a chunk without listed samples adds nothing */
         r1 = next_chunk_end(list ? list[t] : t, r1, chunk);
-        nchunks++;
         vf a[MR][2];
         zero_tile(a);
         for (; t < n && (list ? list[t] : t) < r1; t++) {
@@ -787,14 +807,15 @@ grad1_micro(const float *P, const uint32_t *list, size_t n, const float *G, size
     if (small)
         for (int i = 0; i < MR; i++)
             for (int v = 0; v < nv; v++)
-                fix_small_done(&q[i][v], nchunks);
-    int64_t bad = 0;
-    for (size_t i = 0; i < rows; i++) {
+                fix_small_done(&q[i][v]);
+    for (size_t i = 0; i < rows; i++)
         for (int v = 0; v < nv; v++)
-            memcpy(out_i + i * h + v * VL, &q[i][v], sizeof q[i][v]);
-        for (int l = 0; l < VL; l++)
-            bad += nbad[i][l];
-    }
+            vstoreq(out_i + i * h + v * VL, q[i][v]);
+    int64_t bad = 0;
+    if (checked)
+        for (size_t i = 0; i < rows; i++)
+            for (int l = 0; l < VL; l++)
+                bad += nbad[i][l];
     return bad;
 }
 
@@ -902,14 +923,15 @@ void kernels_grad_layer1(const KernelsInput *X, const uint32_t *idx, size_t m, s
     OWN_TEAM(kernels_grad_layer1(X, idx, m, d, h, dZ1, scratch, sink));
     const size_t chunk = sink_chunk(sink, m);
     /* With a bound on the chunk sums (pixels only: float features have no bound of 1):
-     * no range test where it cannot fail, and the short conversion where every value
-     * times 2^40 stays below 2^50. Either way the result is the same. */
+     * no range test where it cannot fail, and the short conversion (totals in double)
+     * where the sum of an element's |chunk sums| times 2^40 stays below 2^50. Either way
+     * the result is the same. */
     double total = INFINITY;   /* a bound on the sum of an element's |chunk sums| */
     const double bound = sink->out_i && sink->row_max && X->u8
                              ? chunk_sum_bound(sink->row_max, m, chunk, &total)
                              : INFINITY;
-    const int checked = !(bound <= sink_limit(sink)), small = !checked && bound < 0x1p10;
-    const int tiny = FIX_TINY && small && total < 0x1p10 && chunk <= TINY_MAX_CHUNK;
+    const int checked = !(bound <= sink_limit(sink)), small = !checked && total < 0x1p10;
+    const int tiny = FIX_TINY && small && chunk <= TINY_MAX_CHUNK;
     (void)tiny;   /* unused without FIX_TINY */
     const size_t P = (d + 1 + MR - 1) / MR, G = (h + CG - 1) / CG;
     int64_t nbad = 0;   /* this thread's */
