@@ -411,12 +411,12 @@ void kernels_hidden_forward(const KernelsInput *X, const uint32_t *idx, size_t m
      * shard) read W1 in place (the same values: the same bits). Both packings in one
      * loop: one barrier before the products, not two. */
     const size_t HBp = T >= 4 ? h / NR : 0;
-#pragma omp for schedule(static)
-    for (size_t t = 0; t < T + HBp; t++) {
-        if (t < T)
-            pack_sample_tile(X, idx, m, d, t, ip, scratch->list);
+#pragma omp for schedule(dynamic, 1)
+    for (size_t t = 0; t < HBp + T; t++) {
+        if (t < HBp)
+            pack_weight_panel(W1, d, h, t, Wp);
         else
-            pack_weight_panel(W1, d, h, t - T, Wp);
+            pack_sample_tile(X, idx, m, d, t - HBp, ip, scratch->list);
     }
     /* Tasks column group by column group, so that a thread's consecutive tasks reuse
      * the same d x CG panel of W1 from its cache. */
@@ -938,7 +938,7 @@ void kernels_grad_layer1(const KernelsInput *X, const uint32_t *idx, size_t m, s
     float *Dp = scratch->panel, *ip = Dp + weight_panel_floats(m, d, h);
     /* Both packings in one loop: one barrier before the products, not two. */
     const size_t PB = (P + FEATURE_TILES - 1) / FEATURE_TILES;
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 1)
     for (size_t b = 0; b < PB + h / NR; b++) {
         if (b < PB)
             pack_feature_tiles(X, idx, m, d, b * FEATURE_TILES,
