@@ -42,11 +42,20 @@
 #define KERNELS_LIMIT_MAX 0x1.fffffep21f
 
 /* The input features of the data set, one of two kinds (exactly one pointer non-NULL):
- * u8 (n, d) row-major pixels, each x / 255; or f32 (n, d) row-major, each x as it is. */
+ * u8 (n, d) row-major pixels, each x / 255; or f32 (n, d) row-major, each x as it is.
+ * f32_max: with f32, optional: if positive and finite, no feature the kernels are given
+ * exceeds it in magnitude (kernels_input_max computes it). In exact mode it lets
+ * kernels_grad_layer1 bound the chunk sums, as it does for pixels (<= 1), and skip range
+ * tests that cannot fail; the result is the same bits. 0: unknown. */
 typedef struct {
     const uint8_t *u8;
     const float *f32;
+    float f32_max;
 } KernelsInput;
+
+/* The largest |x| of the n x d float features x, for KernelsInput.f32_max: INFINITY if one
+ * is not finite. OpenMP-parallel; call it outside parallel regions. */
+float kernels_input_max(const float *x, size_t n, size_t d);
 
 /* Scratch that the fast kernels pack weight and input panels into (the reference needs
  * none): panel (panel_floats) and list (list_len) from kernels_scratch_size(m, d, h) for

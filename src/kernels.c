@@ -13,6 +13,7 @@
  * added to *sink->bad atomically (integers: the total does not depend on the order). */
 #include "kernels.h"
 
+#include <float.h>
 #include <math.h>
 #include <omp.h>
 #include <string.h>
@@ -548,9 +549,11 @@ static size_t sink_chunk(const KernelsSink *s, size_t m)
     return s->out_f || s->chunk == 0 ? (m ? m : 1) : s->chunk;
 }
 
-/* A bound on every chunk sum of dW1 and db1 from the dZ1 rows, at most sum_r row_max[r]
- * in exact arithmetic (pixel inputs: x / 255 is at most 1), or INFINITY if there is none. A float sum of n products (pixel / 255 at most 1) and the two roundings of
- * the scaling exceed the exact value by at most a factor (1 + 2^-24)^(n + 2), which is
+/* A bound on every chunk sum of dW1 and db1 from the dZ1 rows for inputs of magnitude at
+ * most 1 (pixels: x / 255; the caller multiplies it by a larger float features' bound):
+ * at most sum_r row_max[r] in exact arithmetic, or INFINITY if there is none. A float sum
+ * of n products and the two roundings of the scaling (for pixels; one exact scaling by
+ * 2^40 for float features) exceed the exact value by at most a factor (1 + 2^-24)^(n + 2), which is
  * below 1 + (n + 3) 2^-23 while (n + 2) 2^-24 <= 1 (so for chunks up to 2^22, with room).
  * Larger chunks, NaN or infinity in row_max: cannot rule it out. */
 static double chunk_sum_bound(const float *row_max, size_t m, size_t chunk, double *total)
@@ -922,14 +925,19 @@ void kernels_grad_layer1(const KernelsInput *X, const uint32_t *idx, size_t m, s
 {
     OWN_TEAM(kernels_grad_layer1(X, idx, m, d, h, dZ1, scratch, sink));
     const size_t chunk = sink_chunk(sink, m);
-    /* With a bound on the chunk sums (pixels only: float features have no bound of 1):
+    /* With a bound on the chunk sums (pixels: x / 255 <= 1; float features: f32_max):
      * no range test where it cannot fail, and the short conversion (totals in double)
      * where the sum of an element's |chunk sums| times 2^40 stays below 2^50. Either way
      * the result is the same. */
     double total = INFINITY;   /* a bound on the sum of an element's |chunk sums| */
-    const double bound = sink->out_i && sink->row_max && X->u8
-                             ? chunk_sum_bound(sink->row_max, m, chunk, &total)
-                             : INFINITY;
+    double bound = INFINITY;
+    /* |x s| <= xmax for every feature (s: input_scale), and for db1's constant 1 */
+    float xmax = X->u8 ? 1.0f : X->f32_max;
+    xmax = xmax > 0 ? fmaxf(xmax, 1.0f) : 0;   /* 0 or NaN: no bound */
+    if (sink->out_i && sink->row_max && xmax > 0 && xmax < INFINITY) {
+        bound = chunk_sum_bound(sink->row_max, m, chunk, &total) * xmax;
+        total *= xmax;   /* (each product's double rounding is within the bound's slack) */
+    }
     const int checked = !(bound <= sink_limit(sink)), small = !checked && total < 0x1p10;
     const int tiny = FIX_TINY && small && chunk <= TINY_MAX_CHUNK;
     (void)tiny;   /* unused without FIX_TINY */
@@ -1224,6 +1232,19 @@ void kernels_fixed_to_f32(float *dst, const int64_t *g, size_t n)
     }
     for (; i < n; i++)   /* the tail, and everything from the first large value on */
         dst[i] = (float)((double)g[i] * FIX_UNSCALE);
+}
+
+float kernels_input_max(const float *x, size_t n, size_t d)
+{
+    float mx = 0;
+    int64_t bad = 0;
+#pragma omp parallel for schedule(static) reduction(max : mx) reduction(+ : bad)
+    for (size_t i = 0; i < n * d; i++) {
+        const float a = fabsf(x[i]);
+        mx = a > mx ? a : mx;
+        bad += !(a <= FLT_MAX);   /* NaN or infinity */
+    }
+    return bad ? INFINITY : mx;
 }
 
 int64_t kernels_count_nonfinite(const float *x, size_t n)

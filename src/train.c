@@ -1589,6 +1589,8 @@ int train_run(const Config *cfg, const Dist *dist)
     ok = ok && agree(&run, check_same_data(&run));
     ok = ok && agree(&run, alloc_standardize(&run));
     ok = ok && standardize_data(&run);
+    if (ok && run.type == DATA_F32)   /* float features: their bound, for exact mode's kernels */
+        run.train_in.f32_max = kernels_input_max(run.train.features, run.train.n, run.train.d);
     ok = ok && agree(&run, check_memory(&run));
     ok = ok && agree(&run, alloc_model(&run));
     ok = ok && agree(&run, split_validation(&run));

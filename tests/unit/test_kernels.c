@@ -44,7 +44,7 @@ static const size_t shapes[][3] = {
 
 /* Inputs of n samples, d features, with the zeros that make tiles skip work: every other
  * sample zero in its first features, one feature zero in every sample, one sample zero
- * everywhere, the rest zero one time in three. f32: values in [-1, 1), same zeros. */
+ * everywhere, the rest zero one time in three. f32: values in [-3, 3), same zeros. */
 typedef struct {
     size_t n, d;
     uint8_t *u8;
@@ -63,7 +63,7 @@ static void data_init(Data *x, size_t n, size_t d)
         for (size_t c = 0; c < d; c++) {
             int zero = rnd() % 3 == 0 || (r % 2 && c < d / 3) || c == d / 2 || r == n / 2;
             x->u8[r * d + c] = zero ? 0 : (uint8_t)(1 + rnd() % 255);
-            x->f32[r * d + c] = zero ? 0.0f : rnd_sym();
+            x->f32[r * d + c] = zero ? 0.0f : 3.0f * rnd_sym();
         }
     for (size_t r = 0; r < n; r++)
         x->idx[r] = (uint32_t)r;
@@ -274,12 +274,15 @@ static void test_grad_layer1_vs_double(void **state)
                 omp_set_num_threads(2);
                 memset(gi, 0x5a, rows * sizeof *gi);
                 kernels_grad_layer1(&in, x.idx, m, d, h, dZ1, &sc, &ex);
-                if (!f32) {
-                    /* with the row bounds (pixels): the unchecked paths (on AVX2 the
-                     * two-row tiles with double totals) give the same bits */
+                {
+                    /* with the row bounds (and for floats the features' bound): the
+                     * unchecked paths (on AVX2 with double totals) give the same bits */
+                    KernelsInput bounded = in;
+                    if (f32)
+                        bounded.f32_max = kernels_input_max(x.f32, x.n, d);
                     ex.out_i = gi2, ex.row_max = row_max;
                     memset(gi2, 0x5a, rows * sizeof *gi2);
-                    kernels_grad_layer1(&in, x.idx, m, d, h, dZ1, &sc, &ex);
+                    kernels_grad_layer1(&bounded, x.idx, m, d, h, dZ1, &sc, &ex);
                     assert_memory_equal(gi, gi2, rows * sizeof *gi);
                     ex.row_max = NULL;
                 }
@@ -490,6 +493,12 @@ static void test_sgd_fixed_and_nonfinite(void **state)
             nonfinite += !isfinite(theta[i]);
         }
         assert_int_equal(kernels_count_nonfinite(theta, n), nonfinite);
+        float mx = 0;
+        for (size_t i = 0; i < n; i++)
+            mx = fmaxf(mx, fabsf(theta[i]));
+        const float want_max = nonfinite ? INFINITY : mx, got_max = kernels_input_max(theta, 1, n);
+        if (memcmp(&got_max, &want_max, sizeof mx))
+            fail_msg("input_max, n %zu: %.9g, want %.9g", n, got_max, want_max);
         free(g), free(theta), free(want);
     }
 }
