@@ -410,7 +410,9 @@ void kernels_hidden_forward(const KernelsInput *X, const uint32_t *idx, size_t m
     float *Wp = scratch->panel, *ip = Wp + weight_panel_floats(m, d, h);
     /* W1's panels are copied when enough sample tiles reuse them; a few tiles (a small
      * shard) read W1 in place (the same values: the same bits). Both packings in one
-     * loop: one barrier before the products, not two. */
+     * loop: one barrier before the products, not two; shared out dynamically, the large
+     * panels first, since the items differ in cost (static shares left one thread
+     * waiting at the barrier). */
     const size_t HBp = T >= 4 ? h / NR : 0;
 #pragma omp for schedule(dynamic, 1)
     for (size_t t = 0; t < HBp + T; t++) {
@@ -944,7 +946,8 @@ void kernels_grad_layer1(const KernelsInput *X, const uint32_t *idx, size_t m, s
     const size_t P = (d + 1 + MR - 1) / MR, G = (h + CG - 1) / CG;
     int64_t nbad = 0;   /* this thread's */
     float *Dp = scratch->panel, *ip = Dp + weight_panel_floats(m, d, h);
-    /* Both packings in one loop: one barrier before the products, not two. */
+    /* Both packings in one loop: one barrier before the products, not two; shared out
+     * dynamically (a block of feature tiles costs far more than a panel of dZ1). */
     const size_t PB = (P + FEATURE_TILES - 1) / FEATURE_TILES;
 #pragma omp for schedule(dynamic, 1)
     for (size_t b = 0; b < PB + h / NR; b++) {
