@@ -88,12 +88,51 @@ void dist_node_shared_sync(DistShared *s);
  * zeroed s. */
 void dist_node_shared_free(DistShared *s);
 
+/* The step's gradient sum through the node's shared memory: each rank of a node writes
+ * its buffer into its own slot of one shared window; after a node barrier each rank sums
+ * one slice of the buffer over the node's slots (in local rank order) into a result area,
+ * and, with several nodes, reduces that slice with the ranks of the same local rank on
+ * the other nodes (one MPI_Allreduce per slice, all slices at once); after a second
+ * barrier every rank reads the whole sum from the result area. Instead of MPI_Allreduce
+ * over the whole buffer, which copies it through MPI's shared-memory transport; the sums
+ * are the same numbers (int64: exactly; float: the node's ranks summed in local rank
+ * order, which fast mode's results may depend on, as they may on MPI's order). Used when
+ * every node runs the same number of ranks, more than one; otherwise (shared == 0) the
+ * buffer is private and the sum is MPI_Allreduce in place, as before. */
+typedef struct {
+    int shared;        /* 1: the window below; 0: buf is private memory (malloc) */
+    void *buf;         /* this rank's buffer: write the step's values here */
+    void *result;      /* shared: the node's result area (read after dist_reduce_*) */
+    size_t n, elem;    /* elements per buffer, bytes per element */
+    size_t slot;       /* shared: bytes from one rank's slot to the next (cache-line aligned) */
+    int local_rank, local_size;
+    DistShared shm;
+    int has_cross;     /* several nodes: the communicator of this local rank across nodes */
+    int64_t cross;     /* as an MPI_Fint */
+} DistReduce;
+
+/* COLLECTIVE. A buffer of n elements of elem bytes (4: float, 8: int64), zeroed, with the
+ * shared window when it applies. Returns 0, or -1 with a message in err on every rank of a
+ * node (out of memory, or no room for the window); dist_reduce_free must be called either
+ * way. */
+int dist_reduce_init(DistReduce *r, const Dist *d, size_t n, size_t elem, char *err,
+                     size_t errlen);
+
+/* COLLECTIVE. The sum over all ranks of every rank's buf; returns where to read it (until
+ * the next call; buf itself when the sum was made in place). Then buf may be rewritten. */
+const float *dist_reduce_f32(DistReduce *r);
+const int64_t *dist_reduce_i64(DistReduce *r);
+
+/* COLLECTIVE (when the window was made). Safe on a zeroed r. */
+void dist_reduce_free(DistReduce *r);
+
 /* The rows [*begin, *end) of an m-sample minibatch that `rank` of `size` computes: the
  * minibatch is cut into ceil(m/chunk) chunks and the chunks go to ranks in contiguous,
  * balanced blocks. A rank may get none (begin == end). */
 void dist_shard(size_t m, size_t chunk, int rank, int size, size_t *begin, size_t *end);
 
-/* COLLECTIVE. In-place sum over all ranks: the one allreduce of a step. */
+/* COLLECTIVE. In-place sum over all ranks with MPI_Allreduce (dist_reduce_* without the
+ * shared window). */
 void dist_sum_f32(const Dist *d, float *buf, size_t n);
 void dist_sum_i64(const Dist *d, int64_t *buf, size_t n);
 

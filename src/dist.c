@@ -389,3 +389,137 @@ void dist_node_shared_free(DistShared *s)
     }
     memset(s, 0, sizeof *s);
 }
+
+int dist_reduce_init(DistReduce *r, const Dist *d, size_t n, size_t elem, char *err,
+                     size_t errlen)
+{
+    memset(r, 0, sizeof *r);
+    r->n = n, r->elem = elem;
+    r->local_rank = d->local_rank, r->local_size = d->local_size;
+    int lmin, lmax;
+    dist_range_int(d->local_size, &lmin, &lmax);
+    r->shared = lmin == lmax && lmax > 1 && getenv("MLP_REDUCE_MPI") == NULL;
+    if (!r->shared) {
+        r->buf = calloc(n ? n : 1, elem);
+        if (!r->buf)
+            snprintf(err, errlen, "out of memory for the gradient buffer (%zu bytes)", n * elem);
+        return r->buf ? 0 : -1;
+    }
+    if (n > SIZE_MAX / elem - 64) {
+        snprintf(err, errlen, "gradient buffer of %zu elements: too large", n);
+        return -1;
+    }
+    r->slot = (n * elem + 63) / 64 * 64;
+    if (r->slot > (SIZE_MAX - 64) / ((size_t)d->local_size + 1)) {
+        snprintf(err, errlen, "gradient buffer of %zu elements: too large", n);
+        return -1;
+    }
+    /* local_size slots and the result, 64 bytes of slack to align the start */
+    if (dist_node_shared(&r->shm, r->slot * ((size_t)d->local_size + 1) + 64, err, errlen) != 0)
+        return -1;
+    char *base = (char *)(((uintptr_t)r->shm.base + 63) / 64 * 64);
+    r->buf = base + r->slot * (size_t)d->local_rank;
+    r->result = base + r->slot * (size_t)d->local_size;
+    memset(r->buf, 0, r->slot);   /* each rank its own slot */
+    if (d->nodes > 1) {
+        MPI_Comm cross;
+        MPI_Comm_split(MPI_COMM_WORLD, d->local_rank, d->rank, &cross);
+        r->cross = MPI_Comm_c2f(cross);
+        r->has_cross = 1;
+    }
+    return 0;
+}
+
+/* Node barrier with the window's memory ordered around it. */
+static void reduce_barrier(DistReduce *r)
+{
+    dist_node_shared_sync(&r->shm);
+}
+
+/* This rank's slice of the buffer: elements [*a, *b). */
+static void reduce_slice(const DistReduce *r, size_t *a, size_t *b)
+{
+    *a = r->n * (size_t)r->local_rank / (size_t)r->local_size;
+    *b = r->n * ((size_t)r->local_rank + 1) / (size_t)r->local_size;
+}
+
+static void cross_sum(DistReduce *r, void *p, size_t len, MPI_Datatype type)
+{
+    if (!r->has_cross)
+        return;
+    MPI_Comm cross = MPI_Comm_f2c((MPI_Fint)r->cross);
+    for (size_t off = 0; off < len; off += INT_MAX) {
+        int cnt = len - off < INT_MAX ? (int)(len - off) : INT_MAX;
+        MPI_Allreduce(MPI_IN_PLACE, (char *)p + off * r->elem, cnt, type, MPI_SUM, cross);
+    }
+}
+
+/* Slot q of the node, as elements of type T. */
+#define SLOT(r, q, T) ((const T *)(const void *)((const char *)(r)->result - \
+                                                 (r)->slot * (size_t)((r)->local_size - (q))))
+
+/* The shared path: slots summed slice by slice (local rank order), the slices reduced
+ * across nodes, the result visible to the node's ranks. */
+static void *reduce_node(DistReduce *r, int is_float)
+{
+    reduce_barrier(r);   /* every slot written */
+    size_t a, b;
+    reduce_slice(r, &a, &b);
+    const int L = r->local_size;
+    if (is_float) {
+        float *out = r->result;
+#pragma omp parallel for schedule(static) if (b - a > 16384)
+        for (size_t i = a; i < b; i++) {
+            float s = SLOT(r, 0, float)[i];
+            for (int q = 1; q < L; q++)
+                s += SLOT(r, q, float)[i];
+            out[i] = s;
+        }
+    } else {
+        int64_t *out = r->result;
+#pragma omp parallel for schedule(static) if (b - a > 16384)
+        for (size_t i = a; i < b; i++) {
+            int64_t s = SLOT(r, 0, int64_t)[i];
+            for (int q = 1; q < L; q++)
+                s += SLOT(r, q, int64_t)[i];
+            out[i] = s;
+        }
+    }
+    cross_sum(r, (char *)r->result + a * r->elem, b - a, is_float ? MPI_FLOAT : MPI_INT64_T);
+    reduce_barrier(r);   /* every slice summed */
+    return r->result;
+}
+
+const int64_t *dist_reduce_i64(DistReduce *r)
+{
+    if (!r->shared) {
+        dist_sum_i64(NULL, r->buf, r->n);
+        return r->buf;
+    }
+    return reduce_node(r, 0);
+}
+
+const float *dist_reduce_f32(DistReduce *r)
+{
+    if (!r->shared) {
+        dist_sum_f32(NULL, r->buf, r->n);
+        return r->buf;
+    }
+    return reduce_node(r, 1);
+}
+
+void dist_reduce_free(DistReduce *r)
+{
+    if (r == NULL)
+        return;
+    if (r->shared) {
+        if (r->has_cross) {
+            MPI_Comm cross = MPI_Comm_f2c((MPI_Fint)r->cross);
+            MPI_Comm_free(&cross);
+        }
+        dist_node_shared_free(&r->shm);
+    } else {
+        free(r->buf);
+    }
+    memset(r, 0, sizeof *r);
+}

@@ -89,8 +89,11 @@ typedef struct {
     double best_val_acc;     /* the best validation accuracy so far, at epoch best_epoch */
     int64_t best_epoch;      /* 0 = none yet */
     int metrics_v1;          /* rank 0: continuing a metrics file without the val columns */
-    float *grad_f;           /* (params.count + SLOTS), fast mode */
-    int64_t *grad_i;         /* (params.count + SLOTS), exact mode */
+    DistReduce reduce;       /* the gradient buffer and its sum over the ranks */
+    float *grad_f;           /* (params.count + SLOTS), fast mode: reduce.buf */
+    int64_t *grad_i;         /* (params.count + SLOTS), exact mode: reduce.buf */
+    const float *sum_f;      /* the step's sum over every rank (reduce_step) */
+    const int64_t *sum_i;
     CkptHistory history;
     FILE *metrics;           /* rank 0 */
     char *config_text;       /* resolved INI */
@@ -372,6 +375,22 @@ static int check_same_data(Run *run)
     return 1;
 }
 
+/* COLLECTIVE. The gradient buffer, in the node's shared window when the ranks of a node
+ * sum through it (dist_reduce_init). */
+static int alloc_reduce(Run *run)
+{
+    const int exact = run->cfg->train.reduce == REDUCE_EXACT;
+    if (dist_reduce_init(&run->reduce, run->dist, run->params.count + SLOTS,
+                         exact ? sizeof(int64_t) : sizeof(float), run->msg,
+                         sizeof run->msg) != 0)
+        return 0;
+    if (exact)
+        run->grad_i = run->reduce.buf;
+    else
+        run->grad_f = run->reduce.buf;
+    return 1;
+}
+
 /* data.normalize = standardize: room for the statistics. */
 static int alloc_standardize(Run *run)
 {
@@ -497,12 +516,7 @@ static int alloc_model(Run *run)
     }
     model_init_xavier(p, c->model.seed);
     size_t rows = shard_rows(c, run->dist->size);
-    size_t nbuf = p->count + SLOTS;
     run->order = malloc(run->train.n * sizeof *run->order);
-    if (c->train.reduce == REDUCE_EXACT)
-        run->grad_i = calloc(nbuf, sizeof *run->grad_i);
-    else
-        run->grad_f = malloc(nbuf * sizeof *run->grad_f);
     run->optim = (OptimSpec){c->train.optimizer, (float)c->train.momentum};
     run->schedule = (ScheduleSpec){c->train.schedule, c->train.lr, c->train.lr_min,
                                    c->train.warmup_epochs, c->train.step_epochs,
@@ -531,7 +545,7 @@ static int alloc_model(Run *run)
         run->aug_in = (KernelsInput){.u8 = run->aug_images};
     }
     if (model_workspace_init(&run->ws, p, rows) != 0 || !run->order ||
-        (!run->grad_i && !run->grad_f) || ckpt_history_init(&run->history, 16) != 0 ||
+        ckpt_history_init(&run->history, 16) != 0 ||
         !extra_ok) {
         set_msg(run, "out of memory for a %zu-%zu-%zu model with batch %zu", d, h, k, rows);
         return 0;
@@ -680,8 +694,10 @@ static void print_banner(const Run *run)
     size_t pb, wb;   /* what alloc_model allocated, once: no step allocates */
     if (model_memory(run->params.d, run->params.h, run->params.k, run->ws.rows, &pb, &wb) == 0)
         printf("workspace: %zu bytes per rank for %zu samples (parameters %zu, gradient %zu "
-               "bytes), allocated before the first step\n", wb, run->ws.rows, pb,
-               (run->params.count + SLOTS) * (run->grad_i ? sizeof(int64_t) : sizeof(float)));
+               "bytes%s), allocated before the first step\n", wb, run->ws.rows, pb,
+               (run->params.count + SLOTS) * (run->grad_i ? sizeof(int64_t) : sizeof(float)),
+               run->reduce.shared ? ", summed through the node's shared memory"
+                                  : ", summed with MPI_Allreduce");
     const BuildInfo *bi = buildinfo();
     char cpu[128];
     buildinfo_cpu_model(cpu, sizeof cpu);
@@ -777,7 +793,8 @@ typedef struct {
 } StepTotals;
 
 /* COLLECTIVE. The step's one reduction: this rank's gradient (stored by the kernels in
- * grad_i or grad_f) and totals summed over every rank, in place. */
+ * grad_i or grad_f) and totals summed over every rank, into sum_i or sum_f (the node's
+ * shared result, or the buffer itself). */
 static StepTotals reduce_step(Run *run, const ModelStats *st, int64_t bad)
 {
     const size_t count = run->params.count;
@@ -789,19 +806,20 @@ static StepTotals reduce_step(Run *run, const ModelStats *st, int64_t bad)
         g[count + SLOT_CORRECT] = st->correct;
         g[count + SLOT_BAD] = bad + st->bad;
         g[count + SLOT_STOP] = stop;
-        dist_sum_i64(run->dist, g, count + SLOTS);
-        t = (StepTotals){g[count + SLOT_BAD], (double)g[count + SLOT_LOSS] / MODEL_LOSS_SCALE,
-                         g[count + SLOT_CORRECT], g[count + SLOT_STOP]};
+        const int64_t *sum = run->sum_i = dist_reduce_i64(&run->reduce);
+        t = (StepTotals){sum[count + SLOT_BAD],
+                         (double)sum[count + SLOT_LOSS] / MODEL_LOSS_SCALE,
+                         sum[count + SLOT_CORRECT], sum[count + SLOT_STOP]};
     } else {
         float *g = run->grad_f;
         g[count + SLOT_LOSS] = (float)((double)st->loss_fix / MODEL_LOSS_SCALE);
         g[count + SLOT_CORRECT] = (float)st->correct;
         g[count + SLOT_BAD] = (float)st->bad;
         g[count + SLOT_STOP] = (float)stop;
-        dist_sum_f32(run->dist, g, count + SLOTS);
-        t = (StepTotals){kernels_count_nonfinite(g, count) + (int64_t)g[count + SLOT_BAD],
-                         g[count + SLOT_LOSS], (int64_t)g[count + SLOT_CORRECT],
-                         g[count + SLOT_STOP] > 0};
+        const float *sum = run->sum_f = dist_reduce_f32(&run->reduce);
+        t = (StepTotals){kernels_count_nonfinite(sum, count) + (int64_t)sum[count + SLOT_BAD],
+                         sum[count + SLOT_LOSS], (int64_t)sum[count + SLOT_CORRECT],
+                         sum[count + SLOT_STOP] > 0};
     }
     return t;
 }
@@ -814,7 +832,7 @@ static void update_params(Run *run, float lr)
     Params *p = &run->params;
     const float wd = (float)c->train.weight_decay, wdb = c->train.decay_biases ? wd : 0.0f;
     if (wd == 0.0f && !run->velocity) {   /* plain SGD: one call over the whole block */
-        optim_update(&run->optim, p->block, NULL, (OptimGrad){run->grad_f, run->grad_i},
+        optim_update(&run->optim, p->block, NULL, (OptimGrad){run->sum_f, run->sum_i},
                      p->count, lr, 0.0f);
         return;
     }
@@ -823,8 +841,8 @@ static void update_params(Run *run, float lr)
     const float decay[4] = {wd, wdb, wd, wdb};
     size_t off = 0;
     for (int i = 0; i < 4; i++) {
-        const OptimGrad g = {run->grad_f ? run->grad_f + off : NULL,
-                             run->grad_i ? run->grad_i + off : NULL};
+        const OptimGrad g = {run->sum_f ? run->sum_f + off : NULL,
+                             run->sum_i ? run->sum_i + off : NULL};
         optim_update(&run->optim, p->block + off, run->velocity ? run->velocity + off : NULL,
                      g, len[i], lr, decay[i]);
         off += len[i];
@@ -1546,8 +1564,7 @@ static void run_free(Run *run)
     model_params_free(&run->params);
     model_workspace_free(&run->ws);
     free(run->order);
-    free(run->grad_f);
-    free(run->grad_i);
+    dist_reduce_free(&run->reduce);   /* COLLECTIVE: every rank gets here */
     free(run->train_idx);
     free(run->val_images);
     free(run->val_labels);
@@ -1593,6 +1610,7 @@ int train_run(const Config *cfg, const Dist *dist)
         run.train_in.f32_max = kernels_input_max(run.train.features, run.train.n, run.train.d);
     ok = ok && agree(&run, check_memory(&run));
     ok = ok && agree(&run, alloc_model(&run));
+    ok = ok && agree(&run, alloc_reduce(&run));
     ok = ok && agree(&run, split_validation(&run));
     ok = ok && agree(&run, resume(&run));
     ok = ok && agree(&run, check_same_start(&run));

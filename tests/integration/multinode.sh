@@ -1,10 +1,12 @@
 # mlp across two simulated nodes (tests/cluster/cluster.sh: network + UTS namespaces on a
 # private bridge, the file system shared), Open MPI over TCP between them:
-#   a. 2 nodes x 2 ranks, exact mode, TCP only and with shared memory inside each node:
+#   a. 2 nodes x 2 ranks, exact mode, TCP only and with shared memory inside each node
+#      (the gradient summed through each node's shared memory, then across the nodes):
 #      weights, param_hash rows and printed epoch lines identical to 1 rank on 1 node; the
 #      banner says 2 nodes; one shared-memory window per node (the ranks' mapped
 #      segments), and shared-memory messages (btl vader) only between the ranks of a
-#      node; the memory line gives the largest node's total.
+#      node; the memory line gives the largest node's total. 3 ranks on the 2 nodes
+#      (2 + 1): the gradient summed with MPI_Allreduce, the same weights.
 #   b. the second node's data file differs: every rank stops with the checksum error.
 #   c. SIGKILL of a rank on the second node: the job ends within 15 s, latest.h5 loads,
 #      and resuming it on 1 node ends bitwise as an uninterrupted run.
@@ -132,6 +134,17 @@ for btl in tcp,self tcp,self,vader; do
     fi
 done
 note "a. ok: $(hashes "$T/ref/metrics.csv" | tail -n 1) on 1 rank and on 2 x 2"
+# Nodes of different sizes (3 ranks: 2 on node 1, 1 on node 2) sum the gradient with one
+# MPI_Allreduce instead of through the nodes' shared memory: the same weights.
+d=$T/uneven
+nodes_np -np 3 "$MLP" "$cfg" "${sets[@]}" --set checkpoint.dir="$d" \
+    --set log.metrics="$d/metrics.csv" > "$d.log" 2>&1 || { cat "$d.log"; fail "a. 3 ranks on 2 nodes"; }
+grep -q '^mlp .*: 3 ranks on 2 nodes' "$d.log" && grep -q 'summed with MPI_Allreduce)' "$d.log" ||
+    { head -n 8 "$d.log"; fail "a. 3 ranks on 2 nodes: the banner should say so, and MPI_Allreduce"; }
+grep -q "summed through the node's shared memory)" "$T/tcp,self.log" ||
+    fail "a. 2 x 2: the banner should say that the gradient is summed through shared memory"
+[ "$(model_sha "$d/latest.h5")" = "$ref_sha" ] || fail "a. 3 ranks on 2 nodes: weights differ from 1 rank's"
+note "a. ok: 3 ranks on 2 nodes (2 + 1) sum with MPI_Allreduce, the same weights"
 
 # --- b. the second node reads other data --------------------------------------------------
 note "b. the second node's test images differ in one byte"
