@@ -1,5 +1,7 @@
 /* allreduce: the time of mlp's one collective per step, MPI_Allreduce(MPI_IN_PLACE, SUM)
- * of the gradient buffer, as the trainer issues it (src/dist.c).
+ * of the gradient buffer, as the trainer issues it between nodes (src/dist.c); with -m
+ * node, the sum the trainer makes when every node runs the same number of ranks
+ * (dist_reduce_*: through the node's shared memory, the trainer's own code).
  *
  *   mpirun -np P allreduce [-r REPS] [-s SECONDS] TYPE:COUNT [TYPE:COUNT ...]
  *
@@ -17,6 +19,8 @@
  *     overlap np=P type=.. count=N compute_s=.. blocking_s=.. overlapped_s=.. hidden=..
  * hidden = (compute + blocking - overlapped) / blocking: 1 if the reduction was entirely
  * hidden behind the computation, 0 if it only started inside MPI_Wait. */
+#include "dist.h"
+
 #include <mpi.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -67,22 +71,67 @@ static double time_overlap(void *buf, long count, MPI_Datatype dt, long n, int w
 static void usage(int rank)
 {
     if (rank == 0)
-        fprintf(stderr, "usage: allreduce [-r REPS] [-s SECONDS] [-c US] {i64|f32}:COUNT ...\n");
+        fprintf(stderr, "usage: allreduce [-m mpi|node] [-r REPS] [-s SECONDS] [-c US] "
+                "{i64|f32}:COUNT ...\n");
     MPI_Finalize();
     exit(2);
 }
 
+/* -m node: the median over reps (slowest rank) of one dist_reduce_* of count elements. */
+static void time_node(const Dist *d, const char *type, long count, size_t esize, int reps,
+                      double budget, double *t, double *tmax)
+{
+    DistReduce r;
+    char err[512] = "";
+    if (dist_reduce_init(&r, d, (size_t)count, esize, err, sizeof err) != 0) {
+        fprintf(stderr, "allreduce: %s\n", err);
+        MPI_Abort(MPI_COMM_WORLD, 1);
+    }
+    int n = 0;
+    double start = MPI_Wtime();
+    for (int w = -10; n < reps; w++) {
+        for (long i = 0; i < count; i++)
+            if (esize == 8)
+                ((int64_t *)r.buf)[i] = i & 7;
+            else
+                ((float *)r.buf)[i] = 1e-3f * (float)(i & 7);
+        MPI_Barrier(MPI_COMM_WORLD);
+        double t0 = MPI_Wtime();
+        if (esize == 8)
+            sink = (double)dist_reduce_i64(&r)[count - 1];
+        else
+            sink = dist_reduce_f32(&r)[count - 1];
+        if (w >= 0)
+            t[n++] = MPI_Wtime() - t0;
+        int stop = n >= 20 && MPI_Wtime() - start > budget;
+        MPI_Bcast(&stop, 1, MPI_INT, 0, MPI_COMM_WORLD);
+        if (stop)
+            break;
+    }
+    MPI_Reduce(t, tmax, n, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
+    if (d->rank == 0) {
+        qsort(tmax, (size_t)n, sizeof *tmax, cmp_double);
+        printf("node-sum np=%d shared=%d type=%s count=%ld bytes=%zu reps=%d median_s=%.9f "
+               "min_s=%.9f p90_s=%.9f\n", d->size, r.shared, type, count, (size_t)count * esize,
+               n, tmax[n / 2], tmax[0], tmax[(n * 9) / 10]);
+        fflush(stdout);
+    }
+    dist_reduce_free(&r);
+}
+
 int main(int argc, char **argv)
 {
-    MPI_Init(&argc, &argv);
+    Dist dist;
+    dist_init(&dist, &argc, &argv);
     int rank, size;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
 
-    int reps = 200, first = argc;
+    int reps = 200, first = argc, node = 0;
     double budget = 3.0, compute_us = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-r") && i + 1 < argc) reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "-m") && i + 1 < argc) node = !strcmp(argv[++i], "node");
         else if (!strcmp(argv[i], "-s") && i + 1 < argc) budget = atof(argv[++i]);
         else if (!strcmp(argv[i], "-c") && i + 1 < argc) compute_us = atof(argv[++i]);
         else if (argv[i][0] == '-') usage(rank);
@@ -105,6 +154,11 @@ int main(int argc, char **argv)
         double *t = malloc((size_t)reps * sizeof *t);
         double *tmax = malloc((size_t)reps * sizeof *tmax);
         if (!buf || !t || !tmax) MPI_Abort(MPI_COMM_WORLD, 1);
+        if (node) {
+            time_node(&dist, type, count, esize, reps, budget, t, tmax);
+            free(buf), free(t), free(tmax);
+            continue;
+        }
         /* Small values so that repeated sums never overflow or turn denormal/infinite. */
         if (esize == 8) for (long i = 0; i < count; i++) ((int64_t *)buf)[i] = i & 7;
         else for (long i = 0; i < count; i++) ((float *)buf)[i] = 1e-3f * (float)(i & 7);
@@ -172,6 +226,6 @@ int main(int argc, char **argv)
         free(t);
         free(tmax);
     }
-    MPI_Finalize();
+    dist_finalize(&dist);
     return 0;
 }
