@@ -405,6 +405,12 @@ int dist_reduce_init(DistReduce *r, const Dist *d, size_t n, size_t elem, char *
             snprintf(err, errlen, "out of memory for the gradient buffer (%zu bytes)", n * elem);
         return r->buf ? 0 : -1;
     }
+    if (d->nodes > 1) {   /* before anything that can fail on one node only */
+        MPI_Comm cross;
+        MPI_Comm_split(MPI_COMM_WORLD, d->local_rank, d->rank, &cross);
+        r->cross = MPI_Comm_c2f(cross);
+        r->has_cross = 1;
+    }
     if (n > SIZE_MAX / elem - 64) {
         snprintf(err, errlen, "gradient buffer of %zu elements: too large", n);
         return -1;
@@ -421,12 +427,6 @@ int dist_reduce_init(DistReduce *r, const Dist *d, size_t n, size_t elem, char *
     r->buf = base + r->slot * (size_t)d->local_rank;
     r->result = base + r->slot * (size_t)d->local_size;
     memset(r->buf, 0, r->slot);   /* each rank its own slot */
-    if (d->nodes > 1) {
-        MPI_Comm cross;
-        MPI_Comm_split(MPI_COMM_WORLD, d->local_rank, d->rank, &cross);
-        r->cross = MPI_Comm_c2f(cross);
-        r->has_cross = 1;
-    }
     return 0;
 }
 
