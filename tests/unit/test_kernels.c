@@ -35,10 +35,13 @@ static float rnd_sym(void)
     return (float)((double)rnd() / 2147483648.0 - 1.0);
 }
 
-/* (m, d, h): ones, primes, a tail after every vector width, MNIST's d and h. */
+/* (m, d, h): ones, primes, a tail after every vector width, MNIST's d and h; the last
+ * two have enough sample tiles for the forward pass to copy W1 into panels (the others
+ * read it in place). */
 static const size_t shapes[][3] = {
     {1, 1, 1},   {3, 3, 3},     {17, 17, 17},   {7, 255, 33},  {13, 100, 129},
     {255, 3, 1}, {20, 784, 128}, {5, 30, 70},   {9, 8, 200},   {2, 785, 5},
+    {40, 50, 48}, {67, 31, 35},
 };
 #define NSHAPES (sizeof shapes / sizeof shapes[0])
 
