@@ -24,7 +24,8 @@
  * Threads: called outside a parallel region, a kernel starts its own team; called inside
  * one, every thread of the team must call it with the same arguments, and the kernel
  * shares its loops among them and returns after a barrier (model.c runs a whole step in
- * one region this way). kernels_count_nonfinite is the exception: outside regions only.
+ * one region this way). kernels_sgd_f32 and kernels_count_nonfinite are the exceptions:
+ * outside regions only.
  *
  * Inputs are raw uint8 pixels (0..255, scaled by 1/255 once per output sum) or float32
  * features (used as they are); see KernelsInput.
@@ -123,8 +124,10 @@ void kernels_grad_layer1(const KernelsInput *X, const uint32_t *idx, size_t m, s
 void kernels_grad_layer2(const float *A1, size_t m, size_t h, size_t k, const float *dZ2,
                          const KernelsSink *sink);
 
-/* theta[i] -= lr * g[i] for the float gradient (fast mode). */
-void kernels_sgd_f32(float *theta, const float *g, size_t n, float lr);
+/* theta[i] -= lr * g[i] for the float gradient (fast mode). Returns the number of NaN or
+ * infinite g[i], counted in the same pass (kernels_count_nonfinite's count): when it is
+ * not 0, theta has taken them in and is good for nothing but discarding. */
+int64_t kernels_sgd_f32(float *theta, const float *g, size_t n, float lr);
 
 /* theta[i] -= lr * (g[i] * 2^-KERNELS_FIX_BITS) for the fixed-point gradient (exact mode). */
 void kernels_sgd_fixed(float *theta, const int64_t *g, size_t n, float lr);

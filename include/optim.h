@@ -66,8 +66,10 @@ typedef struct {
 
 /* One update of theta (n) with gradient g (n) and velocity vel (n; NULL for sgd), rate lr
  * and coupled decay lambda >= 0 (see above). Starts its own OpenMP team; call it outside
- * a parallel region. */
-void optim_update(const OptimSpec *o, float *theta, float *vel, OptimGrad g, size_t n,
+ * a parallel region. Returns the number of NaN or infinite values in a float gradient (0
+ * for fixed point); when it is not 0, theta and vel are to be discarded (plain SGD counts
+ * them in its one pass over the gradient and has applied them). */
+int64_t optim_update(const OptimSpec *o, float *theta, float *vel, OptimGrad g, size_t n,
                   float lr, float lambda);
 
 /* Whether the optimizer keeps a velocity (momentum, nesterov). */

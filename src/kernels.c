@@ -1147,12 +1147,23 @@ void kernels_grad_layer2(const float *A1, size_t m, size_t h, size_t k, const fl
     add_bad(sink->bad, nbad);
 }
 
-void kernels_sgd_f32(float *theta, const float *g, size_t n, float lr)
+/* Exponent all ones: infinity or NaN (a test that vectorises). */
+static inline int nonfinite_bits(const float *x)
 {
-    OWN_TEAM(kernels_sgd_f32(theta, g, n, lr));
-#pragma omp for schedule(static)
-    for (size_t i = 0; i < n; i++)
+    uint32_t u;
+    memcpy(&u, x, sizeof u);
+    return (u & 0x7f800000u) == 0x7f800000u;
+}
+
+int64_t kernels_sgd_f32(float *theta, const float *g, size_t n, float lr)
+{
+    int64_t bad = 0;
+#pragma omp parallel for schedule(static) reduction(+ : bad)
+    for (size_t i = 0; i < n; i++) {
         theta[i] -= lr * g[i];
+        bad += nonfinite_bits(g + i);
+    }
+    return bad;
 }
 
 typedef int64_t v4q __attribute__((vector_size(32)));
@@ -1267,10 +1278,7 @@ int64_t kernels_count_nonfinite(const float *x, size_t n)
 {
     int64_t bad = 0;
 #pragma omp parallel for schedule(static) reduction(+ : bad)
-    for (size_t i = 0; i < n; i++) {
-        uint32_t u;   /* exponent all ones: infinity or NaN (a test that vectorises) */
-        memcpy(&u, x + i, sizeof u);
-        bad += (u & 0x7f800000u) == 0x7f800000u;
-    }
+    for (size_t i = 0; i < n; i++)
+        bad += nonfinite_bits(x + i);
     return bad;
 }

@@ -76,17 +76,19 @@ static void update_f32(OptimKind kind, float *restrict theta, float *restrict ve
     }
 }
 
-void optim_update(const OptimSpec *o, float *theta, float *vel, OptimGrad g, size_t n,
-                  float lr, float lambda)
+int64_t optim_update(const OptimSpec *o, float *theta, float *vel, OptimGrad g, size_t n,
+                     float lr, float lambda)
 {
     if (o->kind == OPTIM_SGD && lambda == 0.0f) {
         /* the seed's update, bit for bit (configs/mnist.ini's results) */
         if (g.f)
-            kernels_sgd_f32(theta, g.f, n, lr);
-        else
-            kernels_sgd_fixed(theta, g.i, n, lr);
-        return;
+            return kernels_sgd_f32(theta, g.f, n, lr);
+        kernels_sgd_fixed(theta, g.i, n, lr);
+        return 0;
     }
+    const int64_t bad = g.f ? kernels_count_nonfinite(g.f, n) : 0;
+    if (bad)
+        return bad;
     const float mu = o->momentum;
     const size_t blocks = (n + OPTIM_BLOCK - 1) / OPTIM_BLOCK;
 #pragma omp parallel for schedule(static)
@@ -98,4 +100,5 @@ void optim_update(const OptimSpec *o, float *theta, float *vel, OptimGrad g, siz
             kernels_fixed_to_f32(buf, g.i + i, len);
         update_f32(o->kind, theta + i, vel ? vel + i : NULL, gb, len, lr, lambda, mu);
     }
+    return 0;
 }

@@ -786,7 +786,7 @@ typedef enum { STEPS_EPOCH_DONE, STEPS_SIGNAL, STEPS_CHECKPOINT, STEPS_DIVERGED 
 
 /* A step's totals over every rank, from the slots of its one reduction. */
 typedef struct {
-    int64_t bad;       /* rejected gradient values and non-finite losses (+ non-finite sums) */
+    int64_t bad;       /* rejected gradient values and non-finite losses */
     double loss;       /* sum of the batch's per-sample losses */
     int64_t correct;
     int64_t stop;      /* a stop signal reached some rank */
@@ -817,25 +817,25 @@ static StepTotals reduce_step(Run *run, const ModelStats *st, int64_t bad)
         g[count + SLOT_BAD] = (float)st->bad;
         g[count + SLOT_STOP] = (float)stop;
         const float *sum = run->sum_f = dist_reduce_f32(&run->reduce);
-        t = (StepTotals){kernels_count_nonfinite(sum, count) + (int64_t)sum[count + SLOT_BAD],
-                         sum[count + SLOT_LOSS], (int64_t)sum[count + SLOT_CORRECT],
+        t = (StepTotals){(int64_t)sum[count + SLOT_BAD], sum[count + SLOT_LOSS], (int64_t)sum[count + SLOT_CORRECT],
                          sum[count + SLOT_STOP] > 0};
     }
     return t;
 }
 
 /* The update of every parameter from the summed gradient (optim.h); weight decay on W1 and
- * W2, and on the biases only with train.decay_biases. The same on every rank. */
-static void update_params(Run *run, float lr)
+ * W2, and on the biases only with train.decay_biases. The same on every rank. Returns the
+ * number of non-finite values in a float sum (fast mode: a sum that overflowed, or a NaN
+ * from some rank), counted in the update's own pass: when it is not 0 the parameters are
+ * void and training must stop. */
+static int64_t update_params(Run *run, float lr)
 {
     const Config *c = run->cfg;
     Params *p = &run->params;
     const float wd = (float)c->train.weight_decay, wdb = c->train.decay_biases ? wd : 0.0f;
-    if (wd == 0.0f && !run->velocity) {   /* plain SGD: one call over the whole block */
-        optim_update(&run->optim, p->block, NULL, (OptimGrad){run->sum_f, run->sum_i},
-                     p->count, lr, 0.0f);
-        return;
-    }
+    if (wd == 0.0f && !run->velocity)   /* plain SGD: one call over the whole block */
+        return optim_update(&run->optim, p->block, NULL, (OptimGrad){run->sum_f, run->sum_i},
+                            p->count, lr, 0.0f);
     /* W1 b1 W2 b2 are consecutive in the block, the gradient and the velocity alike */
     const size_t len[4] = {p->d * p->h, p->h, p->h * p->k, p->k};
     const float decay[4] = {wd, wdb, wd, wdb};
@@ -843,10 +843,14 @@ static void update_params(Run *run, float lr)
     for (int i = 0; i < 4; i++) {
         const OptimGrad g = {run->sum_f ? run->sum_f + off : NULL,
                              run->sum_i ? run->sum_i + off : NULL};
-        optim_update(&run->optim, p->block + off, run->velocity ? run->velocity + off : NULL,
-                     g, len[i], lr, decay[i]);
+        const int64_t bad = optim_update(&run->optim, p->block + off,
+                                         run->velocity ? run->velocity + off : NULL, g, len[i],
+                                         lr, decay[i]);
+        if (bad)
+            return bad;
         off += len[i];
     }
+    return 0;
 }
 
 /* SGD steps from run->pos to the end of its epoch, or until a stop signal on any rank, a
@@ -904,7 +908,12 @@ static StepsEnd run_steps(Run *run, int64_t *bad_out)
         }
         const float lr = (float)optim_schedule_lr(&run->schedule, pos->epoch, (int64_t)s,
                                                   (int64_t)steps);
-        update_params(run, lr);
+        const int64_t nonfinite = update_params(run, lr);
+        if (nonfinite > 0) {   /* the parameters are void: nothing of them is kept */
+            *bad_out = nonfinite;
+            end = STEPS_DIVERGED;
+            break;
+        }
         pos->loss_sum += t.loss;
         pos->correct += t.correct;
         const int64_t stop = t.stop;

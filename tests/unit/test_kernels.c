@@ -496,6 +496,20 @@ static void test_sgd_fixed_and_nonfinite(void **state)
             nonfinite += !isfinite(theta[i]);
         }
         assert_int_equal(kernels_count_nonfinite(theta, n), nonfinite);
+        /* the float update counts the same values in its one pass (theta as the gradient),
+         * and applies the finite ones, fused or not */
+        float *p = malloc(n * sizeof *p), *p0 = malloc(n * sizeof *p0);
+        for (size_t i = 0; i < n; i++)
+            p[i] = p0[i] = rnd_sym();
+        assert_int_equal(kernels_sgd_f32(p, theta, n, 0.25f), nonfinite);
+        for (size_t i = 0; i < n; i++) {
+            const float fused = fmaf(-0.25f, theta[i], p0[i]), plain = p0[i] - 0.25f * theta[i];
+            if (isfinite(theta[i]) && memcmp(&p[i], &fused, sizeof p[i]) &&
+                memcmp(&p[i], &plain, sizeof p[i]))
+                fail_msg("sgd_f32, n %zu, element %zu: %.9g - 0.25 * %.9g = %.9g", n, i, p0[i],
+                         theta[i], p[i]);
+        }
+        free(p), free(p0);
         float mx = 0;
         for (size_t i = 0; i < n; i++)
             mx = fmaxf(mx, fabsf(theta[i]));
