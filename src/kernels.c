@@ -461,6 +461,60 @@ static inline float dot_fixed(const float *a, const float *w, size_t n)
     return s;
 }
 
+/* One row of dZ1: g1[i] = (sum_j g2[j] W2t[j, i]) a[i] (1 - a[i]), the sum in class order,
+ * each product rounded and then added: never fused into one multiply-add, which this
+ * function's fp-contract=off ensures whatever GCC's tuning for the target prefers (with
+ * -ffp-contract=fast it fuses or not depending on how the loop is blocked, and on the
+ * tuning). Four vectors of hidden units at a time, so that the four chains of additions
+ * overlap. Returns the largest |g1[i]| as a bit pattern with the sign cleared: for such
+ * patterns integer order is float order, with NaN above infinity. */
+__attribute__((optimize("fp-contract=off"))) static int32_t
+dz1_row(const float *a, const float *g2, const float *W2t, size_t h, size_t k, float *g1)
+{
+    vi top = {0};
+    size_t i = 0;
+    for (; i + 4 * VL <= h; i += 4 * VL) {
+        vf da[4] = {{0}, {0}, {0}, {0}};
+        for (size_t j = 0; j < k; j++)
+            for (int u = 0; u < 4; u++)
+                da[u] += g2[j] * vload(W2t + j * h + i + u * VL);
+        for (int u = 0; u < 4; u++) {
+            const vf av = vload(a + i + u * VL);
+            const vf g = da[u] * av * (1.0f - av);
+            vstore(g1 + i + u * VL, g);
+            const vi bits = (vi)g & 0x7fffffff;
+            const vi keep = top > bits;   /* -1 or 0 per lane */
+            top = (top & keep) | (bits & ~keep);
+        }
+    }
+    for (; i + VL <= h; i += VL) {
+        vf da = {0};
+        for (size_t j = 0; j < k; j++)
+            da += g2[j] * vload(W2t + j * h + i);
+        const vf av = vload(a + i);
+        const vf g = da * av * (1.0f - av);
+        vstore(g1 + i, g);
+        const vi bits = (vi)g & 0x7fffffff;
+        const vi keep = top > bits;
+        top = (top & keep) | (bits & ~keep);
+    }
+    int32_t lanes[VL], top1 = 0;
+    memcpy(lanes, &top, sizeof lanes);
+    for (int l = 0; l < VL; l++)
+        top1 = top1 > lanes[l] ? top1 : lanes[l];
+    for (; i < h; i++) {
+        float da = 0;
+        for (size_t j = 0; j < k; j++)
+            da += g2[j] * W2t[j * h + i];
+        g1[i] = da * a[i] * (1.0f - a[i]);
+        int32_t bits;
+        memcpy(&bits, &g1[i], sizeof bits);
+        bits &= 0x7fffffff;
+        top1 = top1 > bits ? top1 : bits;
+    }
+    return top1;
+}
+
 void kernels_output_backward(const float *A1, const uint8_t *labels, const uint32_t *idx,
                              size_t m, size_t h, size_t k, const float *W2, const float *b2,
                              float *W2t, float inv_m, float *dZ2, float *dZ1,
@@ -507,40 +561,7 @@ void kernels_output_backward(const float *A1, const uint8_t *labels, const uint3
             const float inv_sum = 1.0f / sum;
             for (size_t j = 0; j < k; j++)
                 g2[j] = (z[j] * inv_sum - (j == y ? 1.0f : 0.0f)) * inv_m;
-            /* dZ1[i] = (sum_j dZ2[j] W2[i,j]) * a (1 - a), 16 hidden units at a time */
-            /* and the row's largest |dZ1|, as the largest bit pattern with the sign cleared:
-             * for such patterns integer order is float order, with NaN above infinity. */
-            float *g1 = dZ1 + r * h;         /* (h) */
-            vi top[V16];
-            memset(top, 0, sizeof top);
-            size_t i0 = 0;
-            for (; i0 + 16 <= h; i0 += 16)
-                for (int v = 0; v < V16; v++) {
-                    const size_t i = i0 + v * VL;
-                    vf da = {0};
-                    for (size_t j = 0; j < k; j++)
-                        da += g2[j] * vload(W2t + j * h + i);
-                    const vf av = vload(a + i);
-                    const vf g = da * av * (1.0f - av);
-                    vstore(g1 + i, g);
-                    const vi bits = (vi)g & 0x7fffffff;
-                    const vi keep = top[v] > bits;   /* -1 or 0 per lane */
-                    top[v] = (top[v] & keep) | (bits & ~keep);
-                }
-            int32_t lanes[16], top1 = 0;
-            memcpy(lanes, top, sizeof lanes);
-            for (int l = 0; l < 16; l++)
-                top1 = top1 > lanes[l] ? top1 : lanes[l];
-            for (size_t i = i0; i < h; i++) {
-                float da = 0;
-                for (size_t j = 0; j < k; j++)
-                    da += g2[j] * W2t[j * h + i];
-                g1[i] = da * a[i] * (1.0f - a[i]);
-                int32_t bits;
-                memcpy(&bits, &g1[i], sizeof bits);
-                bits &= 0x7fffffff;
-                top1 = top1 > bits ? top1 : bits;
-            }
+            const int32_t top1 = dz1_row(a, g2, W2t, h, k, dZ1 + r * h);
             if (dZ1_max)
                 memcpy(&dZ1_max[r], &top1, sizeof top1);
         }
