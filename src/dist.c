@@ -3,6 +3,7 @@
 #include "dist.h"
 
 #include "buildinfo.h"
+#include "kernels.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -400,7 +401,7 @@ int dist_reduce_init(DistReduce *r, const Dist *d, size_t n, size_t elem, char *
     dist_range_int(d->local_size, &lmin, &lmax);
     r->shared = lmin == lmax && lmax > 1 && getenv("MLP_REDUCE_MPI") == NULL;
     if (!r->shared) {
-        r->buf = calloc(n ? n : 1, elem);
+        r->buf = kernels_calloc(n, elem);   /* the kernels write it */
         if (!r->buf)
             snprintf(err, errlen, "out of memory for the gradient buffer (%zu bytes)", n * elem);
         return r->buf ? 0 : -1;

@@ -16,6 +16,8 @@
 #include <float.h>
 #include <math.h>
 #include <omp.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #if defined(__AVX2__)
 #include <immintrin.h>
@@ -1166,6 +1168,18 @@ void kernels_grad_layer2(const float *A1, size_t m, size_t h, size_t k, const fl
             nbad += grad2_columns(A1, dZ2, m, h, k, c0, rc, i, i1, chunk, sink);
     }
     add_bad(sink->bad, nbad);
+}
+
+void *kernels_calloc(size_t n, size_t size)
+{
+    if (size && n > (SIZE_MAX - 63) / size)
+        return NULL;
+    const size_t want = n * size > 0 ? n * size : 1;
+    const size_t bytes = (want + 63) / 64 * 64;   /* aligned_alloc: a multiple of 64 */
+    void *p = aligned_alloc(64, bytes);
+    if (p)
+        memset(p, 0, bytes);
+    return p;
 }
 
 /* Exponent all ones: infinity or NaN (a test that vectorises). */

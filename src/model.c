@@ -26,7 +26,7 @@ int model_params_init(Params *p, size_t d, size_t h, size_t k)
     count = n1 + n2;
     if (count > SIZE_MAX / sizeof(float))
         return -1;
-    p->block = calloc(count, sizeof(float));
+    p->block = kernels_calloc(count, sizeof(float));
     if (!p->block)
         return -1;
     p->d = d, p->h = h, p->k = k, p->count = count;
@@ -88,14 +88,14 @@ int model_workspace_init(Workspace *w, const Params *p, size_t rows)
         return -1;
     w->rows = rows, w->d = p->d, w->h = p->h, w->k = p->k;
     w->ops = kernels_select("fast");
-    w->A1 = malloc(nh * sizeof(float));
-    w->dZ1 = malloc(nh * sizeof(float));
+    w->A1 = kernels_calloc(nh, sizeof(float));
+    w->dZ1 = kernels_calloc(nh, sizeof(float));
     w->dZ1_max = malloc(rows * sizeof(float));
     w->dZ2 = malloc(nk * sizeof(float));
     w->W2t = malloc(p->h * p->k * sizeof(float));
     w->loss = malloc(rows * sizeof(double));
     w->correct = malloc(rows);
-    w->scratch.panel = malloc(npanel * sizeof(float));
+    w->scratch.panel = kernels_calloc(npanel, sizeof(float));
     w->scratch.list = malloc(nlist * sizeof(uint32_t));
     w->idx = malloc(rows * sizeof(uint32_t));
     if (!w->A1 || !w->dZ1 || !w->dZ1_max || !w->dZ2 || !w->W2t || !w->loss || !w->correct ||
