@@ -286,6 +286,21 @@ static void pack_sample_tile(const KernelsInput *X, const uint32_t *idx, size_t 
             P[c0 * MR + i] = X->u8 ? (float)X->u8[row[i] + c0] : X->f32[row[i] + c0];
 }
 
+/* x w + s in one rounding where the target fuses multiply-adds (as the vector code's
+ * contracted x * w + s), else in two: written out, because GCC vectorises a scalar
+ * running sum as blocks of eight rounded products added in order and fuses only the
+ * remainder; which terms were fused would then depend on how many terms the list has, and
+ * a forward tile's list depends on the other samples of the tile (so on the shard, the
+ * rank count). */
+static inline float muladd(float x, float w, float s)
+{
+#if defined(__FMA__)
+    return __builtin_fmaf(x, w, s);
+#else
+    return x * w + s;
+#endif
+}
+
 /* acc[i][v] = sum over the listed k (all k < n when list is NULL) of x[t, i] W[k, v VL ..]
  * for the MR rows of the packed panel P (n, MR) and nv (1 or 2) vectors of columns of W,
  * whose rows are ldw floats apart. */
@@ -377,7 +392,7 @@ static void fwd_task(const KernelsInput *X, size_t m, size_t d, size_t h, const 
                 for (size_t c = 0; c < bw; c++) {
                     float s = 0;
                     for (size_t q = 0; q < n; q++)
-                        s += P[(size_t)list[q] * MR + i] * W1[(size_t)list[q] * h + j + c];
+                        s = muladd(P[(size_t)list[q] * MR + i], W1[(size_t)list[q] * h + j + c], s);
                     acc[i][c] = s;
                 }
         }

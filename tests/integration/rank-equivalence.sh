@@ -3,7 +3,9 @@
 # /model bytes in the final checkpoint, equal printed loss and accuracies. The batch is
 # cut into 7 chunks (40 / 6), so ranks hold unequal numbers of chunks and at -np 8 one rank
 # holds none; 1010 samples leave a short last minibatch of 10 (chunks of 6 and 4).
-# train.reduce = fast agrees with exact to float rounding.
+# train.reduce = fast agrees with exact to float rounding. hidden = 35 with chunks of 4
+# (tiles that straddle the ranks' shards, columns past the last vector): the same bits
+# for -np 1, 2 and 3.
 source "$(dirname "$0")/../lib.sh"
 sets=(--set train.epochs=2 --set data.train_limit=1010 --set train.batch=40 --set train.chunk=6
       --set train.eval_every=1 --set log.progress=off)
@@ -31,6 +33,17 @@ for np in 1 2 3 4 8; do
         cmp -s "$T/$name.lines" "$T/exact-1-1.lines" ||
             { diff "$T/exact-1-1.lines" "$T/$name.lines"; fail "printed loss/accuracy differ at np=$np threads=$th"; }
     done
+done
+# A hidden width with columns past the kernels' last full vector (35 = 4 x 8 + 3 with
+# AVX2), and chunks of 4, so that each rank's shard starts inside a 6- or 8-sample tile of
+# the 1-rank run: every rank's tiles hold other samples, which must not change a bit.
+ref35=
+for np in 1 2 3; do
+    run_case "h35-$np" "$np" 1 --set model.hidden=35 --set train.chunk=4
+    h=$(hashes "$T/h35-$np/metrics.csv" | tr '\n' ' ')
+    note "hidden 35, chunk 4, np=$np: param_hash $h"
+    [ -n "$ref35" ] || ref35=$h
+    [ "$h" = "$ref35" ] || fail "hidden 35, np=$np: param_hash $h != $ref35"
 done
 # A different chunk size is different (but equally valid) rounding: the hash must change,
 # which shows that the comparison above can fail.
