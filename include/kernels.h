@@ -47,12 +47,21 @@
  * f32_max: with f32, optional: if positive and finite, no feature the kernels are given
  * exceeds it in magnitude (kernels_input_max computes it). In exact mode it lets
  * kernels_grad_layer1 bound the chunk sums, as it does for pixels (<= 1), and skip range
- * tests that cannot fail; the result is the same bits. 0: unknown. */
+ * tests that cannot fail; the result is the same bits. 0: unknown.
+ * sig: optional, one per sample (kernels_signatures): the forward pass groups samples with
+ * similar nonzero features into its tiles, which then skip more (the same bits). NULL:
+ * tiles in the shard's order. */
 typedef struct {
     const uint8_t *u8;
     const float *f32;
     float f32_max;
+    const uint64_t *sig;
 } KernelsInput;
+
+/* sig[r] for the n samples of X (d features each), for KernelsInput.sig: bit 63 - g set
+ * where sample r has a nonzero feature (NaN counts) in group g, the features
+ * g ceil(d / 64) .. (g + 1) ceil(d / 64) - 1. OpenMP-parallel; outside parallel regions. */
+void kernels_signatures(const KernelsInput *X, size_t n, size_t d, uint64_t *sig);
 
 /* The largest |x| of the n x d float features x, for KernelsInput.f32_max: INFINITY if one
  * is not finite. OpenMP-parallel; call it outside parallel regions. */

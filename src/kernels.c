@@ -116,6 +116,17 @@ static size_t feature_tile_floats(size_t m)
 }
 
 
+/* The lists' part of the list scratch (even, so that the sample order's 64-bit keys after
+ * it are aligned): the forward pass's T (d + 1) or dW1's P (m + 1), the larger. After it,
+ * the forward pass's sample order (order_samples): m positions (and one of padding when m
+ * is odd), then 2 m keys of 64 bits. */
+static size_t list_words(size_t m, size_t d)
+{
+    const size_t T = (m + MR - 1) / MR, P = (d + 1 + MR - 1) / MR;
+    const size_t lf = T * (d + 1), lb = P * (m + 1);
+    return ((lf > lb ? lf : lb) + 1) / 2 * 2;
+}
+
 int kernels_scratch_size(size_t m, size_t d, size_t h, size_t *panel_floats, size_t *list_len)
 {
     const size_t T = (m + MR - 1) / MR, P = (d + 1 + MR - 1) / MR;
@@ -124,11 +135,10 @@ int kernels_scratch_size(size_t m, size_t d, size_t h, size_t *panel_floats, siz
         return -1;
     const size_t fw = T * MR * d, bw = P * feature_tile_floats(m);
     const size_t wp = weight_panel_floats(m, d, h);
-    const size_t lf = T * (d + 1), lb = P * (m + 1);
     if (wp > SIZE_MAX / 2 - (fw > bw ? fw : bw))
         return -1;
     *panel_floats = wp + (fw > bw ? fw : bw);
-    *list_len = lf > lb ? lf : lb;
+    *list_len = list_words(m, d) + 5 * m + 1;
     return 0;
 }
 
@@ -220,19 +230,19 @@ static size_t list_nonzero(const KernelsInput *X, const size_t *row, size_t rows
     return n;
 }
 
-/* Pack sample tile t (rows r0 .. r0 + rows): per feature k < d, the MR rows' values as
+/* Pack sample tile t (rows order[r0 .. r0 + rows]): per feature k < d, the MR rows' values as
  * floats at P[k MR + i] (rows past the last repeat row 0), and the list of the features
  * nonzero in some row. Eight features at a time are converted and transposed in
  * registers. */
-static void pack_sample_tile(const KernelsInput *X, const uint32_t *idx, size_t m, size_t d,
-                             size_t t, float *ip, uint32_t *lists)
+static void pack_sample_tile(const KernelsInput *X, const uint32_t *idx, const uint32_t *order,
+                             size_t m, size_t d, size_t t, float *ip, uint32_t *lists)
 {
     const size_t r0 = t * MR, rows = min_size(MR, m - r0);
     float *P = ip + t * MR * d;           /* (d, MR) */
     uint32_t *list = lists + t * (d + 1);
     size_t row[MR];                       /* element offsets of the rows in X */
     for (size_t i = 0; i < MR; i++)
-        row[i] = (size_t)idx[r0 + (i < rows ? i : 0)] * d;
+        row[i] = (size_t)idx[order[r0 + (i < rows ? i : 0)]] * d;
     size_t n = 0, c0 = 0;
     for (; c0 + 32 <= d; c0 += 32)
         n = list_nonzero(X, row, rows, c0, 32, list + 1, n);
@@ -355,12 +365,13 @@ static inline void sigmoid(vf *zp)   /* in place: a vector return would change t
     *zp = (vf)((nan & (vi)z) | (~nan & (vi)s));
 }
 
-/* A1 rows r0 .. r0 + rows, columns j0 .. j1 of sample tile t: full NR blocks from the
- * packed panels Wp of W1 (or from W1 when Wp is NULL), the columns past the last full
+/* A1 rows order[r0 .. r0 + rows], columns j0 .. j1 of sample tile t: full NR blocks from
+ * the packed panels Wp of W1 (or from W1 when Wp is NULL), the columns past the last full
  * block from W1 itself. */
 static void fwd_task(const KernelsInput *X, size_t m, size_t d, size_t h, const float *W1,
                      const float *Wp, const float *b1, float *A1, const float *ip,
-                     const uint32_t *lists, size_t t, size_t j0, size_t j1)
+                     const uint32_t *lists, const uint32_t *order, size_t t, size_t j0,
+                     size_t j1)
 {
     const size_t r0 = t * MR, rows = min_size(MR, m - r0);
     const uint32_t *list = lists + t * (d + 1) + 1;
@@ -397,7 +408,7 @@ static void fwd_task(const KernelsInput *X, size_t m, size_t d, size_t h, const 
                 }
         }
         for (size_t i = 0; i < rows; i++) {
-            float *out = A1 + (r0 + i) * h + j;
+            float *out = A1 + (size_t)order[r0 + i] * h + j;
             size_t c = 0;
             for (; c + VL <= bw; c += VL) {
                 vf z = vload(b1 + j + c) + scale * vload(acc[i] + c);
@@ -418,6 +429,58 @@ static void fwd_task(const KernelsInput *X, size_t m, size_t d, size_t h, const 
     }
 }
 
+/* The order in which the forward pass groups samples into tiles: by their signatures
+ * (kernels_signatures), so that a tile's samples tend to be nonzero at the same features
+ * and the tile lists fewer of them (MNIST, batch 256: 43.5% of a tile's features listed
+ * in the data's order, 39% in this one). Each output row is the same sum whichever tile
+ * computes it (zeros skipped change no bits), so the order changes no result.
+ * order[q] = the position in the shard (0 .. m - 1) of the q-th sample: by the top 40
+ * bits of the signature, ties in the shard's order; the shard's order itself without
+ * signatures, for one tile's worth of samples or fewer, or for 2^24 samples or more. A
+ * stable LSD radix sort of (signature's top 40 bits | position), 8 bits a pass, on 2 m
+ * keys of scratch after order. */
+static void order_samples(const KernelsInput *X, const uint32_t *idx, size_t m, uint32_t *order)
+{
+    uint64_t *key = (uint64_t *)(order + (m + 1) / 2 * 2), *tmp = key + m;   /* aligned */
+    const int sorted = X->sig && m > MR && m < ((size_t)1 << 24);
+    int varied = 0;
+    for (size_t r = 0; r < m; r++) {
+        key[r] = (sorted ? X->sig[idx[r]] & ~(uint64_t)0xffffff : 0) | r;
+        varied |= (key[r] ^ key[0]) >> 24 != 0;
+    }
+    for (int pass = 0; varied && pass < 5; pass++) {
+        const int shift = 24 + 8 * pass;
+        size_t count[257] = {0};
+        for (size_t r = 0; r < m; r++)
+            count[(key[r] >> shift & 0xff) + 1]++;
+        for (int b = 0; b < 256; b++)
+            count[b + 1] += count[b];
+        for (size_t r = 0; r < m; r++)
+            tmp[count[key[r] >> shift & 0xff]++] = key[r];
+        uint64_t *swap = key;
+        key = tmp, tmp = swap;
+    }
+    for (size_t q = 0; q < m; q++)
+        order[q] = (uint32_t)(key[q] & 0xffffff);
+}
+
+void kernels_signatures(const KernelsInput *X, size_t n, size_t d, uint64_t *sig)
+{
+    const size_t g = (d + 63) / 64;   /* features per group */
+#pragma omp parallel for schedule(static)
+    for (size_t r = 0; r < n; r++) {
+        const size_t row = r * d;
+        uint64_t s = 0;
+        for (size_t c0 = 0, bit = 63; c0 < d; c0 += g, bit--) {
+            int any = 0;
+            for (size_t c = c0; c < c0 + g && c < d; c++)
+                any |= X->u8 ? X->u8[row + c] != 0 : X->f32[row + c] != 0.0f;
+            s |= (uint64_t)(any != 0) << bit;
+        }
+        sig[r] = s;
+    }
+}
+
 /* Copy W1 into panels when the sample tiles read its rows at least this many times over
  * (measured on Zen 3, one and two threads: MNIST at batch 32 and 64, whose 6-sample tiles
  * list 44% of the pixels, ran 17-40% faster reading W1 in place; dense data from batch
@@ -431,10 +494,13 @@ void kernels_hidden_forward(const KernelsInput *X, const uint32_t *idx, size_t m
     OWN_TEAM(kernels_hidden_forward(X, idx, m, d, h, W1, b1, A1, scratch));
     const size_t T = (m + MR - 1) / MR, G = (h + CG - 1) / CG;
     float *Wp = scratch->panel, *ip = Wp + weight_panel_floats(m, d, h);
+    uint32_t *order = scratch->list + list_words(m, d);
+#pragma omp single
+    order_samples(X, idx, m, order);
     /* The sample tiles first: their lists say how many rows of W1 the products read. */
 #pragma omp for schedule(dynamic, 1)
     for (size_t t = 0; t < T; t++)
-        pack_sample_tile(X, idx, m, d, t, ip, scratch->list);
+        pack_sample_tile(X, idx, order, m, d, t, ip, scratch->list);
     size_t listed = 0;   /* rows of W1 read, over all tiles (every thread: the same sum) */
     for (size_t t = 0; t < T; t++)
         listed += scratch->list[t * (d + 1)];
@@ -452,8 +518,8 @@ void kernels_hidden_forward(const KernelsInput *X, const uint32_t *idx, size_t m
 #pragma omp for schedule(static)
     for (size_t task = 0; task < T * G; task++) {
         const size_t g = task / T, t = task % T;
-        fwd_task(X, m, d, h, W1, HBp ? Wp : NULL, b1, A1, ip, scratch->list, t, g * CG,
-                 min_size(h, (g + 1) * CG));
+        fwd_task(X, m, d, h, W1, HBp ? Wp : NULL, b1, A1, ip, scratch->list, order, t,
+                 g * CG, min_size(h, (g + 1) * CG));
     }
 }
 

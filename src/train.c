@@ -71,6 +71,7 @@ typedef struct {
     Params params;
     Workspace ws;
     uint32_t *order;         /* (train.n) this epoch's sample order (n_train used) */
+    uint64_t *sig;           /* (train.n) kernels_signatures of the training samples */
     size_t n_train;          /* samples trained on: train.n less the validation split */
     uint32_t *train_idx;     /* (n_train) their indices in the file, ascending; NULL when
                                 data.validation = 0 (then the identity) */
@@ -481,11 +482,12 @@ static int check_memory(Run *run)
                 "overflow", c->model.hidden, d, c->train.batch);
         return 0;
     }
-    /* + the sample order, and (rank 0) a checkpoint's in-memory file image, about pb. The
+    /* + the sample order and the samples' signatures (kernels_signatures), and (rank 0) a
+     * checkpoint's in-memory file image, about pb. The
      * pixels are not counted: they are in memory already, once per node (check_data_memory),
      * so MemAvailable has already gone down by them. */
     total = 2 * pb + wb + (pb / sizeof(float) + SLOTS) * grad_elem +
-            run->train.n * sizeof(uint32_t);
+            run->train.n * (sizeof(uint32_t) + sizeof(uint64_t));
     /* + the velocity, the distorted shard and the validation block (small next to these
      * unless h or the batch is huge; bounded by the checks above times small factors) */
     if (c->train.optimizer != OPTIM_SGD)
@@ -517,6 +519,11 @@ static int alloc_model(Run *run)
     model_init_xavier(p, c->model.seed);
     size_t rows = shard_rows(c, run->dist->size);
     run->order = malloc(run->train.n * sizeof *run->order);
+    run->sig = malloc(run->train.n * sizeof *run->sig);
+    if (run->sig) {   /* the forward pass's tiles group samples by them */
+        kernels_signatures(&run->train_in, run->train.n, d, run->sig);
+        run->train_in.sig = run->sig;
+    }
     run->optim = (OptimSpec){c->train.optimizer, (float)c->train.momentum};
     run->schedule = (ScheduleSpec){c->train.schedule, c->train.lr, c->train.lr_min,
                                    c->train.warmup_epochs, c->train.step_epochs,
@@ -544,7 +551,7 @@ static int alloc_model(Run *run)
             run->aug_idx[r] = (uint32_t)r;
         run->aug_in = (KernelsInput){.u8 = run->aug_images};
     }
-    if (model_workspace_init(&run->ws, p, rows) != 0 || !run->order ||
+    if (model_workspace_init(&run->ws, p, rows) != 0 || !run->order || !run->sig ||
         ckpt_history_init(&run->history, 16) != 0 ||
         !extra_ok) {
         set_msg(run, "out of memory for a %zu-%zu-%zu model with batch %zu", d, h, k, rows);
@@ -1573,6 +1580,7 @@ static void run_free(Run *run)
     model_params_free(&run->params);
     model_workspace_free(&run->ws);
     free(run->order);
+    free(run->sig);
     dist_reduce_free(&run->reduce);   /* COLLECTIVE: every rank gets here */
     free(run->train_idx);
     free(run->val_images);

@@ -126,8 +126,8 @@ static void check_close(const char *what, size_t s, size_t e, double got, double
                  s, e, got, want, terms);
 }
 
-/* Hidden layer: fast (1, 2 and 3 threads: the same bits) and reference against the
- * double sum, pixels and floats. */
+/* Hidden layer: fast (1, 2 and 3 threads, tiles in the shard's order or grouped by
+ * signature: the same bits) and reference against the double sum, pixels and floats. */
 static void test_forward_vs_double(void **state)
 {
     (void)state;
@@ -149,6 +149,19 @@ static void test_forward_vs_double(void **state)
                 kernels_hidden_forward(&in, x.idx, m, d, h, W1, b1, B, &sc);
                 assert_memory_equal(A, B, m * h * sizeof *A);
             }
+            /* tiles grouped by the samples' signatures: other tiles, the same bits */
+            uint64_t *sig = malloc(n * sizeof *sig);
+            assert_non_null(sig);
+            kernels_signatures(&in, n, d, sig);
+            KernelsInput ins = in;
+            ins.sig = sig;
+            for (int th = 1; th <= 3; th += 2) {
+                omp_set_num_threads(th);
+                memset(B, 0xff, m * h * sizeof *B);
+                kernels_hidden_forward(&ins, x.idx, m, d, h, W1, b1, B, &sc);
+                assert_memory_equal(A, B, m * h * sizeof *A);
+            }
+            free(sig);
             kernels_ref_hidden_forward(&in, x.idx, m, d, h, W1, b1, R, NULL);
             for (size_t r = 0; r < m; r++)
                 for (size_t j = 0; j < h; j++) {
