@@ -540,7 +540,7 @@ static inline float dot_fixed(const float *a, const float *w, size_t n)
     for (int l = 0; l < 16; l++)
         s += lanes[l];
     for (; i < n; i++)
-        s += a[i] * w[i];
+        s = muladd(a[i], w[i], s);
     return s;
 }
 
@@ -1016,7 +1016,7 @@ static int64_t grad1_columns(const float *P, const uint32_t *list, size_t n, siz
             if (out_f) {
                 float a = 0;
                 for (size_t t = 0; t < n; t++)
-                    a += P[t * MR + i] * dZ1[(size_t)list[t] * h + j];
+                    a = muladd(P[t * MR + i], dZ1[(size_t)list[t] * h + j], a);
                 out_f[i * h + j] = a * scale[i];
                 continue;
             }
@@ -1026,7 +1026,7 @@ static int64_t grad1_columns(const float *P, const uint32_t *list, size_t n, siz
                 const size_t r1 = (list[t] / chunk + 1) * chunk;
                 float a = 0;
                 for (; t < n && list[t] < r1; t++)
-                    a += P[t * MR + i] * dZ1[(size_t)list[t] * h + j];
+                    a = muladd(P[t * MR + i], dZ1[(size_t)list[t] * h + j], a);
                 q = fix_put1(q, a, scale[i] * FIX_SCALE, limit_fix, &bad);
             }
             out_i[i * h + j] = q;
@@ -1204,7 +1204,7 @@ static int64_t grad2_columns(const float *A1, const float *dZ2, size_t m, size_t
                 float a = 0;
                 if (i < h)
                     for (size_t r = r0; r < r1; r++)
-                        a += dZ2[r * k + c] * A1[r * h + i];
+                        a = muladd(dZ2[r * k + c], A1[r * h + i], a);
                 else
                     for (size_t r = r0; r < r1; r++)
                         a += dZ2[r * k + c];
