@@ -230,6 +230,13 @@ static size_t list_nonzero(const KernelsInput *X, const size_t *row, size_t rows
     return n;
 }
 
+/* The shard position of the q-th sample of the forward pass's tiles (order_samples);
+ * NULL: the shard's order. */
+static inline size_t position(const uint32_t *order, size_t q)
+{
+    return order ? order[q] : q;
+}
+
 /* Pack sample tile t (rows order[r0 .. r0 + rows]): per feature k < d, the MR rows' values as
  * floats at P[k MR + i] (rows past the last repeat row 0), and the list of the features
  * nonzero in some row. Eight features at a time are converted and transposed in
@@ -242,7 +249,7 @@ static void pack_sample_tile(const KernelsInput *X, const uint32_t *idx, const u
     uint32_t *list = lists + t * (d + 1);
     size_t row[MR];                       /* element offsets of the rows in X */
     for (size_t i = 0; i < MR; i++)
-        row[i] = (size_t)idx[order[r0 + (i < rows ? i : 0)]] * d;
+        row[i] = (size_t)idx[position(order, r0 + (i < rows ? i : 0))] * d;
     size_t n = 0, c0 = 0;
     for (; c0 + 32 <= d; c0 += 32)
         n = list_nonzero(X, row, rows, c0, 32, list + 1, n);
@@ -408,7 +415,7 @@ static void fwd_task(const KernelsInput *X, size_t m, size_t d, size_t h, const 
                 }
         }
         for (size_t i = 0; i < rows; i++) {
-            float *out = A1 + (size_t)order[r0 + i] * h + j;
+            float *out = A1 + position(order, r0 + i) * h + j;
             size_t c = 0;
             for (; c + VL <= bw; c += VL) {
                 vf z = vload(b1 + j + c) + scale * vload(acc[i] + c);
@@ -435,17 +442,15 @@ static void fwd_task(const KernelsInput *X, size_t m, size_t d, size_t h, const 
  * in the data's order, 39% in this one). Each output row is the same sum whichever tile
  * computes it (zeros skipped change no bits), so the order changes no result.
  * order[q] = the position in the shard (0 .. m - 1) of the q-th sample: by the top 40
- * bits of the signature, ties in the shard's order; the shard's order itself without
- * signatures, for one tile's worth of samples or fewer, or for 2^24 samples or more. A
- * stable LSD radix sort of (signature's top 40 bits | position), 8 bits a pass, on 2 m
- * keys of scratch after order. */
+ * bits of the signature, ties in the shard's order (m < 2^24). A stable LSD radix sort of
+ * (signature's top 40 bits | position), 8 bits a pass, on 2 m keys of scratch after
+ * order. */
 static void order_samples(const KernelsInput *X, const uint32_t *idx, size_t m, uint32_t *order)
 {
     uint64_t *key = (uint64_t *)(order + (m + 1) / 2 * 2), *tmp = key + m;   /* aligned */
-    const int sorted = X->sig && m > MR && m < ((size_t)1 << 24);
     int varied = 0;
     for (size_t r = 0; r < m; r++) {
-        key[r] = (sorted ? X->sig[idx[r]] & ~(uint64_t)0xffffff : 0) | r;
+        key[r] = (X->sig[idx[r]] & ~(uint64_t)0xffffff) | r;
         varied |= (key[r] ^ key[0]) >> 24 != 0;
     }
     for (int pass = 0; varied && pass < 5; pass++) {
@@ -494,9 +499,13 @@ void kernels_hidden_forward(const KernelsInput *X, const uint32_t *idx, size_t m
     OWN_TEAM(kernels_hidden_forward(X, idx, m, d, h, W1, b1, A1, scratch));
     const size_t T = (m + MR - 1) / MR, G = (h + CG - 1) / CG;
     float *Wp = scratch->panel, *ip = Wp + weight_panel_floats(m, d, h);
-    uint32_t *order = scratch->list + list_words(m, d);
+    /* Samples grouped by signature, when there are signatures and more than one tile */
+    uint32_t *order = NULL;
+    if (X->sig && m > MR && m < ((size_t)1 << 24)) {
+        order = scratch->list + list_words(m, d);
 #pragma omp single
-    order_samples(X, idx, m, order);
+        order_samples(X, idx, m, order);
+    }
     /* The sample tiles first: their lists say how many rows of W1 the products read. */
 #pragma omp for schedule(dynamic, 1)
     for (size_t t = 0; t < T; t++)
