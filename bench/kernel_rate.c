@@ -94,16 +94,7 @@ int main(int argc, char **argv)
         KernelsScratch sc = {malloc(pf * sizeof(float)), malloc(ll * sizeof(uint32_t))};
         if (!W1 || !b1 || !A1 || !dZ1 || !rmax || !gf || !gi || !idx || !sc.panel || !sc.list)
             return 1;
-        for (size_t i = 0; i < D * h; i++)
-            W1[i] = ((float)(next(&s) & 0xffff) / 65536.0f - 0.5f) * 0.01f;
-        for (size_t r = 0; r < b; r++) {
-            rmax[r] = 0;
-            for (size_t j = 0; j < h; j++) {
-                const float v = ((float)(next(&s) & 0xffff) / 65536.0f - 0.5f) * 1e-3f;
-                dZ1[r * h + j] = v;
-                rmax[r] = (v < 0 ? -v : v) > rmax[r] ? (v < 0 ? -v : v) : rmax[r];
-            }
-        }
+        fill_operands(&s, b, h, W1, dZ1, rmax);
         const KernelsSink fast = {.out_f = gf};
         const KernelsSink exact = {.out_i = gi, .chunk = (b + 7) / 8, .limit = 1e5f,
                                    .bad = &bad, .row_max = rmax};
