@@ -63,6 +63,10 @@ typedef struct {
  * g ceil(d / 64) .. (g + 1) ceil(d / 64) - 1. OpenMP-parallel; outside parallel regions. */
 void kernels_signatures(const KernelsInput *X, size_t n, size_t d, uint64_t *sig);
 
+/* Samples per tile of the forward pass (6 with AVX2): shards of at most this many samples
+ * are one tile, which signatures cannot regroup. */
+size_t kernels_tile_samples(void);
+
 /* The largest |x| of the n x d float features x, for KernelsInput.f32_max: INFINITY if one
  * is not finite. OpenMP-parallel; call it outside parallel regions. */
 float kernels_input_max(const float *x, size_t n, size_t d);

@@ -469,6 +469,11 @@ static void order_samples(const KernelsInput *X, const uint32_t *idx, size_t m, 
         order[q] = (uint32_t)(key[q] & 0xffffff);
 }
 
+size_t kernels_tile_samples(void)
+{
+    return MR;
+}
+
 void kernels_signatures(const KernelsInput *X, size_t n, size_t d, uint64_t *sig)
 {
     const size_t g = (d + 63) / 64;   /* features per group */

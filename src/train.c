@@ -519,8 +519,11 @@ static int alloc_model(Run *run)
     model_init_xavier(p, c->model.seed);
     size_t rows = shard_rows(c, run->dist->size);
     run->order = malloc(run->train.n * sizeof *run->order);
-    run->sig = malloc(run->train.n * sizeof *run->sig);
-    if (run->sig) {   /* the forward pass's tiles group samples by them */
+    /* the forward pass's tiles group samples by their signatures: worth it when a shard
+     * has more than one tile (not at 8 ranks x 4 samples, configs/mnist.ini's -np 8) */
+    const int grouped = rows > kernels_tile_samples();
+    run->sig = grouped ? malloc(run->train.n * sizeof *run->sig) : NULL;
+    if (run->sig) {
         kernels_signatures(&run->train_in, run->train.n, d, run->sig);
         run->train_in.sig = run->sig;
     }
@@ -551,7 +554,7 @@ static int alloc_model(Run *run)
             run->aug_idx[r] = (uint32_t)r;
         run->aug_in = (KernelsInput){.u8 = run->aug_images};
     }
-    if (model_workspace_init(&run->ws, p, rows) != 0 || !run->order || !run->sig ||
+    if (model_workspace_init(&run->ws, p, rows) != 0 || !run->order || (grouped && !run->sig) ||
         ckpt_history_init(&run->history, 16) != 0 ||
         !extra_ok) {
         set_msg(run, "out of memory for a %zu-%zu-%zu model with batch %zu", d, h, k, rows);
