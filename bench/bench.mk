@@ -31,6 +31,6 @@ $(BENCH_DIR)/kernel_rate: bench/kernel_rate.c bench/bench_util.h $(B)/src/kernel
 	$(BENCH_CC) -std=c11 -O2 -g -march=$(ARCH) -ffp-contract=fast -Wall -Wextra -fopenmp -Iinclude \
 	    -o $@ $(filter-out %.h,$^) -lm
 
-$(BENCH_DIR)/allreduce: bench/allreduce.c $(B)/src/dist.o $(B)/src/buildinfo.o
+$(BENCH_DIR)/allreduce: bench/allreduce.c $(B)/src/dist.o $(B)/src/buildinfo.o $(B)/src/kernels.o
 	@mkdir -p $(dir $@)
-	mpicc -std=c11 -O2 -g -Wall -Wextra -fopenmp -Iinclude -o $@ $^
+	mpicc -std=c11 -O2 -g -Wall -Wextra -fopenmp -Iinclude -o $@ $^ -lm

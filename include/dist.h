@@ -109,14 +109,21 @@ typedef struct {
     DistShared shm;
     int has_cross;     /* several nodes: the communicator of this local rank across nodes */
     int64_t cross;     /* as an MPI_Fint */
+    /* shared, with blocks: map[j] = 0 says that this rank left block j (elements
+     * j block .. (j + 1) block - 1, below `mapped`) unwritten because it is zero (set by
+     * the kernels: KernelsSink.written), so that the sum skips it; NULL otherwise */
+    uint8_t *map;
+    void *maps;        /* shared: every local rank's map, mapb bytes apart */
+    size_t block, mapped, blocks, mapb;
 } DistReduce;
 
 /* COLLECTIVE. A buffer of n elements of elem bytes (4: float, 8: int64), zeroed, with the
- * shared window when it applies. Returns 0, or -1 with a message in err on every rank of a
- * node (out of memory, or no room for the window); dist_reduce_free must be called either
- * way. */
-int dist_reduce_init(DistReduce *r, const Dist *d, size_t n, size_t elem, char *err,
-                     size_t errlen);
+ * shared window when it applies; with it, and block > 0, a map of the blocks of `block`
+ * elements that cover the first `mapped` elements (r->map, every block marked written).
+ * Returns 0, or -1 with a message in err on every rank of a node (out of memory, or no
+ * room for the window); dist_reduce_free must be called either way. */
+int dist_reduce_init(DistReduce *r, const Dist *d, size_t n, size_t elem, size_t block,
+                     size_t mapped, char *err, size_t errlen);
 
 /* COLLECTIVE. The sum over all ranks of every rank's buf; returns where to read it (until
  * the next call; buf itself when the sum was made in place). Then buf may be rewritten. */

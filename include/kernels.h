@@ -63,9 +63,13 @@ typedef struct {
  * g ceil(d / 64) .. (g + 1) ceil(d / 64) - 1. OpenMP-parallel; outside parallel regions. */
 void kernels_signatures(const KernelsInput *X, size_t n, size_t d, uint64_t *sig);
 
-/* Samples per tile of the forward pass (6 with AVX2): shards of at most this many samples
- * are one tile, which signatures cannot regroup. */
-size_t kernels_tile_samples(void);
+/* Rows of a tile (6 with AVX2): samples per tile of the forward pass (shards of at most
+ * this many samples are one tile, which signatures cannot regroup), and rows of dW1 (with
+ * db1 as row d) per tile of kernels_grad_layer1. */
+size_t kernels_tile_rows(void);
+
+/* Tiles of dW1 and db1 rows: ceil((d + 1) / kernels_tile_rows()). */
+size_t kernels_feature_tiles(size_t d);
 
 /* The largest |x| of the n x d float features x, for KernelsInput.f32_max: INFINITY if one
  * is not finite. OpenMP-parallel; call it outside parallel regions. */
@@ -122,6 +126,12 @@ typedef struct {
      * exceed the limit, the per-value test is skipped (it could not fail: the result is
      * the same). NULL, or float inputs: always tested. */
     const float *row_max;
+    /* kernels_grad_layer1 only, optional (kernels_feature_tiles(d) bytes): written[p] = 0
+     * for a tile p of rows (kernels_tile_rows(): dW1 rows p R .. p R + R - 1, and db1 as row
+     * d) in which no sample has a nonzero feature: its rows are zero and NOT stored; 1 for
+     * the other tiles, whose rows are stored. NULL: every row stored. Lets a sum of many
+     * ranks' gradients skip what a small shard leaves zero (dist_reduce_init's map). */
+    uint8_t *written;
 } KernelsSink;
 
 /* dW1[c,:] = s sum_r X[idx[r],c] dZ1[r,:] (s as in kernels_hidden_forward) and

@@ -47,6 +47,9 @@ typedef struct {
     KernelsScratch scratch;   /* packed input panels (kernels_scratch_size) */
     uint32_t *idx;      /* (rows) scratch sample indices for evaluation */
     const KernelOps *ops;     /* the kernels in use: "fast" unless model_workspace_kernels */
+    /* optional (kernels_feature_tiles(d)): KernelsSink.written for dW1 (the caller's map of
+     * tiles left unwritten, dist_reduce_init); NULL: the whole gradient is written */
+    uint8_t *tiles_written;
 } Workspace;
 
 int model_workspace_init(Workspace *w, const Params *p, size_t rows);

@@ -391,8 +391,8 @@ void dist_node_shared_free(DistShared *s)
     memset(s, 0, sizeof *s);
 }
 
-int dist_reduce_init(DistReduce *r, const Dist *d, size_t n, size_t elem, char *err,
-                     size_t errlen)
+int dist_reduce_init(DistReduce *r, const Dist *d, size_t n, size_t elem, size_t block,
+                     size_t mapped, char *err, size_t errlen)
 {
     memset(r, 0, sizeof *r);
     r->n = n, r->elem = elem;
@@ -417,17 +417,26 @@ int dist_reduce_init(DistReduce *r, const Dist *d, size_t n, size_t elem, char *
         return -1;
     }
     r->slot = (n * elem + 63) / 64 * 64;
-    if (r->slot > (SIZE_MAX - 64) / ((size_t)d->local_size + 1)) {
+    r->block = block, r->mapped = mapped < n ? mapped : n;
+    r->blocks = block ? (r->mapped + block - 1) / block : 0;
+    r->mapb = (r->blocks + 63) / 64 * 64;
+    const size_t L = (size_t)d->local_size;
+    if (r->slot > (SIZE_MAX - 64) / (L + 1) / 2 || r->mapb > (SIZE_MAX - 64) / 2 / L) {
         snprintf(err, errlen, "gradient buffer of %zu elements: too large", n);
         return -1;
     }
-    /* local_size slots and the result, 64 bytes of slack to align the start */
-    if (dist_node_shared(&r->shm, r->slot * ((size_t)d->local_size + 1) + 64, err, errlen) != 0)
+    /* local_size slots, the result and local_size maps, 64 bytes of slack to align */
+    if (dist_node_shared(&r->shm, r->slot * (L + 1) + r->mapb * L + 64, err, errlen) != 0)
         return -1;
     char *base = (char *)(((uintptr_t)r->shm.base + 63) / 64 * 64);
     r->buf = base + r->slot * (size_t)d->local_rank;
-    r->result = base + r->slot * (size_t)d->local_size;
+    r->result = base + r->slot * L;
+    r->maps = base + r->slot * (L + 1);
     memset(r->buf, 0, r->slot);   /* each rank its own slot */
+    if (r->blocks) {
+        r->map = (uint8_t *)r->maps + r->mapb * (size_t)d->local_rank;
+        memset(r->map, 1, r->blocks);
+    }
     return 0;
 }
 
@@ -459,32 +468,59 @@ static void cross_sum(DistReduce *r, void *p, size_t len, MPI_Datatype type)
 #define SLOT(r, q, T) ((const T *)(const void *)((const char *)(r)->result - \
                                                  (r)->slot * (size_t)((r)->local_size - (q))))
 
-/* The shared path: slots summed slice by slice (local rank order), the slices reduced
- * across nodes, the result visible to the node's ranks. */
+/* Elements [i, e) of the result: the sum of the slots in local rank order, less the slots
+ * whose map marks block blk unwritten (zero; blk >= blocks: no map there). */
+static void sum_segment(DistReduce *r, int is_float, size_t i, size_t e, size_t blk)
+{
+    int first = 1;
+    for (int q = 0; q < r->local_size; q++) {
+        if (blk < r->blocks && !((const uint8_t *)r->maps + r->mapb * (size_t)q)[blk])
+            continue;
+        if (is_float) {
+            float *out = r->result;
+            const float *s = SLOT(r, q, float);
+            if (first)
+                memcpy(out + i, s + i, (e - i) * sizeof *out);
+            else
+                for (size_t k = i; k < e; k++)
+                    out[k] += s[k];
+        } else {
+            int64_t *out = r->result;
+            const int64_t *s = SLOT(r, q, int64_t);
+            if (first)
+                memcpy(out + i, s + i, (e - i) * sizeof *out);
+            else
+                for (size_t k = i; k < e; k++)
+                    out[k] += s[k];
+        }
+        first = 0;
+    }
+    if (first)
+        memset((char *)r->result + i * r->elem, 0, (e - i) * r->elem);
+}
+
+/* The shared path: slots summed slice by slice (local rank order; blocks a rank left
+ * unwritten skipped: they are zero), the slices reduced across nodes, the result visible
+ * to the node's ranks. In segments: the map's blocks below `mapped`, 4,096 elements
+ * after it. */
 static void *reduce_node(DistReduce *r, int is_float)
 {
     reduce_barrier(r);   /* every slot written */
     size_t a, b;
     reduce_slice(r, &a, &b);
-    const int L = r->local_size;
-    if (is_float) {
-        float *out = r->result;
-#pragma omp parallel for schedule(static) if (b - a > 16384)
-        for (size_t i = a; i < b; i++) {
-            float s = SLOT(r, 0, float)[i];
-            for (int q = 1; q < L; q++)
-                s += SLOT(r, q, float)[i];
-            out[i] = s;
-        }
-    } else {
-        int64_t *out = r->result;
-#pragma omp parallel for schedule(static) if (b - a > 16384)
-        for (size_t i = a; i < b; i++) {
-            int64_t s = SLOT(r, 0, int64_t)[i];
-            for (int q = 1; q < L; q++)
-                s += SLOT(r, q, int64_t)[i];
-            out[i] = s;
-        }
+    const size_t m1 = r->blocks && r->mapped > a ? (r->mapped < b ? r->mapped : b) : a;
+    const size_t k0 = r->blocks ? a / r->block : 0, k1 = m1 > a ? (m1 - 1) / r->block + 1 : k0;
+#pragma omp parallel for schedule(static) if (m1 - a > 16384)
+    for (size_t k = k0; k < k1; k++) {   /* [a, m1): block by block */
+        const size_t i = k * r->block > a ? k * r->block : a;
+        const size_t e = (k + 1) * r->block < m1 ? (k + 1) * r->block : m1;
+        sum_segment(r, is_float, i, e, k);
+    }
+    const size_t s0 = m1 / 4096, s1 = b > m1 ? (b - 1) / 4096 + 1 : s0;
+#pragma omp parallel for schedule(static) if (b - m1 > 16384)
+    for (size_t k = s0; k < s1; k++) {   /* [m1, b): no map */
+        const size_t i = k * 4096 > m1 ? k * 4096 : m1, e = (k + 1) * 4096 < b ? (k + 1) * 4096 : b;
+        sum_segment(r, is_float, i, e, SIZE_MAX);
     }
     cross_sum(r, (char *)r->result + a * r->elem, b - a, is_float ? MPI_FLOAT : MPI_INT64_T);
     reduce_barrier(r);   /* every slice summed */

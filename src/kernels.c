@@ -469,9 +469,14 @@ static void order_samples(const KernelsInput *X, const uint32_t *idx, size_t m, 
         order[q] = (uint32_t)(key[q] & 0xffffff);
 }
 
-size_t kernels_tile_samples(void)
+size_t kernels_tile_rows(void)
 {
     return MR;
+}
+
+size_t kernels_feature_tiles(size_t d)
+{
+    return (d + 1 + MR - 1) / MR;
 }
 
 void kernels_signatures(const KernelsInput *X, size_t n, size_t d, uint64_t *sig)
@@ -1096,6 +1101,12 @@ void kernels_grad_layer1(const KernelsInput *X, const uint32_t *idx, size_t m, s
         const size_t rows = min_size(MR, d + 1 - c0);
         const uint32_t *list = scratch->list + p * (m + 1) + 1;
         const size_t n = list[-1];
+        if (sink->written) {   /* a tile without samples: zero rows, left unwritten */
+            if (g == 0)
+                sink->written[p] = n > 0;
+            if (n == 0)
+                continue;
+        }
         const float *Pn = ip + p * feature_tile_floats(m);
         float scale[MR];
         for (size_t i = 0; i < MR; i++)

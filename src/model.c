@@ -178,12 +178,14 @@ ModelStats model_step_gradients(const Params *p, const KernelsInput *X, const ui
             memset(grad_f, 0, p->count * sizeof *grad_f);
         if (grad_i)
             memset(grad_i, 0, p->count * sizeof *grad_i);
+        if (w->tiles_written)   /* all of it written (zeros) */
+            memset(w->tiles_written, 1, kernels_feature_tiles(p->d));
         return st;
     }
     const size_t d = p->d, h = p->h, k = p->k;
     const size_t off2 = d * h + h;   /* dW2 starts after dW1 and db1 */
     KernelsSink s1 = {.out_f = grad_f, .out_i = grad_i, .chunk = chunk, .limit = limit,
-                      .bad = bad, .row_max = w->dZ1_max};
+                      .bad = bad, .row_max = w->dZ1_max, .written = w->tiles_written};
     KernelsSink s2 = {.out_f = grad_f ? grad_f + off2 : NULL,
                       .out_i = grad_i ? grad_i + off2 : NULL, .chunk = chunk, .limit = limit,
                       .bad = bad};
