@@ -468,6 +468,18 @@ static void cross_sum(DistReduce *r, void *p, size_t len, MPI_Datatype type)
 #define SLOT(r, q, T) ((const T *)(const void *)((const char *)(r)->result - \
                                                  (r)->slot * (size_t)((r)->local_size - (q))))
 
+/* result[i, e) = slot q's elements (the first slot summed), or += them, as type T. */
+#define ADD_SLOT(T)                                                 \
+    do {                                                            \
+        T *out_ = r->result;                                        \
+        const T *s_ = SLOT(r, q, T);                                \
+        if (first)                                                  \
+            memcpy(out_ + i, s_ + i, (e - i) * sizeof *out_);       \
+        else                                                        \
+            for (size_t k_ = i; k_ < e; k_++)                       \
+                out_[k_] += s_[k_];                                 \
+    } while (0)
+
 /* Elements [i, e) of the result: the sum of the slots in local rank order, less the slots
  * whose map marks block blk unwritten (zero; blk >= blocks: no map there). */
 static void sum_segment(DistReduce *r, int is_float, size_t i, size_t e, size_t blk)
@@ -476,23 +488,10 @@ static void sum_segment(DistReduce *r, int is_float, size_t i, size_t e, size_t 
     for (int q = 0; q < r->local_size; q++) {
         if (blk < r->blocks && !((const uint8_t *)r->maps + r->mapb * (size_t)q)[blk])
             continue;
-        if (is_float) {
-            float *out = r->result;
-            const float *s = SLOT(r, q, float);
-            if (first)
-                memcpy(out + i, s + i, (e - i) * sizeof *out);
-            else
-                for (size_t k = i; k < e; k++)
-                    out[k] += s[k];
-        } else {
-            int64_t *out = r->result;
-            const int64_t *s = SLOT(r, q, int64_t);
-            if (first)
-                memcpy(out + i, s + i, (e - i) * sizeof *out);
-            else
-                for (size_t k = i; k < e; k++)
-                    out[k] += s[k];
-        }
+        if (is_float)
+            ADD_SLOT(float);
+        else
+            ADD_SLOT(int64_t);
         first = 0;
     }
     if (first)
