@@ -83,7 +83,7 @@ static void time_node(const Dist *d, const char *type, long count, size_t esize,
 {
     DistReduce r;
     char err[512] = "";
-    if (dist_reduce_init(&r, d, (size_t)count, esize, 0, 0, err, sizeof err) != 0) {
+    if (dist_reduce_init(&r, d, (size_t)count, esize, 0, 0, 0, err, sizeof err) != 0) {
         fprintf(stderr, "allreduce: %s\n", err);
         MPI_Abort(MPI_COMM_WORLD, 1);
     }

@@ -115,15 +115,27 @@ typedef struct {
     uint8_t *map;
     void *maps;        /* shared: every local rank's map, mapb bytes apart */
     size_t block, mapped, blocks, mapb;
+    /* shared: `extra` bytes of the window that the caller asked for (64-byte aligned,
+     * zeroed), e.g. parameters every rank of the node reads; NULL otherwise */
+    void *extra;
 } DistReduce;
 
 /* COLLECTIVE. A buffer of n elements of elem bytes (4: float, 8: int64), zeroed, with the
  * shared window when it applies; with it, and block > 0, a map of the blocks of `block`
  * elements that cover the first `mapped` elements (r->map, every block marked written).
- * Returns 0, or -1 with a message in err on every rank of a node (out of memory, or no
- * room for the window); dist_reduce_free must be called either way. */
+ * With the window, `extra` more bytes of it for the caller (r->extra). Returns 0, or -1
+ * with a message in err on every rank of a node (out of memory, or no room for the
+ * window); dist_reduce_free must be called either way. */
 int dist_reduce_init(DistReduce *r, const Dist *d, size_t n, size_t elem, size_t block,
-                     size_t mapped, char *err, size_t errlen);
+                     size_t mapped, size_t extra, char *err, size_t errlen);
+
+/* This rank's slice of the buffer, elements [*a, *b): the part it sums (shared) or all
+ * of it (private). */
+void dist_reduce_slice(const DistReduce *r, size_t *a, size_t *b);
+
+/* COLLECTIVE (the node's ranks; nothing without the window): a barrier that orders the
+ * window's memory around it. */
+void dist_reduce_sync(DistReduce *r);
 
 /* COLLECTIVE. The sum over all ranks of every rank's buf; returns where to read it (until
  * the next call; buf itself when the sum was made in place). Then buf may be rewritten. */

@@ -21,11 +21,17 @@ typedef struct {
     float *b1;          /* (h) */
     float *W2;          /* (h, k) */
     float *b2;          /* (k) */
+    int borrowed;       /* block is the caller's memory (model_params_move): not freed */
 } Params;
 
 /* Allocate zeroed parameters. Returns 0, or -1 if the sizes overflow or malloc fails. */
 int model_params_init(Params *p, size_t d, size_t h, size_t k);
 void model_params_free(Params *p);
+
+/* The parameters now live in `block` (count floats of the caller's, which must hold a
+ * copy of them already): the old block is freed, the tensors point into the new one, and
+ * model_params_free leaves it to the caller. */
+void model_params_move(Params *p, float *block);
 
 /* Xavier/Glorot uniform: W ~ U(-a, a), a = sqrt(6 / (fan_in + fan_out)); biases 0.
  * Each weight is a hash of (seed, its index): the same on every rank. */

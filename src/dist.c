@@ -392,7 +392,7 @@ void dist_node_shared_free(DistShared *s)
 }
 
 int dist_reduce_init(DistReduce *r, const Dist *d, size_t n, size_t elem, size_t block,
-                     size_t mapped, char *err, size_t errlen)
+                     size_t mapped, size_t extra, char *err, size_t errlen)
 {
     memset(r, 0, sizeof *r);
     r->n = n, r->elem = elem;
@@ -420,18 +420,21 @@ int dist_reduce_init(DistReduce *r, const Dist *d, size_t n, size_t elem, size_t
     r->block = block, r->mapped = mapped < n ? mapped : n;
     r->blocks = block ? (r->mapped + block - 1) / block : 0;
     r->mapb = (r->blocks + 63) / 64 * 64;
-    const size_t L = (size_t)d->local_size;
-    if (r->slot > (SIZE_MAX - 64) / (L + 1) / 2 || r->mapb > (SIZE_MAX - 64) / 2 / L) {
+    const size_t L = (size_t)d->local_size, xb = (extra + 63) / 64 * 64;
+    if (r->slot > (SIZE_MAX - 64) / (L + 1) / 4 || r->mapb > (SIZE_MAX - 64) / 4 / L ||
+        extra > SIZE_MAX / 4) {
         snprintf(err, errlen, "gradient buffer of %zu elements: too large", n);
         return -1;
     }
-    /* local_size slots, the result and local_size maps, 64 bytes of slack to align */
-    if (dist_node_shared(&r->shm, r->slot * (L + 1) + r->mapb * L + 64, err, errlen) != 0)
+    /* local_size slots, the result, local_size maps and the extra bytes, 64 bytes of
+     * slack to align the start */
+    if (dist_node_shared(&r->shm, r->slot * (L + 1) + r->mapb * L + xb + 64, err, errlen) != 0)
         return -1;
     char *base = (char *)(((uintptr_t)r->shm.base + 63) / 64 * 64);
     r->buf = base + r->slot * (size_t)d->local_rank;
     r->result = base + r->slot * L;
     r->maps = base + r->slot * (L + 1);
+    r->extra = extra ? base + r->slot * (L + 1) + r->mapb * L : NULL;
     memset(r->buf, 0, r->slot);   /* each rank its own slot */
     if (r->blocks) {
         r->map = (uint8_t *)r->maps + r->mapb * (size_t)d->local_rank;
@@ -446,11 +449,20 @@ static void reduce_barrier(DistReduce *r)
     dist_node_shared_sync(&r->shm);
 }
 
-/* This rank's slice of the buffer: elements [*a, *b). */
-static void reduce_slice(const DistReduce *r, size_t *a, size_t *b)
+void dist_reduce_slice(const DistReduce *r, size_t *a, size_t *b)
 {
+    if (!r->shared) {
+        *a = 0, *b = r->n;
+        return;
+    }
     *a = r->n * (size_t)r->local_rank / (size_t)r->local_size;
     *b = r->n * ((size_t)r->local_rank + 1) / (size_t)r->local_size;
+}
+
+void dist_reduce_sync(DistReduce *r)
+{
+    if (r->shared)
+        reduce_barrier(r);
 }
 
 static void cross_sum(DistReduce *r, void *p, size_t len, MPI_Datatype type)
@@ -506,7 +518,7 @@ static void *reduce_node(DistReduce *r, int is_float)
 {
     reduce_barrier(r);   /* every slot written */
     size_t a, b;
-    reduce_slice(r, &a, &b);
+    dist_reduce_slice(r, &a, &b);
     const size_t m1 = r->blocks && r->mapped > a ? (r->mapped < b ? r->mapped : b) : a;
     const size_t k0 = r->blocks ? a / r->block : 0, k1 = m1 > a ? (m1 - 1) / r->block + 1 : k0;
 #pragma omp parallel for schedule(static) if (m1 - a > 16384)

@@ -17,6 +17,15 @@ static int size_muladd(size_t a, size_t b, size_t c, size_t *out)
     return 1;
 }
 
+/* W1 b1 W2 b2, consecutive in the block. */
+static void point_tensors(Params *p)
+{
+    p->W1 = p->block;
+    p->b1 = p->W1 + p->d * p->h;
+    p->W2 = p->b1 + p->h;
+    p->b2 = p->W2 + p->h * p->k;
+}
+
 int model_params_init(Params *p, size_t d, size_t h, size_t k)
 {
     memset(p, 0, sizeof *p);
@@ -30,17 +39,23 @@ int model_params_init(Params *p, size_t d, size_t h, size_t k)
     if (!p->block)
         return -1;
     p->d = d, p->h = h, p->k = k, p->count = count;
-    p->W1 = p->block;
-    p->b1 = p->W1 + d * h;
-    p->W2 = p->b1 + h;
-    p->b2 = p->W2 + h * k;
+    point_tensors(p);
     return 0;
 }
 
 void model_params_free(Params *p)
 {
-    free(p->block);
+    if (!p->borrowed)
+        free(p->block);
     memset(p, 0, sizeof *p);
+}
+
+void model_params_move(Params *p, float *block)
+{
+    if (!p->borrowed)
+        free(p->block);
+    p->block = block, p->borrowed = 1;
+    point_tensors(p);
 }
 
 /* splitmix64: a stateless mix, so weight i depends only on (seed, i). */

@@ -45,6 +45,18 @@ for np in 1 2 3; do
     [ -n "$ref35" ] || ref35=$h
     [ "$h" = "$ref35" ] || fail "hidden 35, np=$np: param_hash $h != $ref35"
 done
+# Nesterov momentum with weight decay: with several ranks on a node each rank updates its
+# slice of the node's one copy of the parameters and velocity (W1 b1 W2 b2 decayed or
+# not across the slices' edges): the same bits as one rank's whole update.
+refn=
+for np in 1 3; do
+    run_case "nesterov-$np" "$np" 1 --set train.optimizer=nesterov --set train.momentum=0.9 \
+        --set train.weight_decay=1e-4
+    h=$(hashes "$T/nesterov-$np/metrics.csv" | tr '\n' ' ')
+    note "nesterov, decay, np=$np: param_hash $h"
+    [ -n "$refn" ] || refn=$h
+    [ "$h" = "$refn" ] || fail "nesterov, np=$np: param_hash $h != $refn"
+done
 # A different chunk size is different (but equally valid) rounding: the hash must change,
 # which shows that the comparison above can fail.
 run_case chunk5 2 1 --set train.chunk=5
