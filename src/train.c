@@ -737,7 +737,8 @@ static void print_banner(const Run *run)
         printf("workspace: %zu bytes per rank for %zu samples (parameters %zu, gradient %zu "
                "bytes%s), allocated before the first step\n", wb, run->ws.rows, pb,
                (run->params.count + SLOTS) * (run->grad_i ? sizeof(int64_t) : sizeof(float)),
-               run->reduce.shared ? ", summed through the node's shared memory"
+               run->params_shared ? ", summed through the node's shared memory, where the "
+                                    "parameters are too, one copy per node"
                                   : ", summed with MPI_Allreduce");
     const BuildInfo *bi = buildinfo();
     char cpu[128];

@@ -141,7 +141,7 @@ nodes_np -np 3 "$MLP" "$cfg" "${sets[@]}" --set checkpoint.dir="$d" \
     --set log.metrics="$d/metrics.csv" > "$d.log" 2>&1 || { cat "$d.log"; fail "a. 3 ranks on 2 nodes"; }
 grep -q '^mlp .*: 3 ranks on 2 nodes' "$d.log" && grep -q 'summed with MPI_Allreduce)' "$d.log" ||
     { head -n 8 "$d.log"; fail "a. 3 ranks on 2 nodes: the banner should say so, and MPI_Allreduce"; }
-grep -q "summed through the node's shared memory)" "$T/tcp,self.log" ||
+grep -q "summed through the node's shared memory, where the parameters are too" "$T/tcp,self.log" ||
     fail "a. 2 x 2: the banner should say that the gradient is summed through shared memory"
 [ "$(model_sha "$d/latest.h5")" = "$ref_sha" ] || fail "a. 3 ranks on 2 nodes: weights differ from 1 rank's"
 note "a. ok: 3 ranks on 2 nodes (2 + 1) sum with MPI_Allreduce, the same weights"
