@@ -114,7 +114,8 @@ int main(int argc, char **argv)
         float *W1 = malloc(D * h * sizeof *W1), *b1 = calloc(h, sizeof *b1);
         float *dZ1 = malloc(b * h * sizeof *dZ1), *rmax = malloc(b * sizeof *rmax);
         uint32_t *idx = malloc(b * sizeof *idx);
-        double *t = malloc((size_t)n * 2 * NK * sizeof *t), *ratio = malloc((size_t)n * sizeof *ratio);
+        double *t = malloc((size_t)n * 2 * NK * sizeof *t);
+        double *ratio = malloc((size_t)n * sizeof *ratio);
         if (!W1 || !b1 || !dZ1 || !rmax || !idx || !t || !ratio)
             return 1;
         fill_operands(&s, b, h, W1, dZ1, rmax);

@@ -388,7 +388,8 @@ static int alloc_reduce(Run *run)
 {
     const int exact = run->cfg->train.reduce == REDUCE_EXACT;
     Params *p = &run->params;
-    const size_t nvec = run->velocity ? 2 : 1, pbytes = (p->count * nvec + 1) / 2 * 2 * sizeof(float);
+    const size_t nvec = run->velocity ? 2 : 1;
+    const size_t pbytes = (p->count * nvec + 1) / 2 * 2 * sizeof(float);   /* int64 after it */
     const size_t extra = pbytes + (size_t)run->dist->local_size * sizeof(int64_t);
     if (dist_reduce_init(&run->reduce, run->dist, p->count + SLOTS,
                          exact ? sizeof(int64_t) : sizeof(float), kernels_tile_rows() * p->h,
@@ -859,8 +860,8 @@ static StepTotals reduce_step(Run *run, const ModelStats *st, int64_t bad)
         g[count + SLOT_BAD] = (float)st->bad;
         g[count + SLOT_STOP] = (float)stop;
         const float *sum = run->sum_f = dist_reduce_f32(&run->reduce);
-        t = (StepTotals){(int64_t)sum[count + SLOT_BAD], sum[count + SLOT_LOSS], (int64_t)sum[count + SLOT_CORRECT],
-                         sum[count + SLOT_STOP] > 0};
+        t = (StepTotals){(int64_t)sum[count + SLOT_BAD], sum[count + SLOT_LOSS],
+                         (int64_t)sum[count + SLOT_CORRECT], sum[count + SLOT_STOP] > 0};
     }
     return t;
 }
