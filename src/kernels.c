@@ -116,20 +116,25 @@ static size_t feature_tile_floats(size_t m)
 }
 
 
+size_t kernels_feature_tiles(size_t d)
+{
+    return (d + 1 + MR - 1) / MR;
+}
+
 /* The lists' part of the list scratch (even, so that the sample order's 64-bit keys after
  * it are aligned): the forward pass's T (d + 1) or dW1's P (m + 1), the larger. After it,
  * the forward pass's sample order (order_samples): m positions (and one of padding when m
  * is odd), then 2 m keys of 64 bits. */
 static size_t list_words(size_t m, size_t d)
 {
-    const size_t T = (m + MR - 1) / MR, P = (d + 1 + MR - 1) / MR;
+    const size_t T = (m + MR - 1) / MR, P = kernels_feature_tiles(d);
     const size_t lf = T * (d + 1), lb = P * (m + 1);
     return ((lf > lb ? lf : lb) + 1) / 2 * 2;
 }
 
 int kernels_scratch_size(size_t m, size_t d, size_t h, size_t *panel_floats, size_t *list_len)
 {
-    const size_t T = (m + MR - 1) / MR, P = (d + 1 + MR - 1) / MR;
+    const size_t T = (m + MR - 1) / MR, P = kernels_feature_tiles(d);
     if (m > SIZE_MAX / (8 * MR) / (d + 2) || d > SIZE_MAX / (8 * MR) / (m + 2) ||
         (h && (m > d ? m : d) > SIZE_MAX / 8 / h))
         return -1;
@@ -472,11 +477,6 @@ static void order_samples(const KernelsInput *X, const uint32_t *idx, size_t m, 
 size_t kernels_tile_rows(void)
 {
     return MR;
-}
-
-size_t kernels_feature_tiles(size_t d)
-{
-    return (d + 1 + MR - 1) / MR;
 }
 
 void kernels_signatures(const KernelsInput *X, size_t n, size_t d, uint64_t *sig)
@@ -1075,7 +1075,7 @@ void kernels_grad_layer1(const KernelsInput *X, const uint32_t *idx, size_t m, s
     const int checked = !(bound <= sink_limit(sink)), small = !checked && total < 0x1p10;
     const int tiny = FIX_TINY && small && chunk <= TINY_MAX_CHUNK;
     (void)tiny;   /* unused without FIX_TINY */
-    const size_t P = (d + 1 + MR - 1) / MR, G = (h + CG - 1) / CG;
+    const size_t P = kernels_feature_tiles(d), G = (h + CG - 1) / CG;
     int64_t nbad = 0;   /* this thread's */
     float *Dp = scratch->panel, *ip = Dp + weight_panel_floats(m, d, h);
     /* Both packings in one loop: one barrier before the products, not two; shared out
