@@ -332,6 +332,11 @@ fwd_micro(const float *P, const uint32_t *list, size_t n, const float *W, size_t
 {
     vf a[MR][2];
     zero_tile(a);
+    /* Unrolled four times (here and in grad1_micro's fast loop): the same operations in
+     * the same order, one loop test per four terms. Measured on Zen 3 with bench/kernel-ab,
+     * MNIST: forward 3-7% and dW1 1-4% faster; dense data: no change. Unrolling the exact
+     * chunks' loops (in a form GCC accepts) made them 13-16% slower at chunks of 4 and 8. */
+#pragma GCC unroll 4
     for (size_t t = 0; t < n; t++) {
         const float *w = W + (list ? list[t] : t) * ldw;
         const vf w0 = vload(w), w1 = nv > 1 ? vload(w + VL) : w0;
@@ -891,6 +896,7 @@ grad1_micro(const float *P, const uint32_t *list, size_t n, const float *G, size
     if (out_f) {
         vf a[MR][2];
         zero_tile(a);
+#pragma GCC unroll 4
         for (size_t t = 0; t < n; t++) {
             const float *g = G + (list ? list[t] : t) * ldg;
             const vf g0 = vload(g), g1 = nv > 1 ? vload(g + VL) : g0;
