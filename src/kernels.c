@@ -747,7 +747,26 @@ static void pack_feature_tiles(const KernelsInput *X, const uint32_t *idx, size_
     const size_t pv = d >= 8 ? (d - 8) / MR + 1 : 0;   /* tiles p < pv: eight features read */
     const size_t p1v = p1 < pv ? p1 : pv;
     const unsigned mask = (1u << MR) - 1;
-    for (size_t r = 0; r < m; r++) {
+    /* While every sample has a nonzero feature in every tile of the block (dense data),
+     * sample r is entry r of each: no counts to keep, and the lists, 0, 1, 2, ..., are
+     * written afterwards in one sequential pass per tile. The first sample that some tile
+     * skips is redone by the loop below (its values land where they already are). */
+    size_t r = 0;
+    for (; r < m && p0 < p1v; r++) {
+        const size_t row = (size_t)idx[r] * d;
+        unsigned all = 1;
+        for (size_t p = p0; p < p1v; p++)
+            all &= (load8(X, row, p * MR, ip + p * feature_tile_floats(m) + r * MR) & mask) != 0;
+        if (!all)
+            break;
+    }
+    for (size_t p = p0; p < p1v; p++) {
+        uint32_t *list = lists + p * (m + 1) + 1;
+        for (size_t i = 0; i < r; i++)
+            list[i] = (uint32_t)i;
+        n[p - p0] = r;
+    }
+    for (; r < m; r++) {
         const size_t row = (size_t)idx[r] * d;
         for (size_t p = p0; p < p1v; p++) {
             const size_t q = p - p0;
@@ -760,18 +779,18 @@ static void pack_feature_tiles(const KernelsInput *X, const uint32_t *idx, size_
     for (size_t p = p0 > pv ? p0 : pv; p < p1; p++) {
         const size_t q = p - p0, c0 = p * MR;
         float *P = ip + p * feature_tile_floats(m);
-        for (size_t r = 0; r < m; r++) {
+        for (size_t s = 0; s < m; s++) {
             float v[MR];
             int any = 0;
             for (size_t i = 0; i < MR; i++) {
                 const size_t c = c0 + i;
-                v[i] = c < d ? (X->u8 ? (float)X->u8[(size_t)idx[r] * d + c]
-                                      : X->f32[(size_t)idx[r] * d + c])
+                v[i] = c < d ? (X->u8 ? (float)X->u8[(size_t)idx[s] * d + c]
+                                      : X->f32[(size_t)idx[s] * d + c])
                              : c == d ? 1.0f : 0.0f;
                 any |= v[i] != 0.0f;
             }
             memcpy(P + n[q] * MR, v, sizeof v);
-            lists[p * (m + 1) + 1 + n[q]] = (uint32_t)r;
+            lists[p * (m + 1) + 1 + n[q]] = (uint32_t)s;
             n[q] += any != 0;
         }
     }
