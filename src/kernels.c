@@ -740,6 +740,25 @@ static double chunk_sum_bound(const float *row_max, size_t m, size_t chunk, doub
  * features to read load and convert them at once (the values past MR land in the next
  * entry, or in the tile's 8 floats of slack, and are overwritten or unused). */
 #define FEATURE_TILES 16   /* tiles packed together (the loop's unit of work) */
+#define PACK_AHEAD 8       /* samples ahead whose stretch of row is asked for */
+
+/* Ask for features c0 .. c1 of sample r's row to be brought into the cache (if r < m):
+ * the rows of a batch are scattered over the data set, and the forward pass's packing
+ * has left few of them in this core's caches by now. */
+static inline void prefetch_stretch(const KernelsInput *X, const uint32_t *idx, size_t r,
+                                    size_t m, size_t d, size_t c0, size_t c1)
+{
+    if (r >= m)
+        return;
+    c1 = c1 < d ? c1 : d;
+    const size_t row = (size_t)idx[r] * d;
+    if (X->u8)
+        for (size_t c = c0; c < c1; c += 64)
+            __builtin_prefetch(X->u8 + row + c);
+    else
+        for (size_t c = c0; c < c1; c += 16)
+            __builtin_prefetch(X->f32 + row + c);
+}
 static void pack_feature_tiles(const KernelsInput *X, const uint32_t *idx, size_t m, size_t d,
                                size_t p0, size_t p1, float *ip, uint32_t *lists)
 {
@@ -754,6 +773,7 @@ static void pack_feature_tiles(const KernelsInput *X, const uint32_t *idx, size_
     size_t r = 0;
     for (; r < m && p0 < p1v; r++) {
         const size_t row = (size_t)idx[r] * d;
+        prefetch_stretch(X, idx, r + PACK_AHEAD, m, d, p0 * MR, p1v * MR + 8);
         unsigned all = 1;
         for (size_t p = p0; p < p1v; p++)
             all &= (load8(X, row, p * MR, ip + p * feature_tile_floats(m) + r * MR) & mask) != 0;
@@ -768,6 +788,7 @@ static void pack_feature_tiles(const KernelsInput *X, const uint32_t *idx, size_
     }
     for (; r < m; r++) {
         const size_t row = (size_t)idx[r] * d;
+        prefetch_stretch(X, idx, r + PACK_AHEAD, m, d, p0 * MR, p1v * MR + 8);
         for (size_t p = p0; p < p1v; p++) {
             const size_t q = p - p0;
             const unsigned nz =
