@@ -96,14 +96,16 @@ static size_t min_size(size_t a, size_t b)
 }
 
 /* Scratch layout (kernels_scratch_size). The first WP floats hold the weight panels: the
- * forward pass copies W1 there as (h / NR) panels of d x NR, and dW1 copies dZ1 as panels
- * of m x NR, each k-major, so that the micro-kernel reads one contiguous row of NR values
+ * forward pass copies W1 there as panels of d x NR (each thread the CG / NR panels of
+ * the column group it is at, into a slot of d CG floats of its own, where WP has room
+ * for one per thread; else all h / NR of them, shared), and dW1 copies dZ1 as panels of
+ * m x NR, each k-major, so that the micro-kernel reads one contiguous row of NR values
  * per step. After them, the input panels: the forward pass packs sample tile t at
  * ip + t * MR * d ((d, MR) k-major: per listed feature, the tile's MR values) with
  * list + t * (d + 1) (count, then the features nonzero in some row of the tile); dW1 packs
  * feature tile p at ip + p (m MR + 8) ((m, MR): per listed sample, the tile's MR values,
- * then 8 floats of slack) with list + p * (m + 1) (count, then sample indices). The last feature tile holds the
- * constant 1 of db1 (feature d). */
+ * then 8 floats of slack) with list + p * (m + 1) (count, then sample indices). The last
+ * feature tile holds the constant 1 of db1 (feature d). */
 static size_t weight_panel_floats(size_t m, size_t d, size_t h)
 {
     return (m > d ? m : d) * (h / NR * NR);
