@@ -119,8 +119,9 @@ typedef struct {
     float limit;     /* exact mode: largest |chunk gradient| accepted (at most
                         KERNELS_LIMIT_MAX: a larger limit counts as that) */
     int64_t *bad;    /* exact mode: incremented per rejected value (non-finite or > limit),
-                        atomically and after the kernel's last barrier: read it after the
-                        parallel region, not inside it */
+                        atomically at the end of the call, which may come after the
+                        kernel's last barrier: read it after the parallel region, not
+                        inside it */
     /* exact mode, kernels_grad_layer1 only, optional (m): row_max[r] >= max |dZ1[r,:]|.
      * With pixel inputs (x / 255 <= 1), when these bounds show that no chunk sum can
      * exceed the limit, the per-value test is skipped (it could not fail: the result is
