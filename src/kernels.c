@@ -326,11 +326,12 @@ static inline float muladd(float x, float w, float s)
 }
 
 /* acc[i][v] = sum over the listed k (all k < n when list is NULL) of x[t, i] W[k, v VL ..]
- * for the MR rows of the packed panel P (n, MR) and nv (1 or 2) vectors of columns of W,
- * whose rows are ldw floats apart. */
+ * for the first mr of the MR rows of the packed panel P (n, MR) (the others: 0) and nv (1
+ * or 2) vectors of columns of W, whose rows are ldw floats apart. With cp (list NULL, nv
+ * 2), each row of W read is also stored at cp + k NR: the panel (n, NR) of those columns. */
 static inline __attribute__((always_inline)) void
 fwd_micro(const float *P, const uint32_t *list, size_t n, const float *W, size_t ldw, int nv,
-          vf acc[MR][2])
+          int mr, float *cp, vf acc[MR][2])
 {
     vf a[MR][2];
     zero_tile(a);
@@ -342,14 +343,32 @@ fwd_micro(const float *P, const uint32_t *list, size_t n, const float *W, size_t
     for (size_t t = 0; t < n; t++) {
         const float *w = W + (list ? list[t] : t) * ldw;
         const vf w0 = vload(w), w1 = nv > 1 ? vload(w + VL) : w0;
+        if (cp)
+            vstore(cp + t * NR, w0), vstore(cp + t * NR + VL, w1);
         const float *x = P + (list ? list[t] : t) * MR;
-        for (int i = 0; i < MR; i++) {
+        for (int i = 0; i < mr; i++) {
             a[i][0] += x[i] * w0;
             if (nv > 1)
                 a[i][1] += x[i] * w1;
         }
     }
     memcpy(acc, a, sizeof a);
+}
+
+/* fwd_micro for a tile with `rows` samples: a last, partial tile of one or two rows (or
+ * three or four) computes only two (four) of them, a third (two thirds) of a full tile's
+ * work. Each row's sum is the same either way. The batch of configs/mnist.ini (32) leaves
+ * a last tile of 2 rows on one rank, and of 4 rows on each of 8 ranks (their whole shard). */
+static inline __attribute__((always_inline)) void
+fwd_rows(const float *P, const uint32_t *list, size_t n, const float *W, size_t ldw, int nv,
+         size_t rows, float *cp, vf acc[MR][2])
+{
+    if (rows > 4)
+        fwd_micro(P, list, n, W, ldw, nv, MR, cp, acc);
+    else if (rows > 2)
+        fwd_micro(P, list, n, W, ldw, nv, 4, cp, acc);
+    else
+        fwd_micro(P, list, n, W, ldw, nv, 2, cp, acc);
 }
 
 /* 1 / (1 + e^-z) lane by lane, the same operations for every lane (so the same bits
@@ -386,9 +405,10 @@ static inline void sigmoid(vf *zp)   /* in place: a vector return would change t
 
 /* A1 rows order[r0 .. r0 + rows], columns j0 .. j1 of sample tile t: full NR blocks from
  * the packed panels of W1 at Wp (the block of columns j0 first; or from W1 when Wp is
- * NULL), the columns past the last full block from W1 itself. */
+ * NULL), the columns past the last full block from W1 itself. With fill (the tile lists
+ * every feature, Wp NULL), the full blocks' panels are written there as W1 is read. */
 static void fwd_task(const KernelsInput *X, size_t m, size_t d, size_t h, const float *W1,
-                     const float *Wp, const float *b1, float *A1, const float *ip,
+                     const float *Wp, float *fill, const float *b1, float *A1, const float *ip,
                      const uint32_t *lists, const uint32_t *order, size_t t, size_t j0,
                      size_t j1)
 {
@@ -405,15 +425,17 @@ static void fwd_task(const KernelsInput *X, size_t m, size_t d, size_t h, const 
             bw = NR;
             const float *Wb = Wp ? Wp + (j - j0) / NR * d * NR : W1 + j;   /* (d, NR) or in place */
             const size_t ldw = Wp ? NR : h;
-            if (n == d)   /* every feature listed: the list is 0, 1, ..., d - 1 */
-                fwd_micro(P, NULL, n, Wb, ldw, 2, a);
+            if (fill)
+                fwd_rows(P, NULL, n, Wb, ldw, 2, rows, fill + (j - j0) / NR * d * NR, a);
+            else if (n == d)   /* every feature listed: the list is 0, 1, ..., d - 1 */
+                fwd_rows(P, NULL, n, Wb, ldw, 2, rows, NULL, a);
             else
-                fwd_micro(P, list, n, Wb, ldw, 2, a);
+                fwd_rows(P, list, n, Wb, ldw, 2, rows, NULL, a);
             for (int i = 0; i < MR; i++)
                 vstore(acc[i], a[i][0]), vstore(acc[i] + VL, a[i][1]);
         } else if (j + VL <= j1) {
             bw = VL;
-            fwd_micro(P, list, n, W1 + j, h, 1, a);
+            fwd_rows(P, list, n, W1 + j, h, 1, rows, NULL, a);
             for (int i = 0; i < MR; i++)
                 vstore(acc[i], a[i][0]);
         } else {   /* fewer than VL columns: the same sums, one column at a time */
@@ -509,6 +531,14 @@ void kernels_signatures(const KernelsInput *X, size_t n, size_t d, uint64_t *sig
  * 32 on and MNIST from batch 128 on are as fast or faster with the copy). */
 #define PANEL_READS 6
 
+/* A thread's first tile of a column group whose list holds every feature (dense data)
+ * reads W1 in place and writes the group's panels as it goes, instead of a copy before
+ * it, up to this many columns (rows of W1 up to 1 KB apart). Measured on Zen 3 with
+ * bench/kernel-ab, dense pixels, one thread: h = 128 batch 32 / 64 / 256 forward 0.90 /
+ * 0.93 / 0.98 (two threads, batch 32 and 64: 0.93, 0.96), h = 256 0.97; at h = 512 and
+ * 800, 0.90-1.00 at some batches but 1.08-1.20 at batch 96. */
+#define FILL_MAX_H 256
+
 void kernels_hidden_forward(const KernelsInput *X, const uint32_t *idx, size_t m, size_t d,
                             size_t h, const float *W1, const float *b1, float *A1,
                             const KernelsScratch *scratch)
@@ -538,7 +568,8 @@ void kernels_hidden_forward(const KernelsInput *X, const uint32_t *idx, size_t m
      * comes to the group, where they stay in its cache for its tiles, rather than all
      * threads copying all of W1 before the products into a buffer of W1's size (at
      * h = 800, 2.5 MB written and read back from L3: measured on Zen 3, 18% of the
-     * forward pass's time went to that copy). Where the scratch has no room for a slot
+     * forward pass's time went to that copy); on dense data its first tile of the group
+     * fills the slot as it reads W1 (FILL_MAX_H). Where the scratch has no room for a slot
      * per thread, the shared copy. The same values either way: the same bits. */
     const int panels = listed >= PANEL_READS * d && h >= NR;
     const size_t slot = d * CG, tid = (size_t)omp_get_thread_num();
@@ -559,18 +590,20 @@ void kernels_hidden_forward(const KernelsInput *X, const uint32_t *idx, size_t m
     for (size_t task = 0; task < T * G; task++) {
         const size_t g = panels ? task / T : task % G, t = panels ? task % T : task / G;
         const size_t j0 = g * CG, j1 = min_size(h, j0 + CG);
-        float *Wg = NULL;   /* the group's panels */
+        float *Wg = NULL, *fill = NULL;   /* the group's panels; to be filled by this task */
         if (own) {
             Wg = Wp + tid * slot;
-            if (copied != g) {
+            if (copied != g && h <= FILL_MAX_H && scratch->list[t * (d + 1)] == d) {
+                fill = Wg, Wg = NULL;
+            } else if (copied != g) {
                 for (size_t b = j0 / NR; b < j1 / NR; b++)
                     pack_weight_panel(W1, d, h, b, Wg + (b - j0 / NR) * d * NR);
-                copied = g;
             }
+            copied = g;
         } else if (panels) {
             Wg = Wp + j0 / NR * d * NR;
         }
-        fwd_task(X, m, d, h, W1, Wg, b1, A1, ip, scratch->list, order, t, j0, j1);
+        fwd_task(X, m, d, h, W1, Wg, fill, b1, A1, ip, scratch->list, order, t, j0, j1);
     }
 }
 

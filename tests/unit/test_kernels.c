@@ -47,7 +47,10 @@ static const size_t shapes[][3] = {
 
 /* Inputs of n samples, d features, with the zeros that make tiles skip work: every other
  * sample zero in its first features, one feature zero in every sample, one sample zero
- * everywhere, the rest zero one time in three. f32: values in [-3, 3), same zeros. */
+ * everywhere, the rest zero one time in three. f32: values in [-3, 3), same zeros. Dense
+ * (data_init's dense != 0): no zero at all, so that every tile lists every feature or
+ * sample (the kernels' paths for full lists: no list read, W1's panels filled as W1 is
+ * read, dW1's packing without counts). */
 typedef struct {
     size_t n, d;
     uint8_t *u8;
@@ -55,7 +58,7 @@ typedef struct {
     uint32_t *idx;   /* (n) a permutation: samples are drawn out of order */
 } Data;
 
-static void data_init(Data *x, size_t n, size_t d)
+static void data_init(Data *x, size_t n, size_t d, int dense)
 {
     x->n = n, x->d = d;
     x->u8 = malloc(n * d);
@@ -65,8 +68,10 @@ static void data_init(Data *x, size_t n, size_t d)
     for (size_t r = 0; r < n; r++)
         for (size_t c = 0; c < d; c++) {
             int zero = rnd() % 3 == 0 || (r % 2 && c < d / 3) || c == d / 2 || r == n / 2;
+            zero = zero && !dense;
             x->u8[r * d + c] = zero ? 0 : (uint8_t)(1 + rnd() % 255);
-            x->f32[r * d + c] = zero ? 0.0f : 3.0f * rnd_sym();
+            float f = 3.0f * rnd_sym();
+            x->f32[r * d + c] = zero ? 0.0f : f != 0.0f ? f : 1.0f;
         }
     for (size_t r = 0; r < n; r++)
         x->idx[r] = (uint32_t)r;
@@ -127,14 +132,16 @@ static void check_close(const char *what, size_t s, size_t e, double got, double
 }
 
 /* Hidden layer: fast (1, 2 and 3 threads, tiles in the shard's order or grouped by
- * signature: the same bits) and reference against the double sum, pixels and floats. */
+ * signature: the same bits) and reference against the double sum, pixels and floats, with
+ * zeros and dense (shape numbers NSHAPES and up: the shapes again, dense). */
 static void test_forward_vs_double(void **state)
 {
     (void)state;
-    for (size_t s = 0; s < NSHAPES; s++) {
-        const size_t m = shapes[s][0], d = shapes[s][1], h = shapes[s][2], n = m + 3;
+    for (size_t s = 0; s < 2 * NSHAPES; s++) {
+        const size_t m = shapes[s % NSHAPES][0], d = shapes[s % NSHAPES][1];
+        const size_t h = shapes[s % NSHAPES][2], n = m + 3;
         Data x;
-        data_init(&x, n, d);
+        data_init(&x, n, d, s >= NSHAPES);
         float *W1 = random_floats(d * h, 0.5f), *b1 = random_floats(h, 0.5f);
         float *A = malloc(m * h * sizeof *A), *B = malloc(m * h * sizeof *B);
         float *R = malloc(m * h * sizeof *R);
@@ -242,14 +249,16 @@ static void grad1_double(const Data *x, int f32, size_t m, size_t h, const float
 
 /* dW1: fast kernels (threads 1..3 bitwise equal; exact mode bitwise equal when the samples
  * are split into shards at chunk boundaries) and reference, fast mode and exact mode with
- * several chunks, pixels and floats, against the double sums. */
+ * several chunks, pixels and floats, against the double sums; with zeros and dense (shape
+ * numbers NSHAPES and up). */
 static void test_grad_layer1_vs_double(void **state)
 {
     (void)state;
-    for (size_t s = 0; s < NSHAPES; s++) {
-        const size_t m = shapes[s][0], d = shapes[s][1], h = shapes[s][2], rows = (d + 1) * h;
+    for (size_t s = 0; s < 2 * NSHAPES; s++) {
+        const size_t m = shapes[s % NSHAPES][0], d = shapes[s % NSHAPES][1];
+        const size_t h = shapes[s % NSHAPES][2], rows = (d + 1) * h;
         Data x;
-        data_init(&x, m + 2, d);
+        data_init(&x, m + 2, d, s >= NSHAPES);
         float *dZ1 = random_floats(m * h, 0.01f);
         float *row_max = calloc(m, sizeof *row_max);
         for (size_t r = 0; r < m; r++)
@@ -419,7 +428,7 @@ static void test_select_and_model_step(void **state)
 
     const size_t n = 23, d = 31, h = 19, k = 5, chunk = 4;
     Data x;
-    data_init(&x, n, d);
+    data_init(&x, n, d, 0);
     uint8_t *labels = malloc(n);
     for (size_t r = 0; r < n; r++)
         labels[r] = (uint8_t)(rnd() % k);
