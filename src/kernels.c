@@ -831,6 +831,8 @@ static void pack_feature_tiles(const KernelsInput *X, const uint32_t *idx, size_
     }
     /* Pixels: which tiles a sample has a nonzero pixel in, first (an 8-byte load per tile),
      * then only those tiles are converted and stored (MNIST: a third of them). */
+    uint64_t tile_bytes = 0;   /* the first MR of 8 bytes, in memory order (any endianness) */
+    memset(&tile_bytes, 0xff, MR <= 8 ? MR : 8);
     if (X->u8 && MR <= 8)
         for (; r < m; r++) {
             const size_t row = (size_t)idx[r] * d;
@@ -839,7 +841,7 @@ static void pack_feature_tiles(const KernelsInput *X, const uint32_t *idx, size_
             for (size_t p = p0; p < p1v; p++) {
                 uint64_t v;
                 memcpy(&v, X->u8 + row + p * MR, sizeof v);
-                nzt |= (uint32_t)((v & ((uint64_t)-1 >> (64 - 8 * MR))) != 0) << (p - p0);
+                nzt |= (uint32_t)((v & tile_bytes) != 0) << (p - p0);
             }
             for (; nzt; nzt &= nzt - 1) {
                 const size_t q = (size_t)__builtin_ctz(nzt), p = p0 + q;
