@@ -831,9 +831,10 @@ static void pack_feature_tiles(const KernelsInput *X, const uint32_t *idx, size_
     }
     /* Pixels: which tiles a sample has a nonzero pixel in, first (an 8-byte load per tile),
      * then only those tiles are converted and stored (MNIST: a third of them). */
+    _Static_assert(MR <= 8, "a tile's pixels are tested as one 8-byte word");
     uint64_t tile_bytes = 0;   /* the first MR of 8 bytes, in memory order (any endianness) */
-    memset(&tile_bytes, 0xff, MR <= 8 ? MR : 8);
-    if (X->u8 && MR <= 8)
+    memset(&tile_bytes, 0xff, MR);
+    if (X->u8)
         for (; r < m; r++) {
             const size_t row = (size_t)idx[r] * d;
             prefetch_stretch(X, idx, r + PACK_AHEAD, m, d, p0 * MR, p1v * MR + 8);
