@@ -44,4 +44,14 @@ static inline void fill_operands(unsigned *s, size_t b, size_t h, float *W1, flo
     }
 }
 
+/* KernelsSink.grad_bound for those operands (as a training step gives one from W2): the
+ * sum of the row bounds, a bound on the sum of an element's |chunk sums| for inputs <= 1. */
+static inline double rows_bound(const float *rmax, size_t b)
+{
+    double s = 0;
+    for (size_t r = 0; r < b; r++)
+        s += rmax[r];
+    return s * (1 + 0x1p-20);
+}
+
 #endif

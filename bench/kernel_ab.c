@@ -137,7 +137,8 @@ int main(int argc, char **argv)
                 Side *x = &side[v];
                 const KernelsSink fast = {.out_f = x->gf};
                 const KernelsSink exact = {.out_i = x->gi, .chunk = (b + 7) / 8, .limit = 1e5f,
-                                           .bad = &bad, .row_max = rmax};
+                                           .bad = &bad, .row_max = rmax,
+                                           .grad_bound = rows_bound(rmax, b)};
                 double t0 = now();
                 (v ? B_kernels_hidden_forward : A_kernels_hidden_forward)(&x->X, idx, b, D, h, W1,
                                                                           b1, x->A1, &x->sc);

@@ -97,7 +97,8 @@ int main(int argc, char **argv)
         fill_operands(&s, b, h, W1, dZ1, rmax);
         const KernelsSink fast = {.out_f = gf};
         const KernelsSink exact = {.out_i = gi, .chunk = (b + 7) / 8, .limit = 1e5f,
-                                   .bad = &bad, .row_max = rmax};
+                                   .bad = &bad, .row_max = rmax,
+                                           .grad_bound = rows_bound(rmax, b)};
         double best[3] = {1e30, 1e30, 1e30};
         for (int r = 0; r < REPS; r++) {
             for (size_t i = 0; i < b; i++)

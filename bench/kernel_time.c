@@ -1,6 +1,7 @@
 /* kernel_time: one thread's time per call of kernels_grad_layer1 (dW1 = X^T dZ1), fast and
- * exact mode at several chunk sizes, on random pixel data that is dense (1..255) or
- * MNIST-like (81% zeros), best of REPS calls. A developer's tool for the exact-mode
+ * exact mode at several chunk sizes (40 fractional bits, and the 32-bit sums that a
+ * grad_bound allows), on random pixel data that is dense (1..255) or MNIST-like (81%
+ * zeros), best of REPS calls. A developer's tool for the exact-mode
  * conversion (docs/reduction.md); `make bench` does not run it.
  *
  *   kernel_time [M H REPS]      (default 32 128 2000)
@@ -59,7 +60,7 @@ int main(int argc, char **argv)
             rmax[r] = a > rmax[r] ? a : rmax[r];
         }
     }
-    const size_t chunks[] = {1, 2, 4, 8, 16};
+    const size_t chunks[] = {1, 2, 4, 8, 16, 32};
     for (int dense = 1; dense >= 0; dense--) {
         for (size_t i = 0; i < m * D; i++) {
             const unsigned v = next(&s);
@@ -69,12 +70,16 @@ int main(int argc, char **argv)
         const KernelsSink fast = {.out_f = of};
         const double tf = best_call(&X, idx, m, h, dZ1, &sc, &fast, reps);
         printf("%s m=%zu h=%zu fast %.1f us", dense ? "dense" : "mnist-like", m, h, tf * 1e6);
-        for (size_t c = 0; c < sizeof chunks / sizeof *chunks; c++) {
-            int64_t bad = 0;
-            const KernelsSink ex = {.out_i = oi, .chunk = chunks[c], .limit = 1e6f,
-                                    .bad = &bad, .row_max = rmax};
-            const double te = best_call(&X, idx, m, h, dZ1, &sc, &ex, reps);
-            printf("  exact chunk %zu %.1f us (%.2fx)", chunks[c], te * 1e6, te / tf);
+        for (int bounded = 0; bounded <= 1; bounded++) {
+            printf("\n  %s:", bounded ? "32-bit (grad_bound)" : "40-bit");
+            for (size_t c = 0; c < sizeof chunks / sizeof *chunks; c++) {
+                int64_t bad = 0;
+                const KernelsSink ex = {.out_i = oi, .chunk = chunks[c], .limit = 1e6f,
+                                        .bad = &bad, .row_max = rmax,
+                                        .grad_bound = bounded ? rows_bound(rmax, m) : 0};
+                const double te = best_call(&X, idx, m, h, dZ1, &sc, &ex, reps);
+                printf("  chunk %zu %.1f us (%.2fx)", chunks[c], te * 1e6, te / tf);
+            }
         }
         printf("\n");
     }

@@ -19,7 +19,10 @@
  * Fixed point (train.reduce = exact): a chunk's gradient g becomes the integer
  * trunc(g * 2^KERNELS_FIX_BITS); an output element is the int64 sum of its chunks' values.
  * |g| must not exceed the caller's `limit` (chosen so that no sum can overflow); a value
- * beyond it, or a NaN, is counted in *bad and contributes 0.
+ * beyond it, or a NaN, is counted in *bad and contributes 0. dW1 and db1 may be truncated
+ * at fewer fractional bits, b = kernels_fix_bits(sink), when the caller gives a bound that
+ * is the same on every rank (KernelsSink.grad_bound): a chunk's value is then
+ * trunc(g * 2^b) * 2^(KERNELS_FIX_BITS - b), in the same units.
  *
  * Threads: called outside a parallel region, a kernel starts its own team; called inside
  * one, every thread of the team must call it with the same arguments, and the kernel
@@ -133,7 +136,30 @@ typedef struct {
      * the other tiles, whose rows are stored. NULL: every row stored. Lets a sum of many
      * ranks' gradients skip what a small shard leaves zero (dist_reduce_init's map). */
     uint8_t *written;
+    /* exact mode, kernels_grad_layer1 only, optional: a bound, the same on every rank, on
+     * the sum over all the minibatch's chunks (every rank's) of |chunk gradient| for any
+     * element of dW1 and db1 (kernels_grad1_bound). If 0 < grad_bound <= limit, dW1's and
+     * db1's chunk values are truncated at b = kernels_fix_bits(sink) fractional bits, the
+     * most that keep grad_bound 2^b within 2^30, and summed in 32-bit integers (AVX2
+     * converts float to int32 in one instruction, to int64 in five or more). The caller
+     * promises the bound; where row_max shows it broken on this rank, the call counts one
+     * rejected value. 0: 40 bits (KERNELS_FIX_BITS). */
+    double grad_bound;
 } KernelsSink;
+
+/* The bound on dW1's and db1's chunk sums that KernelsSink.grad_bound asks for, from the
+ * parameters alone (so every rank computes the same): with dZ2 = (softmax - onehot) / m
+ * (sum_j |dZ2[r,j]| <= 2 / m), |dZ1[r,i]| <= 2 / m max|W2| a (1 - a) <= max|W2| / (2 m),
+ * so the sum over a minibatch's m samples of |x dZ1| is at most xmax max|W2| / 2
+ * (xmax: 1 for pixels and db1's constant, X->f32_max for float features), widened for
+ * float rounding in chunks of `chunk` rows and k classes. 0 (no bound) if W2 or xmax is
+ * not finite. */
+double kernels_grad1_bound(const KernelsInput *X, const float *W2, size_t h, size_t k,
+                           size_t chunk);
+
+/* The fractional bits of dW1's and db1's chunk values under `sink` (see grad_bound):
+ * KERNELS_FIX_BITS, or fewer. */
+int kernels_fix_bits(const KernelsSink *sink);
 
 /* dW1[c,:] = s sum_r X[idx[r],c] dZ1[r,:] (s as in kernels_hidden_forward) and
  * db1 = sum_r dZ1[r,:], each summed in ascending r (zero features may be skipped).

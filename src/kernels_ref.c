@@ -13,7 +13,6 @@
 #include <math.h>
 #include <string.h>
 
-#define FIX_SCALE 0x1p40f   /* 2^KERNELS_FIX_BITS */
 
 /* x[c] of the input row of sample i, scaled: pixels / 255, floats as they are. */
 static float input_at(const KernelsInput *X, size_t i, size_t d, size_t c)
@@ -94,17 +93,18 @@ static size_t ref_chunk(const KernelsSink *sink, size_t m)
 }
 
 /* Output element e receives the value v of one chunk: stored as a float (fast mode, one
- * chunk), or added to *q as trunc(v * 2^40) (exact mode; a value with !(|v| <= limit),
- * NaN included, adds 0 and counts in *nbad). */
-static void ref_put(const KernelsSink *sink, size_t e, float v, int64_t *q, int64_t *nbad)
+ * chunk), or added to *q as trunc(v * 2^bits) * 2^(40 - bits) (exact mode; a value with
+ * !(|v| <= limit), NaN included, adds 0 and counts in *nbad). */
+static void ref_put(const KernelsSink *sink, size_t e, float v, int bits, int64_t *q,
+                    int64_t *nbad)
 {
     if (sink->out_f) {
         sink->out_f[e] = v;
         return;
     }
     const float limit = sink->limit < KERNELS_LIMIT_MAX ? sink->limit : KERNELS_LIMIT_MAX;
-    if (fabsf(v) <= limit)
-        *q += (int64_t)(v * FIX_SCALE);
+    if (fabsf(v) <= limit)   /* trunc(v 2^bits) in units of 2^-40 */
+        *q += (int64_t)(v * ldexpf(1.0f, bits)) * ((int64_t)1 << (KERNELS_FIX_BITS - bits));
     else
         ++*nbad;
 }
@@ -125,7 +125,8 @@ void kernels_ref_grad_layer1(const KernelsInput *X, const uint32_t *idx, size_t 
                     float s = 0;   /* sum over the chunk of x[r,c] dZ1[r,j] */
                     for (size_t r = r0; r < m && r < r0 + chunk; r++)
                         s += (c < d ? input_at(X, idx[r], d, c) : 1.0f) * dZ1[r * h + j];
-                    ref_put(sink, c * h + j, c < d ? input_scale(X) * s : s, &q, &nbad);
+                    ref_put(sink, c * h + j, c < d ? input_scale(X) * s : s,
+                            kernels_fix_bits(sink), &q, &nbad);
                 }
                 if (sink->out_i)
                     sink->out_i[c * h + j] = q;
@@ -149,7 +150,7 @@ void kernels_ref_grad_layer2(const float *A1, size_t m, size_t h, size_t k, cons
                     float s = 0;   /* sum over the chunk of A1[r,i] dZ2[r,j] */
                     for (size_t r = r0; r < m && r < r0 + chunk; r++)
                         s += (i < h ? A1[r * h + i] : 1.0f) * dZ2[r * k + j];
-                    ref_put(sink, i * k + j, s, &q, &nbad);
+                    ref_put(sink, i * k + j, s, KERNELS_FIX_BITS, &q, &nbad);
                 }
                 if (sink->out_i)
                     sink->out_i[i * k + j] = q;

@@ -200,7 +200,8 @@ ModelStats model_step_gradients(const Params *p, const KernelsInput *X, const ui
     const size_t d = p->d, h = p->h, k = p->k;
     const size_t off2 = d * h + h;   /* dW2 starts after dW1 and db1 */
     KernelsSink s1 = {.out_f = grad_f, .out_i = grad_i, .chunk = chunk, .limit = limit,
-                      .bad = bad, .row_max = w->dZ1_max, .written = w->tiles_written};
+                      .bad = bad, .row_max = w->dZ1_max, .written = w->tiles_written,
+                      .grad_bound = grad_i ? kernels_grad1_bound(X, p->W2, h, k, chunk) : 0};
     KernelsSink s2 = {.out_f = grad_f ? grad_f + off2 : NULL,
                       .out_i = grad_i ? grad_i + off2 : NULL, .chunk = chunk, .limit = limit,
                       .bad = bad};

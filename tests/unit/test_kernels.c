@@ -262,6 +262,35 @@ static void grad1_double(const Data *x, int f32, size_t m, size_t h, const float
             }
 }
 
+/* Exact dW1 over "ranks" holding two chunks each (the fast kernels, or with impl the
+ * reference twin), each rank's stored part added into part (rows): the allreduce. The
+ * ranks use `base` (its row bounds, if any, from their first sample on). */
+static void parts_sum(int impl, const KernelsInput *in, const Data *x, size_t m, size_t d,
+                      size_t h, const float *dZ1, const KernelsScratch *sc,
+                      const KernelsSink *base, int64_t *part)
+{
+    const size_t rows = (d + 1) * h, chunk = base->chunk;
+    memset(part, 0, rows * sizeof *part);
+    int64_t *own = malloc(rows * sizeof *own);
+    assert_non_null(own);
+    for (size_t b = 0; b < m; b += 2 * chunk) {
+        const size_t e = b + 2 * chunk < m ? b + 2 * chunk : m;
+        KernelsSink sh = *base;
+        sh.out_i = own;
+        if (base->row_max)
+            sh.row_max = base->row_max + b;
+        memset(own, 0x5a, rows * sizeof *own);   /* stored, never added to */
+        scratch_poison(sc, m, d, h);
+        if (impl)
+            kernels_ref_grad_layer1(in, x->idx + b, e - b, d, h, dZ1 + b * h, NULL, &sh);
+        else
+            kernels_grad_layer1(in, x->idx + b, e - b, d, h, dZ1 + b * h, sc, &sh);
+        for (size_t q = 0; q < rows; q++)
+            part[q] += own[q];
+    }
+    free(own);
+}
+
 /* dW1: fast kernels (threads 1..3 bitwise equal; exact mode bitwise equal when the samples
  * are split into shards at chunk boundaries) and reference, fast mode and exact mode with
  * several chunks, pixels and floats, against the double sums; with zeros and dense (shape
@@ -345,26 +374,73 @@ static void test_grad_layer1_vs_double(void **state)
                     check_close("dW1 exact reference", s, e, (double)gi2[e] * 0x1p-40, want,
                                 terms, 1e-6, abs_tol);
                 }
+                /* Under a bound shared by every "rank" (KernelsSink.grad_bound; here the
+                 * sum of the row bounds, as kernels_grad1_bound gives one from W2): int32
+                 * totals at fewer fractional bits. The same bits for 1, 2 and 3 threads
+                 * and from parts of two chunks each; within the truncation of the double
+                 * sums; the reference twin alike; and a promise that the row bounds show
+                 * broken is one rejected value per call. */
+                {
+                    KernelsInput bounded = in;
+                    if (f32)
+                        bounded.f32_max = kernels_input_max(x.f32, x.n, d);
+                    const double xmax = f32 ? fmax(bounded.f32_max, 1.0) : 1.0;
+                    double rsum = 0;
+                    for (size_t r = 0; r < m; r++)
+                        rsum += row_max[r];
+                    int64_t *bo = malloc(rows * sizeof *bo);
+                    KernelsSink bs = {.out_i = bo, .chunk = chunk, .limit = 1e6f, .bad = &bad,
+                                      .row_max = row_max,
+                                      .grad_bound = xmax * rsum * (1 + 0x1p-20)};
+                    const int bits = kernels_fix_bits(&bs);
+                    assert_true(bits >= 20 && bits < KERNELS_FIX_BITS);
+                    int64_t *want = malloc(rows * sizeof *want);
+                    for (int th = 1; th <= 3; th++) {
+                        omp_set_num_threads(th);
+                        memset(bo, 0x5a, rows * sizeof *bo);
+                        scratch_poison(&sc, m, d, h);
+                        kernels_grad_layer1(&bounded, x.idx, m, d, h, dZ1, &sc, &bs);
+                        if (th == 1)
+                            memcpy(want, bo, rows * sizeof *want);
+                        assert_memory_equal(want, bo, rows * sizeof *want);
+                    }
+                    int64_t *refi = malloc(rows * sizeof *refi);
+                    bs.out_i = refi;
+                    kernels_ref_grad_layer1(&bounded, x.idx, m, d, h, dZ1, NULL, &bs);
+                    assert_int_equal(bad, 0);
+                    for (size_t e = 0; e < rows; e++) {
+                        double w = 0, terms = 0;
+                        for (size_t q = 0; q < nch; q++)
+                            w += S[e * nch + q], terms += T[e * nch + q];
+                        const double abs_tol = (double)nch * ldexp(1.0, -bits);
+                        assert_true(want[e] % ((int64_t)1 << (KERNELS_FIX_BITS - bits)) == 0);
+                        check_close("dW1 bounded fast", s, e, (double)want[e] * 0x1p-40, w,
+                                    terms, 1e-6, abs_tol);
+                        check_close("dW1 bounded reference", s, e, (double)refi[e] * 0x1p-40,
+                                    w, terms, 1e-6, abs_tol);
+                    }
+                    for (int impl = 0; impl <= 1; impl++) {
+                        parts_sum(impl, &bounded, &x, m, d, h, dZ1, &sc, &bs, part);
+                        assert_memory_equal(impl ? refi : want, part, rows * sizeof *part);
+                    }
+                    assert_int_equal(bad, 0);
+                    /* a bound 2^12 times too small: the row bounds catch it (float
+                     * features all zero have no f32_max, so no row bounds to check) */
+                    bs.out_i = bo, bs.grad_bound = xmax * rsum * 0x1p-12;
+                    if (rsum > 0 && (!f32 || bounded.f32_max > 0)) {
+                        omp_set_num_threads(3);
+                        kernels_grad_layer1(&bounded, x.idx, m, d, h, dZ1, &sc, &bs);
+                        assert_int_equal(bad, 1);
+                        bad = 0;
+                    }
+                    omp_set_num_threads(2);
+                    free(want), free(refi), free(bo);
+                }
                 /* "ranks" holding two chunks each: their stored parts sum to the bits of
                  * the whole, for both implementations */
                 for (int impl = 0; impl <= 1; impl++) {
-                    memset(part, 0, rows * sizeof *part);
-                    for (size_t b = 0; b < m; b += 2 * chunk) {
-                        const size_t e = b + 2 * chunk < m ? b + 2 * chunk : m;
-                        int64_t *own = malloc(rows * sizeof *own);
-                        KernelsSink sh = {.out_i = own, .chunk = chunk, .limit = 1e6f,
-                                          .bad = &bad};
-                        scratch_poison(&sc, m, d, h);
-                        if (impl)
-                            kernels_ref_grad_layer1(&in, x.idx + b, e - b, d, h, dZ1 + b * h,
-                                                    NULL, &sh);
-                        else
-                            kernels_grad_layer1(&in, x.idx + b, e - b, d, h, dZ1 + b * h, &sc,
-                                                &sh);
-                        for (size_t q = 0; q < rows; q++)
-                            part[q] += own[q];
-                        free(own);
-                    }
+                    const KernelsSink sh = {.chunk = chunk, .limit = 1e6f, .bad = &bad};
+                    parts_sum(impl, &in, &x, m, d, h, dZ1, &sc, &sh, part);
                     assert_memory_equal(impl ? gi2 : gi, part, rows * sizeof *part);
                 }
             }
@@ -434,6 +510,61 @@ static void test_small_kernels_fast_vs_reference(void **state)
                 free(g[v]), free(q[v]);
         free(A1), free(W2), free(b2), free(W2t), free(labels), free(idx);
     }
+}
+
+/* kernels_grad1_bound: the sum over a minibatch of xmax |dZ1[r,i]| (what every chunk sum
+ * of dW1 and db1 adds up to at most) never exceeds it: random models, and the case that
+ * reaches it (sigmoid outputs of 1/2, all the probability on a wrong class whose weights
+ * have the opposite sign of the right one's), where it is tight. Not finite: no bound. */
+static void test_grad1_bound(void **state)
+{
+    (void)state;
+    for (int tight = 0; tight <= 1; tight++)
+        for (size_t c = 0; c < 20; c++) {
+            const size_t m = 1 + rnd() % 40, h = 1 + rnd() % 70, k = 2 + rnd() % 9;
+            float *A1 = malloc(m * h * sizeof *A1), *W2 = random_floats(h * k, 2.0f);
+            float *b2 = random_floats(k, 3.0f), *W2t = malloc(h * k * sizeof *W2t);
+            float *dZ2 = malloc(m * k * sizeof *dZ2), *dZ1 = malloc(m * h * sizeof *dZ1);
+            float *top = malloc(m * sizeof *top);
+            double *loss = malloc(m * sizeof *loss);
+            uint8_t *labels = malloc(m), *correct = malloc(m);
+            uint32_t *idx = malloc(m * sizeof *idx);
+            for (size_t r = 0; r < m; r++) {
+                labels[r] = (uint8_t)(tight ? 1 : rnd() % k), idx[r] = (uint32_t)r;
+                for (size_t i = 0; i < h; i++)
+                    A1[r * h + i] = tight ? 0.5f : (float)(rnd() % 10001) / 10000.0f;
+            }
+            if (tight) {   /* class 0 wins by far; W2[:, 0] = w, W2[:, 1] = -w */
+                const float w = 0.5f + (float)(rnd() % 100) / 10.0f;
+                for (size_t i = 0; i < h * k; i++)
+                    W2[i] = i % k == 0 ? w : i % k == 1 ? -w : 0.0f;
+                b2[0] = 80.0f;
+            }
+            const int f32 = (int)(c % 2);
+            const float fmax_ = 1.0f + (float)(rnd() % 50);
+            const KernelsInput in = f32 ? (KernelsInput){.f32 = A1, .f32_max = fmax_}
+                                        : (KernelsInput){.u8 = labels};
+            const double bound = kernels_grad1_bound(&in, W2, h, k, m);
+            kernels_output_backward(A1, labels, idx, m, h, k, W2, b2, W2t, 1.0f / (float)m, dZ2,
+                                    dZ1, top, loss, correct);
+            const double xmax = f32 ? fmax_ : 1.0;
+            double worst = 0;
+            for (size_t i = 0; i < h; i++) {
+                double sum = 0;
+                for (size_t r = 0; r < m; r++)
+                    sum += xmax * fabs((double)dZ1[r * h + i]);
+                worst = fmax(worst, sum);
+            }
+            assert_true(bound > 0);
+            if (!(worst <= bound))
+                fail_msg("case %zu: sum %.9g above the bound %.9g", c, worst, bound);
+            if (tight)
+                assert_true(worst >= bound * 0.999);
+            W2[rnd() % (h * k)] = c % 4 < 2 ? NAN : -INFINITY;
+            assert_true(kernels_grad1_bound(&in, W2, h, k, m) == 0);
+            free(A1), free(W2), free(b2), free(W2t), free(dZ2), free(dZ1), free(top);
+            free(loss), free(labels), free(correct), free(idx);
+        }
 }
 
 /* Choosing by name; a whole model step through the reference twin: exact mode gives the
@@ -569,6 +700,7 @@ int main(void)
         cmocka_unit_test(test_sigmoid_range),
         cmocka_unit_test(test_grad_layer1_vs_double),
         cmocka_unit_test(test_small_kernels_fast_vs_reference),
+        cmocka_unit_test(test_grad1_bound),
         cmocka_unit_test(test_select_and_model_step),
         cmocka_unit_test(test_sgd_fixed_and_nonfinite),
     };
