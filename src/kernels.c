@@ -1142,16 +1142,15 @@ grad1_micro(const float *P, const uint32_t *list, size_t n, const float *G, size
     return bad;
 }
 
-/* Exact mode under a bound (KernelsSink.grad_bound): grad1_micro's chunk sums (the same
- * terms in the same order), each times sfix[i] (the row's input scale times 2^bits),
- * truncated to int32 and added to int32 totals, which the bound keeps below 2^30 in
- * magnitude with every value; stored as int64 in units of 2^-KERNELS_FIX_BITS. One
- * conversion and one addition per vector and chunk: on AVX2 a fifth of fix_add_small's
- * work. Output rows past `rows` are not written. */
+/* Exact mode under a bound (KernelsSink.grad_bound), on a tile whose inputs carry the
+ * scale s 2^bits (scale_feature_tiles): grad1_micro's chunk sums (the same terms in the
+ * same order), each truncated to int32 and added to int32 totals, which the bound keeps
+ * below 2^30 in magnitude with every value; stored as int64 in units of
+ * 2^-KERNELS_FIX_BITS. One conversion and one addition per vector and chunk: on AVX2 a
+ * fifth of fix_add_small's work. Output rows past `rows` are not written. */
 static inline __attribute__((always_inline)) void
 grad1_micro_i32(const float *P, const uint32_t *list, size_t n, const float *G, size_t ldg,
-                int nv, size_t h, size_t chunk, const float *sfix, int bits, size_t rows,
-                int64_t *out_i)
+                int nv, size_t h, size_t chunk, int bits, size_t rows, int64_t *out_i)
 {
     vi q[MR][2];
     for (int i = 0; i < MR; i++)
@@ -1163,7 +1162,7 @@ grad1_micro_i32(const float *P, const uint32_t *list, size_t n, const float *G, 
         t = grad1_chunk(P, list, n, t, r1, G, ldg, nv, a);
         for (int i = 0; i < MR; i++)
             for (int v = 0; v < nv; v++)
-                q[i][v] += __builtin_convertvector(a[i][v] * sfix[i], vi);
+                q[i][v] += __builtin_convertvector(a[i][v], vi);
     }
     for (size_t i = 0; i < rows; i++)
         for (int v = 0; v < nv; v++) {
@@ -1282,8 +1281,8 @@ static int64_t grad1_columns(const float *P, const uint32_t *list, size_t n, siz
 
 /* grad1_columns under a bound: grad1_micro_i32's values, one column at a time. */
 static void grad1_columns_i32(const float *P, const uint32_t *list, size_t n, size_t h,
-                              size_t j0, size_t j1, const float *dZ1, size_t chunk,
-                              const float *sfix, int bits, size_t rows, int64_t *out_i)
+                              size_t j0, size_t j1, const float *dZ1, size_t chunk, int bits,
+                              size_t rows, int64_t *out_i)
 {
     for (size_t i = 0; i < rows; i++)
         for (size_t j = j0; j < j1; j++) {
@@ -1291,10 +1290,27 @@ static void grad1_columns_i32(const float *P, const uint32_t *list, size_t n, si
             for (size_t t = 0; t < n;) {
                 float a;
                 t = column_chunk(P, list, n, t, i, dZ1 + j, h, chunk, &a);
-                q += (int32_t)(a * sfix[i]);   /* |a sfix| < 2^30, and the total */
+                q += (int32_t)a;   /* |a| < 2^30, and the total */
             }
             out_i[i * h + j] = (int64_t)((uint64_t)(int64_t)q << (KERNELS_FIX_BITS - bits));
         }
+}
+
+/* Exact mode under a bound: the packed feature tiles p0 .. p1 (their listed samples)
+ * multiplied by the input scale s times 2^bits (two_bits), so that a chunk's float sum is
+ * its fixed-point value before truncation, with no multiply per chunk (one rounding per
+ * pixel, x s; float features and db1's constant 1 are scaled exactly). */
+static void scale_feature_tiles(const KernelsInput *X, size_t m, size_t d, size_t p0,
+                                size_t p1, float two_bits, float *ip, const uint32_t *lists)
+{
+    for (size_t p = p0; p < p1; p++) {
+        float *P = ip + p * feature_tile_floats(m), sf[MR];
+        for (size_t i = 0; i < MR; i++)
+            sf[i] = (p * MR + i < d ? input_scale(X) : 1.0f) * two_bits;
+        for (size_t t = 0; t < lists[p * (m + 1)]; t++)
+            for (size_t i = 0; i < MR; i++)
+                P[t * MR + i] *= sf[i];
+    }
 }
 
 /* Columns j0 .. j1 (one column group) of a feature tile's rows with grad1_micro_i32: the
@@ -1304,24 +1320,21 @@ static void grad1_columns_i32(const float *P, const uint32_t *list, size_t n, si
  * before (inlined there, dW1's fast mode ran 4-8% slower on Zen 3). */
 static __attribute__((noinline)) void
 grad1_task_i32(const float *Pn, const uint32_t *list, size_t n, size_t m, const float *Dp,
-               const float *dZ1, size_t h, size_t j0, size_t j1, size_t chunk,
-               const float *scale, int bits, float two_bits, size_t rows, int64_t *oi)
+               const float *dZ1, size_t h, size_t j0, size_t j1, size_t chunk, int bits,
+               size_t rows, int64_t *oi)
 {
-    float sfix[MR];   /* the rows' input scales times 2^bits (exact: a power of two) */
-    for (int i = 0; i < MR; i++)
-        sfix[i] = scale[i] * two_bits;
     size_t j = j0;
     for (; j + NR <= j1; j += NR) {
         const float *Gb = Dp + j / NR * m * NR;   /* (m, NR) */
         if (n == m)   /* every sample listed: the list is 0, 1, ..., m - 1 */
-            grad1_micro_i32(Pn, NULL, n, Gb, NR, 2, h, chunk, sfix, bits, rows, oi + j);
+            grad1_micro_i32(Pn, NULL, n, Gb, NR, 2, h, chunk, bits, rows, oi + j);
         else
-            grad1_micro_i32(Pn, list, n, Gb, NR, 2, h, chunk, sfix, bits, rows, oi + j);
+            grad1_micro_i32(Pn, list, n, Gb, NR, 2, h, chunk, bits, rows, oi + j);
     }
     for (; j + VL <= j1; j += VL)
-        grad1_micro_i32(Pn, list, n, dZ1 + j, h, 1, h, chunk, sfix, bits, rows, oi + j);
+        grad1_micro_i32(Pn, list, n, dZ1 + j, h, 1, h, chunk, bits, rows, oi + j);
     if (j < j1)
-        grad1_columns_i32(Pn, list, n, h, j, j1, dZ1, chunk, sfix, bits, rows, oi);
+        grad1_columns_i32(Pn, list, n, h, j, j1, dZ1, chunk, bits, rows, oi);
 }
 
 void kernels_grad_layer1(const KernelsInput *X, const uint32_t *idx, size_t m, size_t d,
@@ -1351,7 +1364,6 @@ void kernels_grad_layer1(const KernelsInput *X, const uint32_t *idx, size_t m, s
         nbad += omp_get_thread_num() == 0 && total < INFINITY;   /* one count per call */
         bits = 0;
     }
-    const float two_bits = ldexpf(1.0f, bits);
     const int checked = !(bound <= sink_limit(sink)), small = !checked && total < 0x1p10;
     const int tiny = FIX_TINY && small && chunk <= TINY_MAX_CHUNK;
     (void)tiny;   /* unused without FIX_TINY */
@@ -1367,6 +1379,8 @@ void kernels_grad_layer1(const KernelsInput *X, const uint32_t *idx, size_t m, s
     const size_t pa = (lo + G - 1) / G, pb = (hi + G - 1) / G;
     for (size_t p = pa; p < pb; p += FEATURE_TILES)
         pack_feature_tiles(X, idx, m, d, p, min_size(pb, p + FEATURE_TILES), ip, scratch->list);
+    if (bits)
+        scale_feature_tiles(X, m, d, pa, pb, ldexpf(1.0f, bits), ip, scratch->list);
 #pragma omp for schedule(static)
     for (size_t b = 0; b < h / NR; b++)
         pack_weight_panel(dZ1, m, h, b, Dp + b * m * NR);
@@ -1396,8 +1410,7 @@ void kernels_grad_layer1(const KernelsInput *X, const uint32_t *idx, size_t m, s
         size_t j = g * CG;
         const size_t j1 = min_size(h, j + CG);
         if (bits) {
-            grad1_task_i32(Pn, list, n, m, Dp, dZ1, h, j, j1, chunk, scale, bits, two_bits,
-                           rows, oi);
+            grad1_task_i32(Pn, list, n, m, Dp, dZ1, h, j, j1, chunk, bits, rows, oi);
             continue;
         }
         for (; j + NR <= j1; j += NR) {   /* from the packed panel of dZ1 */
