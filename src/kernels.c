@@ -1315,7 +1315,7 @@ static void scale_feature_tiles(const KernelsInput *X, size_t m, size_t d, size_
 
 /* Columns j0 .. j1 (one column group) of a feature tile's rows with grad1_micro_i32: the
  * full NR blocks from dZ1's packed panels at Dp, then a VL block and the last columns
- * from dZ1 itself (grad1_columns, whose scalar values are the same). Out of line, so that
+ * from dZ1 itself (grad1_columns_i32: the same values, one at a time). Out of line, so that
  * the fast and 40-bit paths' loops in kernels_grad_layer1 stay as they were compiled
  * before (inlined there, dW1's fast mode ran 4-8% slower on Zen 3). */
 static __attribute__((noinline)) void
