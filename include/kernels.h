@@ -22,7 +22,8 @@
  * beyond it, or a NaN, is counted in *bad and contributes 0. dW1 and db1 may be truncated
  * at fewer fractional bits, b = kernels_fix_bits(sink), when the caller gives a bound that
  * is the same on every rank (KernelsSink.grad_bound): a chunk's value is then
- * trunc(g * 2^b) * 2^(KERNELS_FIX_BITS - b), in the same units.
+ * trunc(g * 2^b) * 2^(KERNELS_FIX_BITS - b), in the same units (g summed from inputs that
+ * carry the factor 2^b).
  *
  * Threads: called outside a parallel region, a kernel starts its own team; called inside
  * one, every thread of the team must call it with the same arguments, and the kernel
@@ -138,9 +139,10 @@ typedef struct {
     uint8_t *written;
     /* exact mode, kernels_grad_layer1 only, optional: a bound, the same on every rank, on
      * the sum over all the minibatch's chunks (every rank's) of |chunk gradient| for any
-     * element of dW1 and db1 (kernels_grad1_bound). If 0 < grad_bound <= limit, dW1's and
-     * db1's chunk values are truncated at b = kernels_fix_bits(sink) fractional bits, the
-     * most that keep grad_bound 2^b within 2^30, and summed in 32-bit integers (AVX2
+     * element of dW1 and db1 (kernels_grad1_bound). With it, dW1's and db1's chunk values
+     * are truncated at b = kernels_fix_bits(X, sink) fractional bits, the most that keep
+     * grad_bound 2^b within 2^30 (26 to 40; where fewer would do, and where the input
+     * bound is unknown, 40 bits as without it), and summed in 32-bit integers (AVX2
      * converts float to int32 in one instruction, to int64 in five or more). The caller
      * promises the bound; where row_max shows it broken on this rank, the call counts one
      * rejected value. 0: 40 bits (KERNELS_FIX_BITS). */
@@ -157,9 +159,9 @@ typedef struct {
 double kernels_grad1_bound(const KernelsInput *X, const float *W2, size_t h, size_t k,
                            size_t chunk);
 
-/* The fractional bits of dW1's and db1's chunk values under `sink` (see grad_bound):
- * KERNELS_FIX_BITS, or fewer. */
-int kernels_fix_bits(const KernelsSink *sink);
+/* The fractional bits of dW1's and db1's chunk values for inputs X under `sink` (see
+ * grad_bound): KERNELS_FIX_BITS, or fewer. */
+int kernels_fix_bits(const KernelsInput *X, const KernelsSink *sink);
 
 /* dW1[c,:] = s sum_r X[idx[r],c] dZ1[r,:] (s as in kernels_hidden_forward) and
  * db1 = sum_r dZ1[r,:], each summed in ascending r (zero features may be skipped).

@@ -804,19 +804,29 @@ double kernels_grad1_bound(const KernelsInput *X, const float *W2, size_t h, siz
     return 0.5 * (double)xmax * (double)wmax * (1.0 + n * 0x1p-23);
 }
 
-/* Whether the sink's grad_bound is usable: dW1's chunk values then go to int32 totals. */
-static int sink_bounded(const KernelsSink *s)
+/* The fractional bits of dW1's chunk values on the int32 path, or 0 for the 40-bit path:
+ * the most that keep grad_bound 2^b within 2^30, at most 40 and at least FIX_MIN_BITS
+ * (the resolution 2^-b stays below about a weight's float ulp times the learning rate;
+ * a bound that asks for fewer, from float features with large outliers or a huge W2,
+ * takes the 40-bit path); a known input bound (and at most 2^80, so that the scaled
+ * inputs x s 2^b stay finite) and a grad_bound within the limit. */
+#define FIX_MIN_BITS 26
+static int grad1_bits(const KernelsInput *X, const KernelsSink *s)
 {
-    return s->out_i && s->grad_bound > 0 && s->grad_bound <= sink_limit(s);
+    const float xmax = input_bound(X);
+    if (!s->out_i || !(s->grad_bound > 0 && s->grad_bound <= sink_limit(s)) ||
+        !(xmax > 0 && xmax <= 0x1p80f))
+        return 0;
+    int ex;
+    frexp(s->grad_bound, &ex);   /* grad_bound < 2^ex */
+    const int b = 30 - ex;
+    return b < FIX_MIN_BITS ? 0 : b < KERNELS_FIX_BITS ? b : KERNELS_FIX_BITS;
 }
 
-int kernels_fix_bits(const KernelsSink *sink)
+int kernels_fix_bits(const KernelsInput *X, const KernelsSink *sink)
 {
-    if (!sink_bounded(sink))
-        return KERNELS_FIX_BITS;
-    int ex;
-    frexp(sink->grad_bound, &ex);   /* grad_bound < 2^ex, ex <= 22 (the limit) */
-    return 30 - ex < KERNELS_FIX_BITS ? 30 - ex : KERNELS_FIX_BITS;
+    const int b = grad1_bits(X, sink);
+    return b ? b : KERNELS_FIX_BITS;
 }
 
 /* Feature tiles p0 .. p1 of dW1 (tile p: features p MR .. p MR + MR; feature d is the
@@ -1290,7 +1300,7 @@ static void grad1_columns_i32(const float *P, const uint32_t *list, size_t n, si
             for (size_t t = 0; t < n;) {
                 float a;
                 t = column_chunk(P, list, n, t, i, dZ1 + j, h, chunk, &a);
-                q += (int32_t)a;   /* |a| < 2^30, and the total */
+                q += (int32_t)a;   /* |a| and the total < 2^31 (the row bounds' check) */
             }
             out_i[i * h + j] = (int64_t)((uint64_t)(int64_t)q << (KERNELS_FIX_BITS - bits));
         }
@@ -1359,7 +1369,7 @@ void kernels_grad_layer1(const KernelsInput *X, const uint32_t *idx, size_t m, s
      * row bounds, where given, check the promise on this rank's chunks: a NaN or infinity
      * (no bound) takes the tested path below, which counts it; a finite sum too large for
      * int32 means the promise was broken and counts as a rejected value. */
-    int bits = sink_bounded(sink) ? kernels_fix_bits(sink) : 0;
+    int bits = grad1_bits(X, sink);
     if (bits && sink->row_max && !(total * ldexp(1.0, bits) < 0x1p31)) {
         nbad += omp_get_thread_num() == 0 && total < INFINITY;   /* one count per call */
         bits = 0;

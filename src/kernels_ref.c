@@ -117,6 +117,7 @@ void kernels_ref_grad_layer1(const KernelsInput *X, const uint32_t *idx, size_t 
 #pragma omp single
     {
         const size_t chunk = ref_chunk(sink, m);
+        const int bits = kernels_fix_bits(X, sink);
         int64_t nbad = 0;
         for (size_t c = 0; c <= d; c++)   /* rows 0..d-1: dW1; row d: db1 (x = 1) */
             for (size_t j = 0; j < h; j++) {
@@ -125,8 +126,8 @@ void kernels_ref_grad_layer1(const KernelsInput *X, const uint32_t *idx, size_t 
                     float s = 0;   /* sum over the chunk of x[r,c] dZ1[r,j] */
                     for (size_t r = r0; r < m && r < r0 + chunk; r++)
                         s += (c < d ? input_at(X, idx[r], d, c) : 1.0f) * dZ1[r * h + j];
-                    ref_put(sink, c * h + j, c < d ? input_scale(X) * s : s,
-                            kernels_fix_bits(sink), &q, &nbad);
+                    ref_put(sink, c * h + j, c < d ? input_scale(X) * s : s, bits, &q,
+                            &nbad);
                 }
                 if (sink->out_i)
                     sink->out_i[c * h + j] = q;

@@ -392,8 +392,10 @@ static void test_grad_layer1_vs_double(void **state)
                     KernelsSink bs = {.out_i = bo, .chunk = chunk, .limit = 1e6f, .bad = &bad,
                                       .row_max = row_max,
                                       .grad_bound = xmax * rsum * (1 + 0x1p-20)};
-                    const int bits = kernels_fix_bits(&bs);
-                    assert_true(bits >= 20 && bits < KERNELS_FIX_BITS);
+                    const int bits = kernels_fix_bits(&bounded, &bs);
+                    /* (float features all zero have no input bound: 40 bits) */
+                    assert_true(f32 && !(bounded.f32_max > 0) ? bits == KERNELS_FIX_BITS
+                                                              : bits >= 26 && bits < 40);
                     int64_t *want = malloc(rows * sizeof *want);
                     for (int th = 1; th <= 3; th++) {
                         omp_set_num_threads(th);
@@ -414,6 +416,7 @@ static void test_grad_layer1_vs_double(void **state)
                             w += S[e * nch + q], terms += T[e * nch + q];
                         const double abs_tol = (double)nch * ldexp(1.0, -bits);
                         assert_true(want[e] % ((int64_t)1 << (KERNELS_FIX_BITS - bits)) == 0);
+                        assert_true(refi[e] % ((int64_t)1 << (KERNELS_FIX_BITS - bits)) == 0);
                         check_close("dW1 bounded fast", s, e, (double)want[e] * 0x1p-40, w,
                                     terms, 1e-6, abs_tol);
                         check_close("dW1 bounded reference", s, e, (double)refi[e] * 0x1p-40,
@@ -565,6 +568,24 @@ static void test_grad1_bound(void **state)
             free(A1), free(W2), free(b2), free(W2t), free(dZ2), free(dZ1), free(top);
             free(loss), free(labels), free(correct), free(idx);
         }
+    /* The bits a bound gives: the most within 2^30, 26 to 40, else 40 (the 40-bit path);
+     * 40 too without a known input bound, or with one so large that x 2^b could overflow */
+    int64_t out = 0;
+    KernelsSink s = {.out_i = &out, .chunk = 4, .limit = 1e6f};
+    const uint8_t px = 1;
+    const float big = 1e30f;
+    const KernelsInput u8 = {.u8 = &px}, f0 = {.f32 = &big}, fbig = {.f32 = &big, .f32_max = big};
+    const double bounds[][2] = {{0, 40}, {0x1p-11, 40}, {0x1p-10, 39}, {0.5, 30}, {0.49, 31},
+                                {15.9, 26}, {16, 40}, {1e7, 40}, {NAN, 40}, {-1, 40}};
+    for (size_t i = 0; i < sizeof bounds / sizeof bounds[0]; i++) {
+        s.grad_bound = bounds[i][0];
+        assert_int_equal(kernels_fix_bits(&u8, &s), (int)bounds[i][1]);
+    }
+    s.grad_bound = 0.5;
+    assert_int_equal(kernels_fix_bits(&f0, &s), 40);
+    assert_int_equal(kernels_fix_bits(&fbig, &s), 40);
+    s.limit = 0.25f;   /* a bound above the range limit */
+    assert_int_equal(kernels_fix_bits(&u8, &s), 40);
 }
 
 /* Choosing by name; a whole model step through the reference twin: exact mode gives the

@@ -211,6 +211,18 @@ static void test_exact_independent_of_threads_and_shards(void **state)
     omp_set_num_threads(1);
     ModelStats s1 = model_step_gradients(&f.p, U8(f.X), f.labels, f.idx, m, m, &w, chunk, NULL, want,
                                          1e6f, &bad);
+    /* dW1 and db1 on the int32 path: the bound from W2 gives b < 40 bits, and every value
+     * is a multiple of 2^(40 - b) (the step passed the bound to the kernel) */
+    const KernelsSink bs = {.out_i = want, .chunk = chunk, .limit = 1e6f,
+                            .grad_bound = kernels_grad1_bound(U8(f.X), f.p.W2, f.h, f.k, chunk)};
+    const int bits = kernels_fix_bits(U8(f.X), &bs);
+    assert_true(bits >= 26 && bits < KERNELS_FIX_BITS);
+    int nonzero = 0;
+    for (size_t i = 0; i < f.d * f.h + f.h; i++) {
+        assert_true(want[i] % ((int64_t)1 << (KERNELS_FIX_BITS - bits)) == 0);
+        nonzero |= want[i] != 0;
+    }
+    assert_true(nonzero);
     for (int threads = 2; threads <= 3; threads++) {
         omp_set_num_threads(threads);
         memset(got, 0x5a, n * sizeof *got);
