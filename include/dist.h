@@ -142,6 +142,13 @@ void dist_reduce_sync(DistReduce *r);
 const float *dist_reduce_f32(DistReduce *r);
 const int64_t *dist_reduce_i64(DistReduce *r);
 
+/* COLLECTIVE. dist_reduce_i64 of an int64 buffer whose first n32 elements (the same n32
+ * on every rank) are int32 instead, packed at its start (element e < n32 at
+ * ((int32_t *)buf)[e]; elements from n32 on where they always are): summed as int32,
+ * the result laid out the same way. For exact mode's dW1 and db1 under their bound
+ * (KernelsSink.out_i32), whose sum over every rank stays within int32. */
+const int64_t *dist_reduce_fixed(DistReduce *r, size_t n32);
+
 /* COLLECTIVE (when the window was made). Safe on a zeroed r. */
 void dist_reduce_free(DistReduce *r);
 

@@ -147,6 +147,11 @@ typedef struct {
      * promises the bound; where row_max shows it broken on this rank, the call counts one
      * rejected value. 0: 40 bits (KERNELS_FIX_BITS). */
     double grad_bound;
+    /* exact mode, kernels_grad_layer1 only, optional: where dW1 and db1 go when they are
+     * summed in int32 (kernels_grad1_i32_bits(X, sink) > 0): the int32 totals themselves,
+     * in units of 2^-b, element e at out_i32[e], instead of widened to int64 units of
+     * 2^-40 in out_i. May be out_i's memory (its first half). NULL: always out_i. */
+    int32_t *out_i32;
 } KernelsSink;
 
 /* The bound on dW1's and db1's chunk sums that KernelsSink.grad_bound asks for, from the
@@ -162,6 +167,10 @@ double kernels_grad1_bound(const KernelsInput *X, const float *W2, size_t h, siz
 /* The fractional bits of dW1's and db1's chunk values for inputs X under `sink` (see
  * grad_bound): KERNELS_FIX_BITS, or fewer. */
 int kernels_fix_bits(const KernelsInput *X, const KernelsSink *sink);
+
+/* The same bits when dW1 and db1 are summed in int32 (and stored in out_i32 if given);
+ * 0 when they take the 40-bit path (and go to out_i). */
+int kernels_grad1_i32_bits(const KernelsInput *X, const KernelsSink *sink);
 
 /* dW1[c,:] = s sum_r X[idx[r],c] dZ1[r,:] (s as in kernels_hidden_forward) and
  * db1 = sum_r dZ1[r,:], each summed in ascending r (zero features may be skipped).
@@ -183,6 +192,14 @@ int64_t kernels_sgd_f32(float *theta, const float *g, size_t n, float lr);
 
 /* theta[i] -= lr * (g[i] * 2^-KERNELS_FIX_BITS) for the fixed-point gradient (exact mode). */
 void kernels_sgd_fixed(float *theta, const int64_t *g, size_t n, float lr);
+
+/* theta[i] -= lr * (g[i] * 2^-bits) for an int32 fixed-point gradient (out_i32): the same
+ * bits as kernels_sgd_fixed on g[i] * 2^(KERNELS_FIX_BITS - bits). */
+void kernels_sgd_fixed32(float *theta, const int32_t *g, size_t n, float lr, int bits);
+
+/* dst[i] = (float)g[i] * 2^-bits: kernels_fixed_to_f32's value for the int32 form.
+ * Serial. */
+void kernels_fixed32_to_f32(float *dst, const int32_t *g, size_t n, int bits);
 
 /* dst[i] = (float)((double)g[i] * 2^-KERNELS_FIX_BITS), the fixed-point sum as the float
  * that kernels_sgd_fixed applies, bit for bit (one rounding for |g| < 2^53). Serial: the

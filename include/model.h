@@ -79,13 +79,17 @@ typedef struct {
     int64_t loss_fix;   /* sum of per-sample losses, fixed point */
     int64_t correct;    /* samples whose argmax is the label */
     int64_t bad;        /* samples whose loss was not finite (excluded from the sums) */
+    int grad1_bits;     /* model_step_gradients, exact mode: > 0 when dW1 and db1 went to
+                           grad_i as int32 in units of 2^-grad1_bits, packed at its start
+                           (KernelsSink.out_i32; sum them with dist_reduce_fixed); 0 when
+                           they are int64 in units of 2^-40 like the rest */
 } ModelStats;
 
 /* Forward and backward over samples idx[0..m) (m <= w->rows) of X (n, d) with labels.
  * X: uint8 pixels or float32 features (kernels.h, KernelsInput).
  * dZ2 is normalised by m_global, the GLOBAL minibatch size. The W1 b1 W2 b2 gradient goes
  * to grad_f or grad_i, stored (see kernels.h: float sums, or sums of fixed-point chunk
- * values).
+ * values; dW1 and db1 possibly in int32: ModelStats.grad1_bits).
  * Returns the loss and accuracy of the forward pass. */
 ModelStats model_step_gradients(const Params *p, const KernelsInput *X, const uint8_t *labels,
                                 const uint32_t *idx, size_t m, size_t m_global,

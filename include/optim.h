@@ -57,11 +57,15 @@ typedef struct {
 double optim_schedule_lr(const ScheduleSpec *s, int64_t epoch, int64_t step,
                          int64_t steps_per_epoch);
 
-/* The gradient of an update: exactly one of f (float sums, fast mode) and i (fixed-point
- * sums, exact mode) is non-NULL, n elements from the same offset as theta. */
+/* The gradient of an update: exactly one of f (float sums, fast mode), i (fixed-point
+ * sums in units of 2^-40, exact mode) and i32 (int32 ones in units of 2^-bits: exact
+ * mode's dW1 and db1 under their bound) is non-NULL, n elements from the same offset as
+ * theta. */
 typedef struct {
     const float *f;
     const int64_t *i;
+    const int32_t *i32;
+    int bits;
 } OptimGrad;
 
 /* One update of theta (n) with gradient g (n) and velocity vel (n; NULL for sgd), rate lr

@@ -223,6 +223,14 @@ void dist_sum_i64(const Dist *d, int64_t *buf, size_t n)
     }
 }
 
+static void sum_i32(int32_t *buf, size_t n)
+{
+    for (size_t off = 0; off < n; off += INT_MAX) {
+        int cnt = n - off < INT_MAX ? (int)(n - off) : INT_MAX;
+        MPI_Allreduce(MPI_IN_PLACE, buf + off, cnt, MPI_INT32_T, MPI_SUM, MPI_COMM_WORLD);
+    }
+}
+
 int64_t dist_node_sum_i64(int64_t v)
 {
     int rank;
@@ -465,14 +473,28 @@ void dist_reduce_sync(DistReduce *r)
         reduce_barrier(r);
 }
 
-static void cross_sum(DistReduce *r, void *p, size_t len, MPI_Datatype type)
+/* The element types of a sum: the buffer's (float or int64), or int32 for the first n32
+ * elements of a fixed-point sum (dist_reduce_fixed). */
+enum { SUM_F32, SUM_I64, SUM_I32 };
+
+static size_t type_size(int type)
 {
-    if (!r->has_cross)
+    return type == SUM_I64 ? sizeof(int64_t) : 4;
+}
+
+/* Elements [a, b) of the result (of one type) summed with the other nodes. */
+static void cross_sum(DistReduce *r, int type, size_t a, size_t b)
+{
+    if (!r->has_cross || a >= b)
         return;
     MPI_Comm cross = MPI_Comm_f2c((MPI_Fint)r->cross);
+    const MPI_Datatype dt = type == SUM_F32 ? MPI_FLOAT : type == SUM_I64 ? MPI_INT64_T
+                                                                          : MPI_INT32_T;
+    char *p = (char *)r->result + a * type_size(type);
+    const size_t len = b - a;
     for (size_t off = 0; off < len; off += INT_MAX) {
         int cnt = len - off < INT_MAX ? (int)(len - off) : INT_MAX;
-        MPI_Allreduce(MPI_IN_PLACE, (char *)p + off * r->elem, cnt, type, MPI_SUM, cross);
+        MPI_Allreduce(MPI_IN_PLACE, p + off * type_size(type), cnt, dt, MPI_SUM, cross);
     }
 }
 
@@ -492,29 +514,41 @@ static void cross_sum(DistReduce *r, void *p, size_t len, MPI_Datatype type)
                 out_[k_] += s_[k_];                                 \
     } while (0)
 
-/* Elements [i, e) of the result: the sum of the slots in local rank order, less the slots
- * whose map marks block blk unwritten (zero; blk >= blocks: no map there). */
-static void sum_segment(DistReduce *r, int is_float, size_t i, size_t e, size_t blk)
+/* Elements [i, e) of the result, all of one type: the sum of the slots in local rank
+ * order, less the slots whose map marks block blk unwritten (zero; blk >= blocks: no map
+ * there). */
+static void sum_typed(DistReduce *r, int type, size_t i, size_t e, size_t blk)
 {
     int first = 1;
     for (int q = 0; q < r->local_size; q++) {
         if (blk < r->blocks && !((const uint8_t *)r->maps + r->mapb * (size_t)q)[blk])
             continue;
-        if (is_float)
+        if (type == SUM_F32)
             ADD_SLOT(float);
-        else
+        else if (type == SUM_I64)
             ADD_SLOT(int64_t);
+        else
+            ADD_SLOT(int32_t);
         first = 0;
     }
     if (first)
-        memset((char *)r->result + i * r->elem, 0, (e - i) * r->elem);
+        memset((char *)r->result + i * type_size(type), 0, (e - i) * type_size(type));
+}
+
+/* Elements [i, e): the int32 ones (below n32) and the others (of the buffer's type). */
+static void sum_segment(DistReduce *r, int type, size_t n32, size_t i, size_t e, size_t blk)
+{
+    if (i < n32)
+        sum_typed(r, SUM_I32, i, e < n32 ? e : n32, blk);
+    if (e > n32)
+        sum_typed(r, type, i > n32 ? i : n32, e, blk);
 }
 
 /* The shared path: slots summed slice by slice (local rank order; blocks a rank left
  * unwritten skipped: they are zero), the slices reduced across nodes, the result visible
  * to the node's ranks. In segments: the map's blocks below `mapped`, 4,096 elements
  * after it. */
-static void *reduce_node(DistReduce *r, int is_float)
+static void *reduce_node(DistReduce *r, int type, size_t n32)
 {
     reduce_barrier(r);   /* every slot written */
     size_t a, b;
@@ -525,26 +559,34 @@ static void *reduce_node(DistReduce *r, int is_float)
     for (size_t k = k0; k < k1; k++) {   /* [a, m1): block by block */
         const size_t i = k * r->block > a ? k * r->block : a;
         const size_t e = (k + 1) * r->block < m1 ? (k + 1) * r->block : m1;
-        sum_segment(r, is_float, i, e, k);
+        sum_segment(r, type, n32, i, e, k);
     }
     const size_t s0 = m1 / 4096, s1 = b > m1 ? (b - 1) / 4096 + 1 : s0;
 #pragma omp parallel for schedule(static) if (b - m1 > 16384)
     for (size_t k = s0; k < s1; k++) {   /* [m1, b): no map */
         const size_t i = k * 4096 > m1 ? k * 4096 : m1, e = (k + 1) * 4096 < b ? (k + 1) * 4096 : b;
-        sum_segment(r, is_float, i, e, SIZE_MAX);
+        sum_segment(r, type, n32, i, e, SIZE_MAX);
     }
-    cross_sum(r, (char *)r->result + a * r->elem, b - a, is_float ? MPI_FLOAT : MPI_INT64_T);
+    cross_sum(r, SUM_I32, a, b < n32 ? b : n32);
+    cross_sum(r, type, a > n32 ? a : n32, b);
     reduce_barrier(r);   /* every slice summed */
     return r->result;
 }
 
 const int64_t *dist_reduce_i64(DistReduce *r)
 {
+    return dist_reduce_fixed(r, 0);
+}
+
+const int64_t *dist_reduce_fixed(DistReduce *r, size_t n32)
+{
+    n32 = n32 < r->n ? n32 : r->n;
     if (!r->shared) {
-        dist_sum_i64(NULL, r->buf, r->n);
+        sum_i32(r->buf, n32);
+        dist_sum_i64(NULL, (int64_t *)r->buf + n32, r->n - n32);
         return r->buf;
     }
-    return reduce_node(r, 0);
+    return reduce_node(r, SUM_I64, n32);
 }
 
 const float *dist_reduce_f32(DistReduce *r)
@@ -553,7 +595,7 @@ const float *dist_reduce_f32(DistReduce *r)
         dist_sum_f32(NULL, r->buf, r->n);
         return r->buf;
     }
-    return reduce_node(r, 1);
+    return reduce_node(r, SUM_F32, 0);
 }
 
 void dist_reduce_free(DistReduce *r)

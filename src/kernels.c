@@ -89,6 +89,8 @@ typedef uint32_t viu __attribute__((vector_size(4 * VL)));
 #define vstore(p, v) (*(vfu *)(p) = (v))
 typedef int64_t vqs __attribute__((vector_size(8 * VL), aligned(8), may_alias));
 #define vstoreq(p, v) (*(vqs *)(p) = (v))
+typedef int32_t vis __attribute__((vector_size(4 * VL), aligned(4), may_alias));
+#define vstorei(p, v) (*(vis *)(p) = (v))
 
 static size_t min_size(size_t a, size_t b)
 {
@@ -829,6 +831,11 @@ int kernels_fix_bits(const KernelsInput *X, const KernelsSink *sink)
     return b ? b : KERNELS_FIX_BITS;
 }
 
+int kernels_grad1_i32_bits(const KernelsInput *X, const KernelsSink *sink)
+{
+    return grad1_bits(X, sink);
+}
+
 /* Feature tiles p0 .. p1 of dW1 (tile p: features p MR .. p MR + MR; feature d is the
  * constant 1 of db1, and features past it are 0): per sample r, the tile's MR values as
  * floats, for the samples where one of them is nonzero, in ascending r. Sample by sample,
@@ -1160,7 +1167,8 @@ grad1_micro(const float *P, const uint32_t *list, size_t n, const float *G, size
  * fifth of fix_add_small's work. Output rows past `rows` are not written. */
 static inline __attribute__((always_inline)) void
 grad1_micro_i32(const float *P, const uint32_t *list, size_t n, const float *G, size_t ldg,
-                int nv, size_t h, size_t chunk, int bits, size_t rows, int64_t *out_i)
+                int nv, size_t h, size_t chunk, int bits, size_t rows, int64_t *out_i,
+                int32_t *out32)
 {
     vi q[MR][2];
     for (int i = 0; i < MR; i++)
@@ -1176,6 +1184,10 @@ grad1_micro_i32(const float *P, const uint32_t *list, size_t n, const float *G, 
     }
     for (size_t i = 0; i < rows; i++)
         for (int v = 0; v < nv; v++) {
+            if (out32) {
+                vstorei(out32 + i * h + v * VL, q[i][v]);
+                continue;
+            }
             const vq w = __builtin_convertvector(q[i][v], vq);
             vstoreq(out_i + i * h + v * VL, (vq)((vqu)w << (KERNELS_FIX_BITS - bits)));
         }
@@ -1292,7 +1304,7 @@ static int64_t grad1_columns(const float *P, const uint32_t *list, size_t n, siz
 /* grad1_columns under a bound: grad1_micro_i32's values, one column at a time. */
 static void grad1_columns_i32(const float *P, const uint32_t *list, size_t n, size_t h,
                               size_t j0, size_t j1, const float *dZ1, size_t chunk, int bits,
-                              size_t rows, int64_t *out_i)
+                              size_t rows, int64_t *out_i, int32_t *out32)
 {
     for (size_t i = 0; i < rows; i++)
         for (size_t j = j0; j < j1; j++) {
@@ -1302,7 +1314,10 @@ static void grad1_columns_i32(const float *P, const uint32_t *list, size_t n, si
                 t = column_chunk(P, list, n, t, i, dZ1 + j, h, chunk, &a);
                 q += (int32_t)a;   /* |a| and the total < 2^31 (the row bounds' check) */
             }
-            out_i[i * h + j] = (int64_t)((uint64_t)(int64_t)q << (KERNELS_FIX_BITS - bits));
+            if (out32)
+                out32[i * h + j] = q;
+            else
+                out_i[i * h + j] = (int64_t)((uint64_t)(int64_t)q << (KERNELS_FIX_BITS - bits));
         }
 }
 
@@ -1331,20 +1346,23 @@ static void scale_feature_tiles(const KernelsInput *X, size_t m, size_t d, size_
 static __attribute__((noinline)) void
 grad1_task_i32(const float *Pn, const uint32_t *list, size_t n, size_t m, const float *Dp,
                const float *dZ1, size_t h, size_t j0, size_t j1, size_t chunk, int bits,
-               size_t rows, int64_t *oi)
+               size_t rows, int64_t *oi, int32_t *o32)
 {
     size_t j = j0;
     for (; j + NR <= j1; j += NR) {
         const float *Gb = Dp + j / NR * m * NR;   /* (m, NR) */
+        int64_t *oij = o32 ? NULL : oi + j;
+        int32_t *o32j = o32 ? o32 + j : NULL;
         if (n == m)   /* every sample listed: the list is 0, 1, ..., m - 1 */
-            grad1_micro_i32(Pn, NULL, n, Gb, NR, 2, h, chunk, bits, rows, oi + j);
+            grad1_micro_i32(Pn, NULL, n, Gb, NR, 2, h, chunk, bits, rows, oij, o32j);
         else
-            grad1_micro_i32(Pn, list, n, Gb, NR, 2, h, chunk, bits, rows, oi + j);
+            grad1_micro_i32(Pn, list, n, Gb, NR, 2, h, chunk, bits, rows, oij, o32j);
     }
     for (; j + VL <= j1; j += VL)
-        grad1_micro_i32(Pn, list, n, dZ1 + j, h, 1, h, chunk, bits, rows, oi + j);
+        grad1_micro_i32(Pn, list, n, dZ1 + j, h, 1, h, chunk, bits, rows, o32 ? NULL : oi + j,
+                        o32 ? o32 + j : NULL);
     if (j < j1)
-        grad1_columns_i32(Pn, list, n, h, j, j1, dZ1, chunk, bits, rows, oi);
+        grad1_columns_i32(Pn, list, n, h, j, j1, dZ1, chunk, bits, rows, oi, o32);
 }
 
 void kernels_grad_layer1(const KernelsInput *X, const uint32_t *idx, size_t m, size_t d,
@@ -1372,7 +1390,8 @@ void kernels_grad_layer1(const KernelsInput *X, const uint32_t *idx, size_t m, s
     int bits = grad1_bits(X, sink);
     if (bits && sink->row_max && !(total * ldexp(1.0, bits) < 0x1p31)) {
         nbad += omp_get_thread_num() == 0 && total < INFINITY;   /* one count per call */
-        bits = 0;
+        if (!sink->out_i32)   /* else the values stay where the caller expects them */
+            bits = 0;
     }
     const int checked = !(bound <= sink_limit(sink)), small = !checked && total < 0x1p10;
     const int tiny = FIX_TINY && small && chunk <= TINY_MAX_CHUNK;
@@ -1420,7 +1439,8 @@ void kernels_grad_layer1(const KernelsInput *X, const uint32_t *idx, size_t m, s
         size_t j = g * CG;
         const size_t j1 = min_size(h, j + CG);
         if (bits) {
-            grad1_task_i32(Pn, list, n, m, Dp, dZ1, h, j, j1, chunk, bits, rows, oi);
+            grad1_task_i32(Pn, list, n, m, Dp, dZ1, h, j, j1, chunk, bits, rows, oi,
+                           sink->out_i32 ? sink->out_i32 + c0 * h : NULL);
             continue;
         }
         for (; j + NR <= j1; j += NR) {   /* from the packed panel of dZ1 */
@@ -1709,6 +1729,25 @@ void kernels_fixed_to_f32(float *dst, const int64_t *g, size_t n)
     }
     for (; i < n; i++)   /* the tail, and everything from the first large value on */
         dst[i] = (float)((double)g[i] * FIX_UNSCALE);
+}
+
+/* (float)g 2^-bits is the float of kernels_sgd_fixed for g 2^(40 - bits): float rounds
+ * the same 24 leading bits either way, and scaling by a power of two is exact (every
+ * value here is a normal float). The update is the same fused multiply-add. */
+void kernels_sgd_fixed32(float *theta, const int32_t *g, size_t n, float lr, int bits)
+{
+    OWN_TEAM(kernels_sgd_fixed32(theta, g, n, lr, bits));
+    const float u = ldexpf(1.0f, -bits);
+#pragma omp for schedule(static)
+    for (size_t i = 0; i < n; i++)
+        theta[i] -= lr * ((float)g[i] * u);
+}
+
+void kernels_fixed32_to_f32(float *dst, const int32_t *g, size_t n, int bits)
+{
+    const float u = ldexpf(1.0f, -bits);
+    for (size_t i = 0; i < n; i++)
+        dst[i] = (float)g[i] * u;
 }
 
 float kernels_input_max(const float *x, size_t n, size_t d)

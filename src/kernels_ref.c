@@ -118,6 +118,7 @@ void kernels_ref_grad_layer1(const KernelsInput *X, const uint32_t *idx, size_t 
     {
         const size_t chunk = ref_chunk(sink, m);
         const int bits = kernels_fix_bits(X, sink);
+        int32_t *out32 = kernels_grad1_i32_bits(X, sink) ? sink->out_i32 : NULL;
         int64_t nbad = 0;
         for (size_t c = 0; c <= d; c++)   /* rows 0..d-1: dW1; row d: db1 (x = 1) */
             for (size_t j = 0; j < h; j++) {
@@ -129,7 +130,9 @@ void kernels_ref_grad_layer1(const KernelsInput *X, const uint32_t *idx, size_t 
                     ref_put(sink, c * h + j, c < d ? input_scale(X) * s : s, bits, &q,
                             &nbad);
                 }
-                if (sink->out_i)
+                if (out32)   /* q is a multiple of 2^(40 - bits), below 2^31 of them */
+                    out32[c * h + j] = (int32_t)(q / ((int64_t)1 << (KERNELS_FIX_BITS - bits)));
+                else if (sink->out_i)
                     sink->out_i[c * h + j] = q;
             }
         if (sink->bad)

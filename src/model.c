@@ -188,20 +188,24 @@ ModelStats model_step_gradients(const Params *p, const KernelsInput *X, const ui
                                 float limit, int64_t *bad)
 {
     ModelStats st = {0};
+    const size_t d = p->d, h = p->h, k = p->k;
+    const size_t off2 = d * h + h;   /* dW2 starts after dW1 and db1 */
+    /* Exact mode: dW1 and db1 in int32 at the start of grad_i where the bound allows it
+     * (the same decision on every rank, from the parameters: st.grad1_bits) */
+    KernelsSink s1 = {.out_f = grad_f, .out_i = grad_i, .chunk = chunk, .limit = limit,
+                      .bad = bad, .row_max = w->dZ1_max, .written = w->tiles_written,
+                      .grad_bound = grad_i ? kernels_grad1_bound(X, p->W2, h, k, chunk) : 0,
+                      .out_i32 = grad_i ? (int32_t *)(void *)grad_i : NULL};
+    st.grad1_bits = grad_i ? kernels_grad1_i32_bits(X, &s1) : 0;
     if (m == 0) {   /* a rank without a chunk contributes zeros */
         if (grad_f)
             memset(grad_f, 0, p->count * sizeof *grad_f);
-        if (grad_i)
+        if (grad_i)   /* (the int32 form's zeros too) */
             memset(grad_i, 0, p->count * sizeof *grad_i);
         if (w->tiles_written)   /* all of it written (zeros) */
             memset(w->tiles_written, 1, kernels_feature_tiles(p->d));
         return st;
     }
-    const size_t d = p->d, h = p->h, k = p->k;
-    const size_t off2 = d * h + h;   /* dW2 starts after dW1 and db1 */
-    KernelsSink s1 = {.out_f = grad_f, .out_i = grad_i, .chunk = chunk, .limit = limit,
-                      .bad = bad, .row_max = w->dZ1_max, .written = w->tiles_written,
-                      .grad_bound = grad_i ? kernels_grad1_bound(X, p->W2, h, k, chunk) : 0};
     KernelsSink s2 = {.out_f = grad_f ? grad_f + off2 : NULL,
                       .out_i = grad_i ? grad_i + off2 : NULL, .chunk = chunk, .limit = limit,
                       .bad = bad};

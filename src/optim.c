@@ -83,7 +83,10 @@ int64_t optim_update(const OptimSpec *o, float *theta, float *vel, OptimGrad g, 
         /* the seed's update, bit for bit (configs/mnist.ini's results) */
         if (g.f)
             return kernels_sgd_f32(theta, g.f, n, lr);
-        kernels_sgd_fixed(theta, g.i, n, lr);
+        if (g.i32)
+            kernels_sgd_fixed32(theta, g.i32, n, lr, g.bits);
+        else
+            kernels_sgd_fixed(theta, g.i, n, lr);
         return 0;
     }
     const int64_t bad = g.f ? kernels_count_nonfinite(g.f, n) : 0;
@@ -96,7 +99,9 @@ int64_t optim_update(const OptimSpec *o, float *theta, float *vel, OptimGrad g, 
         const size_t i = b * OPTIM_BLOCK, len = n - i < OPTIM_BLOCK ? n - i : OPTIM_BLOCK;
         float buf[OPTIM_BLOCK];
         const float *gb = g.f ? g.f + i : buf;
-        if (!g.f)
+        if (g.i32)
+            kernels_fixed32_to_f32(buf, g.i32 + i, len, g.bits);
+        else if (!g.f)
             kernels_fixed_to_f32(buf, g.i + i, len);
         update_f32(o->kind, theta + i, vel ? vel + i : NULL, gb, len, lr, lambda, mu);
     }

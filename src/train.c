@@ -99,6 +99,9 @@ typedef struct {
     int64_t *grad_i;         /* (params.count + SLOTS), exact mode: reduce.buf */
     const float *sum_f;      /* the step's sum over every rank (reduce_step) */
     const int64_t *sum_i;
+    int sum_bits;            /* exact mode: > 0 when sum_i's first sum_n32 elements (dW1,
+                                db1) are int32 in units of 2^-sum_bits (dist_reduce_fixed) */
+    size_t sum_n32;
     CkptHistory history;
     FILE *metrics;           /* rank 0 */
     char *config_text;       /* resolved INI */
@@ -849,7 +852,9 @@ static StepTotals reduce_step(Run *run, const ModelStats *st, int64_t bad)
         g[count + SLOT_CORRECT] = st->correct;
         g[count + SLOT_BAD] = bad + st->bad;
         g[count + SLOT_STOP] = stop;
-        const int64_t *sum = run->sum_i = dist_reduce_i64(&run->reduce);
+        run->sum_bits = st->grad1_bits;   /* the same on every rank */
+        run->sum_n32 = st->grad1_bits ? (run->params.d + 1) * run->params.h : 0;
+        const int64_t *sum = run->sum_i = dist_reduce_fixed(&run->reduce, run->sum_n32);
         t = (StepTotals){sum[count + SLOT_BAD],
                          (double)sum[count + SLOT_LOSS] / MODEL_LOSS_SCALE,
                          sum[count + SLOT_CORRECT], sum[count + SLOT_STOP]};
@@ -866,6 +871,17 @@ static StepTotals reduce_step(Run *run, const ModelStats *st, int64_t bad)
     return t;
 }
 
+/* The summed gradient of elements [lo, hi), which lie on one side of sum_n32. */
+static OptimGrad grad_at(const Run *run, size_t lo)
+{
+    if (run->sum_f)
+        return (OptimGrad){.f = run->sum_f + lo};
+    if (lo < run->sum_n32)
+        return (OptimGrad){.i32 = (const int32_t *)(const void *)run->sum_i + lo,
+                           .bits = run->sum_bits};
+    return (OptimGrad){.i = run->sum_i + lo};
+}
+
 /* The update of parameters [a, b) of the block from the summed gradient (optim.h);
  * weight decay on W1 and W2, and on the biases only with train.decay_biases. Returns the
  * number of non-finite values met in a float sum. */
@@ -874,12 +890,21 @@ static int64_t update_range(Run *run, float lr, size_t a, size_t b)
     const Config *c = run->cfg;
     Params *p = &run->params;
     const float wd = (float)c->train.weight_decay, wdb = c->train.decay_biases ? wd : 0.0f;
-    if (wd == 0.0f && !run->velocity)   /* plain SGD: one call over the whole range */
-        return optim_update(&run->optim, p->block + a, NULL,
-                            (OptimGrad){run->sum_f ? run->sum_f + a : NULL,
-                                        run->sum_i ? run->sum_i + a : NULL},
-                            b - a, lr, 0.0f);
-    /* W1 b1 W2 b2 are consecutive in the block, the gradient and the velocity alike */
+    if (wd == 0.0f && !run->velocity) {   /* plain SGD: one call per form of the gradient */
+        size_t mid = a;   /* [a, mid): the int32 part */
+        if (run->sum_i && run->sum_n32 > a)
+            mid = run->sum_n32 < b ? run->sum_n32 : b;
+        int64_t bad = 0;
+        if (a < mid)
+            bad += optim_update(&run->optim, p->block + a, NULL, grad_at(run, a), mid - a, lr,
+                                0.0f);
+        if (mid < b)
+            bad += optim_update(&run->optim, p->block + mid, NULL, grad_at(run, mid), b - mid,
+                                lr, 0.0f);
+        return bad;
+    }
+    /* W1 b1 W2 b2 are consecutive in the block, the gradient and the velocity alike (the
+     * int32 part, if any, is W1 and b1 exactly) */
     const size_t len[4] = {p->d * p->h, p->h, p->h * p->k, p->k};
     const float decay[4] = {wd, wdb, wd, wdb};
     size_t off = 0;
@@ -887,8 +912,7 @@ static int64_t update_range(Run *run, float lr, size_t a, size_t b)
         const size_t lo = off > a ? off : a, hi = off + len[i] < b ? off + len[i] : b;
         if (lo >= hi)
             continue;
-        const OptimGrad g = {run->sum_f ? run->sum_f + lo : NULL,
-                             run->sum_i ? run->sum_i + lo : NULL};
+        const OptimGrad g = grad_at(run, lo);
         const int64_t bad = optim_update(&run->optim, p->block + lo,
                                          run->velocity ? run->velocity + lo : NULL, g, hi - lo,
                                          lr, decay[i]);

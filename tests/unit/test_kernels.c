@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "kernels.h"
+#include "widen.h"
 #include "model.h"
 
 /* pixels as the model takes them (kernels.h) */
@@ -427,15 +428,51 @@ static void test_grad_layer1_vs_double(void **state)
                         assert_memory_equal(impl ? refi : want, part, rows * sizeof *part);
                     }
                     assert_int_equal(bad, 0);
+                    /* With out_i32 (where the int32 path runs): the int32 totals
+                     * themselves, each implementation's values above over 2^(40 - bits),
+                     * out_i untouched. Without the int32 path: out_i as above. */
+                    const int b32 = kernels_grad1_i32_bits(&bounded, &bs);
+                    assert_int_equal(b32, bits < KERNELS_FIX_BITS ? bits : b32);
+                    int32_t *o32 = malloc(rows * sizeof *o32);
+                    for (int impl = 0; impl <= 1; impl++)
+                        for (int th = 1; th <= 3; th += 2) {
+                            omp_set_num_threads(th);
+                            memset(bo, 0x5a, rows * sizeof *bo);
+                            memset(o32, 0x5a, rows * sizeof *o32);
+                            bs.out_i = bo, bs.out_i32 = o32;
+                            if (impl)
+                                kernels_ref_grad_layer1(&bounded, x.idx, m, d, h, dZ1, NULL, &bs);
+                            else
+                                kernels_grad_layer1(&bounded, x.idx, m, d, h, dZ1, &sc, &bs);
+                            for (size_t e = 0; e < rows; e++) {
+                                if (b32 > 0) {
+                                    assert_true((int64_t)o32[e] * ((int64_t)1 << (40 - b32)) ==
+                                                (impl ? refi : want)[e]);
+                                    assert_true(bo[e] == 0x5a5a5a5a5a5a5a5a);
+                                } else {
+                                    assert_true(bo[e] == (impl ? refi : want)[e]);
+                                    assert_true(o32[e] == 0x5a5a5a5a);
+                                }
+                            }
+                        }
+                    bs.out_i32 = NULL;
+                    assert_int_equal(bad, 0);
                     /* a bound 2^12 times too small: the row bounds catch it (float
-                     * features all zero have no f32_max, so no row bounds to check) */
+                     * features all zero have no f32_max, so no row bounds to check),
+                     * with and without out_i32 */
                     bs.out_i = bo, bs.grad_bound = xmax * rsum * 0x1p-12;
                     if (rsum > 0 && (!f32 || bounded.f32_max > 0)) {
                         omp_set_num_threads(3);
                         kernels_grad_layer1(&bounded, x.idx, m, d, h, dZ1, &sc, &bs);
                         assert_int_equal(bad, 1);
                         bad = 0;
+                        bs.out_i32 = o32;
+                        kernels_grad_layer1(&bounded, x.idx, m, d, h, dZ1, &sc, &bs);
+                        assert_int_equal(bad, 1);
+                        bad = 0;
+                        bs.out_i32 = NULL;
                     }
+                    free(o32);
                     omp_set_num_threads(2);
                     free(want), free(refi), free(bo);
                 }
@@ -615,21 +652,31 @@ static void test_select_and_model_step(void **state)
     const size_t cnt = p.count;
     int64_t *fast = malloc(cnt * sizeof *fast), *ref1 = malloc(cnt * sizeof *ref1);
     int64_t *ref3 = malloc(cnt * sizeof *ref3), *part = malloc(cnt * sizeof *part), bad = 0;
-    model_step_gradients(&p, U8(x.u8), labels, x.idx, n, n, &w, chunk, NULL, fast, 1e6f, &bad);
+    /* dW1 and db1 come as int32 (ModelStats.grad1_bits) from both implementations:
+     * compared in one form (widen_grad1) */
+    const size_t n32 = d * h + h;
+    const ModelStats sf = model_step_gradients(&p, U8(x.u8), labels, x.idx, n, n, &w, chunk,
+                                               NULL, fast, 1e6f, &bad);
+    assert_true(sf.grad1_bits > 0);
+    widen_grad1(fast, n32, sf.grad1_bits);
     assert_int_equal(model_workspace_kernels(&w, "reference"), 0);
     omp_set_num_threads(1);
     ModelStats s1 = model_step_gradients(&p, U8(x.u8), labels, x.idx, n, n, &w, chunk, NULL, ref1,
                                          1e6f, &bad);
+    assert_int_equal(s1.grad1_bits, sf.grad1_bits);
+    widen_grad1(ref1, n32, s1.grad1_bits);
     omp_set_num_threads(3);
     ModelStats s3 = model_step_gradients(&p, U8(x.u8), labels, x.idx, n, n, &w, chunk, NULL, ref3,
                                          1e6f, &bad);
+    widen_grad1(ref3, n32, s3.grad1_bits);
     assert_memory_equal(ref1, ref3, cnt * sizeof *ref1);
     assert_int_equal(s1.loss_fix, s3.loss_fix);
     memset(ref3, 0, cnt * sizeof *ref3);
     for (size_t b = 0; b < n; b += 2 * chunk) {   /* shards of two chunks */
         const size_t e = b + 2 * chunk < n ? b + 2 * chunk : n;
-        model_step_gradients(&p, U8(x.u8), labels, x.idx + b, e - b, n, &w, chunk, NULL, part, 1e6f,
-                             &bad);
+        const ModelStats sp = model_step_gradients(&p, U8(x.u8), labels, x.idx + b, e - b, n, &w,
+                                                   chunk, NULL, part, 1e6f, &bad);
+        widen_grad1(part, n32, sp.grad1_bits);
         for (size_t i = 0; i < cnt; i++)
             ref3[i] += part[i];
     }

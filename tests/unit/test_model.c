@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "dist.h"
+#include "widen.h"
 #include "kernels.h"
 #include "model.h"
 #include "reference.h"
@@ -181,9 +182,10 @@ static void test_gradients_vs_reference(void **state)
         for (size_t c = 0; c < 4; c++) {
             memset(gi, 0x5a, n * sizeof *gi);
             int64_t bad = 0;
-            model_step_gradients(&f.p, U8(f.X), f.labels, f.idx, m, m, &w, chunks[c], NULL, gi, 1e6f,
-                                 &bad);
+            const ModelStats se = model_step_gradients(&f.p, U8(f.X), f.labels, f.idx, m, m, &w,
+                                                       chunks[c], NULL, gi, 1e6f, &bad);
             assert_int_equal(bad, 0);
+            widen_grad1(gi, f.d * f.h + f.h, se.grad1_bits);
             for (size_t i = 0; i < n; i++)
                 gf[i] = (float)((double)gi[i] * 0x1p-40);
             if (rel_err(gf, ref, n) > 1e-4)
@@ -211,23 +213,26 @@ static void test_exact_independent_of_threads_and_shards(void **state)
     omp_set_num_threads(1);
     ModelStats s1 = model_step_gradients(&f.p, U8(f.X), f.labels, f.idx, m, m, &w, chunk, NULL, want,
                                          1e6f, &bad);
-    /* dW1 and db1 on the int32 path: the bound from W2 gives b < 40 bits, and every value
-     * is a multiple of 2^(40 - b) (the step passed the bound to the kernel) */
+    /* dW1 and db1 on the int32 path: the bound from W2 gives b < 40 bits, and the step
+     * passed the bound to the kernel and says it stored them as int32 at those bits */
+    const size_t n32 = f.d * f.h + f.h;
     const KernelsSink bs = {.out_i = want, .chunk = chunk, .limit = 1e6f,
                             .grad_bound = kernels_grad1_bound(U8(f.X), f.p.W2, f.h, f.k, chunk)};
     const int bits = kernels_fix_bits(U8(f.X), &bs);
     assert_true(bits >= 26 && bits < KERNELS_FIX_BITS);
+    assert_int_equal(s1.grad1_bits, bits);
+    widen_grad1(want, n32, s1.grad1_bits);
     int nonzero = 0;
-    for (size_t i = 0; i < f.d * f.h + f.h; i++) {
-        assert_true(want[i] % ((int64_t)1 << (KERNELS_FIX_BITS - bits)) == 0);
+    for (size_t i = 0; i < n32; i++)
         nonzero |= want[i] != 0;
-    }
     assert_true(nonzero);
     for (int threads = 2; threads <= 3; threads++) {
         omp_set_num_threads(threads);
         memset(got, 0x5a, n * sizeof *got);
         ModelStats s2 = model_step_gradients(&f.p, U8(f.X), f.labels, f.idx, m, m, &w, chunk, NULL,
                                              got, 1e6f, &bad);
+        assert_int_equal(s2.grad1_bits, bits);
+        widen_grad1(got, n32, s2.grad1_bits);
         assert_memory_equal(want, got, n * sizeof *got);
         assert_int_equal(s1.loss_fix, s2.loss_fix);
     }
@@ -241,6 +246,8 @@ static void test_exact_independent_of_threads_and_shards(void **state)
             memset(part, 0x5a, n * sizeof *part);   /* stored, never added to */
             ModelStats st = model_step_gradients(&f.p, U8(f.X), f.labels, f.idx + b, e - b, m, &w,
                                                  chunk, NULL, part, 1e6f, &bad);
+            assert_int_equal(st.grad1_bits, bits);   /* an idle "rank" too */
+            widen_grad1(part, n32, st.grad1_bits);
             for (size_t i = 0; i < n; i++)
                 got[i] += part[i];
             loss += st.loss_fix, correct += st.correct;
@@ -525,10 +532,22 @@ static void test_sgd_step_vs_reference(void **state)
         assert_true(fabs(f.p.block[i] - ref[i]) < 1e-6 + 1e-5 * fabs(ref[i]));
 
     memcpy(f.p.block, start, n * sizeof *start);
-    model_step_gradients(&f.p, U8(f.X), f.labels, f.idx, f.n, f.n, &w, 5, NULL, gi, 1e6f, &bad);
-    kernels_sgd_fixed(f.p.block, gi, n, lr);
+    const ModelStats st = model_step_gradients(&f.p, U8(f.X), f.labels, f.idx, f.n, f.n, &w, 5,
+                                               NULL, gi, 1e6f, &bad);
+    /* as the trainer applies it: dW1 and db1 from their int32 form, the rest from int64 */
+    const size_t n32 = f.d * f.h + f.h;
+    assert_true(st.grad1_bits > 0);
+    kernels_sgd_fixed32(f.p.block, (const int32_t *)(const void *)gi, n32, lr, st.grad1_bits);
+    kernels_sgd_fixed(f.p.block + n32, gi + n32, n - n32, lr);
     for (size_t i = 0; i < n; i++)
         assert_true(fabs(f.p.block[i] - ref[i]) < 1e-6 + 1e-5 * fabs(ref[i]));
+    /* the same bits as the int64 form of the same values */
+    float *via64 = malloc(n * sizeof *via64);
+    memcpy(via64, start, n * sizeof *start);
+    widen_grad1(gi, n32, st.grad1_bits);
+    kernels_sgd_fixed(via64, gi, n, lr);
+    assert_memory_equal(via64, f.p.block, n * sizeof *via64);
+    free(via64);
     free(ref), free(start), free(gf), free(gi);
     model_workspace_free(&w);
     fixture_free(&f);
@@ -588,8 +607,9 @@ static void test_no_allocation_per_step(void **state)
                 model_step_gradients(&f.p, U8(f.X), f.labels, f.idx, f.n, f.n, &w, 0, gf, NULL,
                                      0, NULL);
                 kernels_sgd_f32(f.p.block, gf, n, 0.01f);
-                model_step_gradients(&f.p, U8(f.X), f.labels, f.idx, f.n, f.n, &w, 4, NULL, gi,
-                                     1e6f, &bad);
+                const ModelStats st = model_step_gradients(&f.p, U8(f.X), f.labels, f.idx, f.n,
+                                                           f.n, &w, 4, NULL, gi, 1e6f, &bad);
+                widen_grad1(gi, f.d * f.h + f.h, st.grad1_bits);
                 kernels_sgd_fixed(f.p.block, gi, n, 0.01f);
                 model_evaluate(&f.p, U8(f.X), f.labels, 0, f.n, &w);
                 counting = 0;

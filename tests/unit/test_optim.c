@@ -66,7 +66,7 @@ static void run_against_reference(OptimKind kind, float lambda, int fixed)
             }
         }
         optim_update(&o, theta, optim_has_velocity(&o) ? vel : NULL,
-                     (OptimGrad){fixed ? NULL : gf, fixed ? gi : NULL}, N, lr, lambda);
+                     (OptimGrad){.f = fixed ? NULL : gf, .i = fixed ? gi : NULL}, N, lr, lambda);
         ref_update(kind, (double)o.momentum, rt, rv, rg, N, (double)lr, (double)lambda);
     }
     for (size_t i = 0; i < N; i++) {
@@ -101,12 +101,12 @@ static void test_special_cases(void **state)
     for (size_t i = 0; i < N; i++)
         t1[i] = t2[i] = (float)uniform(), g[i] = (float)uniform();
     const OptimSpec m0 = {OPTIM_MOMENTUM, 0.0f}, sgd = {OPTIM_SGD, 0.9f};
-    optim_update(&m0, t1, v, (OptimGrad){g, NULL}, N, 0.1f, 0.01f);
-    optim_update(&sgd, t2, NULL, (OptimGrad){g, NULL}, N, 0.1f, 0.01f);
+    optim_update(&m0, t1, v, (OptimGrad){.f = g}, N, 0.1f, 0.01f);
+    optim_update(&sgd, t2, NULL, (OptimGrad){.f = g}, N, 0.1f, 0.01f);
     assert_memory_equal(t1, t2, sizeof t1);
     float z[N] = {0};
     memcpy(t2, t1, sizeof t1);
-    optim_update(&sgd, t1, NULL, (OptimGrad){z, NULL}, N, 0.5f, 0.2f);
+    optim_update(&sgd, t1, NULL, (OptimGrad){.f = z}, N, 0.5f, 0.2f);
     for (size_t i = 0; i < N; i++)
         assert_true(t1[i] == t2[i] - 0.5f * (0.0f + 0.2f * t2[i]));
 }
@@ -123,12 +123,63 @@ static void test_sgd_is_the_seed_kernel(void **state)
         gf[i] = (float)uniform();
         gi[i] = (int64_t)(uniform() * 0x1p40);
     }
-    optim_update(&o, a, NULL, (OptimGrad){NULL, gi}, N, 0.37f, 0.0f);
+    optim_update(&o, a, NULL, (OptimGrad){.i = gi}, N, 0.37f, 0.0f);
     kernels_sgd_fixed(b, gi, N, 0.37f);
     assert_memory_equal(a, b, sizeof a);
-    optim_update(&o, a, NULL, (OptimGrad){gf, NULL}, N, 0.37f, 0.0f);
+    optim_update(&o, a, NULL, (OptimGrad){.f = gf}, N, 0.37f, 0.0f);
     kernels_sgd_f32(b, gf, N, 0.37f);
     assert_memory_equal(a, b, sizeof a);
+}
+
+/* Exact mode's dW1 and db1 in int32 at `bits` fractional bits (OptimGrad.i32) update
+ * exactly as their int64 form at 40 bits does, for every optimizer, with and without
+ * decay, over lengths that end in every vector tail; kernels_sgd_fixed32 and
+ * kernels_fixed32_to_f32 are kernels_sgd_fixed's and kernels_fixed_to_f32's values. */
+static void test_int32_form(void **state)
+{
+    (void)state;
+    enum { L = 1031 };
+    static const size_t lens[] = {1, 3, 17, 255, L};
+    static const int bitss[] = {26, 30, 35, 40};
+    int32_t *g32 = malloc(L * sizeof *g32);
+    int64_t *g64 = malloc(L * sizeof *g64);
+    float *t32 = malloc(L * sizeof *t32), *t64 = malloc(L * sizeof *t64);
+    float *v32 = malloc(L * sizeof *v32), *v64 = malloc(L * sizeof *v64);
+    float *f32 = malloc(L * sizeof *f32), *f64 = malloc(L * sizeof *f64);
+    for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++)
+        for (size_t bi = 0; bi < sizeof bitss / sizeof bitss[0]; bi++) {
+            const size_t n = lens[li];
+            const int bits = bitss[bi];
+            for (size_t i = 0; i < n; i++) {   /* all of int32's range, and small values */
+                const double u = 2 * uniform() - 1;
+                g32[i] = (int32_t)(i % 3 ? u * 0x1p30 : u * 0x1p12);
+                g64[i] = (int64_t)g32[i] * ((int64_t)1 << (KERNELS_FIX_BITS - bits));
+                t32[i] = t64[i] = (float)(2 * uniform() - 1);
+            }
+            kernels_fixed32_to_f32(f32, g32, n, bits);
+            kernels_fixed_to_f32(f64, g64, n);
+            assert_memory_equal(f32, f64, n * sizeof *f32);
+            kernels_sgd_fixed32(t32, g32, n, 0.37f, bits);
+            kernels_sgd_fixed(t64, g64, n, 0.37f);
+            assert_memory_equal(t32, t64, n * sizeof *t32);
+            for (int k = OPTIM_SGD; k <= OPTIM_NESTEROV; k++)
+                for (int dec = 0; dec < 2; dec++) {
+                    const OptimSpec o = {(OptimKind)k, 0.9f};
+                    const int vel = optim_has_velocity(&o);
+                    for (size_t i = 0; i < n; i++)
+                        v32[i] = v64[i] = (float)uniform();
+                    for (int step = 0; step < 2; step++) {
+                        optim_update(&o, t32, vel ? v32 : NULL,
+                                     (OptimGrad){.i32 = g32, .bits = bits}, n, 0.05f,
+                                     dec ? 1e-3f : 0.0f);
+                        optim_update(&o, t64, vel ? v64 : NULL, (OptimGrad){.i = g64}, n,
+                                     0.05f, dec ? 1e-3f : 0.0f);
+                    }
+                    assert_memory_equal(t32, t64, n * sizeof *t32);
+                    assert_memory_equal(v32, v64, n * sizeof *v32);
+                }
+        }
+    free(g32), free(g64), free(t32), free(t64), free(v32), free(v64), free(f32), free(f64);
 }
 
 /* The same bits with 1, 2 or 3 threads (each element by one thread, one expression). */
@@ -148,7 +199,7 @@ static void test_threads(void **state)
         for (int th = 1; th <= 3; th++) {
             omp_set_num_threads(th);
             for (int s = 0; s < 3; s++)
-                optim_update(&o, t[th - 1], v[th - 1], (OptimGrad){NULL, g}, M, 0.01f, 5e-4f);
+                optim_update(&o, t[th - 1], v[th - 1], (OptimGrad){.i = g}, M, 0.01f, 5e-4f);
         }
         assert_memory_equal(t[0], t[1], sizeof t[0]);
         assert_memory_equal(t[0], t[2], sizeof t[0]);
@@ -221,6 +272,7 @@ int main(void)
         cmocka_unit_test(test_updates_vs_reference),
         cmocka_unit_test(test_special_cases),
         cmocka_unit_test(test_sgd_is_the_seed_kernel),
+        cmocka_unit_test(test_int32_form),
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_schedules),
         cmocka_unit_test(test_names),
