@@ -3,11 +3,15 @@
  * node, the sum the trainer makes when every node runs the same number of ranks
  * (dist_reduce_*: through the node's shared memory, the trainer's own code).
  *
- *   mpirun -np P allreduce [-r REPS] [-s SECONDS] TYPE:COUNT [TYPE:COUNT ...]
+ *   mpirun -np P allreduce [-m mpi|node] [-r REPS] [-s SECONDS] [-c US] SPEC [SPEC ...]
  *
  * TYPE is i64 (exact mode: 64-bit fixed point) or f32 (fast mode); COUNT the elements,
  * e.g. i64:101774 for h = 128 (101,770 parameters + 4 per-step slots) and i64:1 for the
- * latency. Every repetition starts after a barrier; its time is the slowest rank's. Prints
+ * latency. x32:COUNT:N32 is exact mode's buffer with dW1 and db1 in int32 (under their
+ * bound from W2, the usual case): its first N32 elements int32, packed at its start, the
+ * rest int64, summed as the trainer sums it (dist_reduce_fixed; without the node's
+ * window two MPI_Allreduce calls, int32 and int64), e.g. x32:101774:100480 for h = 128;
+ * bytes= counts the bytes summed (4 N32 + 8 (COUNT - N32)). Every repetition starts after a barrier; its time is the slowest rank's. Prints
  * per spec, from rank 0:
  *     allreduce np=P type=i64 count=N bytes=.. reps=.. median_s=.. min_s=.. p90_s=..
  * Repetitions: REPS (default 200) after 10 warm-ups, stopping early once SECONDS (default
@@ -72,14 +76,44 @@ static void usage(int rank)
 {
     if (rank == 0)
         fprintf(stderr, "usage: allreduce [-m mpi|node] [-r REPS] [-s SECONDS] [-c US] "
-                "{i64|f32}:COUNT ...\n");
+                "{i64|f32}:COUNT | x32:COUNT:N32 ...\n");
     MPI_Finalize();
     exit(2);
 }
 
+/* Small values, so that repeated sums never overflow or turn denormal or infinite: float
+ * (esize 4) or int64 elements, the first n32 of them int32 packed at the start. */
+static void fill(void *buf, long count, size_t esize, long n32)
+{
+    for (long i = 0; i < n32; i++)
+        ((int32_t *)buf)[i] = (int32_t)(i & 7);
+    for (long i = n32; i < count; i++)
+        if (esize == 8)
+            ((int64_t *)buf)[i] = i & 7;
+        else
+            ((float *)buf)[i] = 1e-3f * (float)(i & 7);
+}
+
+/* The bytes summed. */
+static size_t sum_bytes(long count, size_t esize, long n32)
+{
+    return 4 * (size_t)n32 + (size_t)(count - n32) * esize;
+}
+
+/* The trainer's sum without the node's window: one MPI_Allreduce in place, or two when
+ * the first n32 elements are int32 (dist_reduce_fixed). */
+static void sum_buffer(void *buf, long count, MPI_Datatype dt, long n32)
+{
+    if (n32 > 0)
+        MPI_Allreduce(MPI_IN_PLACE, buf, (int)n32, MPI_INT32_T, MPI_SUM, MPI_COMM_WORLD);
+    if (count > n32)
+        MPI_Allreduce(MPI_IN_PLACE, (int64_t *)buf + n32, (int)(count - n32), dt, MPI_SUM,
+                      MPI_COMM_WORLD);
+}
+
 /* -m node: the median over reps (slowest rank) of one dist_reduce_* of count elements. */
-static void time_node(const Dist *d, const char *type, long count, size_t esize, int reps,
-                      double budget, double *t, double *tmax)
+static void time_node(const Dist *d, const char *type, long count, size_t esize, long n32,
+                      int reps, double budget, double *t, double *tmax)
 {
     DistReduce r;
     char err[512] = "";
@@ -90,15 +124,11 @@ static void time_node(const Dist *d, const char *type, long count, size_t esize,
     int n = 0;
     double start = MPI_Wtime();
     for (int w = -10; n < reps; w++) {
-        for (long i = 0; i < count; i++)
-            if (esize == 8)
-                ((int64_t *)r.buf)[i] = i & 7;
-            else
-                ((float *)r.buf)[i] = 1e-3f * (float)(i & 7);
+        fill(r.buf, count, esize, n32);
         MPI_Barrier(MPI_COMM_WORLD);
         double t0 = MPI_Wtime();
         if (esize == 8)
-            sink = (double)dist_reduce_i64(&r)[count - 1];
+            sink = (double)dist_reduce_fixed(&r, (size_t)n32)[count - 1];
         else
             sink = dist_reduce_f32(&r)[count - 1];
         if (w >= 0)
@@ -112,8 +142,8 @@ static void time_node(const Dist *d, const char *type, long count, size_t esize,
     if (d->rank == 0) {
         qsort(tmax, (size_t)n, sizeof *tmax, cmp_double);
         printf("node-sum np=%d shared=%d type=%s count=%ld bytes=%zu reps=%d median_s=%.9f "
-               "min_s=%.9f p90_s=%.9f\n", d->size, r.shared, type, count, (size_t)count * esize,
-               n, tmax[n / 2], tmax[0], tmax[(n * 9) / 10]);
+               "min_s=%.9f p90_s=%.9f\n", d->size, r.shared, type, count,
+               sum_bytes(count, esize, n32), n, tmax[n / 2], tmax[0], tmax[(n * 9) / 10]);
         fflush(stdout);
     }
     dist_reduce_free(&r);
@@ -141,12 +171,14 @@ int main(int argc, char **argv)
 
     for (int a = first; a < argc; a++) {
         char type[8];
-        long count;
-        if (sscanf(argv[a], "%3[a-z0-9]:%ld", type, &count) != 2 || count < 1 || count > (1L << 30))
+        long count, n32 = 0;
+        const int got = sscanf(argv[a], "%3[a-z0-9]:%ld:%ld", type, &count, &n32);
+        if (got < 2 || count < 1 || count > (1L << 30) || (got == 3) != !strcmp(type, "x32") ||
+            n32 < 0 || n32 > count)
             usage(rank);
         MPI_Datatype dt;
         size_t esize;
-        if (!strcmp(type, "i64")) { dt = MPI_INT64_T; esize = 8; }
+        if (!strcmp(type, "i64") || !strcmp(type, "x32")) { dt = MPI_INT64_T; esize = 8; }
         else if (!strcmp(type, "f32")) { dt = MPI_FLOAT; esize = 4; }
         else usage(rank);
 
@@ -155,27 +187,21 @@ int main(int argc, char **argv)
         double *tmax = malloc((size_t)reps * sizeof *tmax);
         if (!buf || !t || !tmax) MPI_Abort(MPI_COMM_WORLD, 1);
         if (node) {
-            time_node(&dist, type, count, esize, reps, budget, t, tmax);
+            time_node(&dist, type, count, esize, n32, reps, budget, t, tmax);
             free(buf), free(t), free(tmax);
             continue;
         }
-        /* Small values so that repeated sums never overflow or turn denormal/infinite. */
-        if (esize == 8) for (long i = 0; i < count; i++) ((int64_t *)buf)[i] = i & 7;
-        else for (long i = 0; i < count; i++) ((float *)buf)[i] = 1e-3f * (float)(i & 7);
-
+        fill(buf, count, esize, n32);
         for (int w = 0; w < 10; w++)
-            MPI_Allreduce(MPI_IN_PLACE, buf, (int)count, dt, MPI_SUM, MPI_COMM_WORLD);
+            sum_buffer(buf, count, dt, n32);
         int n = 0;
         double start = MPI_Wtime();
         while (n < reps) {
             MPI_Barrier(MPI_COMM_WORLD);
             double t0 = MPI_Wtime();
-            MPI_Allreduce(MPI_IN_PLACE, buf, (int)count, dt, MPI_SUM, MPI_COMM_WORLD);
+            sum_buffer(buf, count, dt, n32);
             t[n++] = MPI_Wtime() - t0;
-            if (esize == 4)   /* keep the floats from growing without bound */
-                for (long i = 0; i < count; i++) ((float *)buf)[i] = 1e-3f * (float)(i & 7);
-            else
-                for (long i = 0; i < count; i++) ((int64_t *)buf)[i] = i & 7;
+            fill(buf, count, esize, n32);   /* keep the values from growing without bound */
             /* Stop on rank 0's clock, decided together, once past budget and 20 reps. */
             int stop = n >= 20 && MPI_Wtime() - start > budget;
             MPI_Bcast(&stop, 1, MPI_INT, 0, MPI_COMM_WORLD);
@@ -188,11 +214,11 @@ int main(int argc, char **argv)
             blocking = tmax[n / 2];
             printf("allreduce np=%d type=%s count=%ld bytes=%zu reps=%d median_s=%.9f min_s=%.9f "
                    "p90_s=%.9f\n",
-                   size, type, count, (size_t)count * esize, n, blocking, tmax[0],
+                   size, type, count, sum_bytes(count, esize, n32), n, blocking, tmax[0],
                    tmax[(n * 9) / 10]);
             fflush(stdout);
         }
-        if (compute_us > 0) {
+        if (compute_us > 0 && n32 == 0) {
             /* Calibrate the work to about compute_us on rank 0, then use it everywhere. */
             long rounds = 1000;
             for (;;) {
