@@ -17,9 +17,10 @@
  * Repetitions: REPS (default 200) after 10 warm-ups, stopping early once SECONDS (default
  * 3) have been spent on the spec, but never below 20.
  *
- * With -c US, also whether a nonblocking allreduce progresses behind computation: each
- * rank computes for about US microseconds (arithmetic on a small array, no MPI calls) with
- * an MPI_Iallreduce of the same buffer started before and waited for after; printed as
+ * With -c US (i64 and f32 specs only), also whether a nonblocking allreduce progresses
+ * behind computation: each rank computes for about US microseconds (arithmetic on a small
+ * array, no MPI calls) with an MPI_Iallreduce of the same buffer started before and
+ * waited for after; printed as
  *     overlap np=P type=.. count=N compute_s=.. blocking_s=.. overlapped_s=.. hidden=..
  * hidden = (compute + blocking - overlapped) / blocking: 1 if the reduction was entirely
  * hidden behind the computation, 0 if it only started inside MPI_Wait. */
@@ -191,9 +192,11 @@ int main(int argc, char **argv)
             free(buf), free(t), free(tmax);
             continue;
         }
-        fill(buf, count, esize, n32);
-        for (int w = 0; w < 10; w++)
+        for (int w = 0; w < 10; w++) {
+            fill(buf, count, esize, n32);   /* (every sum of 8 ranks' values stays small) */
             sum_buffer(buf, count, dt, n32);
+        }
+        fill(buf, count, esize, n32);
         int n = 0;
         double start = MPI_Wtime();
         while (n < reps) {

@@ -76,7 +76,8 @@ int main(int argc, char **argv)
                 int64_t bad = 0;
                 const KernelsSink ex = {.out_i = oi, .chunk = chunks[c], .limit = 1e6f,
                                         .bad = &bad, .row_max = rmax,
-                                        .grad_bound = bounded ? rows_bound(rmax, m) : 0};
+                                        .grad_bound = bounded ? rows_bound(rmax, m) : 0,
+                                        .out_i32 = bounded ? (int32_t *)(void *)oi : NULL};
                 const double te = best_call(&X, idx, m, h, dZ1, &sc, &ex, reps);
                 printf("  chunk %zu %.1f us (%.2fx)", chunks[c], te * 1e6, te / tf);
             }

@@ -150,7 +150,9 @@ typedef struct {
     /* exact mode, kernels_grad_layer1 only, optional: where dW1 and db1 go when they are
      * summed in int32 (kernels_grad1_i32_bits(X, sink) > 0): the int32 totals themselves,
      * in units of 2^-b, element e at out_i32[e], instead of widened to int64 units of
-     * 2^-40 in out_i. May be out_i's memory (its first half). NULL: always out_i. */
+     * 2^-40 in out_i. May be out_i's memory (its first half). Where row_max shows the
+     * bound broken, or has a NaN or infinity, the call counts one rejected value and
+     * stores zeros here (the step is void). NULL: always out_i. */
     int32_t *out_i32;
 } KernelsSink;
 

@@ -1386,11 +1386,15 @@ void kernels_grad_layer1(const KernelsInput *X, const uint32_t *idx, size_t m, s
     /* Under the caller's bound (grad_bound): int32 totals at `bits` fractional bits. The
      * row bounds, where given, check the promise on this rank's chunks: a NaN or infinity
      * (no bound) takes the tested path below, which counts it; a finite sum too large for
-     * int32 means the promise was broken and counts as a rejected value. */
-    int bits = grad1_bits(X, sink);
+     * int32 means the promise was broken and counts as a rejected value. With out_i32 the
+     * caller expects the int32 layout whatever happens: either case counts one rejected
+     * value and stores zeros there (`void32`), converting nothing. */
+    int bits = grad1_bits(X, sink), void32 = 0;
     if (bits && sink->row_max && !(total * ldexp(1.0, bits) < 0x1p31)) {
-        nbad += omp_get_thread_num() == 0 && total < INFINITY;   /* one count per call */
-        if (!sink->out_i32)   /* else the values stay where the caller expects them */
+        nbad += omp_get_thread_num() == 0 && (total < INFINITY || sink->out_i32);   /* once */
+        if (sink->out_i32)
+            void32 = 1;
+        else
             bits = 0;
     }
     const int checked = !(bound <= sink_limit(sink)), small = !checked && total < 0x1p10;
@@ -1438,6 +1442,11 @@ void kernels_grad_layer1(const KernelsInput *X, const uint32_t *idx, size_t m, s
         float *of = sink->out_f ? sink->out_f + c0 * h : NULL;
         size_t j = g * CG;
         const size_t j1 = min_size(h, j + CG);
+        if (void32) {
+            for (size_t i = 0; i < rows; i++)
+                memset(sink->out_i32 + (c0 + i) * h + j, 0, (j1 - j) * sizeof(int32_t));
+            continue;
+        }
         if (bits) {
             grad1_task_i32(Pn, list, n, m, Dp, dZ1, h, j, j1, chunk, bits, rows, oi,
                            sink->out_i32 ? sink->out_i32 + c0 * h : NULL);
@@ -1646,6 +1655,17 @@ typedef float v4f __attribute__((vector_size(16)));
  * that has not diverged) g is read as the double 1.5 * 2^52 + g (mantissa bits plus g)
  * minus 1.5 * 2^52, which is exact; a block with a larger value is converted one by one.
  * Either way (double)g is exact below 2^53, so the result is the plain loop's. */
+/* theta - lr f, in one rounding where the target has FMA (as AVX2's _mm_fnmadd_ps below),
+ * spelt out so that it does not depend on the compiler contracting it (-O0, DEBUG=1). */
+static inline float update_one(float theta, float lr, float f)
+{
+#if defined(__FMA__)
+    return fmaf(-lr, f, theta);
+#else
+    return theta - lr * f;
+#endif
+}
+
 void kernels_sgd_fixed(float *theta, const int64_t *g, size_t n, float lr)
 {
     OWN_TEAM(kernels_sgd_fixed(theta, g, n, lr));
@@ -1683,7 +1703,7 @@ void kernels_sgd_fixed(float *theta, const int64_t *g, size_t n, float lr)
             }
         }
         for (size_t k = i; k < n && k < i + 16; k++)
-            theta[k] -= lr * (float)((double)g[k] * FIX_UNSCALE);
+            theta[k] = update_one(theta[k], lr, (float)((double)g[k] * FIX_UNSCALE));
     }
 #else
 #pragma omp for schedule(static)
@@ -1733,14 +1753,14 @@ void kernels_fixed_to_f32(float *dst, const int64_t *g, size_t n)
 
 /* (float)g 2^-bits is the float of kernels_sgd_fixed for g 2^(40 - bits): float rounds
  * the same 24 leading bits either way, and scaling by a power of two is exact (every
- * value here is a normal float). The update is the same fused multiply-add. */
+ * value here is a normal float). The update is update_one's, as there. */
 void kernels_sgd_fixed32(float *theta, const int32_t *g, size_t n, float lr, int bits)
 {
     OWN_TEAM(kernels_sgd_fixed32(theta, g, n, lr, bits));
     const float u = ldexpf(1.0f, -bits);
 #pragma omp for schedule(static)
     for (size_t i = 0; i < n; i++)
-        theta[i] -= lr * ((float)g[i] * u);
+        theta[i] = update_one(theta[i], lr, (float)g[i] * u);
 }
 
 void kernels_fixed32_to_f32(float *dst, const int32_t *g, size_t n, int bits)

@@ -130,9 +130,12 @@ void kernels_ref_grad_layer1(const KernelsInput *X, const uint32_t *idx, size_t 
                     ref_put(sink, c * h + j, c < d ? input_scale(X) * s : s, bits, &q,
                             &nbad);
                 }
-                if (out32)   /* q is a multiple of 2^(40 - bits), below 2^31 of them */
-                    out32[c * h + j] = (int32_t)(q / ((int64_t)1 << (KERNELS_FIX_BITS - bits)));
-                else if (sink->out_i)
+                if (out32) {   /* q is a multiple of 2^(40 - bits), below 2^31 of them */
+                    const int64_t v = q / ((int64_t)1 << (KERNELS_FIX_BITS - bits));
+                    const int fits = v >= INT32_MIN && v <= INT32_MAX;   /* (a wrong bound) */
+                    nbad += !fits;
+                    out32[c * h + j] = fits ? (int32_t)v : 0;
+                } else if (sink->out_i)
                     sink->out_i[c * h + j] = q;
             }
         if (sink->bad)
