@@ -176,24 +176,27 @@ static void pack_weight_panel(const float *A, size_t rows, size_t h, size_t b, f
     } while (0)
 
 /* Eight features c0 .. c0 + 7 of one sample row (element offset row in X) as floats into
- * dst: pixels converted (not yet scaled), float features as they are. Returns a bit per
- * feature, set where it is nonzero (NaN included). */
-static inline unsigned load8(const KernelsInput *X, size_t row, size_t c0, float *dst)
+ * dst, each times f (one rounding; f = 1: pixels converted, not yet scaled, and float
+ * features as they are). Returns a bit per feature, set where it is nonzero before the
+ * multiplication (NaN included). */
+static inline unsigned load8(const KernelsInput *X, size_t row, size_t c0, float f, float *dst)
 {
 #if defined(__AVX2__)
     if (X->u8) {
         const __m128i b = _mm_loadl_epi64((const __m128i *)(X->u8 + row + c0));
-        _mm256_storeu_ps(dst, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(b)));
+        _mm256_storeu_ps(dst, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(b)),
+                                            _mm256_set1_ps(f)));
         return ~(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(b, _mm_setzero_si128())) & 0xffu;
     }
     const __m256 x = _mm256_loadu_ps(X->f32 + row + c0);
-    _mm256_storeu_ps(dst, x);
+    _mm256_storeu_ps(dst, _mm256_mul_ps(x, _mm256_set1_ps(f)));
     return (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_NEQ_UQ));
 #else
     unsigned nz = 0;
     for (unsigned l = 0; l < 8; l++) {
-        dst[l] = X->u8 ? (float)X->u8[row + c0 + l] : X->f32[row + c0 + l];
-        nz |= (unsigned)(dst[l] != 0.0f) << l;
+        const float x = X->u8 ? (float)X->u8[row + c0 + l] : X->f32[row + c0 + l];
+        dst[l] = x * f;
+        nz |= (unsigned)(x != 0.0f) << l;
     }
     return nz;
 #endif
@@ -268,7 +271,7 @@ static void pack_sample_tile(const KernelsInput *X, const uint32_t *idx, const u
     for (c0 = 0; c0 + 8 <= d; c0 += 8) {
         float v[8][8];   /* [row][feature] */
         for (size_t i = 0; i < MR; i++)
-            load8(X, row[i], c0, v[i]);   /* the nonzero bits: from list_nonzero */
+            load8(X, row[i], c0, 1.0f, v[i]);   /* the nonzero bits: from list_nonzero */
 #if defined(__AVX2__)
         /* The 8 x 8 transpose (rows past MR are garbage and land in lanes >= MR), then per
          * feature a store of 8 lanes whose last 8 - MR the next feature's store overwrites;
@@ -864,8 +867,13 @@ static inline void prefetch_stretch(const KernelsInput *X, const uint32_t *idx, 
             __builtin_prefetch(X->f32 + row + c);
 }
 static void pack_feature_tiles(const KernelsInput *X, const uint32_t *idx, size_t m, size_t d,
-                               size_t p0, size_t p1, float *ip, uint32_t *lists)
+                               size_t p0, size_t p1, float two_bits, float *ip, uint32_t *lists)
 {
+    /* Exact mode under a bound (two_bits = 2^bits, else 1): every value times the input
+     * scale s and 2^bits, so that a chunk's float sum is its fixed-point value before
+     * truncation, with no multiply per chunk (one rounding per pixel, x s; float features
+     * and db1's constant 1 are scaled exactly). */
+    const float f = two_bits == 1.0f ? 1.0f : input_scale(X) * two_bits;
     size_t n[FEATURE_TILES] = {0};
     const size_t pv = d >= 8 ? (d - 8) / MR + 1 : 0;   /* tiles p < pv: eight features read */
     const size_t p1v = p1 < pv ? p1 : pv;
@@ -880,7 +888,7 @@ static void pack_feature_tiles(const KernelsInput *X, const uint32_t *idx, size_
         prefetch_stretch(X, idx, r + PACK_AHEAD, m, d, p0 * MR, p1v * MR + 8);
         unsigned all = 1;
         for (size_t p = p0; p < p1v; p++)
-            all &= (load8(X, row, p * MR, ip + p * feature_tile_floats(m) + r * MR) & mask) != 0;
+            all &= (load8(X, row, p * MR, f, ip + p * feature_tile_floats(m) + r * MR) & mask) != 0;
         if (!all)
             break;
     }
@@ -907,7 +915,7 @@ static void pack_feature_tiles(const KernelsInput *X, const uint32_t *idx, size_
             }
             for (; nzt; nzt &= nzt - 1) {
                 const size_t q = (size_t)__builtin_ctz(nzt), p = p0 + q;
-                load8(X, row, p * MR, ip + p * feature_tile_floats(m) + n[q] * MR);
+                load8(X, row, p * MR, f, ip + p * feature_tile_floats(m) + n[q] * MR);
                 lists[p * (m + 1) + 1 + n[q]] = (uint32_t)r;
                 n[q]++;
             }
@@ -918,7 +926,7 @@ static void pack_feature_tiles(const KernelsInput *X, const uint32_t *idx, size_
         for (size_t p = p0; p < p1v; p++) {
             const size_t q = p - p0;
             const unsigned nz =
-                load8(X, row, p * MR, ip + p * feature_tile_floats(m) + n[q] * MR);
+                load8(X, row, p * MR, f, ip + p * feature_tile_floats(m) + n[q] * MR);
             lists[p * (m + 1) + 1 + n[q]] = (uint32_t)r;
             n[q] += (nz & mask) != 0;
         }
@@ -935,6 +943,7 @@ static void pack_feature_tiles(const KernelsInput *X, const uint32_t *idx, size_
                                       : X->f32[(size_t)idx[s] * d + c])
                              : c == d ? 1.0f : 0.0f;
                 any |= v[i] != 0.0f;
+                v[i] *= c < d ? f : two_bits;
             }
             memcpy(P + n[q] * MR, v, sizeof v);
             lists[p * (m + 1) + 1 + n[q]] = (uint32_t)s;
@@ -1321,23 +1330,6 @@ static void grad1_columns_i32(const float *P, const uint32_t *list, size_t n, si
         }
 }
 
-/* Exact mode under a bound: the packed feature tiles p0 .. p1 (their listed samples)
- * multiplied by the input scale s times 2^bits (two_bits), so that a chunk's float sum is
- * its fixed-point value before truncation, with no multiply per chunk (one rounding per
- * pixel, x s; float features and db1's constant 1 are scaled exactly). */
-static void scale_feature_tiles(const KernelsInput *X, size_t m, size_t d, size_t p0,
-                                size_t p1, float two_bits, float *ip, const uint32_t *lists)
-{
-    for (size_t p = p0; p < p1; p++) {
-        float *P = ip + p * feature_tile_floats(m), sf[MR];
-        for (size_t i = 0; i < MR; i++)
-            sf[i] = (p * MR + i < d ? input_scale(X) : 1.0f) * two_bits;
-        for (size_t t = 0; t < lists[p * (m + 1)]; t++)
-            for (size_t i = 0; i < MR; i++)
-                P[t * MR + i] *= sf[i];
-    }
-}
-
 /* Columns j0 .. j1 (one column group) of a feature tile's rows with grad1_micro_i32: the
  * full NR blocks from dZ1's packed panels at Dp, then a VL block and the last columns
  * from dZ1 itself (grad1_columns_i32: the same values, one at a time). Out of line, so that
@@ -1411,9 +1403,8 @@ void kernels_grad_layer1(const KernelsInput *X, const uint32_t *idx, size_t m, s
     const size_t lo = P * G * me / nth, hi = P * G * (me + 1) / nth;
     const size_t pa = (lo + G - 1) / G, pb = (hi + G - 1) / G;
     for (size_t p = pa; p < pb; p += FEATURE_TILES)
-        pack_feature_tiles(X, idx, m, d, p, min_size(pb, p + FEATURE_TILES), ip, scratch->list);
-    if (bits)
-        scale_feature_tiles(X, m, d, pa, pb, ldexpf(1.0f, bits), ip, scratch->list);
+        pack_feature_tiles(X, idx, m, d, p, min_size(pb, p + FEATURE_TILES),
+                           bits ? ldexpf(1.0f, bits) : 1.0f, ip, scratch->list);
 #pragma omp for schedule(static)
     for (size_t b = 0; b < h / NR; b++)
         pack_weight_panel(dZ1, m, h, b, Dp + b * m * NR);
