@@ -1625,13 +1625,63 @@ static inline int nonfinite_bits(const float *x)
     return (u & 0x7f800000u) == 0x7f800000u;
 }
 
+/* Plain SGD passes over the blocks of SKIP_BLOCK gradient elements whose bits are all zero
+ * (+0): theta - lr (+0) is theta, bit for bit, whatever theta is (-0 included), so the
+ * update reads and writes theta only where it changes. The rows of dW1 for the pixels that
+ * no sample of the batch lights are such blocks: on MNIST 42% of W1 at batch 32, 29% at
+ * batch 256, and an update per 32 samples costs as much as a kernel's share. */
+#define SKIP_BLOCK 16
+
+/* Whether the SKIP_BLOCK 32-bit patterns at g are all zero (+0 for floats). */
+static inline int zero_block(const void *g)
+{
+#if defined(__AVX2__)
+    const __m256i a = _mm256_loadu_si256((const __m256i *)g);
+    const __m256i b = _mm256_loadu_si256((const __m256i *)g + 1);
+    return _mm256_testz_si256(_mm256_or_si256(a, b), _mm256_or_si256(a, b));
+#else
+    uint32_t u[SKIP_BLOCK], any = 0;
+    memcpy(u, g, sizeof u);
+    for (int l = 0; l < SKIP_BLOCK; l++)
+        any |= u[l];
+    return any == 0;
+#endif
+}
+
+/* The next stretch of blocks, from block *b on (b < nb), whose update must be done: it
+ * starts at the first block that is not all zero and ends before the next that is (the
+ * last block, which may be partial, counts as not zero). Returns 0 when none is left. */
+static inline int next_stretch(const void *g, size_t n, size_t *b, size_t nb, size_t *i0,
+                               size_t *i1)
+{
+    const uint32_t *u = g;
+    while (*b < nb && (*b + 1) * SKIP_BLOCK <= n && zero_block(u + *b * SKIP_BLOCK))
+        ++*b;
+    if (*b == nb)
+        return 0;
+    size_t e = *b + 1;
+    while (e < nb && ((e + 1) * SKIP_BLOCK > n || !zero_block(u + e * SKIP_BLOCK)))
+        e++;
+    *i0 = *b * SKIP_BLOCK;
+    *i1 = min_size(n, e * SKIP_BLOCK);
+    *b = e;
+    return 1;
+}
+
 int64_t kernels_sgd_f32(float *theta, const float *g, size_t n, float lr)
 {
     int64_t bad = 0;
-#pragma omp parallel for schedule(static) reduction(+ : bad)
-    for (size_t i = 0; i < n; i++) {
-        theta[i] -= lr * g[i];
-        bad += nonfinite_bits(g + i);
+    const size_t nblocks = (n + SKIP_BLOCK - 1) / SKIP_BLOCK;
+#pragma omp parallel reduction(+ : bad)
+    {
+        const size_t nth = (size_t)omp_get_num_threads(), me = (size_t)omp_get_thread_num();
+        size_t b = nblocks * me / nth, i0, i1;
+        const size_t nb = nblocks * (me + 1) / nth;
+        while (next_stretch(g, n, &b, nb, &i0, &i1))
+            for (size_t i = i0; i < i1; i++) {
+                theta[i] -= lr * g[i];
+                bad += nonfinite_bits(g + i);
+            }
     }
     return bad;
 }
@@ -1749,9 +1799,14 @@ void kernels_sgd_fixed32(float *theta, const int32_t *g, size_t n, float lr, int
 {
     OWN_TEAM(kernels_sgd_fixed32(theta, g, n, lr, bits));
     const float u = ldexpf(1.0f, -bits);
-#pragma omp for schedule(static)
-    for (size_t i = 0; i < n; i++)
-        theta[i] = update_one(theta[i], lr, (float)g[i] * u);
+    const size_t nblocks = (n + SKIP_BLOCK - 1) / SKIP_BLOCK;
+    const size_t nth = (size_t)omp_get_num_threads(), me = (size_t)omp_get_thread_num();
+    size_t b = nblocks * me / nth, i0, i1;
+    const size_t nb = nblocks * (me + 1) / nth;
+    while (next_stretch(g, n, &b, nb, &i0, &i1))
+        for (size_t i = i0; i < i1; i++)
+            theta[i] = update_one(theta[i], lr, (float)g[i] * u);
+#pragma omp barrier
 }
 
 void kernels_fixed32_to_f32(float *dst, const int32_t *g, size_t n, int bits)

@@ -182,6 +182,65 @@ static void test_int32_form(void **state)
     free(g32), free(g64), free(t32), free(t64), free(v32), free(v64), free(f32), free(f64);
 }
 
+/* Plain SGD skips blocks of all-zero gradient (kernels_sgd_f32, kernels_sgd_fixed32): the
+ * result must be the full update's bit for bit wherever the zeros fall (runs that start
+ * and end inside a block, a zero prefix, a zero partial last block, an all-zero gradient),
+ * with theta +0, -0, tiny and NaN where the gradient is zero, for 1, 2 and 3 threads.
+ * kernels_sgd_fixed32 against kernels_sgd_fixed (which skips nothing); kernels_sgd_f32
+ * against theta - lr g, fused or not, and against theta unchanged where g is +0, and +0
+ * where theta and g are -0 (a -0 gradient has bits set: it is no zero block). */
+static void test_zero_blocks(void **state)
+{
+    (void)state;
+    enum { L = 1031 };
+    static const size_t lens[] = {1, 3, 15, 16, 17, 33, 255, L};
+    static const float special[] = {0.0f, -0.0f, 0x1p-140f, NAN};
+    int32_t *g32 = malloc(L * sizeof *g32);
+    int64_t *g64 = malloc(L * sizeof *g64);
+    float *gf = malloc(L * sizeof *gf), *t32 = malloc(L * sizeof *t32);
+    float *t64 = malloc(L * sizeof *t64), *tf = malloc(L * sizeof *tf), *t0 = malloc(L * sizeof *t0);
+    for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++)
+        for (int pattern = 0; pattern < 4; pattern++)
+            for (int th = 1; th <= 3; th++) {
+                const size_t n = lens[li];
+                for (size_t i = 0; i < n; i++) {
+                    /* 0: runs of 7 zeros every 19; 1: the first 40 and the last n % 16 zero;
+                     * 2: all zero; 3: every other block of 16 zero */
+                    const int zero = pattern == 0   ? i % 19 < 7
+                                     : pattern == 1 ? i < 40 || i >= n - n % 16
+                                     : pattern == 2 ? 1
+                                                    : i / 16 % 2 == 0;
+                    const double u = 2 * uniform() - 1;
+                    g32[i] = zero ? 0 : (int32_t)(u * 0x1p28) | 1;
+                    g64[i] = (int64_t)g32[i] << (KERNELS_FIX_BITS - 30);
+                    gf[i] = zero ? (i % 5 == 4 ? -0.0f : 0.0f) : (float)u;
+                    t0[i] = zero && i % 3 == 0 ? special[i / 3 % 4] : (float)(2 * uniform() - 1);
+                    t32[i] = t64[i] = tf[i] = t0[i];
+                }
+                omp_set_num_threads(th);
+                kernels_sgd_fixed32(t32, g32, n, 0.37f, 30);
+                kernels_sgd_fixed(t64, g64, n, 0.37f);
+                assert_memory_equal(t32, t64, n * sizeof *t32);
+                kernels_sgd_f32(tf, gf, n, 0.37f);
+                for (size_t i = 0; i < n; i++) {
+                    const float fused = fmaf(-0.37f, gf[i], t0[i]),
+                                plain = t0[i] - 0.37f * gf[i];
+                    if (memcmp(&tf[i], &fused, sizeof fused) && memcmp(&tf[i], &plain, sizeof plain))
+                        fail_msg("sgd_f32, n %zu, pattern %d, element %zu: %.9g - 0.37 * %.9g = %.9g",
+                                 n, pattern, i, t0[i], gf[i], tf[i]);
+                    const int pos0 = gf[i] == 0 && !signbit(gf[i]);
+                    if (pos0 && memcmp(&tf[i], &t0[i], sizeof t0[i]))
+                        fail_msg("sgd_f32, n %zu, element %zu: theta %.9g changed by a +0 gradient",
+                                 n, i, t0[i]);
+                    if (!pos0 && gf[i] == 0 && t0[i] == 0 && signbit(t0[i]) &&
+                        (tf[i] != 0 || signbit(tf[i])))
+                        fail_msg("sgd_f32, n %zu, element %zu: -0 - 0.37 * -0 must be +0", n, i);
+                }
+            }
+    omp_set_num_threads(1);
+    free(g32), free(g64), free(gf), free(t32), free(t64), free(tf), free(t0);
+}
+
 /* The same bits with 1, 2 or 3 threads (each element by one thread, one expression). */
 static void test_threads(void **state)
 {
@@ -273,6 +332,7 @@ int main(void)
         cmocka_unit_test(test_special_cases),
         cmocka_unit_test(test_sgd_is_the_seed_kernel),
         cmocka_unit_test(test_int32_form),
+        cmocka_unit_test(test_zero_blocks),
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_schedules),
         cmocka_unit_test(test_names),
