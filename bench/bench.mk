@@ -34,3 +34,9 @@ $(BENCH_DIR)/kernel_rate: bench/kernel_rate.c bench/bench_util.h $(B)/src/kernel
 $(BENCH_DIR)/allreduce: bench/allreduce.c $(B)/src/dist.o $(B)/src/buildinfo.o $(B)/src/kernels.o
 	@mkdir -p $(dir $@)
 	mpicc -std=c11 -O2 -g -Wall -Wextra -fopenmp -Iinclude -o $@ $^ -lm
+
+# Developer's probe (not run by make bench): exact mode's per-chunk conversion against the
+# multiply-adds on this core (docs/performance.md, "Exact mode's floor on AVX2").
+$(BENCH_DIR)/conv_probe: bench/conv_probe.c
+	@mkdir -p $(dir $@)
+	$(BENCH_CC) -std=c11 -O2 -g -Wall -Wextra -o $@ $<
