@@ -1169,7 +1169,7 @@ grad1_micro(const float *P, const uint32_t *list, size_t n, const float *G, size
 }
 
 /* Exact mode under a bound (KernelsSink.grad_bound), on a tile whose inputs carry the
- * scale s 2^bits (scale_feature_tiles): grad1_micro's chunk sums (the same terms in the
+ * scale s 2^bits (pack_feature_tiles): grad1_micro's chunk sums (the same terms in the
  * same order), each truncated to int32 and added to int32 totals, which the bound keeps
  * below 2^30 in magnitude with every value; stored as int64 in units of
  * 2^-KERNELS_FIX_BITS. One conversion and one addition per vector and chunk: on AVX2 a

@@ -185,24 +185,29 @@ static void test_int32_form(void **state)
 /* Plain SGD skips blocks of all-zero gradient (kernels_sgd_f32, kernels_sgd_fixed32): the
  * result must be the full update's bit for bit wherever the zeros fall (runs that start
  * and end inside a block, a zero prefix, a zero partial last block, an all-zero gradient),
- * with theta +0, -0, tiny and NaN where the gradient is zero, for 1, 2 and 3 threads.
+ * with theta +0, -0, tiny and NaN where the gradient is zero, for 1, 2 and 3 threads, and
+ * with kernels_sgd_fixed32 called from inside a team as the trainer calls it.
  * kernels_sgd_fixed32 against kernels_sgd_fixed (which skips nothing); kernels_sgd_f32
  * against theta - lr g, fused or not, and against theta unchanged where g is +0, and +0
- * where theta and g are -0 (a -0 gradient has bits set: it is no zero block). */
+ * where theta and g are -0 (a -0 gradient has bits set: it is no zero block). The
+ * buffers are exactly n long, so that `make SAN=1 test` catches a block read past n. */
 static void test_zero_blocks(void **state)
 {
     (void)state;
-    enum { L = 1031 };
-    static const size_t lens[] = {1, 3, 15, 16, 17, 33, 255, L};
+    static const size_t lens[] = {1, 3, 15, 16, 17, 33, 255, 1031};
     static const float special[] = {0.0f, -0.0f, 0x1p-140f, NAN};
-    int32_t *g32 = malloc(L * sizeof *g32);
-    int64_t *g64 = malloc(L * sizeof *g64);
-    float *gf = malloc(L * sizeof *gf), *t32 = malloc(L * sizeof *t32);
-    float *t64 = malloc(L * sizeof *t64), *tf = malloc(L * sizeof *tf), *t0 = malloc(L * sizeof *t0);
     for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++)
         for (int pattern = 0; pattern < 4; pattern++)
             for (int th = 1; th <= 3; th++) {
                 const size_t n = lens[li];
+                int32_t *g32 = malloc(n * sizeof *g32);
+                int64_t *g64 = malloc(n * sizeof *g64);
+                float *gf = malloc(n * sizeof *gf), *t32 = malloc(n * sizeof *t32);
+                float *t32t = malloc(n * sizeof *t32t), *t64 = malloc(n * sizeof *t64);
+                float *tf = malloc(n * sizeof *tf), *t0 = malloc(n * sizeof *t0);
+                assert_non_null(g32), assert_non_null(g64), assert_non_null(gf);
+                assert_non_null(t32), assert_non_null(t32t), assert_non_null(t64);
+                assert_non_null(tf), assert_non_null(t0);
                 for (size_t i = 0; i < n; i++) {
                     /* 0: runs of 7 zeros every 19; 1: the first 40 and the last n % 16 zero;
                      * 2: all zero; 3: every other block of 16 zero */
@@ -212,15 +217,18 @@ static void test_zero_blocks(void **state)
                                                     : i / 16 % 2 == 0;
                     const double u = 2 * uniform() - 1;
                     g32[i] = zero ? 0 : (int32_t)(u * 0x1p28) | 1;
-                    g64[i] = (int64_t)g32[i] << (KERNELS_FIX_BITS - 30);
+                    g64[i] = (int64_t)g32[i] * ((int64_t)1 << (KERNELS_FIX_BITS - 30));
                     gf[i] = zero ? (i % 5 == 4 ? -0.0f : 0.0f) : (float)u;
                     t0[i] = zero && i % 3 == 0 ? special[i / 3 % 4] : (float)(2 * uniform() - 1);
-                    t32[i] = t64[i] = tf[i] = t0[i];
+                    t32[i] = t32t[i] = t64[i] = tf[i] = t0[i];
                 }
                 omp_set_num_threads(th);
                 kernels_sgd_fixed32(t32, g32, n, 0.37f, 30);
+#pragma omp parallel num_threads(th)
+                kernels_sgd_fixed32(t32t, g32, n, 0.37f, 30);
                 kernels_sgd_fixed(t64, g64, n, 0.37f);
                 assert_memory_equal(t32, t64, n * sizeof *t32);
+                assert_memory_equal(t32t, t64, n * sizeof *t32t);
                 kernels_sgd_f32(tf, gf, n, 0.37f);
                 for (size_t i = 0; i < n; i++) {
                     const float fused = fmaf(-0.37f, gf[i], t0[i]),
@@ -236,9 +244,10 @@ static void test_zero_blocks(void **state)
                         (tf[i] != 0 || signbit(tf[i])))
                         fail_msg("sgd_f32, n %zu, element %zu: -0 - 0.37 * -0 must be +0", n, i);
                 }
+                free(g32), free(g64), free(gf), free(t32), free(t32t), free(t64), free(tf);
+                free(t0);
             }
     omp_set_num_threads(1);
-    free(g32), free(g64), free(gf), free(t32), free(t64), free(tf), free(t0);
 }
 
 /* The same bits with 1, 2 or 3 threads (each element by one thread, one expression). */
