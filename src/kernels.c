@@ -867,13 +867,14 @@ static inline void prefetch_stretch(const KernelsInput *X, const uint32_t *idx, 
             __builtin_prefetch(X->f32 + row + c);
 }
 static void pack_feature_tiles(const KernelsInput *X, const uint32_t *idx, size_t m, size_t d,
-                               size_t p0, size_t p1, float two_bits, float *ip, uint32_t *lists)
+                               size_t p0, size_t p1, int bits, float *ip, uint32_t *lists)
 {
-    /* Exact mode under a bound (two_bits = 2^bits, else 1): every value times the input
-     * scale s and 2^bits, so that a chunk's float sum is its fixed-point value before
-     * truncation, with no multiply per chunk (one rounding per pixel, x s; float features
-     * and db1's constant 1 are scaled exactly). */
-    const float f = two_bits == 1.0f ? 1.0f : input_scale(X) * two_bits;
+    /* Exact mode under a bound (bits > 0): every value times the input scale s and 2^bits,
+     * so that a chunk's float sum is its fixed-point value before truncation, with no
+     * multiply per chunk (one rounding per pixel, x s; float features and db1's constant 1
+     * are scaled exactly). Otherwise the values as they are (f = 1). */
+    const float two_bits = bits ? ldexpf(1.0f, bits) : 1.0f;
+    const float f = bits ? input_scale(X) * two_bits : 1.0f;
     size_t n[FEATURE_TILES] = {0};
     const size_t pv = d >= 8 ? (d - 8) / MR + 1 : 0;   /* tiles p < pv: eight features read */
     const size_t p1v = p1 < pv ? p1 : pv;
@@ -1403,8 +1404,8 @@ void kernels_grad_layer1(const KernelsInput *X, const uint32_t *idx, size_t m, s
     const size_t lo = P * G * me / nth, hi = P * G * (me + 1) / nth;
     const size_t pa = (lo + G - 1) / G, pb = (hi + G - 1) / G;
     for (size_t p = pa; p < pb; p += FEATURE_TILES)
-        pack_feature_tiles(X, idx, m, d, p, min_size(pb, p + FEATURE_TILES),
-                           bits ? ldexpf(1.0f, bits) : 1.0f, ip, scratch->list);
+        pack_feature_tiles(X, idx, m, d, p, min_size(pb, p + FEATURE_TILES), bits, ip,
+                           scratch->list);
 #pragma omp for schedule(static)
     for (size_t b = 0; b < h / NR; b++)
         pack_weight_panel(dZ1, m, h, b, Dp + b * m * NR);
@@ -1648,6 +1649,13 @@ static inline int zero_block(const void *g)
 #endif
 }
 
+/* This thread's share [*lo, *hi) of `count` blocks, contiguous, as even as it goes. */
+static inline void thread_share(size_t count, size_t *lo, size_t *hi)
+{
+    const size_t nth = (size_t)omp_get_num_threads(), me = (size_t)omp_get_thread_num();
+    *lo = count * me / nth, *hi = count * (me + 1) / nth;
+}
+
 /* The next stretch of blocks, from block *b on (b < nb), whose update must be done: it
  * starts at the first block that is not all zero and ends before the next that is (the
  * last block, which may be partial, counts as not zero). Returns 0 when none is left. */
@@ -1671,12 +1679,10 @@ static inline int next_stretch(const void *g, size_t n, size_t *b, size_t nb, si
 int64_t kernels_sgd_f32(float *theta, const float *g, size_t n, float lr)
 {
     int64_t bad = 0;
-    const size_t nblocks = (n + SKIP_BLOCK - 1) / SKIP_BLOCK;
 #pragma omp parallel reduction(+ : bad)
     {
-        const size_t nth = (size_t)omp_get_num_threads(), me = (size_t)omp_get_thread_num();
-        size_t b = nblocks * me / nth, i0, i1;
-        const size_t nb = nblocks * (me + 1) / nth;
+        size_t b, nb, i0, i1;
+        thread_share((n + SKIP_BLOCK - 1) / SKIP_BLOCK, &b, &nb);
         while (next_stretch(g, n, &b, nb, &i0, &i1))
             for (size_t i = i0; i < i1; i++) {
                 theta[i] -= lr * g[i];
@@ -1799,10 +1805,8 @@ void kernels_sgd_fixed32(float *theta, const int32_t *g, size_t n, float lr, int
 {
     OWN_TEAM(kernels_sgd_fixed32(theta, g, n, lr, bits));
     const float u = ldexpf(1.0f, -bits);
-    const size_t nblocks = (n + SKIP_BLOCK - 1) / SKIP_BLOCK;
-    const size_t nth = (size_t)omp_get_num_threads(), me = (size_t)omp_get_thread_num();
-    size_t b = nblocks * me / nth, i0, i1;
-    const size_t nb = nblocks * (me + 1) / nth;
+    size_t b, nb, i0, i1;
+    thread_share((n + SKIP_BLOCK - 1) / SKIP_BLOCK, &b, &nb);
     while (next_stretch(g, n, &b, nb, &i0, &i1))
         for (size_t i = i0; i < i1; i++)
             theta[i] = update_one(theta[i], lr, (float)g[i] * u);
