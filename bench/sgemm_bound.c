@@ -2,7 +2,7 @@
  * OpenBLAS cblas_sgemm (row-major) at the trainer's shapes. Benchmark-only: mlp itself
  * never links OpenBLAS.
  *
- *   sgemm_bound [-t THREADS] [-r REPS] [--keep-env] B:H [B:H ...]
+ *   sgemm_bound [-t THREADS] [-r REPS] [--keep-env | --core NAME] B:H [B:H ...]
  *   sgemm_bound --cpu          (only the cpu line below)
  *
  * For every global batch B and hidden width H it times one training step's five products
@@ -28,7 +28,13 @@
  * main runs; they can hold OpenBLAS to slower kernels than the CPU supports. Unless
  * --keep-env is given, the program removes both and re-executes itself, so that OpenBLAS
  * chooses its kernel by the CPU alone; it prints the kernel it chose (core name and
- * build configuration). The variables are changed for this process only. */
+ * build configuration). The variables are changed for this process only. OpenBLAS's own
+ * choice can also be too slow: a build older than the CPU does not know its model and
+ * falls back to an old kernel (OpenBLAS 0.3.21 on an Intel family 6 model 207 chose
+ * Prescott, SSE3: 33 GFLOP/s where its AVX-512 kernel SkylakeX ran 150). --core NAME
+ * re-executes with OPENBLAS_CORETYPE=NAME (and OPENBLAS_L2_SIZE removed) instead, so that
+ * bench/run can time each kernel of the build that the CPU can run and keep the fastest;
+ * the line `openblas core=` names the kernel OpenBLAS then used. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdio.h>
@@ -237,27 +243,37 @@ static void print_cpu(void)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: sgemm_bound [-t THREADS] [-r REPS] [--keep-env] B:H [B:H ...] | --cpu\n");
+    fprintf(stderr, "usage: sgemm_bound [-t THREADS] [-r REPS] [--keep-env | --core NAME] B:H [B:H ...] | --cpu\n");
     exit(2);
 }
 
 int main(int argc, char **argv)
 {
     int threads = 1, reps = 0, keep_env = 0, first = argc;
+    const char *want = NULL;   /* --core: the kernel to run */
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-t") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "-r") && i + 1 < argc) reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--keep-env")) keep_env = 1;
+        else if (!strcmp(argv[i], "--core") && i + 1 < argc) want = argv[++i];
         else if (!strcmp(argv[i], "--cpu")) { print_cpu(); return 0; }
         else if (argv[i][0] == '-') usage();
         else { first = i; break; }
     }
-    if (first >= argc || threads < 1 || reps < 0) usage();
+    if (first >= argc || threads < 1 || reps < 0 || (want && keep_env)) usage();
 
-    /* Re-exec without the variables that pin OpenBLAS's kernel choice: libopenblas has
-     * already read them by now, so unsetting them in this process would change nothing. */
+    /* Re-exec without the variables that pin OpenBLAS's kernel choice (or with the one
+     * --core asks for): libopenblas has already read them by now, so changing them in
+     * this process would change nothing. */
     const char *ct = getenv("OPENBLAS_CORETYPE"), *l2 = getenv("OPENBLAS_L2_SIZE");
-    if (!keep_env && (ct || l2)) {
+    if (want && (!ct || strcmp(ct, want) || l2)) {
+        setenv("OPENBLAS_CORETYPE", want, 1);
+        unsetenv("OPENBLAS_L2_SIZE");
+        execv("/proc/self/exe", argv);
+        fprintf(stderr, "sgemm_bound: re-exec failed: %s\n", strerror(errno));
+        return 1;
+    }
+    if (!want && !keep_env && (ct || l2)) {
         fprintf(stderr, "sgemm_bound: re-executing without%s%s%s%s\n",
                 ct ? " OPENBLAS_CORETYPE=" : "", ct ? ct : "", l2 ? " OPENBLAS_L2_SIZE=" : "",
                 l2 ? l2 : "");
