@@ -74,8 +74,10 @@ typedef struct {
     char created[32];           /* ISO 8601, UTC; filled by ckpt_save */
     char mlp_version[32];
     /* Provenance: the binary and the machine that wrote the file (bits are reproducible for
-     * the same binary on the same CPU type); "" and 0 in files of an older mlp. */
-    char build_commit[64], build_compiler[160], build_flags[192], build_isa[32];
+     * the same binary on the same CPU type); "" and 0 in files of an older mlp. build_isa
+     * holds buildinfo.c's longest ISA, x86-64+sse4.2+avx+avx2+fma+avx512f (34 characters;
+     * until 2026-12-02 it had 32 bytes and an AVX-512 build's was cut to 31). */
+    char build_commit[64], build_compiler[160], build_flags[192], build_isa[64];
     char cpu_model[128];
     int64_t nodes;
     /* The data (since mlp 0.3; "" and 0 in older files): samples trained and tested on,
