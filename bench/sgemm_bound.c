@@ -266,18 +266,16 @@ int main(int argc, char **argv)
      * --core asks for): libopenblas has already read them by now, so changing them in
      * this process would change nothing. */
     const char *ct = getenv("OPENBLAS_CORETYPE"), *l2 = getenv("OPENBLAS_L2_SIZE");
-    if (want && (!ct || strcmp(ct, want) || l2)) {
-        setenv("OPENBLAS_CORETYPE", want, 1);
-        unsetenv("OPENBLAS_L2_SIZE");
-        execv("/proc/self/exe", argv);
-        fprintf(stderr, "sgemm_bound: re-exec failed: %s\n", strerror(errno));
-        return 1;
-    }
-    if (!want && !keep_env && (ct || l2)) {
-        fprintf(stderr, "sgemm_bound: re-executing without%s%s%s%s\n",
-                ct ? " OPENBLAS_CORETYPE=" : "", ct ? ct : "", l2 ? " OPENBLAS_L2_SIZE=" : "",
-                l2 ? l2 : "");
-        unsetenv("OPENBLAS_CORETYPE");
+    const int want_differs = want && (!ct || strcmp(ct, want) || l2);
+    if (want_differs || (!want && !keep_env && (ct || l2))) {
+        if (want) {
+            setenv("OPENBLAS_CORETYPE", want, 1);
+        } else {
+            fprintf(stderr, "sgemm_bound: re-executing without%s%s%s%s\n",
+                    ct ? " OPENBLAS_CORETYPE=" : "", ct ? ct : "", l2 ? " OPENBLAS_L2_SIZE=" : "",
+                    l2 ? l2 : "");
+            unsetenv("OPENBLAS_CORETYPE");
+        }
         unsetenv("OPENBLAS_L2_SIZE");
         execv("/proc/self/exe", argv);
         fprintf(stderr, "sgemm_bound: re-exec failed: %s\n", strerror(errno));
