@@ -129,6 +129,34 @@ static const char *data_h5_type_name(const DataH5Set *s)
     return s->sign == H5T_SGN_NONE ? u[k] : i[k];
 }
 
+/* A dataset created with fill time "never" whose storage is not all written holds undefined
+ * values where it was never written: HDF5 reads them by leaving the caller's buffer as it
+ * was. Refused, naming the dataset; the readers also zero their buffers before every read,
+ * so that a file whose header misleads this check still reads the same bits every time. */
+static int data_h5_check_written(const DataH5Set *s, const char *what, char *err,
+                                 size_t errlen)
+{
+    hid_t dcpl = H5Dget_create_plist(s->dset);
+    H5D_fill_time_t when;
+    H5D_space_status_t status;
+    const int ok = dcpl >= 0 && H5Pget_fill_time(dcpl, &when) >= 0 &&
+                   H5Dget_space_status(s->dset, &status) >= 0;
+    if (dcpl >= 0)
+        H5Pclose(dcpl);
+    if (!ok) {
+        data_h5_fail(err, errlen, s->path, "cannot read the storage properties of dataset %s",
+                     s->name);
+        return -1;
+    }
+    if (when == H5D_FILL_TIME_NEVER && status != H5D_SPACE_STATUS_ALLOCATED) {
+        data_fail(err, errlen, s->path, "dataset %s (the %s) was %s written and has no fill "
+                  "values (fill time 'never'): its unwritten values are undefined", s->name,
+                  what, status == H5D_SPACE_STATUS_NOT_ALLOCATED ? "never" : "only partly");
+        return -1;
+    }
+    return 0;
+}
+
 /* Open dataset `name` of file `path` and check its shape: `rank` dimensions, none 0, and an
  * integer (labels: integers only) or floating-point type. what: "features" or "labels". */
 static int data_h5_open(DataH5Set *s, const char *path, const char *name, int rank,
@@ -217,6 +245,8 @@ static int data_h5_open(DataH5Set *s, const char *path, const char *name, int ra
             goto fail;
         }
     }
+    if (data_h5_check_written(s, what, err, errlen) != 0)
+        goto fail;
     if (rank == 1)   /* written out in messages as "(N)" */
         s->dims[1] = 1;
     return 0;
@@ -325,6 +355,7 @@ static int data_h5_rows(const DataH5Set *x, hsize_t r0, hsize_t rows, hid_t mtyp
     const hsize_t start[2] = {r0, 0}, count[2] = {rows, x->dims[1]};
     hid_t mem = H5Screate_simple(2, count, NULL);
     int rc = -1;
+    memset(buf, 0, (size_t)rows * (size_t)x->dims[1] * H5Tget_size(mtype));   /* see below */
     if (mem < 0 || H5Sselect_hyperslab(x->space, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
         H5Dread(x->dset, mtype, mem, x->space, H5P_DEFAULT, buf) < 0)
         data_h5_fail(err, errlen, x->path, "cannot read dataset %s (samples %llu to %llu)",
@@ -349,6 +380,7 @@ static int data_h5_labels(Dataset *ds, const DataH5Set *y, int classes, char *er
         free(raw);
         return -1;
     }
+    memset(raw, 0, n * sizeof *raw);   /* see data_h5_check_written */
     if (H5Dread(y->dset, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, raw) < 0) {
         data_h5_fail(err, errlen, y->path, "cannot read dataset %s", y->name);
         free(raw);

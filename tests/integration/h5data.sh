@@ -5,7 +5,7 @@
 # validation split left out of its statistics);
 # predict against eval (classes, accuracy, confusion) and against a numpy forward pass;
 # predict on IDX; scripts/to-h5; every bad input a one-line error naming file, dataset and
-# index.
+# index (a dataset partly unwritten without fill values included).
 source "$(dirname "$0")/../lib.sh"
 cd "$T"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -291,6 +291,13 @@ if case == "flabels": y = y.astype(np.float32)
 if case == "string": x = np.array([[b"a"] * 3] * 6)
 if case == "rank1": x = np.ones(6)
 with h5py.File("bad-train.h5", "w") as f:
+    if case == "unwritten":   # fill time 'never', one chunk of two written
+        dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+        dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
+        dcpl.set_chunk((3, 3))
+        h5py.h5d.create(f.id, b"X", h5py.h5t.NATIVE_DOUBLE, h5py.h5s.create_simple(x.shape), dcpl=dcpl)
+        f["X"][0:3] = x[0:3]
+        case = "nox"
     if case == "gzipnan":
         x[5, 2] = np.nan
         kw = dict(chunks=(2, 3), compression="gzip")
@@ -326,6 +333,7 @@ expect empty "${B}dataset /X is empty \(shape 0 x 3\)"
 expect flabels "${B}dataset /y: the labels must be integers"
 expect string "${B}dataset /X: the features must be integers of 1 to 8 bytes or float32/float64"
 expect nox "${B}no dataset '/X' for the features"
+expect unwritten "${B}dataset /X \(the features\) was only partly written and has no fill values \(fill time 'never'\)"
 expect noy "${B}no dataset '/y' for the labels"
 expect testd "$T/bad-test.h5: 4 features per sample but .*bad-train.h5 has 3"
 expect nan "no dataset '/train/X'" --set data.train_group=/train
