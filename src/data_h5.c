@@ -129,6 +129,23 @@ static const char *data_h5_type_name(const DataH5Set *s)
     return s->sign == H5T_SGN_NONE ? u[k] : i[k];
 }
 
+/* Whether a type of class integer or float is one of the standard ones (little or big
+ * endian, every bit of every byte used). A file may declare, say, a 1-byte integer of 145
+ * bits of precision: HDF5 converts such a type to uint8 and to double differently (255
+ * against 7e41), so the same file would read as different data by type. */
+static bool data_h5_standard_type(hid_t type)
+{
+    const hid_t std[] = {H5T_STD_U8LE, H5T_STD_U8BE, H5T_STD_I8LE, H5T_STD_I8BE,
+                         H5T_STD_U16LE, H5T_STD_U16BE, H5T_STD_I16LE, H5T_STD_I16BE,
+                         H5T_STD_U32LE, H5T_STD_U32BE, H5T_STD_I32LE, H5T_STD_I32BE,
+                         H5T_STD_U64LE, H5T_STD_U64BE, H5T_STD_I64LE, H5T_STD_I64BE,
+                         H5T_IEEE_F32LE, H5T_IEEE_F32BE, H5T_IEEE_F64LE, H5T_IEEE_F64BE};
+    for (size_t i = 0; i < sizeof std / sizeof std[0]; i++)
+        if (H5Tequal(type, std[i]) > 0)
+            return true;
+    return false;
+}
+
 /* A dataset created with fill time "never" whose storage is not all written holds undefined
  * values where it was never written: HDF5 reads them by leaving the caller's buffer as it
  * was. Refused, naming the dataset; the readers also zero their buffers before every read,
@@ -229,6 +246,14 @@ static int data_h5_open(DataH5Set *s, const char *path, const char *name, int ra
         data_fail(err, errlen, path, "dataset %s: the %s must be %s", name, what,
                   rank == 2 ? "integers of 1 to 8 bytes or float32/float64"
                             : "integers (of 1 to 8 bytes)");
+        goto fail;
+    }
+    if (!data_h5_standard_type(s->type)) {
+        data_fail(err, errlen, path, "dataset %s: the %s are of a non-standard %s type "
+                  "(%zu byte%s, %zu bits of precision from bit %d): store them as a standard "
+                  "one (numpy and h5py do)", name, what, integer ? "integer" : "float",
+                  s->size, s->size == 1 ? "" : "s", H5Tget_precision(s->type),
+                  H5Tget_offset(s->type));
         goto fail;
     }
     for (int j = 0; j < rank; j++) {

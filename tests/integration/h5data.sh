@@ -5,7 +5,7 @@
 # validation split left out of its statistics);
 # predict against eval (classes, accuracy, confusion) and against a numpy forward pass;
 # predict on IDX; scripts/to-h5; every bad input a one-line error naming file, dataset and
-# index (a dataset partly unwritten without fill values included).
+# index (a dataset partly unwritten without fill values, a 12-bit uint16, included).
 source "$(dirname "$0")/../lib.sh"
 cd "$T"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -298,6 +298,12 @@ with h5py.File("bad-train.h5", "w") as f:
         h5py.h5d.create(f.id, b"X", h5py.h5t.NATIVE_DOUBLE, h5py.h5s.create_simple(x.shape), dcpl=dcpl)
         f["X"][0:3] = x[0:3]
         case = "nox"
+    if case == "u12":   # uint16 with 12 bits of precision: not a standard type
+        tid = h5py.h5t.STD_U16LE.copy()
+        tid.set_precision(12)
+        h5py.h5d.create(f.id, b"X", tid, h5py.h5s.create_simple(x.shape)).write(
+            h5py.h5s.ALL, h5py.h5s.ALL, x.astype(np.uint16))
+        case = "nox"
     if case == "gzipnan":
         x[5, 2] = np.nan
         kw = dict(chunks=(2, 3), compression="gzip")
@@ -333,6 +339,7 @@ expect empty "${B}dataset /X is empty \(shape 0 x 3\)"
 expect flabels "${B}dataset /y: the labels must be integers"
 expect string "${B}dataset /X: the features must be integers of 1 to 8 bytes or float32/float64"
 expect nox "${B}no dataset '/X' for the features"
+expect u12 "${B}dataset /X: the features are of a non-standard integer type \(2 bytes, 12 bits of precision from bit 0\)"
 expect unwritten "${B}dataset /X \(the features\) was only partly written and has no fill values \(fill time 'never'\)"
 expect noy "${B}no dataset '/y' for the labels"
 expect testd "$T/bad-test.h5: 4 features per sample but .*bad-train.h5 has 3"
