@@ -508,10 +508,6 @@ static int ckpt_read_dsets(hid_t file, const char *path, uint64_t file_size, Ckp
             }
             *(void **)((char *)t + d->off) = buf;
         }
-        /* zeroed first: a dataset never written and without fill values (fill time
-         * 'never') is read by leaving the buffer as it was */
-        if (count[i] > 0)
-            memset(ckpt_dset_array(t, d), 0, (size_t)count[i] * ckpt_type_size(d->type));
         if (count[i] > 0 &&
             H5LTread_dataset(file, d->name, ckpt_mtype(d->type, H5I_INVALID_HID),
                              ckpt_dset_array(t, d)) < 0) {

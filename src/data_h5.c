@@ -129,35 +129,54 @@ static const char *data_h5_type_name(const DataH5Set *s)
     return s->sign == H5T_SGN_NONE ? u[k] : i[k];
 }
 
-/* Whether a type of class integer or float is one of the standard ones (little or big
- * endian, every bit of every byte used). A file may declare, say, a 1-byte integer of 145
- * bits of precision: HDF5 converts such a type to uint8 and to double differently (255
- * against 7e41), so the same file would read as different data by type. */
-static bool data_h5_standard_type(hid_t type)
+/* An integer type's bits must lie within its bytes, and a float type must be IEEE 754
+ * binary32 or binary64 (either byte order). A file may declare, say, a 1-byte integer of
+ * 145 bits of precision: HDF5 converts it to uint8 as 255 and to double as 7e41, so the
+ * file would read as different data held as uint8 and as float32. Integers of fewer bits
+ * than their bytes hold (12-bit data in a uint16) are read as HDF5 converts them. */
+static int data_h5_check_type(const DataH5Set *s, const char *what, char *err, size_t errlen)
 {
-    const hid_t std[] = {H5T_STD_U8LE, H5T_STD_U8BE, H5T_STD_I8LE, H5T_STD_I8BE,
-                         H5T_STD_U16LE, H5T_STD_U16BE, H5T_STD_I16LE, H5T_STD_I16BE,
-                         H5T_STD_U32LE, H5T_STD_U32BE, H5T_STD_I32LE, H5T_STD_I32BE,
-                         H5T_STD_U64LE, H5T_STD_U64BE, H5T_STD_I64LE, H5T_STD_I64BE,
-                         H5T_IEEE_F32LE, H5T_IEEE_F32BE, H5T_IEEE_F64LE, H5T_IEEE_F64BE};
-    for (size_t i = 0; i < sizeof std / sizeof std[0]; i++)
-        if (H5Tequal(type, std[i]) > 0)
-            return true;
-    return false;
+    if (s->cls == H5T_INTEGER) {
+        const size_t bits = H5Tget_precision(s->type);
+        const int from = H5Tget_offset(s->type);
+        if (bits == 0 || from < 0 || bits + (size_t)from > 8 * s->size) {
+            data_fail(err, errlen, s->path, "dataset %s: the %s' integer type declares %zu bits "
+                      "of precision from bit %d in %zu byte%s: not a valid type", s->name,
+                      what, bits, from, s->size, s->size == 1 ? "" : "s");
+            return -1;
+        }
+        return 0;
+    }
+    const hid_t ieee[] = {H5T_IEEE_F32LE, H5T_IEEE_F32BE, H5T_IEEE_F64LE, H5T_IEEE_F64BE};
+    for (size_t i = 0; i < sizeof ieee / sizeof ieee[0]; i++)
+        if (H5Tequal(s->type, ieee[i]) > 0)
+            return 0;
+    data_fail(err, errlen, s->path, "dataset %s: the %s' float type is not IEEE 754 binary32 or "
+              "binary64 (its fields or padding differ): store them as float32 or float64",
+              s->name, what);
+    return -1;
 }
 
-/* A dataset created with fill time "never" whose storage is not all written holds undefined
- * values where it was never written: HDF5 reads them by leaving the caller's buffer as it
- * was. Refused, naming the dataset; the readers also zero their buffers before every read,
- * so that a file whose header misleads this check still reads the same bits every time. */
-static int data_h5_check_written(const DataH5Set *s, const char *what, char *err,
-                                 size_t errlen)
+/* Values never written read as the fill value or, where there is none (fill time 'never',
+ * or the fill value declared undefined), as whatever the caller's buffer held: HDF5 leaves
+ * it untouched. A dataset without fill values must therefore be stored in full: contiguous
+ * or compact with its storage allocated, chunked with every chunk stored (counted, since
+ * HDF5's space status compares bytes, which compression and edge chunks change); virtual
+ * ones are refused. Values kept in external files (H5Pset_external: any path, a FIFO or a
+ * device included) are refused outright, as for checkpoints. The readers zero their
+ * buffers before every read all the same. */
+static int data_h5_check_stored(const DataH5Set *s, int rank, const char *what, char *err,
+                                size_t errlen)
 {
-    hid_t dcpl = H5Dget_create_plist(s->dset);
+    const hid_t dcpl = H5Dget_create_plist(s->dset);
+    const H5D_layout_t layout = dcpl >= 0 ? H5Pget_layout(dcpl) : H5D_LAYOUT_ERROR;
+    const int external = dcpl >= 0 ? H5Pget_external_count(dcpl) : -1;
     H5D_fill_time_t when;
-    H5D_space_status_t status;
-    const int ok = dcpl >= 0 && H5Pget_fill_time(dcpl, &when) >= 0 &&
-                   H5Dget_space_status(s->dset, &status) >= 0;
+    H5D_fill_value_t fill;
+    hsize_t chunk[2] = {0, 0};
+    const int ok = layout >= 0 && external >= 0 && H5Pget_fill_time(dcpl, &when) >= 0 &&
+                   H5Pfill_value_defined(dcpl, &fill) >= 0 &&
+                   (layout != H5D_CHUNKED || H5Pget_chunk(dcpl, rank, chunk) == rank);
     if (dcpl >= 0)
         H5Pclose(dcpl);
     if (!ok) {
@@ -165,10 +184,42 @@ static int data_h5_check_written(const DataH5Set *s, const char *what, char *err
                      s->name);
         return -1;
     }
-    if (when == H5D_FILL_TIME_NEVER && status != H5D_SPACE_STATUS_ALLOCATED) {
-        data_fail(err, errlen, s->path, "dataset %s (the %s) was %s written and has no fill "
-                  "values (fill time 'never'): its unwritten values are undefined", s->name,
-                  what, status == H5D_SPACE_STATUS_NOT_ALLOCATED ? "never" : "only partly");
+    if (external > 0) {
+        data_fail(err, errlen, s->path, "dataset %s (the %s) keeps its values in %d external "
+                  "file%s: not read by mlp (h5repack copies them into the file)", s->name,
+                  what, external, external == 1 ? "" : "s");
+        return -1;
+    }
+    if (when != H5D_FILL_TIME_NEVER && fill != H5D_FILL_VALUE_UNDEFINED)
+        return 0;
+    char missing[96] = "";
+    if (layout == H5D_CHUNKED) {
+        hsize_t want = 1, have = 0;
+        for (int j = 0; j < rank; j++)
+            if (chunk[j] == 0 ||
+                __builtin_mul_overflow(want, (s->dims[j] + chunk[j] - 1) / chunk[j], &want))
+                want = HSIZE_UNDEF;
+        /* (the dataspace, all selected: HDF5 1.10.8 fails on H5S_ALL here) */
+        if (H5Dget_num_chunks(s->dset, s->space, &have) < 0) {
+            data_h5_fail(err, errlen, s->path, "cannot count the stored chunks of dataset %s",
+                         s->name);
+            return -1;
+        }
+        if (have < want)
+            snprintf(missing, sizeof missing, "%llu of its %llu chunks stored",
+                     (unsigned long long)have, (unsigned long long)want);
+    } else if (layout == H5D_CONTIGUOUS || layout == H5D_COMPACT) {
+        H5D_space_status_t status;
+        if (H5Dget_space_status(s->dset, &status) < 0 || status != H5D_SPACE_STATUS_ALLOCATED)
+            snprintf(missing, sizeof missing, "no storage allocated");
+    } else {
+        snprintf(missing, sizeof missing, "a virtual layout (values in other files)");
+    }
+    if (missing[0]) {
+        data_fail(err, errlen, s->path, "dataset %s (the %s) has no fill values (%s) and %s: "
+                  "values never written are undefined", s->name, what,
+                  when == H5D_FILL_TIME_NEVER ? "fill time 'never'" : "fill value undefined",
+                  missing);
         return -1;
     }
     return 0;
@@ -248,14 +299,8 @@ static int data_h5_open(DataH5Set *s, const char *path, const char *name, int ra
                             : "integers (of 1 to 8 bytes)");
         goto fail;
     }
-    if (!data_h5_standard_type(s->type)) {
-        data_fail(err, errlen, path, "dataset %s: the %s are of a non-standard %s type "
-                  "(%zu byte%s, %zu bits of precision from bit %d): store them as a standard "
-                  "one (numpy and h5py do)", name, what, integer ? "integer" : "float",
-                  s->size, s->size == 1 ? "" : "s", H5Tget_precision(s->type),
-                  H5Tget_offset(s->type));
+    if (data_h5_check_type(s, what, err, errlen) != 0)
         goto fail;
-    }
     for (int j = 0; j < rank; j++) {
         if (s->dims[j] == 0) {
             data_fail(err, errlen, path, "dataset %s is empty (shape %llu%s%llu)", name,
@@ -270,7 +315,7 @@ static int data_h5_open(DataH5Set *s, const char *path, const char *name, int ra
             goto fail;
         }
     }
-    if (data_h5_check_written(s, what, err, errlen) != 0)
+    if (data_h5_check_stored(s, rank, what, err, errlen) != 0)
         goto fail;
     if (rank == 1)   /* written out in messages as "(N)" */
         s->dims[1] = 1;
@@ -380,7 +425,8 @@ static int data_h5_rows(const DataH5Set *x, hsize_t r0, hsize_t rows, hid_t mtyp
     const hsize_t start[2] = {r0, 0}, count[2] = {rows, x->dims[1]};
     hid_t mem = H5Screate_simple(2, count, NULL);
     int rc = -1;
-    memset(buf, 0, (size_t)rows * (size_t)x->dims[1] * H5Tget_size(mtype));   /* see below */
+    /* zeroed first: see data_h5_check_stored */
+    memset(buf, 0, (size_t)rows * (size_t)x->dims[1] * H5Tget_size(mtype));
     if (mem < 0 || H5Sselect_hyperslab(x->space, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
         H5Dread(x->dset, mtype, mem, x->space, H5P_DEFAULT, buf) < 0)
         data_h5_fail(err, errlen, x->path, "cannot read dataset %s (samples %llu to %llu)",
@@ -405,7 +451,7 @@ static int data_h5_labels(Dataset *ds, const DataH5Set *y, int classes, char *er
         free(raw);
         return -1;
     }
-    memset(raw, 0, n * sizeof *raw);   /* see data_h5_check_written */
+    memset(raw, 0, n * sizeof *raw);   /* see data_h5_check_stored */
     if (H5Dread(y->dset, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, raw) < 0) {
         data_h5_fail(err, errlen, y->path, "cannot read dataset %s", y->name);
         free(raw);
