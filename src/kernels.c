@@ -967,7 +967,23 @@ static void pack_feature_tiles(const KernelsInput *X, const uint32_t *idx, size_
         const size_t row = (size_t)idx[r] * d;
         prefetch_stretch(X, idx, r + PACK_AHEAD, m, d, p0 * MR, p1v * MR + 8);
         unsigned all = 1;
-        for (size_t p = p0; p < p1v; p++)
+        size_t p = p0;
+#if defined(__AVX512BW__) && defined(__AVX512DQ__) && defined(__AVX512VL__) && MR == 8
+        /* Pixels, two tiles at a time with AVX-512: load8's values and test, in half the
+         * instructions (measured on Zen 5: dW1 1-3% faster on dense pixels) */
+        if (X->u8)
+            for (; p + 2 <= p1v; p += 2) {
+                const __m128i b = _mm_loadu_si128((const __m128i *)(X->u8 + row + p * MR));
+                const __mmask16 nz = _mm_test_epi8_mask(b, b);
+                const __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(b)),
+                                               _mm512_set1_ps(f));
+                _mm256_storeu_ps(ip + p * feature_tile_floats(m) + r * MR, _mm512_castps512_ps256(v));
+                _mm256_storeu_ps(ip + (p + 1) * feature_tile_floats(m) + r * MR,
+                                 _mm512_extractf32x8_ps(v, 1));
+                all &= (nz & 0xff) != 0 && (nz >> 8) != 0;
+            }
+#endif
+        for (; p < p1v; p++)
             all &= (load8(X, row, p * MR, f, ip + p * feature_tile_floats(m) + r * MR) & mask) != 0;
         if (!all)
             break;
