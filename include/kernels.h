@@ -188,8 +188,9 @@ void kernels_grad_layer2(const float *A1, size_t m, size_t h, size_t k, const fl
                          const KernelsSink *sink);
 
 /* theta[i] -= lr * g[i] for the float gradient (fast mode). Returns the number of NaN or
- * infinite g[i], counted in the same pass (kernels_count_nonfinite's count): when it is
- * not 0, theta has taken them in and is good for nothing but discarding. */
+ * infinite g[i] (kernels_count_nonfinite's count, taken only when the update's own pass
+ * saw one): when it is not 0, theta has taken them in and is good for nothing but
+ * discarding. */
 int64_t kernels_sgd_f32(float *theta, const float *g, size_t n, float lr);
 
 /* theta[i] -= lr * (g[i] * 2^-KERNELS_FIX_BITS) for the fixed-point gradient (exact mode). */

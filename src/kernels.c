@@ -1783,18 +1783,21 @@ static inline int next_stretch(const void *g, size_t n, size_t *b, size_t nb, si
 
 int64_t kernels_sgd_f32(float *theta, const float *g, size_t n, float lr)
 {
-    int64_t bad = 0;
-#pragma omp parallel reduction(+ : bad)
+    /* Whether any g[i] is NaN or infinite, as an OR in the update's pass; the count only
+     * then (the error path). Counting in the pass widened every element's test to int64:
+     * measured on Zen 5, half of the update's time. */
+    unsigned any = 0;
+#pragma omp parallel reduction(| : any)
     {
         size_t b, nb, i0, i1;
         thread_share((n + SKIP_BLOCK - 1) / SKIP_BLOCK, &b, &nb);
         while (next_stretch(g, n, &b, nb, &i0, &i1))
             for (size_t i = i0; i < i1; i++) {
                 theta[i] -= lr * g[i];
-                bad += nonfinite_bits(g + i);
+                any |= (unsigned)nonfinite_bits(g + i);
             }
     }
-    return bad;
+    return any ? kernels_count_nonfinite(g, n) : 0;
 }
 
 typedef int64_t v4q __attribute__((vector_size(32)));
