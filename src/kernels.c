@@ -576,6 +576,8 @@ static void order_samples(const KernelsInput *X, const uint32_t *idx, size_t m, 
 {
     uint64_t *key = (uint64_t *)(order + (m + 1) / 2 * 2), *tmp = key + m;   /* aligned */
     int varied = 0;
+    for (size_t r = 0; r < m; r++)   /* scattered over the data set's signatures */
+        __builtin_prefetch(X->sig + idx[r]);
     for (size_t r = 0; r < m; r++) {
         key[r] = (X->sig[idx[r]] & ~(uint64_t)0xffffff) | r;
         varied |= (key[r] ^ key[0]) >> 24 != 0;
