@@ -278,8 +278,8 @@ static inline void prefetch_rows(const KernelsInput *X, const size_t *row, size_
 
 /* Pack sample tile t (rows order[r0 .. r0 + rows]): per feature k < d, the MR rows' values as
  * floats at P[k MR + i] (rows past the last repeat row 0), and the list of the features
- * nonzero in some row. Eight features at a time are converted and transposed in
- * registers. */
+ * nonzero in some row. Sixteen features at a time (AVX-512; else eight) are converted and
+ * transposed in registers. */
 static void pack_sample_tile(const KernelsInput *X, const uint32_t *idx, const uint32_t *order,
                              size_t m, size_t d, size_t t, float *ip, uint32_t *lists)
 {
@@ -308,7 +308,8 @@ static void pack_sample_tile(const KernelsInput *X, const uint32_t *idx, const u
         n = list_nonzero(X, row, rows, c0, d - c0, list + 1, n);
     for (; pf < d; pf += line)
         prefetch_rows(X, next, nn, pf);
-    prefetch_rows(X, next, nn, d - 1);   /* rows do not start on a line: the last one */
+    if (d)   /* rows do not start on a line: the last one */
+        prefetch_rows(X, next, nn, d - 1);
     list[0] = (uint32_t)n;
     c0 = 0;
 #if defined(__AVX512F__) && VL == 16

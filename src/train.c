@@ -926,8 +926,8 @@ static int64_t update_range(Run *run, float lr, size_t a, size_t b)
  * with the parameters in the node's window, each rank its slice of them (the slice it
  * summed), then a node barrier before anyone reads them. Returns the number of
  * non-finite values in a float sum (fast mode: a sum that overflowed, or a NaN from some
- * rank), counted in the update's own pass: when it is not 0 the parameters are void and
- * training must stop. */
+ * rank), noticed in the update's own pass (and only then counted): when it is not 0 the
+ * parameters are void and training must stop. */
 static int64_t update_params(Run *run, float lr)
 {
     const size_t count = run->params.count;
